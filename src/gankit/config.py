@@ -1,0 +1,360 @@
+"""Typed run configuration, presets and overrides.
+
+A run is described by one :class:`Config` (a tree of dataclasses). Named presets are plain
+override dictionaries applied on top of the defaults; ``--config FILE`` and ``--set key=value``
+are applied after the preset. The resolved config is written to the run folder and stored in
+every checkpoint, so sampling and resuming rebuild exactly the same models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file, preset or ``--set`` override is invalid (unknown key, wrong type, bad value)."""
+
+
+@dataclass
+class DataConfig:
+    """Where the training images come from and how they are shaped."""
+
+    name: str = "fashion-mnist"
+    """Dataset kind: fashion-mnist, mnist, folder, celeba, aligned, pair-folders, facades, colorization."""
+    path: str | None = None
+    """File-system location; ``None`` searches the standard places (see ``gankit list``)."""
+    resolution: int = 0
+    """Side of the square training images; 0 keeps the dataset's native size."""
+    channels: int = 0
+    """1 (grayscale) or 3 (RGB); 0 keeps the dataset's own."""
+    direction: str = "AtoB"
+    """Paired data only: AtoB translates the left/first image into the right/second one."""
+    load_size: int = 286
+    """Paired data only: images are resized to this, then randomly cropped to ``resolution``."""
+    flip: bool = True
+    """Random horizontal flips (paired data and colorization)."""
+    max_images: int = 0
+    """Use at most this many training images (0 = all); handy for smoke runs."""
+
+
+@dataclass
+class ModelConfig:
+    """Architecture options. Fields that a family does not use are ignored by it."""
+
+    z_dim: int = 64
+    g_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    d_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    ngf: int = 64
+    ndf: int = 64
+    embed_dim: int = 10
+    """cGAN: size of the label embedding concatenated to z and to the image."""
+    g_dropout: float = 0.0
+    d_dropout: float = 0.0
+    norm: str = "batch"
+    """batch, instance or none (DCGAN / U-Net / PatchGAN)."""
+    n_layers: int = 3
+    """PatchGAN depth; 3 gives the 70x70 receptive field."""
+    init: str = "normal"
+    """normal (N(0, gain) as in the papers), xavier, kaiming, orthogonal or default (PyTorch's)."""
+    init_gain: float = 0.02
+
+
+@dataclass
+class LossConfig:
+    gan: str = "vanilla"
+    """Adversarial loss on logits: vanilla (non-saturating), lsgan, hinge or wgan-gp."""
+    gp_weight: float = 10.0
+    """Gradient-penalty weight (wgan-gp only)."""
+    n_critic: int = 1
+    """Discriminator steps per generator step."""
+    d_scale: float = 1.0
+    """Factor on the discriminator loss (pix2pix halves it)."""
+    l1_weight: float = 100.0
+    """Image-to-image only: weight of the L1 reconstruction term."""
+
+
+@dataclass
+class OptimConfig:
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    decay_epochs: int = 0
+    """After ``train.epochs`` at constant rate, decay both rates linearly to 0 over this many more epochs."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    max_steps: int = 0
+    """Stop after this many discriminator steps in total (0 = run all epochs)."""
+    batch_size: int = 100
+    seed: int = 0
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N."""
+    amp: str = "none"
+    """Mixed precision: none, bf16 or fp16 (fp16 uses a gradient scaler; CUDA only)."""
+    ema_decay: float = 0.0
+    """Exponential moving average of the generator weights (0 = off, e.g. 0.999)."""
+    pretrain_epochs: int = 0
+    """Image-to-image only: epochs of L1-only generator training before the adversarial phase."""
+    log_every: int = 10
+    """Steps between rows of stats.jsonl (losses are averaged over the interval)."""
+    checkpoint_minutes: float = 10.0
+    """Also write the full training state this often within an epoch (0 = only at epoch ends)."""
+    n_samples: int = 64
+    """Images in the fixed-noise (or fixed validation) grid written after every epoch."""
+    progress: bool = True
+    """Show a progress bar (the per-epoch log line is always printed)."""
+
+
+@dataclass
+class Config:
+    family: str = "gan"
+    preset: str = "gan"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> Config:
+        cfg = cls()
+        apply_overrides(cfg, _flatten(d), source=source)
+        return cfg
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted where that is lossless."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, source)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{source}: '{key}' must be {tp}, got {value!r}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+        return [_coerce(v, item_tp, key, source) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{source}: '{key}' must be {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any], *, source: str = "--set") -> Config:
+    """Set dotted keys (``train.batch_size``) on ``cfg`` in place, type-checked."""
+    for key, value in overrides.items():
+        obj: Any = cfg
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
+                raise ConfigError(f"{source}: unknown config section '{part}' in '{key}'")
+            obj = getattr(obj, part)
+        name = parts[-1]
+        if not dataclasses.is_dataclass(obj) or name not in {f.name for f in dataclasses.fields(obj)}:
+            raise ConfigError(f"{source}: unknown config key '{key}'")
+        hints = typing.get_type_hints(type(obj))
+        if dataclasses.is_dataclass(hints[name]):
+            raise ConfigError(f"{source}: '{key}' is a section; set its fields, e.g. '{key}.<field>=...'")
+        setattr(obj, name, _coerce(value, hints[name], key, source))
+    return cfg
+
+
+def parse_set_args(items: list[str]) -> dict[str, Any]:
+    """Turn ``["train.lr_g=1e-4", "model.g_hidden=[128,128]"]`` into a dict; values are parsed as YAML."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got '{item}'")
+        key, raw = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {key}: cannot parse value '{raw}': {e}") from None
+    return out
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a flat dict of dotted keys."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        text = p.read_text()
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{p}: cannot parse config: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a config file must hold a mapping of sections, got {type(data).__name__}")
+    return _flatten(data)
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets: every family has a preset of its own name holding the paper/seed settings.
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "gan": {
+        "family": "gan",
+        "data.name": "fashion-mnist",
+        "model.z_dim": 64,
+        "model.g_hidden": [256, 256],
+        "model.d_hidden": [256, 256],
+        "train.batch_size": 100,
+        "train.epochs": 20,
+    },
+    "cgan": {
+        "family": "cgan",
+        "data.name": "fashion-mnist",
+        "model.z_dim": 100,
+        "model.embed_dim": 10,
+        "model.g_hidden": [256, 512, 1024],
+        "model.d_hidden": [1024, 512, 256],
+        "model.d_dropout": 0.3,
+        "train.batch_size": 100,
+        "train.epochs": 30,
+    },
+    "dcgan": {
+        "family": "dcgan",
+        "data.name": "celeba",
+        "data.resolution": 64,
+        "data.channels": 3,
+        "model.z_dim": 100,
+        "train.batch_size": 128,
+        "train.epochs": 5,
+    },
+    "dcgan-fmnist": {
+        "family": "dcgan",
+        "data.name": "fashion-mnist",
+        "data.resolution": 64,
+        "data.channels": 1,
+        "model.z_dim": 100,
+        "train.batch_size": 128,
+        "train.epochs": 5,
+    },
+    "dcgan-fmnist32": {
+        "family": "dcgan",
+        "data.name": "fashion-mnist",
+        "data.resolution": 32,
+        "data.channels": 1,
+        "model.z_dim": 100,
+        "train.batch_size": 128,
+        "train.epochs": 10,
+    },
+    "pix2pix": {
+        "family": "pix2pix",
+        "data.name": "facades",
+        "data.resolution": 256,
+        "data.load_size": 286,
+        "data.direction": "AtoB",
+        "model.g_dropout": 0.5,
+        "loss.gan": "vanilla",
+        "loss.d_scale": 0.5,
+        "loss.l1_weight": 100.0,
+        "train.batch_size": 1,
+        "train.epochs": 100,
+        "optim.decay_epochs": 100,
+        "train.n_samples": 8,
+    },
+    "colorize": {
+        "family": "colorize",
+        "data.name": "colorization",
+        "data.resolution": 256,
+        "data.load_size": 256,
+        "model.g_dropout": 0.5,
+        "loss.gan": "vanilla",
+        "loss.d_scale": 0.5,
+        "loss.l1_weight": 100.0,
+        "train.batch_size": 16,
+        "train.epochs": 20,
+        "train.n_samples": 8,
+    },
+}
+
+
+def make_config(
+    preset: str,
+    *,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Build the config of a run: defaults, then the preset, then a config file, then overrides."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset or family '{preset}'; known: {', '.join(PRESETS)}")
+    cfg = Config(preset=preset)
+    values = dict(PRESETS[preset])
+    cfg.family = values.pop("family")
+    apply_overrides(cfg, values, source=f"preset {preset}")
+    if config_file is not None:
+        file_values = load_config_file(config_file)
+        file_values.pop("preset", None)
+        if "family" in file_values and file_values.pop("family") != cfg.family:
+            raise ConfigError(f"{config_file}: family does not match preset '{preset}' ({cfg.family})")
+        apply_overrides(cfg, file_values, source=str(config_file))
+    if overrides:
+        apply_overrides(cfg, overrides)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Value checks that types alone do not catch."""
+    checks = [
+        (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
+        (cfg.train.epochs >= 0, "train.epochs must be >= 0"),
+        (cfg.train.max_steps >= 0, "train.max_steps must be >= 0"),
+        (cfg.loss.n_critic >= 1, "loss.n_critic must be >= 1"),
+        (cfg.train.amp in ("none", "bf16", "fp16"), "train.amp must be none, bf16 or fp16"),
+        (cfg.model.norm in ("batch", "instance", "none"), "model.norm must be batch, instance or none"),
+        (cfg.data.direction in ("AtoB", "BtoA"), "data.direction must be AtoB or BtoA"),
+        (cfg.data.channels in (0, 1, 3), "data.channels must be 0, 1 or 3"),
+        (0.0 <= cfg.train.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)

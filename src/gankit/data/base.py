@@ -1,0 +1,171 @@
+"""What every gankit dataset provides to the training loop.
+
+A dataset holds its images in memory (uint8, decoded once) and hands out whole batches that are
+already on the training device and normalized to [-1, 1]. Batches are chosen by
+:class:`EpochSampler`, whose order depends only on (seed, epoch): the loop can therefore resume in
+the middle of an epoch without saving any data-loader state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class DataInfo:
+    """Shape facts a dataset tells the models."""
+
+    channels: int
+    """Channels of the generated image (image-to-image: of the target)."""
+    resolution: int
+    num_classes: int = 0
+    class_names: list[str] = field(default_factory=list)
+    in_channels: int = 0
+    """Image-to-image only: channels of the input image."""
+    space: str = "rgb"
+    """rgb, or lab for colorization (input L, output ab)."""
+
+
+Batch = dict[str, Tensor]
+"""Noise-to-image batches hold ``image`` (and ``label``); image-to-image ones ``input`` and ``target``."""
+
+
+class TrainSet(Protocol):
+    """The interface the loop relies on."""
+
+    info: DataInfo
+
+    def __len__(self) -> int: ...
+
+    def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None) -> Batch:
+        """Return the items at ``index`` as a batch on ``device``; ``generator`` drives augmentation."""
+        ...
+
+
+def to_unit_range(images: Tensor) -> Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """float [-1, 1] -> uint8 [0, 255] (clamped)."""
+    return images.detach().float().add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+class ImageTensorDataset:
+    """Images (N, C, H, W uint8) and optional labels held in memory.
+
+    Resizing to the model resolution happens per batch on the device (antialiased bilinear), so a
+    28x28 dataset can feed a 64x64 DCGAN without storing a 64x64 copy.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor | None = None,
+        *,
+        resolution: int = 0,
+        channels: int = 0,
+        class_names: list[str] | None = None,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"{len(labels)} labels for {len(images)} images")
+        self.images = images
+        self.labels = labels.long() if labels is not None else None
+        self.out_channels = channels or images.shape[1]
+        if self.out_channels not in (1, 3) or images.shape[1] not in (1, 3):
+            raise ValueError(f"only 1- or 3-channel images are supported, got {images.shape[1]} -> {self.out_channels}")
+        self.resolution = resolution or images.shape[-1]
+        names = class_names or []
+        num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else 0
+        self.info = DataInfo(
+            channels=self.out_channels,
+            resolution=self.resolution,
+            num_classes=max(num_classes, len(names)) if labels is not None else 0,
+            class_names=names,
+        )
+        self._device_images: dict[torch.device, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, n: int) -> ImageTensorDataset:
+        """The first ``n`` items (for quick runs)."""
+        labels = self.labels[:n] if self.labels is not None else None
+        return ImageTensorDataset(
+            self.images[:n], labels, resolution=self.resolution, channels=self.out_channels,
+            class_names=self.info.class_names,
+        )
+
+    def _source(self, device: torch.device) -> Tensor:
+        # Small datasets live on the accelerator once; on CPU this is the tensor itself.
+        if device.type == "cpu":
+            return self.images
+        if device not in self._device_images:
+            self._device_images[device] = self.images.to(device)
+        return self._device_images[device]
+
+    def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
+        src = self._source(device)
+        x = to_unit_range(src[index.to(src.device)])
+        x = adapt_images(x, self.out_channels, self.resolution)
+        out: Batch = {"image": x}
+        if self.labels is not None:
+            out["label"] = self.labels[index].to(device)
+        return out
+
+
+def adapt_images(x: Tensor, channels: int, resolution: int) -> Tensor:
+    """Convert a float batch to ``channels`` (1 <-> 3) and a square ``resolution``."""
+    if x.shape[1] != channels:
+        if channels == 1:  # ITU-R 601 luma, as PIL's convert("L")
+            w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+            x = (x * w).sum(1, keepdim=True)
+        else:
+            x = x.expand(-1, 3, -1, -1)
+    if x.shape[-1] != resolution or x.shape[-2] != resolution:
+        x = torch.nn.functional.interpolate(
+            x, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True
+        )
+    return x.contiguous()
+
+
+class EpochSampler:
+    """Deterministic batches: the order of epoch ``e`` is a permutation seeded by ``(seed, e)``.
+
+    With ``world_size > 1`` each rank takes a disjoint, equally sized shard of every epoch.
+    Incomplete final batches are dropped (BatchNorm and exact resume both prefer equal batches).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, *, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.steps_per_epoch = n // (batch_size * world_size)
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"dataset of {n} items is smaller than one global batch "
+                f"({batch_size} x {world_size} processes); lower train.batch_size"
+            )
+        self._epoch = -1
+        self._perm: Tensor | None = None
+
+    def indices(self, step: int) -> Tensor:
+        """Item indices of global step ``step`` for this rank."""
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = torch.randperm(self.n, generator=g)
+            self._epoch = epoch
+        assert self._perm is not None
+        start = (i * self.world_size + self.rank) * self.batch_size
+        return self._perm[start : start + self.batch_size]
+
+    def augment_generator(self, step: int) -> torch.Generator:
+        """A generator for this step's augmentation, so random crops/flips survive a resume."""
+        return torch.Generator().manual_seed((self.seed * 7_919 + step) * self.world_size + self.rank)

@@ -1,0 +1,326 @@
+"""The CMP Facade data set (Tylecek & Sara, "Spatial Pattern Templates for Recognition of Objects
+with Regular Structure", GCPR 2013) as pix2pix pairs (Isola et al., CVPR 2017): label map -> photo.
+
+Two sources are accepted:
+
+* the CMP "base" folder (``cmp_bNNNN.png`` palette label maps + ``cmp_bNNNN.jpg`` photos), which
+  :func:`build_facades` turns into the aligned format once;
+* the pix2pix release (``facades.tar.gz``: ``train/ val/ test/`` of 512x256 jpgs), used as is.
+
+The two differ in which half holds the labels. gankit's build puts the label map on the left
+(A) and the photo on the right (B), so labels -> photo is ``AtoB``; the pix2pix release has the
+photo on the left, so there labels -> photo is ``BtoA`` (its README trains with ``--direction
+BtoA``). :func:`facades_direction` tells which applies to a folder.
+
+Where things go: :func:`data_root` is ``$GANKIT_DATA`` if set, else ``~/.cache/gankit``; the
+aligned facades live in ``<data_root>/facades`` (built from CMP there, or downloaded there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from .errors import DataError
+from .images import ImageReadError, SkipReport, open_image, to_rgb
+from .paired import decode_many
+
+__all__ = [
+    "CMP_PALETTE",
+    "FACADES_URL",
+    "build_facades",
+    "find_facades",
+    "download_facades",
+    "facades_direction",
+    "data_root",
+    "split_of",
+]
+
+FACADES_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz"
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "gankit-facades-v1"
+_BUILDING = ".gankit-building"  # present while a build is under way: its split folders may be replaced
+
+CMP_PALETTE: dict[int, tuple[int, int, int]] = {
+    1: (0, 0, 170),  # background
+    2: (0, 0, 255),  # facade
+    3: (0, 85, 255),  # window
+    4: (0, 170, 255),  # door
+    5: (0, 255, 255),  # cornice
+    6: (85, 255, 170),  # sill
+    7: (170, 255, 85),  # balcony
+    8: (255, 255, 0),  # blind
+    9: (255, 170, 0),  # deco
+    10: (255, 85, 0),  # molding
+    11: (255, 0, 0),  # pillar
+    12: (170, 0, 0),  # shop
+}
+"""Label index -> RGB, the colours of the pix2pix facades label maps. Other indices become black."""
+
+_LUT = np.zeros((256, 3), dtype=np.uint8)
+for _i, _rgb in CMP_PALETTE.items():
+    _LUT[_i] = _rgb
+
+
+def data_root() -> Path:
+    """``$GANKIT_DATA`` if set, else ``~/.cache/gankit``: where built or downloaded data sets are kept."""
+    env = os.environ.get("GANKIT_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "gankit"
+
+
+def split_of(index: int) -> str:
+    """The fixed split of the ``index``-th pair by sorted file name: 8 of every 10 train, then one val, one test."""
+    return {8: "val", 9: "test"}.get(index % 10, "train")
+
+
+def labels_to_rgb(labels: np.ndarray) -> np.ndarray:
+    """(H, W) label indices -> (H, W, 3) uint8 colours by :data:`CMP_PALETTE`."""
+    return _LUT[labels]
+
+
+def _scan_cmp(src: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """``cmp_b*`` label maps and photos of a CMP folder, by stem."""
+    pngs: dict[str, Path] = {}
+    jpgs: dict[str, Path] = {}
+    for p in src.iterdir():
+        if p.is_file() and p.name.startswith("cmp_b"):
+            if p.suffix.lower() == ".png":
+                pngs[p.stem] = p
+            elif p.suffix.lower() in (".jpg", ".jpeg"):
+                jpgs[p.stem] = p
+    return pngs, jpgs
+
+
+def _convert_pair(png: Path, jpg: Path, out: Path, size: int) -> None:
+    label_img = open_image(png)
+    # The indices are the truth; the palette stored in the file is not trusted (nor needed).
+    if label_img.mode not in ("P", "L"):
+        raise ImageReadError(png, "not a label map", f"mode {label_img.mode}, expected palette indices")
+    # NEAREST keeps every pixel a valid class: interpolating indices would invent classes at edges.
+    labels = np.asarray(label_img.resize((size, size), Image.Resampling.NEAREST), dtype=np.uint8)
+    photo = to_rgb(open_image(jpg)).resize((size, size), Image.Resampling.BICUBIC)
+    pair = Image.new("RGB", (2 * size, size))
+    pair.paste(Image.fromarray(labels_to_rgb(labels), mode="RGB"), (0, 0))
+    pair.paste(photo, (size, 0))
+    # 4:4:4 chroma: the default 4:2:0 subsampling would smear the label colours across class borders.
+    pair.save(out, quality=95, subsampling=0)
+
+
+def _prepare_dst(dst: Path) -> None:
+    splits = [dst / s for s in ("train", "val", "test") if (dst / s).exists()]
+    if splits and not ((dst / MANIFEST).exists() or (dst / _BUILDING).exists()):
+        raise DataError(
+            f"{dst} already holds {', '.join(p.name for p in splits)}/ not built by gankit; "
+            "refusing to overwrite it (choose another destination)"
+        )
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / _BUILDING).write_text("a gankit facades build is (or was, if interrupted) under way\n")
+    (dst / MANIFEST).unlink(missing_ok=True)
+    for p in splits:
+        shutil.rmtree(p)
+
+
+def build_facades(
+    src: str | Path, dst: str | Path, *, size: int = 256, workers: int = 0, log: Callable[[str], None] = print
+) -> dict:
+    """Build pix2pix pairs from the CMP Facade base folder ``src`` into ``dst/{train,val,test}/``.
+
+    Each ``cmp_bNNNN.png`` label map is coloured from its label indices with :data:`CMP_PALETTE`,
+    resized (nearest) to ``size`` x ``size``, and put left of its ``cmp_bNNNN.jpg`` photo (bicubic,
+    ``size`` x ``size``): ``dst/<split>/cmp_bNNNN.jpg``, 512x256 for size 256, A = labels, B = photo.
+
+    Split, fixed by sorted file name over the complete pairs: index % 10 == 8 -> val,
+    index % 10 == 9 -> test, the rest train. For the 378 pairs of CMP base that is
+    train 304, val 37, test 37. A png without its jpg (or the reverse) and unreadable files are
+    skipped and counted; a file skipped during decoding leaves the other pairs' splits unchanged.
+
+    Writes ``dst/manifest.json`` last (so an interrupted build is never mistaken for a complete one)
+    and returns its content: counts per split, skips, source and layout.
+    """
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise DataError(f"CMP facades folder {src} does not exist")
+    pngs, jpgs = _scan_cmp(src)
+    if not pngs and not jpgs:
+        raise DataError(f"no cmp_b*.png label maps or cmp_b*.jpg photos in {src}")
+    report = SkipReport(f"{src}")
+    for stem in sorted(set(pngs) ^ set(jpgs)):
+        have = pngs.get(stem) or jpgs[stem]
+        report.add(ImageReadError(have, "no partner", "label map without photo or photo without label map"))
+    stems = sorted(set(pngs) & set(jpgs))
+    if not stems:
+        raise DataError(f"no complete label/photo pair in {src} ({report.summary()})")
+
+    _prepare_dst(dst)
+    for s in ("train", "val", "test"):
+        (dst / s).mkdir()
+    jobs = [(stem, split_of(i)) for i, stem in enumerate(stems)]
+
+    def convert(job: tuple[str, str]) -> str:
+        stem, split = job
+        _convert_pair(pngs[stem], jpgs[stem], dst / split / f"{stem}.jpg", size)
+        return split
+
+    done = decode_many(jobs, convert, report=report, desc="building facades", workers=workers)
+    counts = {s: sum(1 for _, r in done if r == s) for s in ("train", "val", "test")}
+    if report.total:
+        log(report.summary())
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "source": str(src.resolve()),
+        "source_files": sum(map(len, _scan_cmp(src))),
+        "source_pairs": len(stems),
+        "size": size,
+        "counts": counts,
+        "skipped": dict(report.reasons),
+        "layout": "A (left) = CMP label map in CMP_PALETTE colours, B (right) = photo",
+        "labels_to_photo": "AtoB",
+        "split": "sorted by name; index % 10 == 8 -> val, index % 10 == 9 -> test, else train",
+    }
+    (dst / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (dst / _BUILDING).unlink(missing_ok=True)
+    return manifest
+
+
+def _is_cmp_base(folder: Path) -> bool:
+    return any(folder.glob("cmp_b*.png"))
+
+
+def _manifest_matches(dst: Path, src: Path) -> bool:
+    """True if ``dst`` holds a complete gankit build of ``src``, with the files the manifest lists."""
+    try:
+        m = json.loads((dst / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    if m.get("format") != MANIFEST_FORMAT or m.get("source") != str(src.resolve()):
+        return False
+    if m.get("source_files") != sum(map(len, _scan_cmp(src))):
+        return False  # files were added or removed in the source since the build
+    counts = m.get("counts", {})
+    return all(len(list((dst / s).glob("*.jpg"))) == counts.get(s, -1) for s in ("train", "val", "test"))
+
+
+def facades_direction(root: str | Path) -> str:
+    """The ``direction`` that maps labels to photos for an aligned facades folder.
+
+    ``AtoB`` for a gankit build (labels left); ``BtoA`` for the pix2pix release (photo left).
+    """
+    try:
+        return str(json.loads((Path(root) / MANIFEST).read_text())["labels_to_photo"])
+    except (OSError, ValueError, KeyError):
+        return "BtoA"
+
+
+def _resolve(folder: Path, log: Callable[[str], None]) -> Path | None:
+    if _is_cmp_base(folder):
+        target = data_root() / "facades"
+        if not _manifest_matches(target, folder):
+            log(f"building pix2pix facades pairs from {folder} into {target}")
+            build_facades(folder, target, log=log)
+        return target
+    if (folder / "train").is_dir():
+        return folder
+    if (folder / "facades").is_dir() and folder.name != "facades":
+        return _resolve(folder / "facades", log)
+    return None
+
+
+def find_facades(path: str | Path | None = None, *, log: Callable[[str], None] = print) -> Path:
+    """Locate (building or downloading if needed) an aligned facades folder with ``train/ val/ test/``.
+
+    ``path`` may be the CMP base folder (built once into ``<data_root>/facades`` and reused while
+    its manifest matches), an aligned folder with ``train/`` (returned as is), or a folder holding
+    ``facades/``. Without ``path``: ``$GANKIT_DATA/facades``, then ``~/.cache/gankit/facades``, and
+    only then :func:`download_facades` into ``<data_root>/facades``.
+    """
+    if path is not None:
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"facades folder {folder} does not exist")
+        found = _resolve(folder, log)
+        if found is None:
+            raise DataError(
+                f"{folder} is neither the CMP Facade base folder (cmp_b*.png + cmp_b*.jpg) nor an aligned "
+                "pix2pix facades folder (train/ val/ test/ of A|B jpgs)"
+            )
+        return found
+    candidates = []
+    if os.environ.get("GANKIT_DATA"):
+        candidates.append(Path(os.environ["GANKIT_DATA"]).expanduser() / "facades")
+    candidates.append(Path.home() / ".cache" / "gankit" / "facades")
+    for c in candidates:
+        if c.is_dir() and (found := _resolve(c, log)) is not None:
+            return found
+    return download_facades(data_root() / "facades", log=log)
+
+
+def _safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract regular files and folders only, all inside ``dest`` (no links, devices, ``..`` or absolute paths)."""
+    dest = dest.resolve()
+    for m in tar.getmembers():
+        target = (dest / m.name).resolve()
+        if not (m.isfile() or m.isdir()) or not target.is_relative_to(dest):
+            raise DataError(f"refusing to extract {m.name!r} from the facades archive (unsafe path or type)")
+    if hasattr(tarfile, "data_filter"):  # Python >= 3.12 (and security backports): checks again
+        tar.extractall(dest, filter="data")
+    else:
+        tar.extractall(dest)
+
+
+def download_facades(
+    dest: str | Path, *, url: str = FACADES_URL, timeout: float = 60.0, log: Callable[[str], None] = print
+) -> Path:
+    """Download and unpack the pix2pix facades release (~30 MB) into ``dest``; returns ``dest``.
+
+    On a network failure this raises :class:`DataError` saying where to put the files by hand.
+    """
+    dest = Path(dest).expanduser()
+    if dest.exists() and any(dest.iterdir()):
+        raise DataError(f"{dest} exists and is not empty; will not download the facades release into it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    archive = dest.parent / "facades.tar.gz.part"
+    log(f"downloading {url} -> {dest}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, open(archive, "wb") as f:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc="facades.tar.gz", leave=False) as bar:
+                while chunk := resp.read(1 << 20):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        archive.unlink(missing_ok=True)
+        raise DataError(
+            f"could not download the facades data set from {url} ({e}). Without network access, put the "
+            f"pix2pix release (train/ val/ test/ folders of 512x256 A|B jpgs) in {dest}, or pass the CMP Facade "
+            "base folder (cmp_b*.png + cmp_b*.jpg) as the data path; set GANKIT_DATA to use another folder "
+            f"than {data_root()}"
+        ) from e
+    tmp = dest.parent / f".facades-extract-{os.getpid()}"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                _safe_extract(tar, tmp)
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise DataError(f"the downloaded archive {archive} is damaged ({e}); delete it and retry") from e
+        roots = [p.parent for p in tmp.rglob("train") if p.is_dir()]
+        if not roots:
+            raise DataError(f"the archive from {url} holds no train/ folder")
+        if dest.exists():
+            dest.rmdir()  # empty, checked above
+        os.replace(roots[0], dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    archive.unlink(missing_ok=True)
+    return dest

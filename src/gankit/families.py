@@ -1,0 +1,116 @@
+"""Model families by name: each builds its generator and discriminator from a config and data facts.
+
+``register_family`` / ``get_family`` / ``list_families`` follow torchvision's model registry. A
+family's ``kind`` selects its objective: ``noise`` (noise -> image: gan, cgan, dcgan) or
+``paired`` (image -> image: pix2pix, colorize).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from gankit.config import Config
+from gankit.data.base import DataInfo
+from gankit.models.layers import init_weights
+
+Builder = Callable[[Config, DataInfo], tuple[nn.Module, nn.Module]]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    kind: str
+    """noise (noise-to-image) or paired (image-to-image)."""
+    description: str
+    build_models: Builder
+
+    def build(self, cfg: Config, info: DataInfo, *, init: bool = True) -> tuple[nn.Module, nn.Module]:
+        """Generator and discriminator, initialized with ``cfg.model.init`` unless ``init`` is False."""
+        G, D = self.build_models(cfg, info)
+        if init:
+            init_weights(G, cfg.model.init, cfg.model.init_gain)
+            init_weights(D, cfg.model.init, cfg.model.init_gain)
+        return G, D
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(name: str, *, kind: str, description: str) -> Callable[[Builder], Builder]:
+    def wrap(fn: Builder) -> Builder:
+        if name in FAMILIES:
+            raise ValueError(f"family '{name}' registered twice")
+        FAMILIES[name] = Family(name, kind, description, fn)
+        return fn
+
+    return wrap
+
+
+def get_family(name: str) -> Family:
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown model family '{name}'; known: {', '.join(FAMILIES)}") from None
+
+
+def list_families() -> list[str]:
+    return list(FAMILIES)
+
+
+@register_family("gan", kind="noise", description="MLP GAN (Goodfellow et al. 2014), Fashion-MNIST")
+def _gan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
+    from gankit.models.mlp import MLPDiscriminator, MLPGenerator
+
+    shape = (info.channels, info.resolution, info.resolution)
+    m = cfg.model
+    return (
+        MLPGenerator(m.z_dim, shape, hidden=m.g_hidden, dropout=m.g_dropout),
+        MLPDiscriminator(shape, hidden=m.d_hidden, dropout=m.d_dropout),
+    )
+
+
+@register_family("cgan", kind="noise", description="class-conditional MLP GAN (Mirza & Osindero 2014)")
+def _cgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
+    from gankit.models.mlp import MLPDiscriminator, MLPGenerator
+
+    if info.num_classes < 2:
+        raise ValueError("cgan needs labelled data (Fashion-MNIST, MNIST, or a folder with one subfolder per class)")
+    shape = (info.channels, info.resolution, info.resolution)
+    m = cfg.model
+    return (
+        MLPGenerator(m.z_dim, shape, hidden=m.g_hidden, num_classes=info.num_classes, embed_dim=m.embed_dim,
+                     dropout=m.g_dropout),
+        MLPDiscriminator(shape, hidden=m.d_hidden, num_classes=info.num_classes, embed_dim=m.embed_dim,
+                         dropout=m.d_dropout),
+    )
+
+
+@register_family("dcgan", kind="noise", description="DCGAN (Radford et al. 2016), 64x64 faces or any folder")
+def _dcgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
+    from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator
+
+    m = cfg.model
+    return (
+        DCGANGenerator(m.z_dim, info.channels, resolution=info.resolution, ngf=m.ngf, norm=m.norm),
+        DCGANDiscriminator(info.channels, resolution=info.resolution, ndf=m.ndf, norm=m.norm),
+    )
+
+
+def _unet_patchgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
+    from gankit.models.patchgan import PatchDiscriminator
+    from gankit.models.unet import UNetGenerator
+
+    m = cfg.model
+    G = UNetGenerator(info.in_channels, info.channels, resolution=info.resolution, ngf=m.ngf, norm=m.norm,
+                      dropout=m.g_dropout)
+    D = PatchDiscriminator(info.in_channels + info.channels, ndf=m.ndf, n_layers=m.n_layers, norm=m.norm)
+    return G, D
+
+
+register_family("pix2pix", kind="paired",
+                description="pix2pix (Isola et al. 2017): U-Net + PatchGAN, adversarial + L1")(_unet_patchgan)
+register_family("colorize", kind="paired",
+                description="pix2pix in Lab space: L -> ab colorization")(_unet_patchgan)

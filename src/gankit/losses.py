@@ -1,0 +1,91 @@
+"""Adversarial losses as pure functions of discriminator logits.
+
+Each loss is a pair of functions looked up by name in :data:`GAN_LOSSES`:
+
+* ``d(real_logits, fake_logits) -> (real_term, fake_term)``: the discriminator's loss split in its
+  two halves (callers sum them, optionally scaled);
+* ``g(fake_logits) -> loss``: the generator's loss.
+
+Working on logits (never Sigmoid + BCELoss) keeps the vanilla loss numerically safe under autocast.
+
+* ``vanilla``: Goodfellow et al. 2014, with the non-saturating generator loss -log D(G(z)).
+* ``lsgan``: Mao et al. 2017, least squares with targets 1 (real) and 0 (fake), as pix2pix uses it.
+* ``hinge``: Lim & Ye 2017 / Miyato et al. 2018.
+* ``wgan-gp``: Gulrajani et al. 2017; the gradient penalty is :func:`gradient_penalty`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _mean(x: Tensor) -> Tensor:
+    return x.float().mean()
+
+
+def vanilla_d(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    # BCE(sigmoid(real), 1) = softplus(-real); BCE(sigmoid(fake), 0) = softplus(fake)
+    return _mean(F.softplus(-real.float())), _mean(F.softplus(fake.float()))
+
+
+def vanilla_g(fake: Tensor) -> Tensor:
+    return _mean(F.softplus(-fake.float()))
+
+
+def lsgan_d(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    return _mean((real.float() - 1) ** 2), _mean(fake.float() ** 2)
+
+
+def lsgan_g(fake: Tensor) -> Tensor:
+    return _mean((fake.float() - 1) ** 2)
+
+
+def hinge_d(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    return _mean(F.relu(1 - real.float())), _mean(F.relu(1 + fake.float()))
+
+
+def wasserstein_d(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    return -_mean(real), _mean(fake)
+
+
+def wasserstein_g(fake: Tensor) -> Tensor:
+    return -_mean(fake)
+
+
+@dataclass(frozen=True)
+class GANLoss:
+    d: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+    g: Callable[[Tensor], Tensor]
+    gradient_penalty: bool = False
+
+
+GAN_LOSSES: dict[str, GANLoss] = {
+    "vanilla": GANLoss(vanilla_d, vanilla_g),
+    "lsgan": GANLoss(lsgan_d, lsgan_g),
+    "hinge": GANLoss(hinge_d, wasserstein_g),
+    "wgan-gp": GANLoss(wasserstein_d, wasserstein_g, gradient_penalty=True),
+}
+
+
+def get_gan_loss(name: str) -> GANLoss:
+    """The adversarial loss called ``name`` (see :data:`GAN_LOSSES`)."""
+    try:
+        return GAN_LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown GAN loss '{name}'; known: {', '.join(GAN_LOSSES)}") from None
+
+
+def gradient_penalty(
+    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, generator: torch.Generator | None = None
+) -> Tensor:
+    """WGAN-GP penalty E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates of real and fake."""
+    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, generator=generator)
+    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    out = critic(x_hat)
+    (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).float().norm(2, dim=1) - 1) ** 2).mean()

@@ -1,0 +1,1 @@
+"""Metrics. ``paired``: L1 / PSNR / SSIM for image-to-image models."""

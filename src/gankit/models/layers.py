@@ -1,0 +1,48 @@
+"""Building blocks shared by every model family: normalization factory and weight initialization."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+INIT_SCHEMES = ("normal", "xavier", "kaiming", "orthogonal", "default")
+
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """A 2-D normalization layer by name: ``batch``, ``instance`` (affine-free, as in pix2pix) or ``none``."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm '{kind}' (expected batch, instance or none)")
+
+
+@torch.no_grad()
+def init_weights(module: nn.Module, scheme: str = "normal", gain: float = 0.02) -> None:
+    """Initialize conv/linear weights in place.
+
+    ``normal`` is the DCGAN/pix2pix recipe: weights ~ N(0, gain), biases 0, and the scale
+    (gamma) of BatchNorm ~ N(1, gain) with beta 0. ``xavier``/``orthogonal`` use ``gain`` as their
+    gain, ``kaiming`` uses fan-in with a LeakyReLU(0.2) slope, ``default`` keeps PyTorch's init.
+    """
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"unknown init '{scheme}' (expected one of {', '.join(INIT_SCHEMES)})")
+    if scheme == "default":
+        return
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            if scheme == "normal":
+                nn.init.normal_(m.weight, 0.0, gain)
+            elif scheme == "xavier":
+                nn.init.xavier_normal_(m.weight, gain=gain)
+            elif scheme == "kaiming":
+                nn.init.kaiming_normal_(m.weight, a=0.2, mode="fan_in", nonlinearity="leaky_relu")
+            elif scheme == "orthogonal":
+                nn.init.orthogonal_(m.weight, gain=gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,119 @@
+"""Objectives: what a family's losses are, given a batch. The training loop owns everything else
+(backward, optimizers, mixed precision, EMA, distributed).
+
+* :class:`NoiseToImage`: G(z[, y]) vs real images; optional class conditioning (cGAN).
+* :class:`ImageToImage`: pix2pix: D sees (input, output) pairs; G adds ``l1_weight`` * L1 to the
+  adversarial term (Isola et al. 2017).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from gankit.config import Config
+from gankit.data.base import Batch, DataInfo
+from gankit.losses import get_gan_loss, gradient_penalty
+
+Stats = dict[str, Tensor]
+
+
+class Objective:
+    """Shared adversarial part. Subclasses say how to make fakes and how D is conditioned."""
+
+    def __init__(self, cfg: Config, info: DataInfo) -> None:
+        self.loss = get_gan_loss(cfg.loss.gan)
+        self.d_scale = cfg.loss.d_scale
+        self.gp_weight = cfg.loss.gp_weight
+
+    # --- to be provided by subclasses
+    def generate(self, G: nn.Module, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError
+
+    def real(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        raise NotImplementedError
+
+    def critic(self, D: nn.Module, x: Tensor, cond: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    # --- losses
+    def d_loss(self, D: nn.Module, batch: Batch, fake: Tensor, fake_cond: Tensor | None) -> tuple[Tensor, Stats]:
+        real, real_cond = self.real(batch)
+        real_logits = self.critic(D, real, real_cond)
+        fake_logits = self.critic(D, fake.detach(), fake_cond)
+        loss_real, loss_fake = self.loss.d(real_logits, fake_logits)
+        loss = (loss_real + loss_fake) * self.d_scale
+        stats: Stats = {
+            "d_loss": loss.detach(),
+            "d_real": real_logits.detach().float().mean(),
+            "d_fake": fake_logits.detach().float().mean(),
+        }
+        if self.loss.gradient_penalty:
+            gp = gradient_penalty(lambda x: self.critic(D, x, real_cond), real, fake)
+            loss = loss + self.gp_weight * gp
+            stats["gp"] = gp.detach()
+        return loss, stats
+
+    def g_loss(self, D: nn.Module, batch: Batch, fake: Tensor, fake_cond: Tensor | None) -> tuple[Tensor, Stats]:
+        adv = self.loss.g(self.critic(D, fake, fake_cond))
+        return adv, {"g_loss": adv.detach()}
+
+
+class NoiseToImage(Objective):
+    def __init__(self, cfg: Config, info: DataInfo, *, conditional: bool) -> None:
+        super().__init__(cfg, info)
+        self.z_dim = cfg.model.z_dim
+        self.num_classes = info.num_classes if conditional else 0
+
+    def sample_z(self, n: int, device: torch.device, generator: torch.Generator | None = None) -> Tensor:
+        return torch.randn(n, self.z_dim, device=device, generator=generator)
+
+    def generate(self, G: nn.Module, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        real = batch["image"]
+        z = self.sample_z(real.shape[0], real.device)
+        labels = None
+        if self.num_classes:
+            labels = torch.randint(0, self.num_classes, (real.shape[0],), device=real.device)
+        return G(z, labels), labels
+
+    def real(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        return batch["image"], batch.get("label") if self.num_classes else None
+
+    def critic(self, D: nn.Module, x: Tensor, cond: Tensor | None) -> Tensor:
+        return D(x, cond)
+
+
+class ImageToImage(Objective):
+    def __init__(self, cfg: Config, info: DataInfo) -> None:
+        super().__init__(cfg, info)
+        self.l1_weight = cfg.loss.l1_weight
+
+    def generate(self, G: nn.Module, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        return G(batch["input"]), batch["input"]
+
+    def real(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        return batch["target"], batch["input"]
+
+    def critic(self, D: nn.Module, x: Tensor, cond: Tensor | None) -> Tensor:
+        assert cond is not None
+        return D(torch.cat([cond, x.to(cond.dtype)], dim=1))
+
+    def l1(self, fake: Tensor, batch: Batch) -> Tensor:
+        return (fake.float() - batch["target"].float()).abs().mean()
+
+    def g_loss(self, D: nn.Module, batch: Batch, fake: Tensor, fake_cond: Tensor | None) -> tuple[Tensor, Stats]:
+        adv, stats = super().g_loss(D, batch, fake, fake_cond)
+        l1 = self.l1(fake, batch)
+        loss = adv + self.l1_weight * l1
+        return loss, {"g_loss": loss.detach(), "g_adv": adv.detach(), "g_l1": l1.detach()}
+
+    def pretrain_loss(self, batch: Batch, fake: Tensor) -> tuple[Tensor, Stats]:
+        """L1 only, for the optional generator pretraining phase."""
+        l1 = self.l1(fake, batch)
+        return l1, {"g_l1": l1.detach()}
+
+
+def build_objective(cfg: Config, info: DataInfo, kind: str) -> Objective:
+    if kind == "paired":
+        return ImageToImage(cfg, info)
+    return NoiseToImage(cfg, info, conditional=cfg.family == "cgan")

@@ -1,0 +1,109 @@
+"""Checkpoints: full training state and generator snapshots, written atomically.
+
+Both kinds hold only state dicts, tensors and plain Python values, so they load with
+``torch.load(weights_only=True)``: opening a checkpoint never runs code from the file.
+
+* ``checkpoints/last.pt``: everything needed to continue bit-exactly (models, optimizers, grad
+  scalers, EMA, counters, RNG states). The previous one is kept as ``last.prev.pt``; if ``last.pt``
+  is damaged, :func:`load_training_state` falls back to it with a message.
+* ``checkpoints/G_*.pt``: the generator (EMA weights when enabled) and the config, for sampling,
+  inference and metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LAST = "last.pt"
+PREV = "last.prev.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used; the message names the file and the problem."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a gankit checkpoint with ``weights_only=True``; any failure becomes a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, pickle with code, wrong format ...
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable gankit checkpoint ({first[:200]})") from None
+    if not isinstance(obj, dict) or "config" not in obj or "G" not in obj:
+        raise CheckpointError(f"{path}: not a gankit checkpoint (no config/generator inside)")
+    return obj
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "python": random.getstate()[1],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0))
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def save_training_state(ckpt_dir: Path, state: dict[str, Any]) -> Path:
+    """Write ``last.pt``, keeping the previous one as ``last.prev.pt``."""
+    last = ckpt_dir / LAST
+    if last.exists():
+        os.replace(last, ckpt_dir / PREV)
+    atomic_save(state, last)
+    return last
+
+
+def load_training_state(ckpt_dir: Path, log=print) -> dict[str, Any] | None:
+    """The newest readable full state in ``ckpt_dir`` (None when there is none at all)."""
+    candidates = [ckpt_dir / LAST, ckpt_dir / PREV]
+    errors = []
+    for path in candidates:
+        if not path.exists():
+            continue
+        try:
+            state = safe_load(path)
+            if "step" not in state:
+                raise CheckpointError(f"{path}: a generator snapshot, not a full training state")
+            if errors:
+                log(f"warning: {errors[-1]}; resuming from {path.name} instead")
+            return state
+        except CheckpointError as e:
+            errors.append(str(e))
+    if errors:
+        raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
+    return None

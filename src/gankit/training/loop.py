@@ -1,0 +1,428 @@
+"""The one training loop for every family.
+
+The loop owns devices, optimizers, backward passes, mixed precision, EMA, checkpoints, logging
+and interruption; the :mod:`objective <gankit.objectives>` only computes losses. One loop step is
+one discriminator step; the generator steps every ``loss.n_critic`` loop steps (the PyTorch DCGAN
+recipe with ``n_critic = 1``: D on real and detached fakes, then G on the same fakes).
+
+Data order, augmentation and noise depend only on the seed and the step, and the full state
+(including every RNG) is checkpointed, so an interrupted run resumed with ``--resume`` produces the
+same weights as an uninterrupted one (bitwise on CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from gankit.config import Config, ConfigError
+from gankit.data import EpochSampler, build_dataset
+from gankit.data.base import Batch
+from gankit.families import get_family
+from gankit.objectives import ImageToImage, NoiseToImage, build_objective
+from gankit.training.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    load_training_state,
+    rng_state,
+    save_training_state,
+    set_rng_state,
+)
+from gankit.training.ema import EMA
+from gankit.training.stats import JsonlLog, StatsAccumulator, plot_losses
+from gankit.visualize import paired_triplets, save_grid, to_display
+
+CHECKPOINT_FORMAT = 1
+
+
+class TrainingInterrupted(Exception):
+    """Raised after SIGINT/SIGTERM once the state has been saved."""
+
+    def __init__(self, signum: int, step: int) -> None:
+        self.signum, self.step = signum, step
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}")
+
+
+class NonFiniteLoss(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    epoch: int
+    stats: dict[str, float] = field(default_factory=dict)
+    val: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
+    return dev
+
+
+class _StopSignals:
+    """Turns the first SIGINT/SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+class Trainer:
+    """Builds everything a run needs from its config; :meth:`fit` trains."""
+
+    def __init__(self, cfg: Config, out_dir: str | Path, *, resume: bool = False,
+                 log: Callable[[str], None] = print) -> None:
+        self.cfg, self.out_dir, self.log = cfg, Path(out_dir), log
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.device = resolve_device(cfg.train.device)
+        self.family = get_family(cfg.family)
+
+        resumed = self._prepare_run_dir(resume)
+        torch.manual_seed(cfg.train.seed)
+
+        self.data = build_dataset(cfg.data, "train", log=log)
+        self.info = self.data.info
+        self.val_data = build_dataset(cfg.data, "val", log=log) if self.family.kind == "paired" else None
+
+        G, D = self.family.build(cfg, self.info)
+        self.G, self.D = G.to(self.device), D.to(self.device)
+        self.objective = build_objective(cfg, self.info, self.family.kind)
+        o = cfg.optim
+        fused = self.device.type == "cuda"
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2), fused=fused)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2), fused=fused)
+        amp = cfg.train.amp
+        if amp == "fp16" and self.device.type != "cuda":
+            raise ConfigError("train.amp=fp16 needs CUDA; use bf16 on CPU")
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.ema = EMA(self.G, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+
+        self.sampler = EpochSampler(len(self.data), cfg.train.batch_size, cfg.train.seed)
+        self.steps_per_epoch = self.sampler.steps_per_epoch
+        self.total_epochs = cfg.train.pretrain_epochs + cfg.train.epochs + cfg.optim.decay_epochs
+        total = self.steps_per_epoch * self.total_epochs
+        self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
+        self.step = 0
+        self.best: dict[str, float] = {}
+        self.fixed = self._fixed_inputs()
+
+        self.stats_log = JsonlLog(self.out_dir / "stats.jsonl")
+        self.metrics_log = JsonlLog(self.out_dir / "metrics.jsonl")
+        if resumed is not None:
+            self._load_state(resumed)
+            self.stats_log.truncate_after(self.step)
+            self.metrics_log.truncate_after(self.step)
+            log(f"resumed {self.out_dir} at step {self.step} (epoch {self.step // self.steps_per_epoch})")
+        cfg.save(self.out_dir / "config.yaml")
+
+    # ------------------------------------------------------------------ setup helpers
+    def _prepare_run_dir(self, resume: bool) -> dict[str, Any] | None:
+        try:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "samples").mkdir(exist_ok=True)
+            probe = self.out_dir / ".write_test"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(f"--out {self.out_dir}: cannot write to the run folder ({e.strerror})") from None
+        state = load_training_state(self.ckpt_dir, log=self.log) if resume else None
+        if not resume and (self.ckpt_dir / "last.pt").exists():
+            raise ConfigError(
+                f"{self.out_dir} already holds a run; pass --resume to continue it or choose another --out"
+            )
+        if state is not None and state.get("family") != self.cfg.family:
+            raise CheckpointError(
+                f"{self.ckpt_dir / 'last.pt'}: checkpoint of family '{state.get('family')}', "
+                f"not '{self.cfg.family}'"
+            )
+        return state
+
+    def _fixed_inputs(self) -> dict[str, Tensor]:
+        """The fixed batch shown in every epoch's grid (noise from its own generator, or val images)."""
+        n = self.cfg.train.n_samples
+        g = torch.Generator().manual_seed(self.cfg.train.seed + 12345)
+        if isinstance(self.objective, NoiseToImage):
+            fixed = {"z": torch.randn(n, self.cfg.model.z_dim, generator=g).to(self.device)}
+            if self.objective.num_classes:
+                fixed["label"] = (torch.arange(n) % self.objective.num_classes).to(self.device)
+            return fixed
+        assert self.val_data is not None
+        idx = torch.arange(min(n, len(self.val_data)))
+        return dict(self.val_data.batch(idx, device=self.device, generator=None))
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "family": self.cfg.family,
+            "config": self.cfg.to_dict(),
+            "info": dataclasses.asdict(self.info),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
+            "scaler_G": self.scaler_G.state_dict(),
+            "scaler_D": self.scaler_D.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "step": self.step,
+            "best": dict(self.best),
+            "rng": rng_state(),
+            "torch_version": torch.__version__,
+        }
+
+    def _load_state(self, s: dict[str, Any]) -> None:
+        try:
+            self.G.load_state_dict(s["G"])
+            self.D.load_state_dict(s["D"])
+            self.opt_G.load_state_dict(s["opt_G"])
+            self.opt_D.load_state_dict(s["opt_D"])
+            self.scaler_G.load_state_dict(s["scaler_G"])
+            self.scaler_D.load_state_dict(s["scaler_D"])
+            if self.ema is not None and s.get("ema") is not None:
+                self.ema.load_state_dict(s["ema"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(
+                f"{self.ckpt_dir / 'last.pt'}: does not match this run's models ({str(e).splitlines()[0]})"
+            ) from None
+        self.step = int(s["step"])
+        self.best = dict(s.get("best", {}))
+        set_rng_state(s["rng"])
+
+    def snapshot(self) -> dict[str, Any]:
+        """Generator-only checkpoint for sampling and inference (EMA weights when enabled)."""
+        G = self.ema.shadow if self.ema else self.G
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "family": self.cfg.family,
+            "config": self.cfg.to_dict(),
+            "info": dataclasses.asdict(self.info),
+            "G": G.state_dict(),
+            "step": self.step,
+            "ema": self.ema is not None,
+        }
+
+    def save(self, *, snapshot_name: str | None = None) -> None:
+        self._check_finite()
+        save_training_state(self.ckpt_dir, self.state_dict())
+        atomic_save(self.snapshot(), self.ckpt_dir / "G_last.pt")
+        if snapshot_name:
+            atomic_save(self.snapshot(), self.ckpt_dir / snapshot_name)
+
+    def _check_finite(self) -> None:
+        for name, model in (("G", self.G), ("D", self.D)):
+            for pname, p in model.named_parameters():
+                if not torch.isfinite(p).all():
+                    raise NonFiniteLoss(
+                        f"step {self.step}: parameter {name}.{pname} is not finite; not saving it "
+                        f"(the last good checkpoint in {self.ckpt_dir} is kept)"
+                    )
+
+    # ------------------------------------------------------------------ training
+    def epoch_of(self, step: int) -> int:
+        return step // self.steps_per_epoch
+
+    def _set_lr(self, epoch: int) -> None:
+        """Constant rate, then linear decay to 0 over ``optim.decay_epochs`` (pix2pix's 'linear' policy)."""
+        o = self.cfg.optim
+        adv_epoch = epoch - self.cfg.train.pretrain_epochs
+        factor = 1.0
+        if o.decay_epochs > 0:
+            factor = 1.0 - max(0, adv_epoch + 1 - self.cfg.train.epochs) / float(o.decay_epochs + 1)
+        for opt, base in ((self.opt_G, o.lr_g), (self.opt_D, o.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = base * factor
+
+    def train_step(self, batch: Batch, *, pretrain: bool = False, g_step: bool = True) -> dict[str, Tensor]:
+        """One discriminator step and (when ``g_step``) one generator step. Returns device scalars."""
+        G, D, obj = self.G, self.D, self.objective
+        with torch.set_grad_enabled(g_step or pretrain), self._autocast():
+            fake, fake_cond = obj.generate(G, batch)
+        stats: dict[str, Tensor] = {}
+        if not pretrain:
+            D.requires_grad_(True)
+            with self._autocast():
+                d_loss, d_stats = obj.d_loss(D, batch, fake, fake_cond)
+            self.opt_D.zero_grad(set_to_none=True)
+            self.scaler_D.scale(d_loss).backward()
+            self.scaler_D.step(self.opt_D)
+            self.scaler_D.update()
+            stats.update(d_stats)
+        if g_step or pretrain:
+            D.requires_grad_(False)
+            with self._autocast():
+                if pretrain:
+                    assert isinstance(obj, ImageToImage)
+                    g_loss, g_stats = obj.pretrain_loss(batch, fake)
+                else:
+                    g_loss, g_stats = obj.g_loss(D, batch, fake, fake_cond)
+            self.opt_G.zero_grad(set_to_none=True)
+            self.scaler_G.scale(g_loss).backward()
+            self.scaler_G.step(self.opt_G)
+            self.scaler_G.update()
+            D.requires_grad_(True)
+            if self.ema is not None:
+                self.ema.update(G)
+            stats.update(g_stats)
+        return stats
+
+    def fit(self) -> TrainResult:
+        cfg, log = self.cfg, self.log
+        bs = cfg.train.batch_size
+        acc = StatsAccumulator()
+        last_row: dict[str, float] = {}
+        last_val: dict[str, float] = {}
+        if self.step >= self.total_steps:
+            log(f"nothing to do: the run is at step {self.step} of {self.total_steps}")
+            return TrainResult(self.out_dir, self.step, self.epoch_of(self.step))
+        log(
+            f"training {cfg.preset} ({cfg.family}) on {cfg.data.name}: {len(self.data)} images, "
+            f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps, device {self.device}, out {self.out_dir}"
+        )
+        bar = tqdm(total=self.total_steps * bs, initial=self.step * bs, unit="img", unit_scale=True,
+                   dynamic_ncols=True, disable=not cfg.train.progress, smoothing=0.05)
+        last_ckpt = epoch_start = time.monotonic()
+        epoch_start_step = self.step
+        current_epoch = -1
+        self.G.train()
+        self.D.train()
+        with _StopSignals() as stop:
+            while self.step < self.total_steps:
+                epoch = self.epoch_of(self.step)
+                if epoch != current_epoch:
+                    self._set_lr(epoch)
+                    current_epoch = epoch
+                pretrain = epoch < cfg.train.pretrain_epochs
+                index = self.sampler.indices(self.step)
+                gen = self.sampler.augment_generator(self.step) if self.family.kind == "paired" else None
+                batch = self.data.batch(index, device=self.device, generator=gen)
+                g_step = (self.step + 1) % cfg.loss.n_critic == 0
+                acc.add(self.train_step(batch, pretrain=pretrain, g_step=g_step))
+                self.step += 1
+                bar.update(bs)
+
+                epoch_done = self.step % self.steps_per_epoch == 0
+                finished = self.step >= self.total_steps
+                if self.step % cfg.train.log_every == 0 or epoch_done or finished or stop.signum:
+                    last_row = acc.flush()
+                    bad = [k for k, v in last_row.items() if not math.isfinite(v)]
+                    if bad:
+                        raise NonFiniteLoss(
+                            f"step {self.step}: {bad[0]} = {last_row[bad[0]]} (not finite); training stopped, "
+                            f"the last good checkpoint in {self.ckpt_dir} is kept"
+                        )
+                    self.stats_log.append({"step": self.step, "epoch": self.epoch_of(self.step - 1), **last_row})
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in last_row.items() if k in ("d_loss", "g_loss", "g_l1")})
+                if stop.signum is not None:
+                    self.save()
+                    bar.close()
+                    log(f"{signal.Signals(stop.signum).name}: saved step {self.step} to {self.ckpt_dir / 'last.pt'}; "
+                        f"continue with --resume --out {self.out_dir}")
+                    raise TrainingInterrupted(stop.signum, self.step)
+                if epoch_done or finished:
+                    secs = time.monotonic() - epoch_start
+                    imgs = (self.step - epoch_start_step) * bs
+                    last_val = self.end_of_epoch(epoch, final=finished and not epoch_done)
+                    msg = " ".join(f"{k} {v:.4f}" for k, v in {**last_row, **last_val}.items())
+                    bar.write(f"epoch {epoch + 1}/{self.total_epochs} step {self.step}: {msg} | "
+                              f"{secs:.1f} s, {imgs / max(secs, 1e-9):.0f} img/s") if cfg.train.progress else log(
+                        f"epoch {epoch + 1}/{self.total_epochs} step {self.step}: {msg} | "
+                        f"{secs:.1f} s, {imgs / max(secs, 1e-9):.0f} img/s")
+                    self.metrics_log.append({"step": self.step, "epoch": epoch + 1, "seconds": round(secs, 3),
+                                             "images_per_s": round(imgs / max(secs, 1e-9), 1), **last_val})
+                    epoch_start, epoch_start_step = time.monotonic(), self.step
+                    last_ckpt = time.monotonic()
+                elif cfg.train.checkpoint_minutes and time.monotonic() - last_ckpt > 60 * cfg.train.checkpoint_minutes:
+                    self.save()
+                    last_ckpt = time.monotonic()
+        bar.close()
+        return TrainResult(self.out_dir, self.step, self.epoch_of(self.step - 1), last_row, last_val)
+
+    # ------------------------------------------------------------------ epoch end
+    @torch.no_grad()
+    def end_of_epoch(self, epoch: int, *, final: bool = False) -> dict[str, float]:
+        """Sample grid, validation (paired), snapshots, checkpoint and loss plot."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            G = self.ema.shadow if self.ema else self.G
+            was_training = G.training
+            G.eval()
+            tag = f"epoch_{epoch + 1:04d}" if not final else f"step_{self.step:07d}"
+            val: dict[str, float] = {}
+            if isinstance(self.objective, NoiseToImage):
+                fake = G(self.fixed["z"], self.fixed.get("label"))
+                nrow = self.objective.num_classes or int(math.sqrt(len(fake))) or 1
+                save_grid(to_display(fake), self.out_dir / "samples" / f"{tag}.png", nrow=nrow)
+            else:
+                out = G(self.fixed["input"])
+                grid = paired_triplets(self.fixed["input"], out, self.fixed["target"], self.info.space)
+                save_grid(grid, self.out_dir / "samples" / f"{tag}.png", nrow=3)
+                val = self.validate(G)
+            G.train(was_training)
+        snapshot = None
+        every = max(1, self.total_epochs // 10)
+        if (epoch + 1) % every == 0 and not final:
+            snapshot = f"G_epoch{epoch + 1:04d}.pt"
+        if val and val.get("val_l1", math.inf) < self.best.get("val_l1", math.inf):
+            self.best = {"val_l1": val["val_l1"], "step": self.step}
+            atomic_save(self.snapshot(), self.ckpt_dir / "G_best.pt")
+        self.save(snapshot_name=snapshot)
+        plot_losses(self.out_dir / "stats.jsonl", self.out_dir / "loss.png", title=f"{self.cfg.preset} losses")
+        return val
+
+    def validate(self, G: nn.Module) -> dict[str, float]:
+        """L1 (model range), PSNR and SSIM (on RGB in [0, 1]) over the validation split."""
+        from gankit.metrics.paired import PairedMetrics
+
+        assert self.val_data is not None
+        metrics = PairedMetrics(space=self.info.space)
+        bs = max(1, min(16, self.cfg.train.batch_size * 4))
+        for start in range(0, len(self.val_data), bs):
+            idx = torch.arange(start, min(start + bs, len(self.val_data)))
+            b = self.val_data.batch(idx, device=self.device, generator=None)
+            with self._autocast():
+                out = G(b["input"])
+            metrics.update(b["input"], out.float(), b["target"])
+        return {f"val_{k}": v for k, v in metrics.compute().items()}
+
+
+def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, log: Callable[[str], None] = print) -> TrainResult:
+    """Train ``cfg`` into ``out_dir`` (see :class:`Trainer`)."""
+    return Trainer(cfg, out_dir, resume=resume, log=log).fit()

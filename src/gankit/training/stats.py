@@ -1,0 +1,104 @@
+"""Training statistics: a jsonl stream, per-epoch metrics, and the loss-curve plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class StatsAccumulator:
+    """Sums scalar tensors on the device; :meth:`flush` syncs once per logging interval."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, Tensor] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, stats: dict[str, Tensor]) -> None:
+        for k, v in stats.items():
+            v = v.detach().float()
+            self._sums[k] = self._sums[k] + v if k in self._sums else v.clone()
+            self._counts[k] = self._counts.get(k, 0) + 1
+
+    def flush(self) -> dict[str, float]:
+        if not self._sums:
+            return {}
+        keys = list(self._sums)
+        values = torch.stack([self._sums[k] for k in keys]).cpu().tolist()  # one host sync
+        out = {k: v / self._counts[k] for k, v in zip(keys, values)}
+        self._sums.clear()
+        self._counts.clear()
+        return out
+
+
+class JsonlLog:
+    """Append-only jsonl file. On resume, rows after the resumed step are dropped."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, row: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def truncate_after(self, step: int) -> None:
+        if not self.path.exists():
+            return
+        rows = [r for r in read_jsonl(self.path) if r.get("step", 0) <= step]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tmp.replace(self.path)
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    rows = []
+    p = Path(path)
+    if not p.exists():
+        return rows
+    for line in p.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+    return rows
+
+
+def plot_losses(stats_path: Path, out_png: Path, title: str = "") -> None:
+    """Plot every loss-like column of ``stats.jsonl`` against the step (raw and smoothed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_jsonl(stats_path)
+    if not rows:
+        return
+    keys = [k for k in rows[-1] if k.endswith("loss") or k in ("g_l1", "g_adv", "gp")]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for k in keys:
+        pts = [(r["step"], r[k]) for r in rows if k in r and math.isfinite(r[k])]
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        (line,) = ax.plot(xs, ys, alpha=0.3, linewidth=0.8)
+        w = max(1, len(ys) // 50)
+        if w > 1:
+            smooth = [sum(ys[max(0, i - w + 1): i + 1]) / len(ys[max(0, i - w + 1): i + 1]) for i in range(len(ys))]
+            ax.plot(xs, smooth, color=line.get_color(), label=k)
+        else:
+            line.set_alpha(1.0)
+            line.set_label(k)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = out_png.with_name(".tmp_" + out_png.name)
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    tmp.replace(out_png)

@@ -1,0 +1,198 @@
+"""Running fully convolutional generators on images of any size (gankit.inference)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from gankit.inference import crop_padding, pad_to_multiple, run_any_size
+from gankit.models.unet import UNetGenerator
+
+ODD_SIZES = [(300, 517), (37, 1000)]
+
+
+class Recorder(nn.Module):
+    """Wraps a model and records the spatial size of every input it receives."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.sizes: list[tuple[int, int]] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.sizes.append((x.shape[-2], x.shape[-1]))
+        return self.inner(x)
+
+
+def _images(n: int, h: int, w: int, c: int = 3) -> Tensor:
+    return torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(h * w)) * 2 - 1
+
+
+# ------------------------------------------------------------------------------------- padding
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "constant"])
+@pytest.mark.parametrize("shape, multiple", [((1, 3, 300, 517), 256), ((2, 1, 37, 1000), 64),
+                                             ((3, 5, 7), 32), ((1, 2, 64, 32), 32)])
+def test_pad_to_multiple_round_trips(shape: tuple[int, ...], multiple: int, mode: str) -> None:
+    x = torch.randn(shape)
+    padded, pad = pad_to_multiple(x, multiple, mode)
+    h, w = shape[-2:]
+    assert padded.shape[:-2] == x.shape[:-2]
+    assert padded.shape[-2] % multiple == 0 and padded.shape[-1] % multiple == 0
+    assert padded.shape[-2] - h < multiple and padded.shape[-1] - w < multiple
+    left, right, top, bottom = pad
+    assert (left + right, top + bottom) == (padded.shape[-1] - w, padded.shape[-2] - h)
+    assert abs(left - right) <= 1 and abs(top - bottom) <= 1  # centred
+    assert torch.equal(crop_padding(padded, pad), x)
+
+
+def test_reflect_pad_larger_than_image_keeps_mirroring() -> None:
+    x = torch.arange(15.0).view(1, 1, 3, 5)
+    padded, (left, right, top, bottom) = pad_to_multiple(x, 32)
+    assert padded.shape == (1, 1, 32, 32) and min(left, right, top, bottom) > 5
+    # Mirror symmetry about the first row/column of the image holds across the whole pad,
+    # including beyond the reach of a single F.pad reflect (which allows pad < side only).
+    for k in range(1, top + 1):
+        assert torch.equal(padded[..., top - k, :], padded[..., top + k, :])
+    for k in range(1, left + 1):
+        assert torch.equal(padded[..., left - k], padded[..., left + k])
+    # Only image values appear (no zeros from constant padding, no clamping artefacts).
+    assert set(padded.unique().tolist()) <= set(x.unique().tolist())
+
+
+def test_reflect_pad_of_single_pixel_side_replicates() -> None:
+    x = torch.arange(4.0).view(1, 1, 1, 4)
+    padded, pad = pad_to_multiple(x, 8)
+    assert padded.shape == (1, 1, 8, 8)
+    assert torch.equal(padded, padded[..., :1, :].expand_as(padded))
+    assert torch.equal(crop_padding(padded, pad), x)
+
+
+def test_pad_to_multiple_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError):
+        pad_to_multiple(torch.zeros(1, 1, 4, 4), 0)
+    with pytest.raises(ValueError):
+        pad_to_multiple(torch.zeros(1, 1, 4, 4), 8, mode="wrap")
+
+
+# ---------------------------------------------------------------------------------- run_any_size
+
+
+@pytest.fixture(scope="module")
+def small_unet() -> UNetGenerator:
+    torch.manual_seed(0)
+    return UNetGenerator(3, 2, resolution=64, ngf=4).eval()
+
+
+@pytest.mark.parametrize("strategy", ["pad", "resize", "tile"])
+@pytest.mark.parametrize("h, w", ODD_SIZES)
+def test_run_any_size_returns_input_size(small_unet: UNetGenerator, strategy: str, h: int, w: int) -> None:
+    g = Recorder(small_unet)
+    with torch.no_grad():
+        y = run_any_size(g, _images(2, h, w), multiple=small_unet.multiple, resolution=64, strategy=strategy)
+    assert y.shape == (2, 2, h, w)
+    assert torch.isfinite(y).all()
+    if strategy == "pad":
+        assert len(g.sizes) == 1 and all(s % 64 == 0 for s in g.sizes[0])
+    else:  # resize and tile only ever feed the model training-size squares
+        assert set(g.sizes) == {(64, 64)}
+    assert len(g.sizes) > 1 if strategy == "tile" else len(g.sizes) == 1
+
+
+@pytest.mark.parametrize("strategy", ["pad", "tile"])
+@pytest.mark.parametrize("h, w", ODD_SIZES + [(256, 256), (5, 3)])
+def test_identity_generator_is_reproduced_exactly(strategy: str, h: int, w: int) -> None:
+    x = _images(2, h, w)
+    y = run_any_size(nn.Identity(), x, multiple=256, resolution=256, strategy=strategy)
+    assert y.shape == x.shape
+    assert (y - x).abs().max() <= 1e-6
+
+
+def test_tiling_a_pointwise_model_equals_running_it_whole() -> None:
+    # A 1x1 conv commutes with cropping, so any seam or misweighted blend would show up here.
+    torch.manual_seed(0)
+    g = nn.Conv2d(1, 2, 1)
+    x = _images(1, 300, 517, c=1)
+    with torch.no_grad():
+        expected = g(x)
+        for overlap in (0, 8, 16, 32):
+            y = run_any_size(g, x, multiple=1, resolution=64, strategy="tile", tile_overlap=overlap)
+            torch.testing.assert_close(y, expected, atol=1e-5, rtol=0)
+
+
+def test_tiles_overlap_and_cover_the_image() -> None:
+    seen = Recorder(nn.Identity())
+    x = torch.zeros(1, 1, 100, 150)
+    run_any_size(seen, x, multiple=1, resolution=64, strategy="tile", tile_overlap=16)
+    # 100 -> starts 0, 36 (flush); 150 -> starts 0, 48, 86 (flush): 2 x 3 tiles.
+    assert len(seen.sizes) == 6
+
+
+def test_max_side_bounds_the_model_input(small_unet: UNetGenerator) -> None:
+    x = _images(1, 300, 517)
+    for strategy in ("pad", "tile"):
+        g = Recorder(small_unet)
+        with torch.no_grad():
+            y = run_any_size(g, x, multiple=64, resolution=64, max_side=128, strategy=strategy)
+        assert y.shape == (1, 2, 300, 517)
+        if strategy == "pad":
+            assert g.sizes == [(128, 128)]  # 300x517 -> 74x128 -> padded to multiples of 64
+        else:
+            assert set(g.sizes) == {(64, 64)} and len(g.sizes) == 6
+    # Below the limit nothing is resized: the identity comes back exactly.
+    y = run_any_size(nn.Identity(), x, multiple=64, resolution=64, max_side=517)
+    assert torch.equal(y, x)
+    # Above it a smooth image survives the down/up round trip closely but not exactly.
+    ramp = torch.linspace(-1, 1, 517).expand(1, 3, 300, 517)
+    y = run_any_size(nn.Identity(), ramp, multiple=64, resolution=64, max_side=128)
+    assert 0 < (y - ramp)[..., 8:-8, 8:-8].abs().max() < 0.02
+
+
+def test_resize_strategy_round_trips_smooth_images() -> None:
+    ramp = torch.linspace(-1, 1, 517).expand(1, 3, 300, 517)
+    y = run_any_size(nn.Identity(), ramp, multiple=256, resolution=256, strategy="resize")
+    assert y.shape == ramp.shape
+    assert (y - ramp)[..., 4:-4, 4:-4].abs().max() < 0.02
+
+
+@pytest.mark.parametrize("strategy", ["pad", "resize", "tile"])
+def test_run_any_size_leaves_module_mode_alone(strategy: str) -> None:
+    g = UNetGenerator(3, 3, resolution=32, ngf=4, norm="instance")
+    x = _images(1, 40, 70)
+    for mode in (True, False):
+        g.train(mode)
+        run_any_size(g, x, multiple=32, resolution=32, strategy=strategy)
+        assert all(m.training == mode for m in g.modules())
+
+
+def test_run_any_size_rejects_bad_arguments() -> None:
+    x = torch.zeros(1, 3, 40, 40)
+    with pytest.raises(ValueError, match="strategy"):
+        run_any_size(nn.Identity(), x, multiple=32, resolution=32, strategy="crop")
+    with pytest.raises(ValueError):
+        run_any_size(nn.Identity(), x[0], multiple=32, resolution=32)
+    with pytest.raises(ValueError):
+        run_any_size(nn.Identity(), x, multiple=32, resolution=48, strategy="tile")
+    with pytest.raises(ValueError):
+        run_any_size(nn.Identity(), x, multiple=32, resolution=32, strategy="tile", tile_overlap=17)
+
+
+class TileMean(nn.Module):
+    """A deliberately non-local "generator": every output pixel is the mean of its whole tile."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(-2, -1), keepdim=True).expand_as(x)
+
+
+@pytest.mark.parametrize("overlap, smooth", [(16, True), (0, False)])
+def test_tile_blending_hides_seams(overlap: int, smooth: bool) -> None:
+    # Input = column index, so neighbouring tiles produce constants ~48 apart. With a ramp window
+    # the output crosses from one to the other gradually; with hard seams it jumps.
+    x = torch.arange(200.0).expand(1, 1, 64, 200)
+    y = run_any_size(TileMean(), x, multiple=1, resolution=64, strategy="tile", tile_overlap=overlap)
+    row = y[0, 0, 0]
+    steps = row[1:] - row[:-1]
+    assert (steps >= -1e-4).all()  # monotonic: blending never overshoots
+    assert (steps.max() < 6.0) if smooth else (steps.max() > 30.0)
