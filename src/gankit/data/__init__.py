@@ -55,21 +55,21 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
         from gankit.data import paired
 
         common = dict(resolution=cfg.resolution or 256, load_size=cfg.load_size, flip=cfg.flip,
-                      direction=cfg.direction, train=split == "train", log=log)
+                      direction=cfg.direction, train=split == "train",
+                      max_images=cfg.max_images if split == "train" else 0, log=log)
         if name == "facades":
-            from gankit.data.facades import find_facades
+            from gankit.data.facades import facades_direction, find_facades
 
-            root = find_facades(cfg.path)
-            ds = paired.load_aligned(root, split, **common)
-        elif name == "aligned":
-            if not cfg.path:
-                raise DataError("dataset 'aligned' needs a path: --data FOLDER (with train/ and val/ inside)")
-            ds = paired.load_aligned(cfg.path, split, **common)
-        else:
-            if not cfg.path:
-                raise DataError("dataset 'pair-folders' needs a path: --data FOLDER (with a/ and b/ inside)")
-            ds = paired.load_pair_folders(cfg.path, split, **common)
-        return ds.subset(cfg.max_images) if cfg.max_images and split == "train" else ds
+            root = find_facades(cfg.path, log=log)
+            # data.direction=AtoB means label map -> photo, whichever side the files keep it on
+            natural = facades_direction(root)
+            common["direction"] = natural if cfg.direction == "AtoB" else ("AtoB" if natural == "BtoA" else "BtoA")
+            return paired.load_aligned(root, split, **common)
+        if not cfg.path:
+            raise DataError(f"dataset '{name}' needs a path: --data FOLDER")
+        if name == "aligned":
+            return paired.load_aligned(cfg.path, split, **common)
+        return paired.load_pair_folders(cfg.path, split, **common)
     # colorization
     from gankit.data.colorization import load_colorization
 
@@ -88,6 +88,12 @@ def infer_dataset_name(data: str, default: str) -> tuple[str, str | None]:
         return "folder", data
     if default == "celeba":
         return "folder", data
+    if default in PAIRED and p.is_dir():
+        lower = {c.name.lower() for c in p.iterdir() if c.is_dir()}
+        if {"a", "b"} <= lower:
+            return "pair-folders", data
+        if "train" in lower and not any(p.glob("cmp_b*.png")) and default != "facades":
+            return "aligned", data
     return default, data
 
 

@@ -110,7 +110,7 @@ def _convert_pair(png: Path, jpg: Path, out: Path, size: int) -> None:
     labels = np.asarray(label_img.resize((size, size), Image.Resampling.NEAREST), dtype=np.uint8)
     photo = to_rgb(open_image(jpg)).resize((size, size), Image.Resampling.BICUBIC)
     pair = Image.new("RGB", (2 * size, size))
-    pair.paste(Image.fromarray(labels_to_rgb(labels), mode="RGB"), (0, 0))
+    pair.paste(Image.fromarray(labels_to_rgb(labels)), (0, 0))
     pair.paste(photo, (size, 0))
     # 4:4:4 chroma: the default 4:2:0 subsampling would smear the label colours across class borders.
     pair.save(out, quality=95, subsampling=0)
