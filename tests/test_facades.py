@@ -36,8 +36,8 @@ def _label_png(path: Path, w: int = 40, h: int = 30) -> None:
     idx[: h // 2, : w // 2], idx[: h // 2, w // 2 :] = QUADRANTS[0], QUADRANTS[1]
     idx[h // 2 :, : w // 2], idx[h // 2 :, w // 2 :] = QUADRANTS[2], QUADRANTS[3]
     img = Image.fromarray(idx).convert("P")
-    # A deliberately wrong palette (grey ramp): the builder must colour from the indices by CMP_PALETTE.
-    img.putpalette([v for i in range(256) for v in (i, i, i)])
+    # A deliberately wrong palette: the builder must colour from the indices by CMP_PALETTE.
+    img.putpalette([v for i in range(256) for v in (255 - i, (7 * i) % 256, 128)])
     img.save(path)
 
 

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "translate":
             t.add_argument("--strategy", choices=["pad", "resize", "tile"], default="pad",
                            help="how to fit any size to the U-Net: reflect-pad (default), resize, or tiles")
-        t.set_defaults(command_name=name)
+        t.set_defaults(command_name=name, train_mode=False)
 
     sub.add_parser("list", help="show families, presets and datasets")
     return parser

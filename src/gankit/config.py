@@ -245,6 +245,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.z_dim": 64,
         "model.g_hidden": [256, 256],
         "model.d_hidden": [256, 256],
+        "model.init": "default",
         "train.batch_size": 100,
         "train.epochs": 20,
     },
@@ -256,8 +257,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.g_hidden": [256, 512, 1024],
         "model.d_hidden": [1024, 512, 256],
         "model.d_dropout": 0.3,
+        "model.init": "default",
         "train.batch_size": 100,
         "train.epochs": 30,
+        "train.n_samples": 100,
     },
     "dcgan": {
         "family": "dcgan",

@@ -83,12 +83,14 @@ def decode_many(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
         try:
-            bar = tqdm(futures, desc=desc, unit="file", disable=len(items) <= PROGRESS_MIN_FILES, leave=False)
-            for i, fut in enumerate(bar):
-                try:
-                    out.append((i, fut.result()))
-                except ImageReadError as e:
-                    report.add(e)
+            with tqdm(total=len(futures), desc=desc, unit="file", disable=len(items) <= PROGRESS_MIN_FILES,
+                      leave=False) as bar:
+                for i, fut in enumerate(futures):
+                    try:
+                        out.append((i, fut.result()))
+                    except ImageReadError as e:
+                        report.add(e)
+                    bar.update()
         except BaseException:
             # Do not decode hundreds more files only to throw them away.
             for fut in futures:
@@ -247,7 +249,8 @@ def _missing_split(root: Path, split: str) -> DataError:
     if not root.is_dir():
         return DataError(f"dataset folder {root} does not exist")
     found = sorted(p.name for p in root.iterdir() if p.is_dir())
-    return DataError(f"no folder {root / split} for split {split!r} (subfolders of {root}: {', '.join(found) or 'none'})")
+    listing = ", ".join(found) or "none"
+    return DataError(f"no folder {root / split} for split {split!r} (subfolders of {root}: {listing})")
 
 
 def _finish(

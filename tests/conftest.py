@@ -1,0 +1,245 @@
+"""Shared fixtures: tiny IDX files, tiny image folders, tiny configs, and a sealed-off data cache.
+
+Every test runs with ``GANKIT_DATA`` and ``XDG_CACHE_HOME`` pointing into its own temporary folder
+and with :func:`gankit.data.mnist.download` replaced by a function that raises, so no test reads the
+real dataset cache or touches the network.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import gankit.data.mnist as _mnist
+from gankit.config import Config, make_config
+from gankit.data.base import Batch, DataInfo
+
+N_TRAIN, N_TEST, SIDE, N_CLASSES = 200, 50, 28, 10
+DEFAULT_SYSTEM_DIRS = dict(_mnist.SYSTEM_DIRS)
+"""The module's own system folders, saved before the autouse fixture replaces them."""
+
+
+# ----------------------------------------------------------------------------------------- IDX
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The IDX encoding of ``array`` (uint8 or big-endian int32), written by hand."""
+    codes = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C}
+    if array.dtype == np.int32:
+        array = array.astype(">i4")
+    header = bytes([0, 0, codes[array.dtype], array.ndim]) + b"".join(struct.pack(">I", s) for s in array.shape)
+    return header + array.tobytes()
+
+
+def tiny_fashion_arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` 28x28 uint8 images whose content depends on their label, and the labels 0..9."""
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % N_CLASSES).astype(np.uint8)
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(n, SIDE, SIDE), dtype=np.uint8)
+    for i, y in enumerate(labels):  # a bright bar whose position is the class
+        images[i, 2 + 2 * int(y) : 4 + 2 * int(y), 4:24] = 230
+    return images, labels
+
+
+def write_idx_dataset(folder: Path, *, gz: bool = False, n_train: int = N_TRAIN, n_test: int = N_TEST,
+                      seed: int = 0) -> Path:
+    """Write the four Fashion-MNIST files (plain or ``.gz``) into ``folder``; return ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n, s in (("train", n_train, seed), ("t10k", n_test, seed + 1)):
+        images, labels = tiny_fashion_arrays(n, s)
+        for kind, arr, dims in (("images", images, 3), ("labels", labels, 1)):
+            name = f"{split}-{kind}-idx{dims}-ubyte" + (".gz" if gz else "")
+            data = idx_bytes(arr)
+            (folder / name).write_bytes(gzip.compress(data) if gz else data)
+    return folder
+
+
+@pytest.fixture
+def tiny_idx(tmp_path: Path) -> Path:
+    """A folder with plain IDX files: 200 train + 50 test 28x28 images of 10 classes."""
+    return write_idx_dataset(tmp_path / "idx")
+
+
+@pytest.fixture
+def tiny_idx_gz(tmp_path: Path) -> Path:
+    """The same data as :func:`tiny_idx`, gzipped."""
+    return write_idx_dataset(tmp_path / "idx_gz", gz=True)
+
+
+# -------------------------------------------------------------------------------- image folders
+
+
+def write_image_folder(root: Path, n: int = 40, *, classes: int = 0, seed: int = 0) -> Path:
+    """``n`` small random images (PNG and JPG, RGB and L, non-square) under ``root``."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        folder = root / f"class{i % classes}" if classes else root
+        folder.mkdir(exist_ok=True)
+        h, w = int(rng.integers(20, 40)), int(rng.integers(20, 40))
+        if i % 4 == 3:
+            img = Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8), mode="L")
+        else:
+            img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), mode="RGB")
+        img.save(folder / f"img{i:03d}.{'jpg' if i % 2 else 'png'}")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """A flat folder of 40 small random PNG/JPG images."""
+    return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture
+def image_folder_classes(tmp_path: Path) -> Path:
+    """40 small random images in two class subfolders (class0/, class1/)."""
+    return write_image_folder(tmp_path / "images_by_class", classes=2)
+
+
+# ------------------------------------------------------------------------------------ configs
+
+_SMALL: dict[str, dict[str, Any]] = {
+    "gan": {"model.z_dim": 16, "model.g_hidden": [32, 32], "model.d_hidden": [32, 32]},
+    "cgan": {"model.z_dim": 16, "model.g_hidden": [32, 32], "model.d_hidden": [32, 32]},
+    "dcgan": {"model.z_dim": 16, "model.ngf": 8, "model.ndf": 8, "data.resolution": 32},
+    "pix2pix": {"model.ngf": 8, "model.ndf": 8, "data.resolution": 32, "data.load_size": 32,
+                "train.batch_size": 2, "train.n_samples": 2},
+    "colorize": {"model.ngf": 8, "model.ndf": 8, "data.resolution": 32, "data.load_size": 32,
+                 "train.batch_size": 2, "train.n_samples": 2},
+}
+
+
+def make_tiny_cfg(preset: str, tmp_path: Path, **overrides: Any) -> Config:
+    """A fast config of ``preset``: small widths, batch 20, CPU, no progress bar, tiny local data.
+
+    Overrides use dotted keys, passed as ``**{"train.max_steps": 3}`` (or ``train__max_steps=3``).
+    Noise families train on tiny IDX files written under ``tmp_path`` (``dcgan`` on a tiny image
+    folder); paired families keep their dataset name, so tests must provide the data themselves.
+    """
+    family = make_config(preset).family
+    values: dict[str, Any] = {
+        "train.batch_size": 20,
+        "train.device": "cpu",
+        "train.progress": False,
+        "train.epochs": 1,
+        "train.log_every": 1,
+        "train.n_samples": 16,
+        "train.checkpoint_minutes": 0.0,
+    }
+    values.update(_SMALL[family])
+    if family in ("gan", "cgan") or preset.startswith("dcgan-"):
+        idx = tmp_path / "tiny_idx"
+        if not (idx / "train-images-idx3-ubyte").exists():
+            write_idx_dataset(idx)
+        values["data.path"] = str(idx)
+        if preset.startswith("dcgan-"):
+            values.pop("data.resolution")  # keep the preset's 64 or 32
+    elif family == "dcgan":
+        folder = tmp_path / "tiny_images"
+        if not folder.exists():
+            write_image_folder(folder)
+        values.update({"data.name": "folder", "data.path": str(folder)})
+    values.update({k.replace("__", "."): v for k, v in overrides.items()})
+    return make_config(preset, overrides=values)
+
+
+@pytest.fixture
+def tiny_cfg() -> Callable[..., Config]:
+    """The :func:`make_tiny_cfg` helper: ``tiny_cfg("gan", tmp_path, **{"train.max_steps": 4})``."""
+    return make_tiny_cfg
+
+
+# ------------------------------------------------------------------------- fake paired dataset
+
+
+class FakePairedSet:
+    """A TrainSet of random (input, target) pairs for image-to-image families."""
+
+    def __init__(self, n: int, in_channels: int, channels: int, resolution: int, *, space: str = "rgb",
+                 seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.inputs = torch.rand(n, in_channels, resolution, resolution, generator=g) * 2 - 1
+        self.targets = torch.rand(n, channels, resolution, resolution, generator=g) * 2 - 1
+        self.info = DataInfo(channels=channels, resolution=resolution, in_channels=in_channels, space=space)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def batch(self, index: torch.Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
+        return {"input": self.inputs[index].to(device), "target": self.targets[index].to(device)}
+
+
+def fake_paired_for(cfg: Config, n: int = 8) -> FakePairedSet:
+    """A fake dataset shaped like the real one of ``cfg`` (facades RGB->RGB, colorization L->ab)."""
+    res = cfg.data.resolution
+    if cfg.family == "colorize":
+        return FakePairedSet(n, 1, 2, res, space="lab")
+    return FakePairedSet(n, 3, 3, res)
+
+
+@pytest.fixture
+def fake_paired_data(monkeypatch: pytest.MonkeyPatch) -> Callable[[Config], None]:
+    """Make the training loop use a :class:`FakePairedSet` for ``cfg`` (both splits)."""
+
+    def install(cfg: Config, n: int = 8) -> None:
+        sets = {"train": fake_paired_for(cfg, n), "val": fake_paired_for(cfg, max(2, n // 4))}
+        monkeypatch.setattr("gankit.training.loop.build_dataset", lambda dcfg, split="train", **kw: sets[split])
+
+    return install
+
+
+# ------------------------------------------------------------------------------ isolation
+
+
+@pytest.fixture(scope="session")
+def mpl_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One matplotlib config/cache folder for the session (its font cache is built only once)."""
+    return tmp_path_factory.mktemp("mplconfig")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mpl_config_dir: Path) -> None:
+    """No test sees the real dataset cache or downloads anything."""
+    data = tmp_path / "gankit_data_env"
+    data.mkdir(exist_ok=True)
+    monkeypatch.setenv("GANKIT_DATA", str(data))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(mpl_config_dir))
+
+    def no_download(name: str) -> Path:
+        raise RuntimeError(f"test tried to download {name}")
+
+    monkeypatch.setattr("gankit.data.mnist.download", no_download)
+    # a Debian dataset package on the test machine must not leak into the tests
+    monkeypatch.setattr("gankit.data.mnist.SYSTEM_DIRS", {
+        "fashion-mnist": [tmp_path / "usr_share_datasets" / "fashion-mnist"],
+        "mnist": [tmp_path / "usr_share_datasets" / "mnist"],
+    })
+
+
+def subprocess_env(tmp_path: Path, mpl_config_dir: Path) -> dict[str, str]:
+    """Environment for running the real CLI in a subprocess, sealed off like the in-process tests."""
+    env = dict(os.environ)
+    env.update({
+        "GANKIT_DATA": str(tmp_path / "gankit_data_env"),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg_cache"),
+        "MPLCONFIGDIR": str(mpl_config_dir),
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",
+    })
+    return env
+
+
+GANKIT = [sys.executable, "-m", "gankit"]

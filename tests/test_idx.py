@@ -1,0 +1,248 @@
+"""MNIST / Fashion-MNIST IDX files: parsing, validation, where they are looked for, no downloads."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DEFAULT_SYSTEM_DIRS, N_TEST, N_TRAIN, idx_bytes, tiny_fashion_arrays, write_idx_dataset
+from gankit.config import DataConfig
+from gankit.data import build_dataset, infer_dataset_name
+from gankit.data.errors import DataError
+from gankit.data.mnist import FASHION_CLASSES, load_mnist_like, locate, missing_message, read_idx
+
+TRAIN_IMAGES = "train-images-idx3-ubyte"
+TRAIN_LABELS = "train-labels-idx1-ubyte"
+
+
+# ------------------------------------------------------------------------------------ read_idx
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_plain_and_gz(tmp_path: Path, gz: bool) -> None:
+    folder = write_idx_dataset(tmp_path / "d", gz=gz)
+    suffix = ".gz" if gz else ""
+    images = read_idx(folder / (TRAIN_IMAGES + suffix))
+    labels = read_idx(folder / (TRAIN_LABELS + suffix))
+    exp_images, exp_labels = tiny_fashion_arrays(N_TRAIN, 0)
+    assert images.dtype == np.uint8 and images.shape == (N_TRAIN, 28, 28)
+    assert np.array_equal(images, exp_images) and np.array_equal(labels, exp_labels)
+    assert read_idx(folder / ("t10k-images-idx3-ubyte" + suffix)).shape == (N_TEST, 28, 28)
+
+
+def test_read_idx_big_endian_int32(tmp_path: Path) -> None:
+    arr = np.array([[1, -2, 70000], [3, 4, -5]], dtype=np.int32)
+    (tmp_path / "x").write_bytes(idx_bytes(arr))
+    out = read_idx(tmp_path / "x")
+    assert out.shape == (2, 3) and out.tolist() == arr.tolist()
+
+
+@pytest.mark.parametrize("head", [b"\x08\x03\x00\x00", b"\x00\x00\x42\x03", b"\x01\x00\x08\x03", b"", b"\x00\x00"])
+def test_wrong_magic_names_the_file(tmp_path: Path, head: bytes) -> None:
+    path = tmp_path / "weird-images-idx3-ubyte"
+    path.write_bytes(head + b"\x00" * 12)
+    with pytest.raises(DataError, match="weird-images-idx3-ubyte.*not an IDX file"):
+        read_idx(path)
+
+
+def test_html_error_page_saved_as_idx(tmp_path: Path) -> None:
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(b"<html>403 Forbidden</html>")  # a failed download; not even gzip
+    with pytest.raises(DataError, match=str(path)):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("cut", [1, 100, 28 * 28 * N_TRAIN])
+def test_truncated_body(tmp_path: Path, cut: int) -> None:
+    images, _ = tiny_fashion_arrays(N_TRAIN, 0)
+    data = idx_bytes(images)
+    path = tmp_path / "t-images-idx3-ubyte"
+    path.write_bytes(data[:-cut])
+    with pytest.raises(DataError, match="t-images-idx3-ubyte.*truncated"):
+        read_idx(path)
+
+
+def test_body_too_long(tmp_path: Path) -> None:
+    path = tmp_path / "long"
+    path.write_bytes(idx_bytes(np.zeros((2, 3), np.uint8)) + b"\x00")
+    with pytest.raises(DataError, match="long: IDX body has 7 bytes.*needs 6"):
+        read_idx(path)
+
+
+def test_truncated_header(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    path.write_bytes(b"\x00\x00\x08\x03" + b"\x00\x00\x00\x02")  # 3 dims announced, 1 given
+    with pytest.raises(DataError, match="truncated IDX header"):
+        read_idx(path)
+
+
+def test_truncated_gzip_stream(tmp_path: Path) -> None:
+    images, _ = tiny_fashion_arrays(20, 0)
+    blob = gzip.compress(idx_bytes(images))
+    path = tmp_path / "cut-images-idx3-ubyte.gz"
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(DataError, match="cut-images-idx3-ubyte.gz"):
+        read_idx(path)
+
+
+# ------------------------------------------------------------------------------------ locate
+
+
+def _two_files(folder: Path, *, gz: bool = False, stems: tuple[str, str] = (TRAIN_IMAGES, TRAIN_LABELS)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    images, labels = tiny_fashion_arrays(30, 0)
+    for stem, arr in zip(stems, (images, labels)):
+        data = idx_bytes(arr)
+        (folder / (stem + (".gz" if gz else ""))).write_bytes(gzip.compress(data) if gz else data)
+    return folder
+
+
+def test_locate_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = tmp_path / "env"
+    cache = tmp_path / "xdg_cache" / "gankit" / "fashion-mnist"
+    explicit = tmp_path / "explicit"
+    monkeypatch.setenv("GANKIT_DATA", str(env))
+    places = [explicit, env / "fashion-mnist", env, cache]
+    for p in places:
+        _two_files(p)
+    assert locate("fashion-mnist", explicit)[0].parent == explicit
+    for p in places[1:]:  # without a path: the first place that has the files wins
+        assert locate("fashion-mnist", None)[0].parent == p
+        for f in p.glob("*-ubyte"):
+            f.unlink()
+    assert locate("fashion-mnist", None) is None
+
+
+def test_locate_torchvision_raw_layout_and_names(tmp_path: Path) -> None:
+    root = tmp_path / "tv"
+    _two_files(root / "FashionMNIST" / "raw", gz=True)
+    found = locate("fashion-mnist", root)
+    assert found == (root / "FashionMNIST" / "raw" / (TRAIN_IMAGES + ".gz"),
+                     root / "FashionMNIST" / "raw" / (TRAIN_LABELS + ".gz"))
+    assert locate("mnist", root) is None  # MNIST's own layout is MNIST/raw
+    _two_files(root / "MNIST" / "raw")
+    assert locate("mnist", root)[0] == root / "MNIST" / "raw" / TRAIN_IMAGES
+    dotted = _two_files(tmp_path / "dotted", stems=("train-images.idx3-ubyte", "train-labels.idx1-ubyte"))
+    assert locate("fashion-mnist", dotted)[0].name == "train-images.idx3-ubyte"
+
+
+def test_locate_needs_both_files_of_the_split(tmp_path: Path) -> None:
+    folder = _two_files(tmp_path / "d")
+    (folder / TRAIN_LABELS).unlink()
+    assert locate("fashion-mnist", folder) is None
+    assert locate("fashion-mnist", _two_files(tmp_path / "e"), split="test") is None
+
+
+# ------------------------------------------------------------------------------ load & errors
+
+
+@pytest.mark.parametrize("fixture", ["tiny_idx", "tiny_idx_gz"])
+def test_load_mnist_like(fixture: str, request: pytest.FixtureRequest) -> None:
+    folder = request.getfixturevalue(fixture)
+    images, labels = load_mnist_like("fashion-mnist", folder)
+    exp_images, exp_labels = tiny_fashion_arrays(N_TRAIN, 0)
+    assert images.shape == (N_TRAIN, 1, 28, 28) and images.dtype == torch.uint8
+    assert labels.dtype == torch.int64 and labels.tolist() == exp_labels.tolist()
+    assert torch.equal(images[:, 0], torch.from_numpy(exp_images))
+    test_images, _ = load_mnist_like("fashion-mnist", folder, split="test")
+    assert len(test_images) == N_TEST
+
+
+def test_missing_data_message_lists_places_and_apt_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gankit.data.mnist as mnist
+
+    calls: list[str] = []
+
+    def failing_download(name: str) -> Path:
+        calls.append(name)
+        raise OSError("no network")
+
+    monkeypatch.setattr(mnist, "download", failing_download)
+    with pytest.raises(DataError) as e:
+        load_mnist_like("fashion-mnist")
+    assert calls == ["fashion-mnist"]  # without a path, a download is tried once, then the message
+    msg = str(e.value)
+    for place in (tmp_path / "gankit_data_env" / "fashion-mnist", tmp_path / "gankit_data_env",
+                  tmp_path / "xdg_cache" / "gankit" / "fashion-mnist",
+                  mnist.SYSTEM_DIRS["fashion-mnist"][0]):
+        assert f"\n  {place}\n" in msg, place
+    assert "sudo apt-get install dataset-fashion-mnist" in msg
+    assert "train-images-idx3-ubyte" in msg and "GANKIT_DATA" in msg
+    assert "apt-get" not in missing_message("mnist", None)
+
+
+def test_default_system_dir_is_the_debian_package() -> None:
+    # (the autouse fixture replaces SYSTEM_DIRS; conftest kept the module's own value)
+    assert Path("/usr/share/datasets/fashion-mnist") in DEFAULT_SYSTEM_DIRS["fashion-mnist"]
+
+
+def test_no_download_when_a_path_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gankit.data.mnist as mnist
+
+    calls: list[str] = []
+    monkeypatch.setattr(mnist, "download", lambda name: calls.append(name) or tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError) as e:
+        load_mnist_like("fashion-mnist", empty)
+    assert str(empty) in str(e.value)
+    with pytest.raises(DataError, match="no such file or folder"):
+        load_mnist_like("fashion-mnist", tmp_path / "does-not-exist")
+    with pytest.raises(DataError):
+        load_mnist_like("fashion-mnist", None, allow_download=False)
+    assert calls == []
+
+
+def test_found_data_is_used_without_download(tiny_idx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # data in $GANKIT_DATA/<name> is found with no path and no download
+    import os
+
+    target = Path(os.environ["GANKIT_DATA"]) / "fashion-mnist"
+    shutil.copytree(tiny_idx, target)
+    images, _ = load_mnist_like("fashion-mnist")  # the autouse fixture makes a download raise
+    assert len(images) == N_TRAIN
+
+
+def test_inconsistent_files(tmp_path: Path) -> None:
+    folder = _two_files(tmp_path / "d")
+    _, labels = tiny_fashion_arrays(29, 0)
+    (folder / TRAIN_LABELS).write_bytes(idx_bytes(labels))
+    with pytest.raises(DataError, match="expected images .* and N labels"):
+        load_mnist_like("fashion-mnist", folder)
+    with pytest.raises(DataError, match="unknown IDX dataset"):
+        load_mnist_like("kmnist", folder)
+
+
+def test_corrupt_file_in_a_found_folder(tmp_path: Path) -> None:
+    folder = _two_files(tmp_path / "d")
+    (folder / TRAIN_IMAGES).write_bytes((folder / TRAIN_IMAGES).read_bytes()[:-5])
+    with pytest.raises(DataError, match=f"{folder / TRAIN_IMAGES}.*truncated"):
+        load_mnist_like("fashion-mnist", folder)
+
+
+# ------------------------------------------------------------------------ through build_dataset
+
+
+def test_build_dataset_from_idx(tiny_idx: Path) -> None:
+    ds = build_dataset(DataConfig(name="fashion-mnist", path=str(tiny_idx)))
+    assert len(ds) == N_TRAIN
+    assert (ds.info.channels, ds.info.resolution, ds.info.num_classes) == (1, 28, 10)
+    assert ds.info.class_names == FASHION_CLASSES
+    b = ds.batch(torch.arange(4), device=torch.device("cpu"))
+    assert b["image"].shape == (4, 1, 28, 28) and b["image"].min() >= -1 and b["image"].max() <= 1
+    small = build_dataset(DataConfig(name="fashion-mnist", path=str(tiny_idx), max_images=30, resolution=32,
+                                     channels=3))
+    assert len(small) == 30
+    assert small.batch(torch.arange(2), device=torch.device("cpu"))["image"].shape == (2, 3, 32, 32)
+    assert len(build_dataset(DataConfig(name="fashion-mnist", path=str(tiny_idx)), "test")) == N_TEST
+
+
+def test_infer_dataset_name(tiny_idx: Path, image_folder: Path) -> None:
+    assert infer_dataset_name(str(tiny_idx), "fashion-mnist") == ("fashion-mnist", str(tiny_idx))
+    assert infer_dataset_name(str(image_folder), "fashion-mnist") == ("folder", str(image_folder))
+    assert infer_dataset_name("mnist", "fashion-mnist") == ("mnist", None)

@@ -1,0 +1,129 @@
+"""One D step and one G step per family through the real :class:`Trainer` (CPU, tiny configs).
+
+The D half must change only D, the G half only G; ``n_critic`` sets how often G steps; every
+registered adversarial loss trains without NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from gankit.config import Config
+from gankit.families import FAMILIES
+from gankit.losses import GAN_LOSSES
+from gankit.training.loop import Trainer
+from gankit.training.stats import read_jsonl
+
+ParamSnapshot = dict[str, torch.Tensor]
+
+
+def _params(m: nn.Module) -> ParamSnapshot:
+    return {k: p.detach().clone() for k, p in m.named_parameters()}
+
+
+def _changed(before: ParamSnapshot, m: nn.Module) -> list[str]:
+    return [k for k, p in m.named_parameters() if not torch.equal(before[k], p.detach())]
+
+
+def _trainer(name: str, tmp_path: Path, tiny_cfg: Callable[..., Config], fake_paired_data, **overrides) -> Trainer:
+    cfg = tiny_cfg(name, tmp_path, **overrides)
+    if FAMILIES[name].kind == "paired":
+        fake_paired_data(cfg)
+    return Trainer(cfg, tmp_path / "run", log=lambda msg: None)
+
+
+def _first_batch(tr: Trainer) -> dict[str, torch.Tensor]:
+    gen = tr.sampler.augment_generator(0) if tr.family.kind == "paired" else None
+    return tr.data.batch(tr.sampler.indices(0), device=tr.device, generator=gen)
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_d_step_changes_only_d(name: str, tmp_path: Path, tiny_cfg, fake_paired_data) -> None:
+    tr = _trainer(name, tmp_path, tiny_cfg, fake_paired_data)
+    batch = _first_batch(tr)
+    g0, d0 = _params(tr.G), _params(tr.D)
+    stats = tr.train_step(batch, g_step=False)
+    assert _changed(g0, tr.G) == []
+    assert all(p.grad is None for p in tr.G.parameters())  # fakes were made without a graph
+    changed = _changed(d0, tr.D)
+    # everything that got a gradient moved (a cGAN embedding row of an absent class may not)
+    assert len(changed) >= len(d0) - (1 if name == "cgan" else 0), set(d0) - set(changed)
+    assert "d_loss" in stats and "g_loss" not in stats
+    assert torch.isfinite(stats["d_loss"])
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_g_half_changes_only_g(name: str, tmp_path: Path, tiny_cfg, fake_paired_data) -> None:
+    tr = _trainer(name, tmp_path, tiny_cfg, fake_paired_data)
+    batch = _first_batch(tr)
+    g0 = _params(tr.G)
+    after_d: dict[str, ParamSnapshot] = {}
+
+    def snapshot_after_d_step(opt, args, kwargs) -> None:
+        after_d["G"], after_d["D"] = _params(tr.G), _params(tr.D)
+        after_d["D_grad"] = {k: p.grad.clone() for k, p in tr.D.named_parameters() if p.grad is not None}
+
+    handle = tr.opt_D.register_step_post_hook(snapshot_after_d_step)
+    stats = tr.train_step(batch, g_step=True)
+    handle.remove()
+
+    assert after_d, "train_step made no D step"
+    assert after_d["G"].keys() == g0.keys() and _changed(g0, tr.G) != []
+    assert all(torch.equal(after_d["G"][k], g0[k]) for k in g0)  # D half left G alone
+    assert _changed(after_d["D"], tr.D) == []  # G half left D's weights alone ...
+    for k, p in tr.D.named_parameters():  # ... and did not accumulate gradients into D
+        assert torch.equal(p.grad, after_d["D_grad"][k]) if k in after_d["D_grad"] else p.grad is None
+        assert p.requires_grad  # D is trainable again for the next step
+    changed_by_g = _changed(after_d["G"], tr.G)
+    assert len(changed_by_g) >= len(g0) - (1 if name == "cgan" else 0)
+    assert {"d_loss", "g_loss"} <= set(stats)
+    if FAMILIES[name].kind == "paired":
+        assert {"g_adv", "g_l1"} <= set(stats)
+        assert stats["g_loss"].item() == pytest.approx(
+            stats["g_adv"].item() + tr.cfg.loss.l1_weight * stats["g_l1"].item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n, f in FAMILIES.items() if f.kind == "paired"])
+def test_pretrain_step_is_l1_only_and_touches_only_g(name: str, tmp_path: Path, tiny_cfg, fake_paired_data) -> None:
+    tr = _trainer(name, tmp_path, tiny_cfg, fake_paired_data)
+    g0, d0 = _params(tr.G), _params(tr.D)
+    stats = tr.train_step(_first_batch(tr), pretrain=True)
+    assert set(stats) == {"g_l1"}
+    assert _changed(d0, tr.D) == [] and _changed(g0, tr.G) != []
+
+
+def test_n_critic_2_with_wgan_gp_steps_g_every_second_step(tmp_path: Path, tiny_cfg) -> None:
+    tr = _trainer("gan", tmp_path, tiny_cfg, None, **{"loss.gan": "wgan-gp", "loss.n_critic": 2,
+                                                      "train.max_steps": 6})
+    events: list[str] = []
+    tr.opt_D.register_step_post_hook(lambda *a: events.append("D"))
+    tr.opt_G.register_step_post_hook(lambda *a: events.append("G"))
+    result = tr.fit()
+    assert result.step == 6
+    assert events == ["D", "D", "G"] * 3
+    rows = read_jsonl(tmp_path / "run" / "stats.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert ["g_loss" in r for r in rows] == [False, True] * 3
+    assert all("gp" in r and r["gp"] >= 0 for r in rows)
+
+
+@pytest.mark.parametrize("loss", list(GAN_LOSSES))
+def test_every_loss_trains_gan_without_nan(loss: str, tmp_path: Path, tiny_cfg) -> None:
+    tr = _trainer("gan", tmp_path, tiny_cfg, None, **{"loss.gan": loss, "train.max_steps": 3})
+    g0, d0 = _params(tr.G), _params(tr.D)
+    result = tr.fit()
+    assert result.step == 3
+    assert _changed(g0, tr.G) and _changed(d0, tr.D)
+    for m in (tr.G, tr.D):
+        assert all(torch.isfinite(p).all() for p in m.parameters())
+    rows = read_jsonl(tmp_path / "run" / "stats.jsonl")
+    assert len(rows) == 3
+    for r in rows:
+        assert all(torch.isfinite(torch.tensor(v)) for k, v in r.items() if k not in ("step", "epoch"))
+        assert {"d_loss", "g_loss"} <= set(r)
+        assert ("gp" in r) == (loss == "wgan-gp")
