@@ -24,6 +24,10 @@ import gankit.data.mnist as _mnist
 from gankit.config import Config, make_config
 from gankit.data.base import Batch, DataInfo
 
+# Tiny models gain nothing from intra-op threads; on a busy 2-core machine threads make every
+# backward pass ~50x slower, so the whole suite runs single-threaded (subprocesses: OMP_NUM_THREADS).
+torch.set_num_threads(1)
+
 N_TRAIN, N_TEST, SIDE, N_CLASSES = 200, 50, 28, 10
 DEFAULT_SYSTEM_DIRS = dict(_mnist.SYSTEM_DIRS)
 """The module's own system folders, saved before the autouse fixture replaces them."""

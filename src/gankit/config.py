@@ -96,6 +96,8 @@ class TrainConfig:
     epochs: int = 20
     max_steps: int = 0
     """Stop after this many discriminator steps in total (0 = run all epochs)."""
+    max_minutes: float = 0.0
+    """Stop (with samples, validation and a checkpoint) after this much training wall time (0 = no limit)."""
     batch_size: int = 100
     seed: int = 0
     device: str = "auto"
@@ -351,6 +353,7 @@ def validate(cfg: Config) -> None:
         (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
         (cfg.train.epochs >= 0, "train.epochs must be >= 0"),
         (cfg.train.max_steps >= 0, "train.max_steps must be >= 0"),
+        (cfg.train.max_minutes >= 0, "train.max_minutes must be >= 0"),
         (cfg.loss.n_critic >= 1, "loss.n_critic must be >= 1"),
         (cfg.train.amp in ("none", "bf16", "fp16"), "train.amp must be none, bf16 or fp16"),
         (cfg.model.norm in ("batch", "instance", "none"), "model.norm must be batch, instance or none"),

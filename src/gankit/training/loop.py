@@ -206,7 +206,7 @@ class Trainer:
             "step": self.step,
             "best": dict(self.best),
             "rng": rng_state(),
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         }
 
     def _load_state(self, s: dict[str, Any]) -> None:
@@ -319,7 +319,8 @@ class Trainer:
         )
         bar = tqdm(total=self.total_steps * bs, initial=self.step * bs, unit="img", unit_scale=True,
                    dynamic_ncols=True, disable=not cfg.train.progress, smoothing=0.05)
-        last_ckpt = epoch_start = time.monotonic()
+        last_ckpt = epoch_start = fit_start = time.monotonic()
+        deadline = fit_start + 60 * cfg.train.max_minutes if cfg.train.max_minutes else math.inf
         epoch_start_step = self.step
         current_epoch = -1
         self.G.train()
@@ -340,7 +341,8 @@ class Trainer:
                 bar.update(bs)
 
                 epoch_done = self.step % self.steps_per_epoch == 0
-                finished = self.step >= self.total_steps
+                time_up = time.monotonic() > deadline
+                finished = self.step >= self.total_steps or time_up
                 if self.step % cfg.train.log_every == 0 or epoch_done or finished or stop.signum:
                     last_row = acc.flush()
                     bad = [k for k, v in last_row.items() if not math.isfinite(v)]
@@ -362,14 +364,16 @@ class Trainer:
                     imgs = (self.step - epoch_start_step) * bs
                     last_val = self.end_of_epoch(epoch, final=finished and not epoch_done)
                     msg = " ".join(f"{k} {v:.4f}" for k, v in {**last_row, **last_val}.items())
-                    bar.write(f"epoch {epoch + 1}/{self.total_epochs} step {self.step}: {msg} | "
-                              f"{secs:.1f} s, {imgs / max(secs, 1e-9):.0f} img/s") if cfg.train.progress else log(
-                        f"epoch {epoch + 1}/{self.total_epochs} step {self.step}: {msg} | "
-                        f"{secs:.1f} s, {imgs / max(secs, 1e-9):.0f} img/s")
+                    line = (f"epoch {epoch + 1}/{self.total_epochs} step {self.step}: {msg} | "
+                            f"{secs:.1f} s, {imgs / max(secs, 1e-9):.0f} img/s")
+                    (bar.write if cfg.train.progress else log)(line)
                     self.metrics_log.append({"step": self.step, "epoch": epoch + 1, "seconds": round(secs, 3),
                                              "images_per_s": round(imgs / max(secs, 1e-9), 1), **last_val})
                     epoch_start, epoch_start_step = time.monotonic(), self.step
                     last_ckpt = time.monotonic()
+                    if time_up:
+                        log(f"time limit of {cfg.train.max_minutes} min reached at step {self.step}")
+                        break
                 elif cfg.train.checkpoint_minutes and time.monotonic() - last_ckpt > 60 * cfg.train.checkpoint_minutes:
                     self.save()
                     last_ckpt = time.monotonic()
