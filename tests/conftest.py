@@ -204,6 +204,12 @@ def fake_paired_data(monkeypatch: pytest.MonkeyPatch) -> Callable[[Config], None
     return install
 
 
+@pytest.fixture
+def no_loss_plot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Skip the matplotlib loss plot at epoch ends (the slowest part of tiny runs; test_cli checks it)."""
+    monkeypatch.setattr("gankit.training.loop.plot_losses", lambda *args, **kwargs: None)
+
+
 # ------------------------------------------------------------------------------ isolation
 
 

@@ -45,7 +45,7 @@ def _states(tr: Trainer) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("preset", ["gan", "cgan", "dcgan-fmnist32"])
-def test_resume_is_bitwise_exact(preset: str, tmp_path: Path, tiny_cfg) -> None:
+def test_resume_is_bitwise_exact(preset: str, tmp_path: Path, tiny_cfg, no_loss_plot) -> None:
     def cfg(max_steps: int):
         return tiny_cfg(preset, tmp_path, **{"data.max_images": STEPS_PER_EPOCH * 20, "train.batch_size": 20,
                                              "train.epochs": 3, "train.max_steps": max_steps})
@@ -84,7 +84,7 @@ def test_resume_is_bitwise_exact(preset: str, tmp_path: Path, tiny_cfg) -> None:
     assert _deep_equal(saved["G"], straight.G.state_dict()) == []
 
 
-def test_resume_refuses_another_family(tmp_path: Path, tiny_cfg) -> None:
+def test_resume_refuses_another_family(tmp_path: Path, tiny_cfg, no_loss_plot) -> None:
     from gankit.training.checkpoint import CheckpointError
 
     Trainer(tiny_cfg("gan", tmp_path, **{"train.max_steps": 1}), tmp_path / "run", log=lambda m: None).fit()
@@ -92,7 +92,7 @@ def test_resume_refuses_another_family(tmp_path: Path, tiny_cfg) -> None:
         Trainer(tiny_cfg("cgan", tmp_path), tmp_path / "run", resume=True, log=lambda m: None)
 
 
-def test_resume_falls_back_to_previous_checkpoint(tmp_path: Path, tiny_cfg) -> None:
+def test_resume_falls_back_to_previous_checkpoint(tmp_path: Path, tiny_cfg, no_loss_plot) -> None:
     cfg = tiny_cfg("gan", tmp_path, **{"train.max_steps": 25, "train.epochs": 3})  # 10 steps/epoch
     Trainer(cfg, tmp_path / "run", log=lambda m: None).fit()
     ckpt = tmp_path / "run" / "checkpoints"

@@ -97,7 +97,7 @@ def test_pretrain_step_is_l1_only_and_touches_only_g(name: str, tmp_path: Path, 
     assert _changed(d0, tr.D) == [] and _changed(g0, tr.G) != []
 
 
-def test_n_critic_2_with_wgan_gp_steps_g_every_second_step(tmp_path: Path, tiny_cfg) -> None:
+def test_n_critic_2_with_wgan_gp_steps_g_every_second_step(tmp_path: Path, tiny_cfg, no_loss_plot) -> None:
     tr = _trainer("gan", tmp_path, tiny_cfg, None, **{"loss.gan": "wgan-gp", "loss.n_critic": 2,
                                                       "train.max_steps": 6})
     events: list[str] = []
@@ -113,7 +113,7 @@ def test_n_critic_2_with_wgan_gp_steps_g_every_second_step(tmp_path: Path, tiny_
 
 
 @pytest.mark.parametrize("loss", list(GAN_LOSSES))
-def test_every_loss_trains_gan_without_nan(loss: str, tmp_path: Path, tiny_cfg) -> None:
+def test_every_loss_trains_gan_without_nan(loss: str, tmp_path: Path, tiny_cfg, no_loss_plot) -> None:
     tr = _trainer("gan", tmp_path, tiny_cfg, None, **{"loss.gan": loss, "train.max_steps": 3})
     g0, d0 = _params(tr.G), _params(tr.D)
     result = tr.fit()

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -89,6 +90,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, out, resume=args.resume)
     except TrainingInterrupted as e:
         return 128 + e.signum
+    if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
+        return 0
     print(f"done: {result.step} steps in {result.out_dir} "
           f"(samples/, loss.png, checkpoints/G_last.pt); sample with: gankit sample {result.out_dir} --n 64 --out samples")
     return 0
@@ -100,8 +103,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from gankit.data.base import to_uint8
     from gankit.sampling import choose_labels, load_generator, sample
     from gankit.training.loop import resolve_device
-    from gankit.visualize import save_grid, to_display
-    from torchvision.io import write_png
+    from gankit.visualize import save_grid, save_png, to_display
 
     loaded = load_generator(args.run, device=resolve_device(args.device))
     if args.n <= 0:
@@ -114,7 +116,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     u8 = to_uint8(images)
     for i, img in enumerate(u8):
         name = f"{i:05d}" + (f"_class{int(labels[i])}" if labels is not None else "")
-        write_png(img, str(out / f"{name}.png"))
+        save_png(img, out / f"{name}.png")
     if args.grid:
         nrow = loaded.info.num_classes if args.labels == "balanced" and loaded.info.num_classes else 8
         save_grid(to_display(images), args.grid, nrow=nrow)

@@ -114,6 +114,10 @@ class TrainConfig:
     """Also write the full training state this often within an epoch (0 = only at epoch ends)."""
     n_samples: int = 64
     """Images in the fixed-noise (or fixed validation) grid written after every epoch."""
+    on_nonfinite: str = "stop"
+    """A NaN/inf loss: stop (keeping the last good checkpoint) or skip (drop the step, halve the learning rates)."""
+    sync_bn: bool = False
+    """Multi-process runs: synchronize BatchNorm statistics across processes (SyncBatchNorm)."""
     progress: bool = True
     """Show a progress bar (the per-epoch log line is always printed)."""
 
@@ -356,6 +360,7 @@ def validate(cfg: Config) -> None:
         (cfg.train.max_minutes >= 0, "train.max_minutes must be >= 0"),
         (cfg.loss.n_critic >= 1, "loss.n_critic must be >= 1"),
         (cfg.train.amp in ("none", "bf16", "fp16"), "train.amp must be none, bf16 or fp16"),
+        (cfg.train.on_nonfinite in ("stop", "skip"), "train.on_nonfinite must be stop or skip"),
         (cfg.model.norm in ("batch", "instance", "none"), "model.norm must be batch, instance or none"),
         (cfg.data.direction in ("AtoB", "BtoA"), "data.direction must be AtoB or BtoA"),
         (cfg.data.channels in (0, 1, 3), "data.channels must be 0, 1 or 3"),

@@ -37,7 +37,11 @@ class Objective:
         raise NotImplementedError
 
     # --- losses
-    def d_loss(self, D: nn.Module, batch: Batch, fake: Tensor, fake_cond: Tensor | None) -> tuple[Tensor, Stats]:
+    def d_loss(self, D: nn.Module, batch: Batch, fake: Tensor, fake_cond: Tensor | None, *,
+               D_local: nn.Module | None = None) -> tuple[Tensor, Stats]:
+        """Discriminator loss. ``D_local`` (the module inside a DDP wrapper) serves the gradient
+        penalty, whose double backward DDP does not support; its gradients still reach the same
+        parameters within the same backward pass."""
         real, real_cond = self.real(batch)
         real_logits = self.critic(D, real, real_cond)
         fake_logits = self.critic(D, fake.detach(), fake_cond)
@@ -49,7 +53,8 @@ class Objective:
             "d_fake": fake_logits.detach().float().mean(),
         }
         if self.loss.gradient_penalty:
-            gp = gradient_penalty(lambda x: self.critic(D, x, real_cond), real, fake)
+            critic_net = D_local if D_local is not None else D
+            gp = gradient_penalty(lambda x: self.critic(critic_net, x, real_cond), real, fake)
             loss = loss + self.gp_weight * gp
             stats["gp"] = gp.detach()
         return loss, stats

@@ -23,6 +23,7 @@ from gankit.data.errors import DataError
 from gankit.data.images import ImageReadError, SkipReport, list_images, open_image, pil_to_tensor, to_rgb
 from gankit.inference import run_any_size
 from gankit.sampling import LoadedGenerator, load_generator
+from gankit.visualize import save_png
 
 
 def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
@@ -48,10 +49,8 @@ def _load_rgb01(path: Path) -> Tensor:
 
 
 def _save_rgb01(img: Tensor, path: Path) -> None:
-    from torchvision.io import write_png
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_png((img[0].clamp(0, 1) * 255).round().to(torch.uint8).cpu(), str(path))
+    save_png((img[0].clamp(0, 1) * 255).round().to(torch.uint8), path)
 
 
 @torch.no_grad()

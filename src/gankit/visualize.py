@@ -24,6 +24,14 @@ def lab_to_display(L: Tensor, ab: Tensor | None) -> Tensor:
     return model_to_rgb(L.float(), ab.float()).clamp(0, 1)
 
 
+def save_png(image: Tensor, path: str | Path) -> None:
+    """Save one uint8 (C, H, W) image (C = 1 or 3) as PNG."""
+    from PIL import Image
+
+    arr = image.detach().cpu().permute(1, 2, 0).numpy()
+    Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(path, format="png")
+
+
 def save_grid(images: Tensor, path: str | Path, *, nrow: int = 8, padding: int = 2) -> None:
     """Save RGB [0, 1] images as one PNG grid (written atomically)."""
     path = Path(path)

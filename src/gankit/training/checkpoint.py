@@ -80,11 +80,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_training_state(ckpt_dir: Path, state: dict[str, Any]) -> Path:
-    """Write ``last.pt``, keeping the previous one as ``last.prev.pt``."""
+    """Write ``last.pt``, keeping the previous one as ``last.prev.pt``.
+
+    The new state is fully written (and fsynced) before any rename, so at every moment at least
+    one complete state exists on disk, whenever the process is killed.
+    """
     last = ckpt_dir / LAST
+    tmp = ckpt_dir / f".{LAST}.new"
+    atomic_save(state, tmp)
     if last.exists():
         os.replace(last, ckpt_dir / PREV)
-    atomic_save(state, last)
+    os.replace(tmp, last)
     return last
 
 

@@ -39,6 +39,7 @@ from gankit.training.checkpoint import (
     save_training_state,
     set_rng_state,
 )
+from gankit.training import distributed
 from gankit.training.ema import EMA
 from gankit.training.stats import JsonlLog, StatsAccumulator, plot_losses
 from gankit.visualize import paired_triplets, save_grid, to_display
@@ -106,8 +107,11 @@ class Trainer:
                  log: Callable[[str], None] = print) -> None:
         self.cfg, self.out_dir, self.log = cfg, Path(out_dir), log
         self.ckpt_dir = self.out_dir / "checkpoints"
-        self.device = resolve_device(cfg.train.device)
+        self.dist, self.device = distributed.init(resolve_device(cfg.train.device))
+        self.is_main = self.dist.is_main
         self.family = get_family(cfg.family)
+        if not self.is_main:
+            self.log = log = lambda msg: None  # only rank 0 talks and writes
 
         resumed = self._prepare_run_dir(resume)
         torch.manual_seed(cfg.train.seed)
@@ -118,6 +122,11 @@ class Trainer:
 
         G, D = self.family.build(cfg, self.info)
         self.G, self.D = G.to(self.device), D.to(self.device)
+        # the networks the steps run through: DDP wrappers when distributed, else G and D themselves
+        self.G_step = distributed.wrap(self.G, self.dist, self.device, sync_bn=cfg.train.sync_bn)
+        self.D_step = distributed.wrap(self.D, self.dist, self.device, sync_bn=cfg.train.sync_bn)
+        if self.dist.enabled:  # same initial weights everywhere (DDP broadcast), distinct noise per rank
+            torch.manual_seed(cfg.train.seed * 1_000 + self.dist.rank + 1)
         self.objective = build_objective(cfg, self.info, self.family.kind)
         o = cfg.optim
         fused = self.device.type == "cuda"
@@ -131,12 +140,15 @@ class Trainer:
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.ema = EMA(self.G, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
 
-        self.sampler = EpochSampler(len(self.data), cfg.train.batch_size, cfg.train.seed)
+        self.sampler = EpochSampler(len(self.data), cfg.train.batch_size, cfg.train.seed,
+                                    rank=self.dist.rank, world_size=self.dist.world_size)
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_epochs = cfg.train.pretrain_epochs + cfg.train.epochs + cfg.optim.decay_epochs
         total = self.steps_per_epoch * self.total_epochs
         self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
         self.step = 0
+        self.lr_scale = 1.0  # lowered by on_nonfinite=skip
+        self.skipped_steps = 0
         self.best: dict[str, float] = {}
         self.fixed = self._fixed_inputs()
 
@@ -144,13 +156,18 @@ class Trainer:
         self.metrics_log = JsonlLog(self.out_dir / "metrics.jsonl")
         if resumed is not None:
             self._load_state(resumed)
-            self.stats_log.truncate_after(self.step)
-            self.metrics_log.truncate_after(self.step)
+            if self.is_main:
+                self.stats_log.truncate_after(self.step)
+                self.metrics_log.truncate_after(self.step)
             log(f"resumed {self.out_dir} at step {self.step} (epoch {self.step // self.steps_per_epoch})")
-        cfg.save(self.out_dir / "config.yaml")
+        if self.is_main:
+            cfg.save(self.out_dir / "config.yaml")
 
     # ------------------------------------------------------------------ setup helpers
     def _prepare_run_dir(self, resume: bool) -> dict[str, Any] | None:
+        if not self.is_main:  # rank 0 creates and checks the folder; the others then read the state
+            distributed.barrier(self.dist)
+            return load_training_state(self.ckpt_dir, log=self.log) if resume else None
         try:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "samples").mkdir(exist_ok=True)
@@ -169,6 +186,7 @@ class Trainer:
                 f"{self.ckpt_dir / 'last.pt'}: checkpoint of family '{state.get('family')}', "
                 f"not '{self.cfg.family}'"
             )
+        distributed.barrier(self.dist)
         return state
 
     def _fixed_inputs(self) -> dict[str, Tensor]:
@@ -204,6 +222,9 @@ class Trainer:
             "scaler_D": self.scaler_D.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "step": self.step,
+            "images_seen": self.step * self.cfg.train.batch_size * self.dist.world_size,
+            "world_size": self.dist.world_size,
+            "lr_scale": self.lr_scale,
             "best": dict(self.best),
             "rng": rng_state(),
             "torch_version": str(torch.__version__),
@@ -224,8 +245,13 @@ class Trainer:
                 f"{self.ckpt_dir / 'last.pt'}: does not match this run's models ({str(e).splitlines()[0]})"
             ) from None
         self.step = int(s["step"])
+        if s.get("world_size", 1) != self.dist.world_size:  # keep the position in the data, not the step count
+            self.step = int(s["images_seen"]) // (self.cfg.train.batch_size * self.dist.world_size)
+        self.lr_scale = float(s.get("lr_scale", 1.0))
         self.best = dict(s.get("best", {}))
         set_rng_state(s["rng"])
+        if self.dist.enabled:  # rank 0's saved RNG must not be shared by every rank
+            torch.manual_seed(self.cfg.train.seed * 1_000 + self.dist.rank + 1 + 7_919 * self.step)
 
     def snapshot(self) -> dict[str, Any]:
         """Generator-only checkpoint for sampling and inference (EMA weights when enabled)."""
@@ -241,11 +267,20 @@ class Trainer:
         }
 
     def save(self, *, snapshot_name: str | None = None) -> None:
+        """Full state to ``last.pt`` plus generator snapshots (rank 0 only)."""
+        if not self.is_main:
+            return
         self._check_finite()
-        save_training_state(self.ckpt_dir, self.state_dict())
-        atomic_save(self.snapshot(), self.ckpt_dir / "G_last.pt")
-        if snapshot_name:
-            atomic_save(self.snapshot(), self.ckpt_dir / snapshot_name)
+        try:
+            save_training_state(self.ckpt_dir, self.state_dict())
+            atomic_save(self.snapshot(), self.ckpt_dir / "G_last.pt")
+            if snapshot_name:
+                atomic_save(self.snapshot(), self.ckpt_dir / snapshot_name)
+        except OSError as e:
+            raise CheckpointError(
+                f"cannot write a checkpoint to {self.ckpt_dir} at step {self.step}: {e.strerror or e}; "
+                f"the previous checkpoint there is intact"
+            ) from None
 
     def _check_finite(self) -> None:
         for name, model in (("G", self.G), ("D", self.D)):
@@ -269,18 +304,38 @@ class Trainer:
             factor = 1.0 - max(0, adv_epoch + 1 - self.cfg.train.epochs) / float(o.decay_epochs + 1)
         for opt, base in ((self.opt_G, o.lr_g), (self.opt_D, o.lr_d)):
             for group in opt.param_groups:
-                group["lr"] = base * factor
+                group["lr"] = base * factor * self.lr_scale
+
+    def _finite_or_handle(self, name: str, loss: Tensor) -> bool:
+        """Check a loss before its update (one host sync). False means: skip this update."""
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if not distributed.any_across(bad, self.dist, self.device):
+            return True
+        value = float(loss.detach().float()) if bad else float("nan")
+        if self.cfg.train.on_nonfinite == "stop":
+            raise NonFiniteLoss(
+                f"step {self.step + 1}: {name} = {value} (not finite); training stopped before applying it, "
+                f"the last good checkpoint in {self.ckpt_dir} is kept (train.on_nonfinite=skip drops such steps)"
+            )
+        self.skipped_steps += 1
+        self.lr_scale *= 0.5
+        self._set_lr(self.epoch_of(self.step))
+        self.log(f"warning: step {self.step + 1}: {name} = {value}; step skipped, learning rates halved "
+                 f"(x{self.lr_scale:g} now, {self.skipped_steps} skipped so far)")
+        return False
 
     def train_step(self, batch: Batch, *, pretrain: bool = False, g_step: bool = True) -> dict[str, Tensor]:
         """One discriminator step and (when ``g_step``) one generator step. Returns device scalars."""
         G, D, obj = self.G, self.D, self.objective
         with torch.set_grad_enabled(g_step or pretrain), self._autocast():
-            fake, fake_cond = obj.generate(G, batch)
+            fake, fake_cond = obj.generate(self.G_step, batch)
         stats: dict[str, Tensor] = {}
         if not pretrain:
             D.requires_grad_(True)
             with self._autocast():
-                d_loss, d_stats = obj.d_loss(D, batch, fake, fake_cond)
+                d_loss, d_stats = obj.d_loss(self.D_step, batch, fake, fake_cond, D_local=D)
+            if not self._finite_or_handle("d_loss", d_loss):
+                return {}
             self.opt_D.zero_grad(set_to_none=True)
             self.scaler_D.scale(d_loss).backward()
             self.scaler_D.step(self.opt_D)
@@ -293,7 +348,11 @@ class Trainer:
                     assert isinstance(obj, ImageToImage)
                     g_loss, g_stats = obj.pretrain_loss(batch, fake)
                 else:
+                    # D is not stepped here: the plain module avoids a DDP gradient sync for it
                     g_loss, g_stats = obj.g_loss(D, batch, fake, fake_cond)
+            if not self._finite_or_handle("g_loss", g_loss):
+                D.requires_grad_(True)
+                return stats
             self.opt_G.zero_grad(set_to_none=True)
             self.scaler_G.scale(g_loss).backward()
             self.scaler_G.step(self.opt_G)
@@ -317,8 +376,9 @@ class Trainer:
             f"training {cfg.preset} ({cfg.family}) on {cfg.data.name}: {len(self.data)} images, "
             f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps, device {self.device}, out {self.out_dir}"
         )
-        bar = tqdm(total=self.total_steps * bs, initial=self.step * bs, unit="img", unit_scale=True,
-                   dynamic_ncols=True, disable=not cfg.train.progress, smoothing=0.05)
+        gbs = bs * self.dist.world_size  # images per step over all processes
+        bar = tqdm(total=self.total_steps * gbs, initial=self.step * gbs, unit="img", unit_scale=True,
+                   dynamic_ncols=True, disable=not (cfg.train.progress and self.is_main), smoothing=0.05)
         last_ckpt = epoch_start = fit_start = time.monotonic()
         deadline = fit_start + 60 * cfg.train.max_minutes if cfg.train.max_minutes else math.inf
         epoch_start_step = self.step
@@ -338,37 +398,42 @@ class Trainer:
                 g_step = (self.step + 1) % cfg.loss.n_critic == 0
                 acc.add(self.train_step(batch, pretrain=pretrain, g_step=g_step))
                 self.step += 1
-                bar.update(bs)
+                bar.update(gbs)
 
                 epoch_done = self.step % self.steps_per_epoch == 0
-                time_up = time.monotonic() > deadline
+                time_up = deadline != math.inf and distributed.any_across(
+                    time.monotonic() > deadline, self.dist, self.device)
                 finished = self.step >= self.total_steps or time_up
-                if self.step % cfg.train.log_every == 0 or epoch_done or finished or stop.signum:
-                    last_row = acc.flush()
+                stopping = distributed.any_across(stop.signum is not None, self.dist, self.device)
+                if self.step % cfg.train.log_every == 0 or epoch_done or finished or stopping:
+                    last_row = acc.flush(reduce=lambda t: distributed.mean_across(t, self.dist))
                     bad = [k for k, v in last_row.items() if not math.isfinite(v)]
                     if bad:
                         raise NonFiniteLoss(
                             f"step {self.step}: {bad[0]} = {last_row[bad[0]]} (not finite); training stopped, "
                             f"the last good checkpoint in {self.ckpt_dir} is kept"
                         )
-                    self.stats_log.append({"step": self.step, "epoch": self.epoch_of(self.step - 1), **last_row})
+                    if self.is_main:
+                        self.stats_log.append({"step": self.step, "epoch": self.epoch_of(self.step - 1), **last_row})
                     bar.set_postfix({k: f"{v:.3f}" for k, v in last_row.items() if k in ("d_loss", "g_loss", "g_l1")})
-                if stop.signum is not None:
+                if stopping:
                     self.save()
                     bar.close()
-                    log(f"{signal.Signals(stop.signum).name}: saved step {self.step} to {self.ckpt_dir / 'last.pt'}; "
+                    signum = stop.signum or signal.SIGTERM
+                    log(f"{signal.Signals(signum).name}: saved step {self.step} to {self.ckpt_dir / 'last.pt'}; "
                         f"continue with --resume --out {self.out_dir}")
-                    raise TrainingInterrupted(stop.signum, self.step)
+                    raise TrainingInterrupted(signum, self.step)
                 if epoch_done or finished:
                     secs = time.monotonic() - epoch_start
-                    imgs = (self.step - epoch_start_step) * bs
-                    last_val = self.end_of_epoch(epoch, final=finished and not epoch_done)
+                    imgs = (self.step - epoch_start_step) * gbs
+                    last_val = self.end_of_epoch(epoch, final=finished and not epoch_done) if self.is_main else {}
                     msg = " ".join(f"{k} {v:.4f}" for k, v in {**last_row, **last_val}.items())
                     line = (f"epoch {epoch + 1}/{self.total_epochs} step {self.step}: {msg} | "
                             f"{secs:.1f} s, {imgs / max(secs, 1e-9):.0f} img/s")
                     (bar.write if cfg.train.progress else log)(line)
-                    self.metrics_log.append({"step": self.step, "epoch": epoch + 1, "seconds": round(secs, 3),
-                                             "images_per_s": round(imgs / max(secs, 1e-9), 1), **last_val})
+                    if self.is_main:
+                        self.metrics_log.append({"step": self.step, "epoch": epoch + 1, "seconds": round(secs, 3),
+                                                 "images_per_s": round(imgs / max(secs, 1e-9), 1), **last_val})
                     epoch_start, epoch_start_step = time.monotonic(), self.step
                     last_ckpt = time.monotonic()
                     if time_up:
@@ -428,5 +493,8 @@ class Trainer:
 
 
 def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, log: Callable[[str], None] = print) -> TrainResult:
-    """Train ``cfg`` into ``out_dir`` (see :class:`Trainer`)."""
-    return Trainer(cfg, out_dir, resume=resume, log=log).fit()
+    """Train ``cfg`` into ``out_dir`` (see :class:`Trainer`); under torchrun, one call per process."""
+    try:
+        return Trainer(cfg, out_dir, resume=resume, log=log).fit()
+    finally:
+        distributed.shutdown()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -24,11 +24,15 @@ class StatsAccumulator:
             self._sums[k] = self._sums[k] + v if k in self._sums else v.clone()
             self._counts[k] = self._counts.get(k, 0) + 1
 
-    def flush(self) -> dict[str, float]:
+    def flush(self, reduce: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
+        """Means since the last flush; ``reduce`` (e.g. a mean over processes) sees the stacked sums."""
         if not self._sums:
             return {}
-        keys = list(self._sums)
-        values = torch.stack([self._sums[k] for k in keys]).cpu().tolist()  # one host sync
+        keys = sorted(self._sums)
+        stacked = torch.stack([self._sums[k] for k in keys])
+        if reduce is not None:
+            stacked = reduce(stacked)
+        values = stacked.cpu().tolist()  # one host sync
         out = {k: v / self._counts[k] for k, v in zip(keys, values)}
         self._sums.clear()
         self._counts.clear()

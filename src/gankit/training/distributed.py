@@ -1,0 +1,90 @@
+"""Everything distributed in one place: torchrun process groups, DDP wrapping, reductions.
+
+Launched by ``torchrun`` (which sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT), gankit trains
+data-parallel with one process per device; launched plainly, the same code runs with world size 1
+and never touches ``torch.distributed``. Backend: NCCL on CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(device: torch.device) -> tuple[DistEnv, torch.device]:
+    """Join the process group if launched by torchrun; returns the env and this process's device."""
+    if not launched_by_torchrun():
+        return DistEnv(), device
+    env = DistEnv(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    if device.type == "cuda":
+        device = torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return env, device
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, env: DistEnv, device: torch.device, *, sync_bn: bool = False) -> nn.Module:
+    """DDP-wrap ``model`` (optionally converting BatchNorm to SyncBatchNorm); identity for one process."""
+    if not env.enabled:
+        return model
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [device.index] if device.type == "cuda" else None
+    # broadcast_buffers keeps BatchNorm running statistics equal to rank 0's on every rank
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=True)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def mean_across(t: Tensor, env: DistEnv) -> Tensor:
+    """All-reduce mean of a tensor (a no-op for one process)."""
+    if env.enabled:
+        t = t.clone()
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t /= env.world_size
+    return t
+
+
+def any_across(flag: bool, env: DistEnv, device: torch.device) -> bool:
+    """True on every rank if ``flag`` is true on any rank (e.g. a stop signal seen by one process)."""
+    if not env.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def barrier(env: DistEnv) -> None:
+    if env.enabled:
+        dist.barrier()
