@@ -36,6 +36,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML/JSON file of config sections (see config.yaml in any run folder)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys, e.g. optim.lr_g=1e-4")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (default: the newest run of PRESET)")
+    p.add_argument("--fast", action="store_true",
+                   help="speed options: channels_last + torch.compile (+ bf16 autocast and TF32 on CUDA)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch line stays)")
 
 
@@ -48,6 +50,8 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
             o[key] = getattr(args, flag)
     if args.no_progress:
         o["train.progress"] = False
+    if args.fast:
+        o["train.fast"] = True
     return o
 
 

@@ -114,6 +114,12 @@ class TrainConfig:
     """Also write the full training state this often within an epoch (0 = only at epoch ends)."""
     n_samples: int = 64
     """Images in the fixed-noise (or fixed validation) grid written after every epoch."""
+    channels_last: bool = False
+    """Convolutional models and batches in NHWC memory layout (often faster for convs, CPU and GPU)."""
+    compile: bool = False
+    """Run the training steps through torch.compile (slow first steps, faster after)."""
+    fast: bool = False
+    """One switch for speed: channels_last + torch.compile, and on CUDA bf16 autocast and TF32."""
     on_nonfinite: str = "stop"
     """A NaN/inf loss: stop (keeping the last good checkpoint) or skip (drop the step, halve the learning rates)."""
     sync_bn: bool = False

@@ -122,9 +122,18 @@ class Trainer:
 
         G, D = self.family.build(cfg, self.info)
         self.G, self.D = G.to(self.device), D.to(self.device)
+        t = cfg.train
+        convolutional = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in self.G.modules())
+        self.channels_last = (t.channels_last or t.fast) and convolutional
+        if self.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
         # the networks the steps run through: DDP wrappers when distributed, else G and D themselves
         self.G_step = distributed.wrap(self.G, self.dist, self.device, sync_bn=cfg.train.sync_bn)
         self.D_step = distributed.wrap(self.D, self.dist, self.device, sync_bn=cfg.train.sync_bn)
+        if t.compile or t.fast:
+            self.G_step = torch.compile(self.G_step)
+            self.D_step = torch.compile(self.D_step)
         if self.dist.enabled:  # same initial weights everywhere (DDP broadcast), distinct noise per rank
             torch.manual_seed(cfg.train.seed * 1_000 + self.dist.rank + 1)
         self.objective = build_objective(cfg, self.info, self.family.kind)
@@ -133,6 +142,11 @@ class Trainer:
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2), fused=fused)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2), fused=fused)
         amp = cfg.train.amp
+        if cfg.train.fast and self.device.type == "cuda":
+            amp = "bf16" if amp == "none" else amp
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
         if amp == "fp16" and self.device.type != "cuda":
             raise ConfigError("train.amp=fp16 needs CUDA; use bf16 on CPU")
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
@@ -395,6 +409,9 @@ class Trainer:
                 index = self.sampler.indices(self.step)
                 gen = self.sampler.augment_generator(self.step) if self.family.kind == "paired" else None
                 batch = self.data.batch(index, device=self.device, generator=gen)
+                if self.channels_last:
+                    batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                             for k, v in batch.items()}
                 g_step = (self.step + 1) % cfg.loss.n_critic == 0
                 acc.add(self.train_step(batch, pretrain=pretrain, g_step=g_step))
                 self.step += 1
