@@ -8,10 +8,27 @@ Python use mirrors the CLI::
     images = sample(load_generator("runs/gan-demo"), 16)
 """
 
-from gankit.config import Config, make_config
-from gankit.families import get_family, list_families
-from gankit.sampling import load_generator, sample
-from gankit.training.loop import Trainer, train
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Config", "Trainer", "get_family", "list_families", "load_generator", "make_config", "sample", "train"]
+
+# Lazy attributes: `import gankit` (and so `gankit list`) stays fast; torch loads on first use.
+_EXPORTS = {
+    "Config": "gankit.config",
+    "make_config": "gankit.config",
+    "get_family": "gankit.families",
+    "list_families": "gankit.families",
+    "load_generator": "gankit.sampling",
+    "sample": "gankit.sampling",
+    "Trainer": "gankit.training.loop",
+    "train": "gankit.training.loop",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'gankit' has no attribute {name!r}")

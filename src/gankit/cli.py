@@ -112,7 +112,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     loaded = load_generator(args.run, device=resolve_device(args.device))
     if args.n <= 0:
         raise ConfigError("--n must be positive")
-    labels = choose_labels(args.n, loaded.info.num_classes, label=args.label, balanced=args.labels == "balanced",
+    labels = choose_labels(args.n, loaded.num_classes, label=args.label, balanced=args.labels == "balanced",
                            generator=torch.Generator().manual_seed(args.seed + 1))
     images = sample(loaded, args.n, labels=labels, seed=args.seed)
     out = Path(args.out)
@@ -122,7 +122,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         name = f"{i:05d}" + (f"_class{int(labels[i])}" if labels is not None else "")
         save_png(img, out / f"{name}.png")
     if args.grid:
-        nrow = loaded.info.num_classes if args.labels == "balanced" and loaded.info.num_classes else 8
+        nrow = loaded.num_classes if args.labels == "balanced" and loaded.num_classes else 8
         save_grid(to_display(images), args.grid, nrow=nrow)
     print(f"wrote {args.n} images to {out}" + (f" and a grid to {args.grid}" if args.grid else ""))
     return 0

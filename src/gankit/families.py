@@ -26,6 +26,8 @@ class Family:
     """noise (noise-to-image) or paired (image-to-image)."""
     description: str
     build_models: Builder
+    conditional: bool = False
+    """Noise families: whether G and D take class labels."""
 
     def build(self, cfg: Config, info: DataInfo, *, init: bool = True) -> tuple[nn.Module, nn.Module]:
         """Generator and discriminator, initialized with ``cfg.model.init`` unless ``init`` is False."""
@@ -39,11 +41,12 @@ class Family:
 FAMILIES: dict[str, Family] = {}
 
 
-def register_family(name: str, *, kind: str, description: str) -> Callable[[Builder], Builder]:
+def register_family(name: str, *, kind: str, description: str,
+                    conditional: bool = False) -> Callable[[Builder], Builder]:
     def wrap(fn: Builder) -> Builder:
         if name in FAMILIES:
             raise ValueError(f"family '{name}' registered twice")
-        FAMILIES[name] = Family(name, kind, description, fn)
+        FAMILIES[name] = Family(name, kind, description, fn, conditional)
         return fn
 
     return wrap
@@ -72,7 +75,8 @@ def _gan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     )
 
 
-@register_family("cgan", kind="noise", description="class-conditional MLP GAN (Mirza & Osindero 2014)")
+@register_family("cgan", kind="noise", description="class-conditional MLP GAN (Mirza & Osindero 2014)",
+                 conditional=True)
 def _cgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     from gankit.models.mlp import MLPDiscriminator, MLPGenerator
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from gankit.config import Config
 from gankit.data.base import Batch, DataInfo
+from gankit.families import Family
 from gankit.losses import get_gan_loss, gradient_penalty
 
 Stats = dict[str, Tensor]
@@ -118,7 +119,7 @@ class ImageToImage(Objective):
         return l1, {"g_l1": l1.detach()}
 
 
-def build_objective(cfg: Config, info: DataInfo, kind: str) -> Objective:
-    if kind == "paired":
+def build_objective(cfg: Config, info: DataInfo, family: Family) -> Objective:
+    if family.kind == "paired":
         return ImageToImage(cfg, info)
-    return NoiseToImage(cfg, info, conditional=cfg.family == "cgan")
+    return NoiseToImage(cfg, info, conditional=family.conditional)

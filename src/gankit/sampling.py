@@ -22,6 +22,11 @@ class LoadedGenerator:
     family: Family
     path: Path
 
+    @property
+    def num_classes(self) -> int:
+        """Classes the generator is conditioned on (0 for unconditional models)."""
+        return self.info.num_classes if self.family.conditional else 0
+
 
 def resolve_checkpoint(path: str | Path, *, prefer_best: bool = False) -> Path:
     """A run folder -> its generator snapshot (``G_best.pt`` if asked and present, else ``G_last.pt``)."""

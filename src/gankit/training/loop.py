@@ -136,7 +136,7 @@ class Trainer:
             self.D_step = torch.compile(self.D_step)
         if self.dist.enabled:  # same initial weights everywhere (DDP broadcast), distinct noise per rank
             torch.manual_seed(cfg.train.seed * 1_000 + self.dist.rank + 1)
-        self.objective = build_objective(cfg, self.info, self.family.kind)
+        self.objective = build_objective(cfg, self.info, self.family)
         o = cfg.optim
         fused = self.device.type == "cuda"
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2), fused=fused)
