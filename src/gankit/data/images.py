@@ -1,16 +1,23 @@
 """Decoding image files robustly: every failure becomes an :class:`ImageReadError` naming the file.
 
-Conversions that have one obvious meaning are done silently (RGBA/LA/P -> RGB, 16-bit -> 8-bit,
-CMYK -> RGB). Files that cannot be used are reported by callers through :class:`SkipReport`, which
-prints one summary line instead of stopping a long run on one bad file.
+Conversions that have one obvious meaning are done on opening (16-bit and float -> 8-bit, CMYK and
+other colour spaces -> RGB) or by :func:`to_rgb` (RGBA/LA/P composited on white). Files that cannot
+be used are reported by callers through :class:`SkipReport`, which prints one summary line instead
+of stopping a long run on one bad file.
+
+The declared size is checked before any pixel is decoded, so a decompression bomb (a tiny file that
+declares a gigapixel image) costs a header read, not gigabytes of memory.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -18,10 +25,22 @@ from PIL import Image, ImageOps
 from torch import Tensor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-MAX_PIXELS = 16_000 * 16_000
-"""Images declaring more pixels than this are refused before decoding (decompression bombs)."""
+MAX_PIXELS = 12_000 * 12_000
+"""Images declaring more pixels than this are refused before decoding (decompression bombs).
+
+It lies below PIL's own hard limit (``2 * Image.MAX_IMAGE_PIXELS``, about 179 Mpx), so this check
+(which names the declared size) is the one that normally fires; PIL's still guards larger sizes."""
 MIN_SIDE = 8
 """Images with a side shorter than this are refused (too small to train on)."""
+
+_PLAIN_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA"})
+"""Modes :func:`open_image` returns as they are; :func:`to_rgb` turns each of them into RGB."""
+_HIGH_DEPTH_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I"})
+
+# The warning filters are process-wide, so concurrent catch_warnings() blocks (the data loaders
+# decode in threads) would undo each other's filters. Image.open only parses the header (pure
+# Python, under the GIL anyway), so serializing it costs nothing measurable.
+_OPEN_LOCK = threading.Lock()
 
 
 class ImageReadError(ValueError):
@@ -39,63 +58,92 @@ def list_images(folder: str | Path, *, recursive: bool = True) -> list[Path]:
     return sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def _to_8bit(img: Image.Image) -> Image.Image:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        return Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+def _first_line(e: BaseException, limit: int = 160) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0][:limit] if text else "") or type(e).__name__
+
+
+def _open_header(f: BinaryIO) -> Image.Image:
+    with _OPEN_LOCK, warnings.catch_warnings():
+        # PIL's soft limit only warns (once, on stderr); MAX_PIXELS below is the limit that counts.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(f)
+
+
+def _plain_mode(img: Image.Image, path: Path) -> Image.Image:
+    """16-bit / 32-bit / float -> L (scaled, not clipped); CMYK, YCbCr and the like -> RGB."""
+    if img.mode in _PLAIN_MODES:
+        return img
+    if img.mode in _HIGH_DEPTH_MODES:
+        arr = np.asarray(img).astype(np.float64)
+        # I;16 is 16-bit by definition; mode I holds 16-bit data too unless every value fits in 8 bits
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(arr * (255.0 / peak) + 0.5, 0, 255).astype(np.uint8))
     if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
-    return img
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        scale = 255.0 if arr.size and 0.0 <= arr.min() and arr.max() <= 1.0 else 1.0  # [0, 1] floats
+        return Image.fromarray(np.clip(arr * scale + 0.5, 0, 255).astype(np.uint8))
+    try:
+        return img.convert("RGB")
+    except (ValueError, OSError) as e:  # e.g. LAB, which PIL cannot convert without a colour profile
+        raise ImageReadError(path, "unsupported colour mode", f"{img.mode}: {_first_line(e)}") from None
 
 
 def open_image(path: str | Path) -> Image.Image:
-    """Open and fully decode ``path`` (EXIF orientation applied), with size checks before decoding."""
+    """Open and fully decode ``path`` (EXIF orientation applied), with size checks before decoding.
+
+    Returns an image in one of the modes 1, L, LA, P, PA, RGB or RGBA. Raises
+    :class:`ImageReadError` (with a short ``reason``) for anything that cannot be used.
+    """
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
-            raise ImageReadError(path, "empty file")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+        f = open(path, "rb")  # noqa: SIM115 -- closed by the with below
+    except OSError as e:
+        raise ImageReadError(path, "unreadable", e.strerror or _first_line(e)) from None
+    with f:
+        try:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise ImageReadError(path, "empty file")
+            img = _open_header(f)
             w, h = img.size
             if w * h > MAX_PIXELS:
-                raise ImageReadError(path, "too large", f"declares {w}x{h} pixels")
+                raise ImageReadError(path, "too large", f"declares {w}x{h} pixels, more than {MAX_PIXELS}")
             if min(w, h) < MIN_SIDE:
-                raise ImageReadError(path, "too small", f"{w}x{h}")
+                raise ImageReadError(path, "too small", f"{w}x{h}, need a side >= {MIN_SIDE}")
             img.load()
-        img = ImageOps.exif_transpose(img)
-    except ImageReadError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageReadError(path, "too large", str(e)) from None
-    except Image.UnidentifiedImageError:
-        raise ImageReadError(path, "not an image") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(path, "corrupt or truncated", str(e)) from None
-    return _to_8bit(img)
-
-
-def is_grayscale(img: Image.Image, tol: int = 2) -> bool:
-    """True for single-channel images and for RGB images whose channels are (nearly) equal."""
-    if img.mode in ("L", "1", "LA"):
-        return True
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    small = np.asarray(img.resize((64, 64)), dtype=np.int16)
-    return int(np.abs(small[..., 0] - small[..., 1]).max()) <= tol and int(
-        np.abs(small[..., 1] - small[..., 2]).max()
-    ) <= tol
+            ImageOps.exif_transpose(img, in_place=True)
+            return _plain_mode(img, path)
+        except ImageReadError:
+            raise
+        except Image.DecompressionBombError:
+            limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+            raise ImageReadError(path, "too large", f"declares more than {limit} pixels") from None
+        except Image.UnidentifiedImageError:
+            raise ImageReadError(path, "not an image") from None
+        except MemoryError:
+            raise ImageReadError(path, "too large", "out of memory while decoding") from None
+        except Exception as e:  # noqa: BLE001 -- PIL raises OSError, SyntaxError, EOFError, struct.error ...
+            raise ImageReadError(path, "corrupt or truncated", _first_line(e)) from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """RGB from any mode; transparent pixels are composited on white."""
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def is_grayscale(img: Image.Image, tol: int = 2) -> bool:
+    """True for single-channel images and for RGB images whose channels are (nearly) equal."""
+    if img.mode in ("L", "1", "LA", "I", "I;16", "F"):
+        return True
+    rgb = img if img.mode == "RGB" else to_rgb(img)
+    small = np.asarray(rgb.resize((64, 64)), dtype=np.int16)
+    return int(np.abs(small[..., 0] - small[..., 1]).max()) <= tol and int(
+        np.abs(small[..., 1] - small[..., 2]).max()
+    ) <= tol
 
 
 def pil_to_tensor(img: Image.Image) -> Tensor:
@@ -108,9 +156,10 @@ def pil_to_tensor(img: Image.Image) -> Tensor:
 
 def read_image(path: str | Path, channels: int = 3) -> Tensor:
     """Decode ``path`` to a uint8 tensor (channels, H, W) with ``channels`` 1 or 3."""
-    img = open_image(path)
-    img = to_rgb(img) if channels == 3 else to_rgb(img).convert("L")
-    return pil_to_tensor(img)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    img = to_rgb(open_image(path))
+    return pil_to_tensor(img if channels == 3 else img.convert("L"))
 
 
 class SkipReport:

@@ -35,7 +35,7 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class SmallClassifier(nn.Module):
-    """Three conv blocks (32, 64, 128 channels, each halving the side), a 128-d embedding, a linear head.
+    """Three conv blocks (16, 32, 64 channels, each halving the side), a 128-d embedding, a linear head.
 
     Works for any square side >= 8 and 1 or 3 channels; inputs are in [-1, 1] at ``resolution``.
     """
@@ -43,8 +43,10 @@ class SmallClassifier(nn.Module):
     def __init__(self, channels: int = 1, num_classes: int = 10, resolution: int = 28) -> None:
         super().__init__()
         self.channels, self.num_classes, self.resolution = channels, num_classes, resolution
-        self.body = nn.Sequential(_block(channels, 32), _block(32, 64), _block(64, 128), nn.AdaptiveAvgPool2d(3))
-        self.embed = nn.Sequential(nn.Flatten(), nn.Linear(128 * 9, EMBED_DIM), nn.ReLU(inplace=True))
+        self.dataset = ""
+        """Name of the dataset it was trained on (set by :func:`load_classifier`)."""
+        self.body = nn.Sequential(_block(channels, 16), _block(16, 32), _block(32, 64), nn.AdaptiveAvgPool2d(3))
+        self.embed = nn.Sequential(nn.Flatten(), nn.Linear(64 * 9, EMBED_DIM), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(EMBED_DIM, num_classes)
 
@@ -91,7 +93,8 @@ def train_classifier(data_cfg: DataConfig, out: str | Path, *, epochs: int = 5, 
     info = data.info
     if info.num_classes < 2:
         raise ValueError(f"dataset '{data_cfg.name}' has no class labels; the classifier needs them")
-    model = SmallClassifier(info.channels, info.num_classes, info.resolution).to(dev)
+    # channels_last makes the CPU convolutions ~1.5x faster
+    model = SmallClassifier(info.channels, info.num_classes, info.resolution).to(dev, memory_format=torch.channels_last)
     sampler = EpochSampler(len(data), min(batch_size, len(data)), seed)
     total = max(1, epochs * sampler.steps_per_epoch)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -100,15 +103,14 @@ def train_classifier(data_cfg: DataConfig, out: str | Path, *, epochs: int = 5, 
     model.train()
     for step in range(total):
         b = data.batch(sampler.indices(step), device=dev)
-        loss = F.cross_entropy(model(b["image"]), b["label"])
+        loss = F.cross_entropy(model(b["image"].contiguous(memory_format=torch.channels_last)), b["label"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
         if (step + 1) % sampler.steps_per_epoch == 0:
-            log(f"classifier epoch {(step + 1) // sampler.steps_per_epoch}/{epochs}: loss {float(loss):.4f} "
+            log(f"classifier epoch {(step + 1) // sampler.steps_per_epoch}/{epochs}: loss {loss.item():.4f} "
                 f"({time.monotonic() - start:.0f} s)")
-            model.train()
     seconds = time.monotonic() - start
     test_acc = accuracy(model, _eval_split(data_cfg, log), device=dev)
     log(f"classifier test accuracy {test_acc:.4f} after {seconds:.0f} s of training")
@@ -136,5 +138,5 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Sma
         raise CheckpointError(f"{path}: not a gankit classifier checkpoint (train one with train_classifier)")
     model = SmallClassifier(state["channels"], state["num_classes"], state["resolution"])
     model.load_state_dict(state["model"])
-    model.dataset = state["config"].get("name", "")  # type: ignore[assignment]
+    model.dataset = str(state["config"].get("name", ""))
     return model.to(device).eval()

@@ -1,0 +1,427 @@
+"""Shared machinery of the gankit benchmarks: contestants, interleaved timing, results.
+
+A benchmark compares *contestants*: the seed/reference training step, written out in the
+benchmark script itself and fed by a per-sample ``Dataset`` + ``DataLoader``, against gankit's
+real :class:`~gankit.training.loop.Trainer` under several options. Each contestant lives in its
+own spawned process, so the peak memory it reports is its own and a ``torch.compile`` cache or
+thread setting of one cannot leak into another. The parent builds them one after the other, then
+runs timed rounds one contestant at a time (the others wait, idle), reversing the order every
+round so that drifting machine load hits all of them alike. Reported: the median images/s over
+rounds, and the median over rounds of the per-round ratio to the first contestant (the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_FILE = BENCH_DIR / "results.jsonl"
+DEFAULT_DATA_ROOT = Path(os.environ.get("GANKIT_BENCH_DATA", "/work/shared/data"))
+CACHE_DIR = BENCH_DIR / ".cache"
+"""gankit's data caches (built facades, decoded folders) during benchmarks; kept out of ~/.cache."""
+
+GANKIT_OPTIONS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "channels_last": {"train.channels_last": True},
+    "compile": {"train.compile": True},
+    "fast": {"train.fast": True},
+    "bf16": {"train.amp": "bf16"},
+}
+"""gankit config overrides compared by every benchmark (``--options``)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def base_parser(description: str, *, batch_size: int, num_workers: str, rounds: int, steps: int,
+                warmup: int, options: str) -> argparse.ArgumentParser:
+    """The flags every benchmark shares; the defaults are the family's (seed) settings."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="same for the baseline and gankit")
+    p.add_argument("--num-workers", default=num_workers,
+                   help="baseline DataLoader workers; a comma list runs one baseline per value (the first is "
+                        "the reference for ratios)")
+    p.add_argument("--options", default=options,
+                   help=f"gankit options to compare, comma list of {', '.join(GANKIT_OPTIONS)} or 'all'")
+    p.add_argument("--rounds", type=int, default=rounds, help="timed rounds per contestant (interleaved)")
+    p.add_argument("--steps", type=int, default=steps, help="timed training steps per round")
+    p.add_argument("--warmup", type=int, default=warmup,
+                   help="untimed steps after setup (they include torch.compile's compilation)")
+    p.add_argument("--synthetic", action="store_true", help="random images instead of the real data set")
+    p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="folder holding the data sets")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
+    p.add_argument("--no-save", action="store_true", help=f"do not append to {RESULTS_FILE.name}")
+    return p
+
+
+def parse_options(text: str) -> list[str]:
+    names = list(GANKIT_OPTIONS) if text.strip() == "all" else [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [n for n in names if n not in GANKIT_OPTIONS]
+    if unknown:
+        raise SystemExit(f"unknown --options {', '.join(unknown)} (known: {', '.join(GANKIT_OPTIONS)}, all)")
+    return names
+
+
+def parse_workers(text: str) -> list[int]:
+    return [int(s) for s in str(text).split(",") if s.strip()]
+
+
+def use_bench_cache() -> None:
+    """Point gankit's data caches into ``benchmarks/.cache`` (set before gankit reads any data)."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("GANKIT_DATA", str(CACHE_DIR / "data"))
+    os.environ.setdefault("XDG_CACHE_HOME", str(CACHE_DIR / "xdg"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Contestants
+# ---------------------------------------------------------------------------------------------
+
+
+class Runner(Protocol):
+    """What a contestant provides to the timing loop (inside its own process)."""
+
+    images_per_step: int
+    info: dict[str, Any]
+
+    def begin_round(self) -> None: ...
+
+    def step(self) -> None: ...
+
+    def end_round(self) -> None: ...
+
+
+class LoaderFeed:
+    """Batches from a ``DataLoader``, with a fresh iterator per round (a new epoch).
+
+    The iterator, and with it the worker processes, lives only during a round: idle workers would
+    otherwise keep prefetching while another contestant is being timed. The untimed first step of
+    each round absorbs the worker start-up, as the first batch of every epoch does in a real run.
+    """
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+        self._it: Any = None
+
+    def begin(self) -> None:
+        self._it = iter(self.loader)
+
+    def next(self) -> Any:
+        try:
+            return next(self._it)
+        except StopIteration:
+            self._it = iter(self.loader)
+            return next(self._it)
+
+    def end(self) -> None:
+        self._it = None  # shuts the workers down
+
+
+class BaselineRunner:
+    """A seed training step (``step_fn(batch)``) fed by a per-sample ``DataLoader``."""
+
+    def __init__(self, loader: Any, step_fn: Callable[[Any], None], images_per_step: int,
+                 info: dict[str, Any] | None = None) -> None:
+        self.feed = LoaderFeed(loader)
+        self.step_fn = step_fn
+        self.images_per_step = images_per_step
+        self.info = info or {}
+
+    def begin_round(self) -> None:
+        self.feed.begin()
+
+    def step(self) -> None:
+        self.step_fn(self.feed.next())
+
+    def end_round(self) -> None:
+        self.feed.end()
+
+
+class GankitRunner:
+    """gankit's real :class:`Trainer`, stepped exactly as ``Trainer.fit`` steps it.
+
+    The body of :meth:`step` is the body of ``fit()``'s loop without the epoch-end work (sample
+    grids, validation, checkpoints): ``sampler.indices(step)`` -> ``data.batch(...)`` ->
+    (channels_last) -> ``train_step`` -> ``StatsAccumulator.add`` (flushed every ``log_every``).
+    """
+
+    def __init__(self, preset: str, overrides: dict[str, Any], *, device: str) -> None:
+        from gankit.config import make_config
+        from gankit.training.loop import Trainer
+        from gankit.training.stats import StatsAccumulator
+
+        use_bench_cache()
+        self.cfg = make_config(preset, overrides={"train.device": device, "train.progress": False, **overrides})
+        self._tmp = tempfile.TemporaryDirectory(prefix="gankit-bench-")
+        self.tr = Trainer(self.cfg, Path(self._tmp.name) / "run", log=lambda msg: None)
+        self.tr.G.train()
+        self.tr.D.train()
+        self.tr._set_lr(0)
+        self.acc = StatsAccumulator()
+        self.images_per_step = self.cfg.train.batch_size
+        self.info = {"preset": preset, "overrides": overrides, "train_images": len(self.tr.data),
+                     "channels_last": self.tr.channels_last}
+
+    def begin_round(self) -> None:
+        pass
+
+    def step(self) -> None:
+        import torch
+
+        tr = self.tr
+        index = tr.sampler.indices(tr.step)
+        gen = tr.sampler.augment_generator(tr.step) if tr.family.kind == "paired" else None
+        batch = tr.data.batch(index, device=tr.device, generator=gen)
+        if tr.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                     for k, v in batch.items()}
+        self.acc.add(tr.train_step(batch, pretrain=False, g_step=True))
+        tr.step += 1
+        if tr.step % self.cfg.train.log_every == 0:
+            self.acc.flush()
+
+    def end_round(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing (child side)
+# ---------------------------------------------------------------------------------------------
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _peak_mb(device: str) -> dict[str, float]:
+    """Peak resident memory of this process (and of its finished children: DataLoader workers)."""
+    out = {
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
+    }
+    if device == "cuda":
+        import torch
+
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def _child(factory: Callable[[str, argparse.Namespace], Runner], name: str, args: argparse.Namespace,
+           conn: Any) -> None:
+    try:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        runner = factory(name, args)
+        setup_s = time.perf_counter() - t0
+        warm: list[float] = []
+        runner.begin_round()
+        for _ in range(args.warmup):
+            t = time.perf_counter()
+            runner.step()
+            _sync(args.device)
+            warm.append(time.perf_counter() - t)
+        runner.end_round()
+        conn.send({"ok": True, "setup_s": setup_s, "warmup_s": warm, "images_per_step": runner.images_per_step,
+                   "info": runner.info, "threads": torch.get_num_threads()})
+        while True:
+            steps = conn.recv()
+            if steps is None:
+                break
+            runner.begin_round()
+            runner.step()  # untimed: DataLoader worker start-up / first batch of the epoch
+            _sync(args.device)
+            t = time.perf_counter()
+            for _ in range(steps):
+                runner.step()
+            _sync(args.device)
+            secs = time.perf_counter() - t
+            runner.end_round()
+            conn.send({"ok": True, "secs": secs, "steps": steps, **_peak_mb(args.device)})
+    except BaseException:  # report to the parent instead of dying silently
+        conn.send({"ok": False, "error": traceback.format_exc()})
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing (parent side)
+# ---------------------------------------------------------------------------------------------
+
+
+def run_contestants(factory: Callable[[str, argparse.Namespace], Runner], names: list[str],
+                    args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Build every contestant in its own process, then time them in interleaved rounds."""
+    ctx = mp.get_context("spawn")
+    live: dict[str, tuple[Any, Any]] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for name in names:  # one at a time: setup and compile times are not inflated by each other
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_child, args=(factory, name, args, child), daemon=False)
+        proc.start()
+        child.close()
+        msg = _recv(parent, proc)
+        results[name] = {"name": name, **msg, "rounds": []}
+        if msg.get("ok"):
+            warm = msg["warmup_s"]
+            print(f"  ready: {name:<24} setup {msg['setup_s']:6.1f} s, warm-up {sum(warm):6.1f} s "
+                  f"({len(warm)} steps)", file=sys.stderr, flush=True)
+            live[name] = (parent, proc)
+        else:
+            print(f"  FAILED: {name}\n{msg.get('error')}", file=sys.stderr, flush=True)
+            proc.join()
+    order = [n for n in names if n in live]
+    for r in range(args.rounds):
+        for name in order if r % 2 == 0 else order[::-1]:
+            parent, proc = live[name]
+            parent.send(args.steps)
+            msg = _recv(parent, proc)
+            if not msg.get("ok"):
+                print(f"  FAILED in round {r}: {name}\n{msg.get('error')}", file=sys.stderr, flush=True)
+                results[name].update(ok=False, error=msg.get("error"))
+                live.pop(name)
+                order.remove(name)
+                continue
+            ips = msg["steps"] * results[name]["images_per_step"] / msg["secs"]
+            results[name]["rounds"].append({**msg, "images_per_s": ips})
+        print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
+            f"{n} {results[n]['rounds'][-1]['images_per_s']:.1f}" for n in order), file=sys.stderr, flush=True)
+    for parent, proc in live.values():
+        parent.send(None)
+        proc.join(timeout=60)
+    return [_summarize(results[n], results[names[0]]) for n in names]
+
+
+def _recv(conn: Any, proc: Any) -> dict[str, Any]:
+    while not conn.poll(1.0):
+        if not proc.is_alive():
+            return {"ok": False, "error": f"process exited with code {proc.exitcode}"}
+    try:
+        return conn.recv()
+    except EOFError:
+        return {"ok": False, "error": f"process exited with code {proc.exitcode}"}
+
+
+def _summarize(res: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    rounds = res.get("rounds", [])
+    out = {k: v for k, v in res.items() if k != "rounds"}
+    out["rounds_images_per_s"] = [round(r["images_per_s"], 2) for r in rounds]
+    if not rounds:
+        return out
+    ips = [r["images_per_s"] for r in rounds]
+    out["images_per_s"] = statistics.median(ips)
+    out["step_s"] = statistics.median(r["secs"] / r["steps"] for r in rounds)
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rounds)
+    out["workers_peak_rss_mb"] = max(r["workers_peak_rss_mb"] for r in rounds)
+    if "peak_cuda_mb" in rounds[0]:
+        out["peak_cuda_mb"] = max(r["peak_cuda_mb"] for r in rounds)
+    warm = res.get("warmup_s") or []
+    # compilation (and other first-step costs) = warm-up time beyond what as many steady steps take
+    out["warmup_extra_s"] = max(0.0, sum(warm) - len(warm) * out["step_s"])
+    base_rounds = base.get("rounds", [])
+    if len(base_rounds) == len(rounds):
+        out["ratio"] = statistics.median(r["images_per_s"] / b["images_per_s"] for r, b in zip(rounds, base_rounds))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine(device: str) -> dict[str, Any]:
+    import torch
+
+    name = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else cpu_model()
+    return {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "device": device, "device_name": name,
+            "torch_threads": torch.get_num_threads()}
+
+
+def report(title: str, results: list[dict[str, Any]], args: argparse.Namespace,
+           extra: dict[str, Any] | None = None) -> None:
+    """Print one table (name, images/s, ratio, step time, peak memory, warm-up) and append a jsonl line."""
+    mem_key = "peak_cuda_mb" if args.device == "cuda" else "peak_rss_mb"
+    print(f"\n{title}")
+    print(f"{'name':<26} {'images/s':>10} {'ratio':>7} {'s/step':>8} {'peak MB':>9} {'warm-up+ s':>10}  rounds img/s")
+    for r in results:
+        if not r.get("ok") or "images_per_s" not in r:
+            print(f"{r['name']:<26} {'failed':>10}   {str(r.get('error', '')).strip().splitlines()[-1:]}")
+            continue
+        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
+        print(f"{r['name']:<26} {r['images_per_s']:>10.1f} {ratio:>7} {r['step_s']:>8.3f} {r[mem_key]:>9.0f} "
+              f"{r['warmup_extra_s']:>10.1f}  {' '.join(f'{x:.1f}' for x in r['rounds_images_per_s'])}")
+    print(f"ratio = median over rounds of (images/s / {results[0]['name']} images/s in the same round); "
+          f"peak MB = peak {'CUDA allocation' if args.device == 'cuda' else 'RSS of the training process'}; "
+          "warm-up+ = warm-up time beyond steady steps (compilation)")
+    write_results(title, results, args, extra)
+
+
+def write_results(title: str, results: list[dict[str, Any]], args: argparse.Namespace,
+                  extra: dict[str, Any] | None = None) -> None:
+    if getattr(args, "no_save", False):
+        return
+    row = {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "benchmark": title,
+        "command": " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]),
+        "machine": machine(args.device),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "results": results,
+        **(extra or {}),
+    }
+    with RESULTS_FILE.open("a") as f:
+        f.write(json.dumps(row, default=str) + "\n")
+    print(f"(appended to {RESULTS_FILE})")
+
+
+def contestant_names(args: argparse.Namespace, *, compute_baseline: bool = False) -> list[str]:
+    """Baselines first (one per ``--num-workers`` value, then the in-memory one), then gankit options."""
+    names = [f"seed nw={w}" for w in parse_workers(args.num_workers)]
+    if compute_baseline:
+        names.append("seed in-memory")
+    names += [f"gankit {o}" for o in parse_options(args.options)]
+    return names
+
+
+def gankit_overrides(name: str) -> dict[str, Any]:
+    """``"gankit channels_last"`` -> its config overrides."""
+    return dict(GANKIT_OPTIONS[name.split(" ", 1)[1]])
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
