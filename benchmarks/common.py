@@ -68,6 +68,9 @@ def base_parser(description: str, *, batch_size: int, num_workers: str, rounds: 
     p.add_argument("--synthetic", action="store_true", help="random images instead of the real data set")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="folder holding the data sets")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
+    p.add_argument("--omp-wait", choices=["passive", "active", "unset"], default="passive",
+                   help="OMP_WAIT_POLICY of every contestant: on a shared machine, spinning OpenMP threads "
+                        "make every step 5-15x slower whenever another process holds a core")
     p.add_argument("--no-save", action="store_true", help=f"do not append to {RESULTS_FILE.name}")
     return p
 
@@ -229,15 +232,18 @@ def _peak_mb(device: str) -> dict[str, float]:
 
 def _child(factory: Callable[[str, argparse.Namespace], Runner], name: str, args: argparse.Namespace,
            conn: Any) -> None:
+    """One contestant: build (in parallel with the others), warm up when told, then timed rounds."""
     try:
+        t0 = time.perf_counter()
         import torch
 
         if args.threads:
             torch.set_num_threads(args.threads)
         torch.manual_seed(0)
-        t0 = time.perf_counter()
         runner = factory(name, args)
-        setup_s = time.perf_counter() - t0
+        conn.send({"ok": True, "setup_s": time.perf_counter() - t0})
+        if conn.recv() is None:
+            return
         warm: list[float] = []
         runner.begin_round()
         for _ in range(args.warmup):
@@ -246,7 +252,7 @@ def _child(factory: Callable[[str, argparse.Namespace], Runner], name: str, args
             _sync(args.device)
             warm.append(time.perf_counter() - t)
         runner.end_round()
-        conn.send({"ok": True, "setup_s": setup_s, "warmup_s": warm, "images_per_step": runner.images_per_step,
+        conn.send({"ok": True, "warmup_s": warm, "images_per_step": runner.images_per_step,
                    "info": runner.info, "threads": torch.get_num_threads()})
         while True:
             steps = conn.recv()
@@ -276,15 +282,23 @@ def _child(factory: Callable[[str, argparse.Namespace], Runner], name: str, args
 def run_contestants(factory: Callable[[str, argparse.Namespace], Runner], names: list[str],
                     args: argparse.Namespace) -> list[dict[str, Any]]:
     """Build every contestant in its own process, then time them in interleaved rounds."""
+    if args.omp_wait != "unset":  # read by OpenMP when a child first loads torch
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait.upper()
     ctx = mp.get_context("spawn")
     live: dict[str, tuple[Any, Any]] = {}
     results: dict[str, dict[str, Any]] = {}
-    for name in names:  # one at a time: setup and compile times are not inflated by each other
+    started = []
+    for name in names:  # imports and data loading overlap; warm-ups (compilation) run one at a time
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_child, args=(factory, name, args, child), daemon=False)
         proc.start()
         child.close()
+        started.append((name, parent, proc))
+    for name, parent, proc in started:
         msg = _recv(parent, proc)
+        if msg.get("ok"):
+            parent.send("warmup")
+            msg = {**msg, **_recv(parent, proc)}
         results[name] = {"name": name, **msg, "rounds": []}
         if msg.get("ok"):
             warm = msg["warmup_s"]
@@ -369,7 +383,8 @@ def machine(device: str) -> dict[str, Any]:
     name = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else cpu_model()
     return {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "device": device, "device_name": name,
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "load_avg_1min": os.getloadavg()[0]}
 
 
 def report(title: str, results: list[dict[str, Any]], args: argparse.Namespace,

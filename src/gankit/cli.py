@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from gankit.config import PRESETS, Config, ConfigError, apply_overrides, make_config, parse_set_args, validate
 
@@ -62,7 +62,8 @@ def _newest_run(preset: str) -> Path | None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from gankit.data import infer_dataset_name
-    from gankit.training.loop import TrainingInterrupted, train
+    from gankit.errors import TrainingInterrupted
+    from gankit.training.loop import train
 
     overrides = _cli_overrides(args)
     overrides.update(parse_set_args(args.set))
@@ -151,8 +152,15 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return run_translate(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump); subparsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gankit", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="gankit", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
 
@@ -193,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from gankit.data.errors import DataError
     from gankit.data.images import ImageReadError
+    from gankit.errors import NonFiniteLoss
     from gankit.training.checkpoint import CheckpointError
-    from gankit.training.loop import NonFiniteLoss
 
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "sample": cmd_sample, "list": cmd_list,

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
 
 
 def to_display(x: Tensor) -> Tensor:
@@ -34,6 +33,8 @@ def save_png(image: Tensor, path: str | Path) -> None:
 
 def save_grid(images: Tensor, path: str | Path, *, nrow: int = 8, padding: int = 2) -> None:
     """Save RGB [0, 1] images as one PNG grid (written atomically)."""
+    from torchvision.utils import make_grid, save_image  # imported here: torchvision is slow to import
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(".tmp_" + path.name)

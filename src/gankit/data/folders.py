@@ -81,6 +81,8 @@ def load_image_folder(
     if use_cache and cache_file.is_file():
         try:
             blob = torch.load(cache_file, weights_only=True)
+            if blob.get("skipped"):
+                log(blob["skipped"])
             return ImageTensorDataset(blob["images"], blob.get("labels"), class_names=blob.get("class_names") or None)
         except Exception:  # a stale or damaged cache is rebuilt below
             pass
@@ -98,8 +100,8 @@ def load_image_folder(
     workers = min(8, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
         results = pool.map(work, range(len(files)))
-        for i, res in tqdm(results, total=len(files), desc=f"decoding {root.name}", disable=len(files) < 500,
-                           unit="img"):
+        quiet = True if len(files) < 500 else None  # None: a bar only on a terminal
+        for i, res in tqdm(results, total=len(files), desc=f"decoding {root.name}", disable=quiet, unit="img"):
             if isinstance(res, ImageReadError):
                 report.add(res)
             else:
@@ -116,7 +118,7 @@ def load_image_folder(
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache_file.with_suffix(".tmp")
-            torch.save({"images": stacked, "labels": labels, "class_names": names}, tmp)
+            torch.save({"images": stacked, "labels": labels, "class_names": names, "skipped": report.summary()}, tmp)
             os.replace(tmp, cache_file)
         except OSError:
             pass  # caching is an optimization only

@@ -83,8 +83,8 @@ def decode_many(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
         try:
-            with tqdm(total=len(futures), desc=desc, unit="file", disable=len(items) <= PROGRESS_MIN_FILES,
-                      leave=False) as bar:
+            quiet = True if len(items) <= PROGRESS_MIN_FILES else None  # None: a bar only on a terminal
+            with tqdm(total=len(futures), desc=desc, unit="file", disable=quiet, leave=False) as bar:
                 for i, fut in enumerate(futures):
                     try:
                         out.append((i, fut.result()))

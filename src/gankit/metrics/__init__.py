@@ -1,1 +1,135 @@
-"""Metrics. ``paired``: L1 / PSNR / SSIM for image-to-image models."""
+"""Metrics as a package: a registry of named metrics, one small file for each computation.
+
+``METRICS[name].compute(ctx)`` returns a dict of numbers (a metric may give several, e.g. ``pr``
+gives precision, recall, density and coverage). The :class:`EvalContext` (implemented by
+:class:`gankit.evaluate.Evaluation`) computes and caches what metrics share: reference and generated
+features per feature space, one pass of an image-to-image model over its split. A metric that
+cannot run here raises :class:`MetricUnavailable` (e.g. :class:`MissingWeightsError`) and is skipped.
+
+=============  ======  =====================================================================
+name           kind    what
+=============  ======  =====================================================================
+fid            noise   Fréchet Inception Distance (Heusel et al. 2017), Inception-v3 pool3
+kid            noise   Kernel Inception Distance (Binkowski et al. 2018), mean and std
+pr             noise   precision/recall (Kynkäänniemi et al. 2019) + density/coverage (Naeem et al. 2020)
+fid_clf ...    noise   the same three in the 128-d space of gankit's domain classifier
+cls_acc        noise   class-conditional models: classifier accuracy on samples of each label
+l1             paired  mean absolute error in the model's [-1, 1] range
+psnr, ssim     paired  on RGB in [0, 1] (SSIM: Wang et al. 2004)
+lpips          paired  perceptual distance (Zhang et al. 2018), AlexNet backbone
+colorfulness   paired  Hasler & Süsstrunk (2003), of the outputs and of the ground truth
+=============  ======  =====================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from torch import Tensor
+
+from gankit.metrics.features import MetricUnavailable, MissingWeightsError
+from gankit.metrics.fid import fid_from_features
+from gankit.metrics.kid import kid
+from gankit.metrics.prdc import precision_recall
+
+
+class EvalContext(Protocol):
+    """What a metric may ask of an evaluation."""
+
+    seed: int
+
+    def features(self, space: str) -> tuple[Tensor, Tensor]:
+        """(reference, generated) features in ``inception`` or ``classifier`` space."""
+        ...
+
+    def class_accuracy(self) -> dict[str, float]:
+        """``cls_acc`` and ``cls_acc_<k>`` of the classifier on samples generated for each label ``k``."""
+        ...
+
+    def paired(self, group: str) -> dict[str, float]:
+        """Results of the one pass over the paired split: group ``pixels``, ``lpips`` or ``colorfulness``."""
+        ...
+
+
+MetricFn = Callable[[EvalContext], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    kind: str
+    """noise (generators from noise) or paired (image-to-image models)."""
+    needs: str
+    """What it is computed from: a feature space (inception, classifier), labels, or a paired group."""
+    description: str
+    compute: MetricFn
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(name: str, *, kind: str, needs: str, description: str) -> Callable[[MetricFn], MetricFn]:
+    def wrap(fn: MetricFn) -> MetricFn:
+        if name in METRICS:
+            raise ValueError(f"metric '{name}' registered twice")
+        METRICS[name] = Metric(name, kind, needs, description, fn)
+        return fn
+
+    return wrap
+
+
+def get_metric(name: str) -> Metric:
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise ValueError(f"unknown metric '{name}'; known: {', '.join(METRICS)}") from None
+
+
+def list_metrics(kind: str | None = None) -> list[str]:
+    return [m.name for m in METRICS.values() if kind is None or m.kind == kind]
+
+
+def _register_feature_metrics(space: str, suffix: str, where: str) -> None:
+    @register_metric(f"fid{suffix}", kind="noise", needs=space, description=f"Fréchet distance in {where}")
+    def _fid(ctx: EvalContext) -> dict[str, float]:
+        return {f"fid{suffix}": fid_from_features(*ctx.features(space))}
+
+    @register_metric(f"kid{suffix}", kind="noise", needs=space, description=f"KID (cubic-kernel MMD^2) in {where}")
+    def _kid(ctx: EvalContext) -> dict[str, float]:
+        real, fake = ctx.features(space)
+        mean, std = kid(real, fake, seed=ctx.seed)
+        return {f"kid{suffix}": mean, f"kid{suffix}_std": std}
+
+    @register_metric(f"pr{suffix}", kind="noise", needs=space,
+                     description=f"precision, recall (k=3), density, coverage in {where}")
+    def _pr(ctx: EvalContext) -> dict[str, float]:
+        return {f"{k}{suffix}": v for k, v in precision_recall(*ctx.features(space)).items()}
+
+
+_register_feature_metrics("inception", "", "Inception-v3 pool3 space")
+_register_feature_metrics("classifier", "_clf", "the domain classifier's feature space")
+
+
+@register_metric("cls_acc", kind="noise", needs="labels",
+                 description="classifier accuracy on samples generated for each label (cgan), per class and mean")
+def _cls_acc(ctx: EvalContext) -> dict[str, float]:
+    return ctx.class_accuracy()
+
+
+def _paired_metric(name: str, group: str, description: str) -> None:
+    register_metric(name, kind="paired", needs=group, description=description)(
+        lambda ctx: {k: v for k, v in ctx.paired(group).items() if k.startswith(name)}
+    )
+
+
+_paired_metric("l1", "pixels", "mean absolute error in the model's [-1, 1] range")
+_paired_metric("psnr", "pixels", "peak signal-to-noise ratio (dB) on RGB in [0, 1]")
+_paired_metric("ssim", "pixels", "structural similarity (Wang et al. 2004) on RGB in [0, 1]")
+_paired_metric("lpips", "lpips", "LPIPS distance (Zhang et al. 2018), AlexNet backbone")
+_paired_metric("colorfulness", "colorfulness",
+               "Hasler & Süsstrunk colourfulness of outputs (colorfulness) and ground truth (colorfulness_real)")
+
+__all__ = ["METRICS", "EvalContext", "Metric", "MetricUnavailable", "MissingWeightsError", "get_metric",
+           "list_metrics", "register_metric"]

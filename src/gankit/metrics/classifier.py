@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,8 +64,9 @@ class SmallClassifier(nn.Module):
 
 
 def _eval_split(cfg: DataConfig, log: Callable[[str], None]) -> TrainSet:
-    # IDX data has train/test; folder data has train/val.
-    return build_dataset(cfg, "test" if cfg.name in ("fashion-mnist", "mnist") else "val", log=log)
+    # IDX data has train/test; folder data has train/val. All of it, whatever max_images says.
+    split = "test" if cfg.name in ("fashion-mnist", "mnist") else "val"
+    return build_dataset(dataclasses.replace(cfg, max_images=0), split, log=log)
 
 
 @torch.no_grad()
@@ -87,8 +89,10 @@ def train_classifier(data_cfg: DataConfig, out: str | Path, *, epochs: int = 5, 
     Adam with a cosine-decayed rate, no augmentation. Returns the test (or val) accuracy, the
     training time and the checkpoint path.
     """
+    from gankit.training.loop import resolve_device
+
     torch.manual_seed(seed)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     data = build_dataset(data_cfg, "train", log=log)
     info = data.info
     if info.num_classes < 2:
@@ -101,6 +105,7 @@ def train_classifier(data_cfg: DataConfig, out: str | Path, *, epochs: int = 5, 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     start = time.monotonic()
     model.train()
+    loss_sum = torch.zeros((), device=dev)
     for step in range(total):
         b = data.batch(sampler.indices(step), device=dev)
         loss = F.cross_entropy(model(b["image"].contiguous(memory_format=torch.channels_last)), b["label"])
@@ -108,9 +113,11 @@ def train_classifier(data_cfg: DataConfig, out: str | Path, *, epochs: int = 5, 
         loss.backward()
         opt.step()
         sched.step()
+        loss_sum += loss.detach()
         if (step + 1) % sampler.steps_per_epoch == 0:
-            log(f"classifier epoch {(step + 1) // sampler.steps_per_epoch}/{epochs}: loss {loss.item():.4f} "
-                f"({time.monotonic() - start:.0f} s)")
+            log(f"classifier epoch {(step + 1) // sampler.steps_per_epoch}/{epochs}: "
+                f"loss {loss_sum.item() / sampler.steps_per_epoch:.4f} ({time.monotonic() - start:.0f} s)")
+            loss_sum.zero_()
     seconds = time.monotonic() - start
     test_acc = accuracy(model, _eval_split(data_cfg, log), device=dev)
     log(f"classifier test accuracy {test_acc:.4f} after {seconds:.0f} s of training")
@@ -133,10 +140,29 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Sma
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # missing, truncated, not a checkpoint
-        raise CheckpointError(f"{path}: not a readable classifier checkpoint ({str(e).splitlines()[0][:200]})") from None
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable classifier checkpoint ({first})") from None
     if not isinstance(state, dict) or state.get("kind") != "classifier":
         raise CheckpointError(f"{path}: not a gankit classifier checkpoint (train one with train_classifier)")
     model = SmallClassifier(state["channels"], state["num_classes"], state["resolution"])
     model.load_state_dict(state["model"])
     model.dataset = str(state["config"].get("name", ""))
     return model.to(device).eval()
+
+
+def default_classifier_path(dataset: str) -> Path:
+    """Where :func:`find_classifier` looks last: ``$XDG_CACHE_HOME/gankit/classifiers/<dataset>.pt``."""
+    from gankit.data.mnist import cache_dir
+
+    return cache_dir() / "classifiers" / f"{dataset}.pt"
+
+
+def find_classifier(dataset: str, path: str | Path | None = None) -> Path | None:
+    """``path`` if given (it must exist), else ``$GANKIT_DATA/classifiers/<dataset>.pt``, else the cache one."""
+    if path is not None:
+        if not Path(path).is_file():
+            raise CheckpointError(f"{path}: classifier checkpoint not found")
+        return Path(path)
+    env = os.environ.get("GANKIT_DATA")
+    candidates = ([Path(env) / "classifiers" / f"{dataset}.pt"] if env else []) + [default_classifier_path(dataset)]
+    return next((p for p in candidates if p.is_file()), None)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +52,27 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, pickle with code, wrong format ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable gankit checkpoint ({first[:200]})") from None
+        raise CheckpointError(f"{path}: not a readable gankit checkpoint ({_load_failure(e)})") from None
     if not isinstance(obj, dict) or "config" not in obj or "G" not in obj:
         raise CheckpointError(f"{path}: not a gankit checkpoint (no config/generator inside)")
     return obj
+
+
+def _load_failure(e: Exception) -> str:
+    """A short reason for a failed weights_only load, without torch's multi-line advice."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused:
+        return f"refused: loading it would call '{refused.group(1)}'; nothing in the file was run"
+    if isinstance(e, EOFError) or not text:
+        return "empty or truncated file"
+    if "Weights only load failed" in text:
+        return "not a torch.save file, or corrupt"
+    return text.splitlines()[0][:200]
 
 
 def rng_state() -> dict[str, Any]:

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from gankit.config import Config, ConfigError
 from gankit.data import EpochSampler, build_dataset
 from gankit.data.base import Batch
+from gankit.errors import NonFiniteLoss, TrainingInterrupted
 from gankit.families import get_family
 from gankit.objectives import ImageToImage, NoiseToImage, build_objective
 from gankit.training.checkpoint import (
@@ -45,18 +46,6 @@ from gankit.training.stats import JsonlLog, StatsAccumulator, plot_losses
 from gankit.visualize import paired_triplets, save_grid, to_display
 
 CHECKPOINT_FORMAT = 1
-
-
-class TrainingInterrupted(Exception):
-    """Raised after SIGINT/SIGTERM once the state has been saved."""
-
-    def __init__(self, signum: int, step: int) -> None:
-        self.signum, self.step = signum, step
-        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}")
-
-
-class NonFiniteLoss(RuntimeError):
-    """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass

@@ -1,0 +1,110 @@
+"""Conditional MLP GAN (Mirza & Osindero 2014) on Fashion-MNIST: the seed step vs gankit's ``cgan`` preset.
+
+Baseline, same architecture as the preset: a label embedding (10 -> 10) concatenated to z (100) in G
+(-> 256 -> 512 -> 1024 -> 784, ReLU, Tanh) and to the flattened image in D (-> 1024 -> 512 -> 256 -> 1,
+LeakyReLU 0.2 + Dropout 0.3), with a final Sigmoid and ``nn.BCELoss``; Adam(2e-4, (0.5, 0.999));
+fakes get uniformly random labels; batches from a per-sample ``FashionMNIST``-style Dataset
+(PIL image + ToTensor + Normalize) through a ``DataLoader``. "seed in-memory" is the same step fed
+from a pre-normalized tensor: the pure-compute ceiling.
+
+    python benchmarks/bench_cgan.py [--num-workers 0,2] [--options all] [--synthetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+import common
+import seed_data
+from bench_gan import InMemoryLoader
+
+Z_DIM, EMBED, CLASSES, PIXELS = 100, 10, 10, 28 * 28
+
+
+def _block(fan_in: int, fan_out: int, act: nn.Module, dropout: float = 0.0) -> list[nn.Module]:
+    return [nn.Linear(fan_in, fan_out), act, *([nn.Dropout(dropout)] if dropout else [])]
+
+
+class SeedGenerator(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(CLASSES, EMBED)
+        self.net = nn.Sequential(
+            *_block(Z_DIM + EMBED, 256, nn.ReLU()), *_block(256, 512, nn.ReLU()), *_block(512, 1024, nn.ReLU()),
+            nn.Linear(1024, PIXELS), nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z, self.embed(labels)], 1))
+
+
+class SeedDiscriminator(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(CLASSES, EMBED)
+        act = nn.LeakyReLU(0.2)
+        self.net = nn.Sequential(
+            *_block(PIXELS + EMBED, 1024, act, 0.3), *_block(1024, 512, act, 0.3), *_block(512, 256, act, 0.3),
+            nn.Linear(256, 1), nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([x, self.embed(labels)], 1))
+
+
+def seed_step(device: torch.device):
+    G, D = SeedGenerator().to(device), SeedDiscriminator().to(device)
+    opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = nn.BCELoss()
+
+    def step(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        images, labels = batch
+        n = images.shape[0]
+        real, labels = images.view(n, -1).to(device), labels.to(device)
+        ones, zeros = torch.ones(n, 1, device=device), torch.zeros(n, 1, device=device)
+        fake_labels = torch.randint(0, CLASSES, (n,), device=device)
+        fake = G(torch.randn(n, Z_DIM, device=device), fake_labels)
+        opt_D.zero_grad()
+        d_loss = bce(D(real, labels), ones) + bce(D(fake.detach(), fake_labels), zeros)
+        d_loss.backward()
+        opt_D.step()
+        opt_G.zero_grad()
+        g_loss = bce(D(fake, fake_labels), ones)
+        g_loss.backward()
+        opt_G.step()
+
+    return step
+
+
+def build(name: str, args: argparse.Namespace) -> common.Runner:
+    root = seed_data.fashion_mnist_root(args.data_root, args.synthetic)
+    if name.startswith("gankit"):
+        return common.GankitRunner("cgan", {"train.batch_size": args.batch_size, "data.path": str(root),
+                                            **common.gankit_overrides(name)}, device=args.device)
+    device = torch.device(args.device)
+    ds = seed_data.SeedMNIST(root, seed_data.mnist_transform())
+    if name == "seed in-memory":
+        loader = InMemoryLoader(ds, args.batch_size)
+    else:
+        workers = int(name.split("nw=")[1])
+        loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True)
+    return common.BaselineRunner(loader, seed_step(device), args.batch_size)
+
+
+def main() -> None:
+    p = common.base_parser(__doc__.splitlines()[0], batch_size=100, num_workers="0", rounds=5, steps=40,
+                           warmup=10, options="default,compile,bf16")
+    args = p.parse_args()
+    names = common.contestant_names(args, compute_baseline=True)
+    results = common.run_contestants(build, names, args)
+    data = "synthetic" if args.synthetic else "fashion-mnist"
+    common.report(f"cgan (conditional MLP GAN, {data}, batch {args.batch_size}, {args.device})", results, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""Evaluating trained generators: metrics from the :mod:`gankit.metrics` registry, appended to ``RUN/eval.jsonl``.
+
+Noise-to-image models are compared with a real split in feature spaces (FID, KID, precision/recall
+in Inception-v3 space when its weights are on the machine, and in the space of gankit's own domain
+classifier when one has been trained); class-conditional ones also by the classifier's accuracy on
+their samples. Image-to-image models are scored on their paired split (L1, PSNR, SSIM, LPIPS,
+colourfulness for colorization). :func:`real_vs_real` gives the floor of the feature metrics:
+the train split scored against the test split. Reference features are cached per dataset, split
+and feature extractor in ``$XDG_CACHE_HOME/gankit/stats``; everything is seeded, so evaluating the
+same checkpoint twice gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from gankit.config import DataConfig
+from gankit.data import build_dataset
+from gankit.data.mnist import cache_dir
+from gankit.metrics import METRICS, MetricUnavailable, get_metric
+from gankit.metrics.classifier import default_classifier_path, find_classifier
+from gankit.metrics.features import ClassifierFeatures, FeatureExtractor, InceptionFeatures
+from gankit.sampling import LoadedGenerator, choose_labels, load_generator
+from gankit.training.checkpoint import safe_load
+from gankit.training.loop import resolve_device
+from gankit.training.stats import JsonlLog, read_jsonl
+from gankit.visualize import lab_to_display, to_display
+
+Log = Callable[[str], None]
+_NOT_METRICS = {"step", "time", "split", "n", "seed", "seconds", "checkpoint"}
+
+
+def stats_dir() -> Path:
+    """Cache of reference features: ``$XDG_CACHE_HOME/gankit/stats``."""
+    return cache_dir() / "stats"
+
+
+def default_metrics(kind: str, *, space: str = "rgb", conditional: bool = False, classifier: bool = False) -> list[str]:
+    """The metrics :func:`evaluate` computes when none are named."""
+    if kind == "paired":
+        return ["l1", "psnr", "ssim", "lpips"] + (["colorfulness"] if space == "lab" else [])
+    names = ["fid", "kid", "pr"]
+    if classifier:
+        names += ["fid_clf", "kid_clf", "pr_clf"] + (["cls_acc"] if conditional else [])
+    return names
+
+
+class Evaluation:
+    """The shared, cached inputs of one evaluation's metrics (the :class:`~gankit.metrics.EvalContext`).
+
+    The reference side is ``split`` of ``data_cfg``; the other side is ``loaded`` (a generator) or,
+    for :func:`real_vs_real`, another split (``other_split``) of the same data.
+    """
+
+    def __init__(self, data_cfg: DataConfig, *, split: str, n: int, seed: int, batch_size: int,
+                 device: torch.device, classifier: Path | None, loaded: LoadedGenerator | None = None,
+                 other_split: str | None = None, paired_groups: set[str] | None = None, log: Log = print) -> None:
+        self.data_cfg = dataclasses.replace(data_cfg, max_images=0)  # references use the whole split
+        self.split, self.n, self.seed, self.batch_size, self.device = split, n, seed, batch_size, device
+        self.classifier, self.loaded, self.other_split, self.log = classifier, loaded, other_split, log
+        self.paired_groups = paired_groups or set()
+        self._extractors: dict[str, FeatureExtractor | MetricUnavailable] = {}
+        self._features: dict[str, tuple[Tensor, Tensor]] = {}
+        self._paired: dict[str, dict[str, float] | MetricUnavailable] | None = None
+
+    # ------------------------------------------------------------------ feature spaces
+    def extractor(self, space: str) -> FeatureExtractor:
+        if space not in self._extractors:
+            try:
+                if space == "inception":
+                    self._extractors[space] = InceptionFeatures(device=self.device, batch_size=min(self.batch_size, 64))
+                elif space == "classifier":
+                    self._extractors[space] = self._classifier_features()
+                else:
+                    raise ValueError(f"unknown feature space '{space}'")
+            except MetricUnavailable as e:  # remembered, so fid, kid and pr fail with the same message
+                self._extractors[space] = e
+        ext = self._extractors[space]
+        if isinstance(ext, MetricUnavailable):
+            raise ext
+        return ext
+
+    def _classifier_features(self) -> ClassifierFeatures:
+        if self.classifier is None:
+            raise MetricUnavailable(
+                f"no classifier for '{self.data_cfg.name}' (looked in $GANKIT_DATA/classifiers/ and "
+                f"{default_classifier_path(self.data_cfg.name)}); train one with gankit.metrics.classifier."
+                f"train_classifier, or pass classifier=PATH"
+            )
+        ext = ClassifierFeatures(self.classifier, device=self.device, batch_size=self.batch_size)
+        if ext.model.dataset != self.data_cfg.name:
+            self.log(f"warning: classifier {self.classifier} was trained on '{ext.model.dataset}', "
+                     f"not '{self.data_cfg.name}'")
+        return ext
+
+    def features(self, space: str) -> tuple[Tensor, Tensor]:
+        if space not in self._features:
+            ext = self.extractor(space)
+            real = self.dataset_features(self.split, ext)
+            if self.other_split is not None:
+                fake = self.dataset_features(self.other_split, ext)
+            else:
+                fake = torch.cat([ext(images) for images, _ in self.generated()])
+            self._features[space] = (real, fake)
+        return self._features[space]
+
+    def dataset_features(self, split: str, ext: FeatureExtractor) -> Tensor:
+        """Features of (a seeded subset of ``n``) images of ``split``, cached on disk."""
+        data = build_dataset(self.data_cfg, split, log=self.log)
+        index = torch.arange(len(data))
+        if len(data) > self.n:
+            perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
+            index = perm[: self.n].sort().values
+        cfg = dataclasses.asdict(self.data_cfg)
+        key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
+        subset = f"-s{self.seed}" if len(index) < len(data) else ""
+        path = stats_dir() / f"{self.data_cfg.name}-{split}-{key}-{ext.name}-n{len(index)}{subset}.pt"
+        if path.is_file():
+            return torch.load(path, map_location="cpu", weights_only=True)["features"]
+        self.log(f"computing {ext.name} features of {len(index)} {self.data_cfg.name} {split} images -> {path}")
+        feats = []
+        for s in range(0, len(index), self.batch_size):
+            batch = data.batch(index[s : s + self.batch_size], device=self.device, generator=None)
+            feats.append(ext(batch["image"]))
+        out = torch.cat(feats)
+        from gankit.training.checkpoint import atomic_save
+
+        atomic_save({"features": out, "data": cfg, "split": split, "extractor": ext.name}, path)
+        return out
+
+    # ------------------------------------------------------------------ generated images
+    @torch.no_grad()
+    def generated(self) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """``n`` samples in batches with their labels (balanced over classes); same noise as ``gankit sample``."""
+        loaded = self._need_generator("noise")
+        g = torch.Generator().manual_seed(self.seed)
+        z = torch.randn(self.n, loaded.cfg.model.z_dim, generator=g)
+        labels = choose_labels(self.n, loaded.info.num_classes, balanced=True)
+        for s in range(0, self.n, self.batch_size):
+            lb = labels[s : s + self.batch_size].to(self.device) if labels is not None else None
+            yield loaded.G(z[s : s + self.batch_size].to(self.device), lb).float(), lb
+
+    def _need_generator(self, kind: str) -> LoadedGenerator:
+        if self.loaded is None or self.loaded.family.kind != kind:
+            raise MetricUnavailable(f"needs a {kind} generator")
+        return self.loaded
+
+    @torch.no_grad()
+    def class_accuracy(self) -> dict[str, float]:
+        loaded = self._need_generator("noise")
+        k = loaded.info.num_classes
+        if not k or loaded.family.name != "cgan":
+            raise MetricUnavailable("cls_acc is for class-conditional generators (cgan)")
+        model = self.extractor("classifier").model  # type: ignore[attr-defined]
+        if model.num_classes != k:
+            raise MetricUnavailable(f"the classifier has {model.num_classes} classes, the generator {k}")
+        correct, count = torch.zeros(k), torch.zeros(k)
+        for images, labels in self.generated():
+            assert labels is not None
+            hit = (model(model.prepare(images)).argmax(1) == labels).float().cpu()
+            correct.index_add_(0, labels.cpu(), hit)
+            count.index_add_(0, labels.cpu(), torch.ones_like(hit))
+        per_class = correct / count.clamp_min(1)
+        return {"cls_acc": float(per_class.mean()), **{f"cls_acc_{i}": float(a) for i, a in enumerate(per_class)}}
+
+    # ------------------------------------------------------------------ image-to-image
+    def paired(self, group: str) -> dict[str, float]:
+        if self._paired is None:
+            self._paired = self._paired_pass()
+        result = self._paired.get(group)
+        if result is None:
+            raise MetricUnavailable(f"paired group '{group}' was not computed")
+        if isinstance(result, MetricUnavailable):
+            raise result
+        return result
+
+    @torch.no_grad()
+    def _paired_pass(self) -> dict[str, dict[str, float] | MetricUnavailable]:
+        """One pass of the model over (the first ``n`` pairs of) the split, feeding every paired metric."""
+        from gankit.metrics.colorfulness import colorfulness
+        from gankit.metrics.lpips import LPIPS
+        from gankit.metrics.paired import PairedMetrics
+
+        loaded = self._need_generator("paired")
+        data = build_dataset(self.data_cfg, self.split, log=self.log)
+        space = loaded.info.space
+        pixels = PairedMetrics(space=space)
+        out: dict[str, dict[str, float] | MetricUnavailable] = {}
+        lpips: LPIPS | None = None
+        if "lpips" in self.paired_groups:
+            try:
+                lpips = LPIPS(device=self.device)
+            except MetricUnavailable as e:
+                out["lpips"] = e
+        sums = {"lpips": 0.0, "colorfulness": 0.0, "colorfulness_real": 0.0}
+        total = min(self.n, len(data))
+        for s in range(0, total, self.batch_size):
+            b = data.batch(torch.arange(s, min(s + self.batch_size, total)), device=self.device, generator=None)
+            pred = loaded.G(b["input"]).float()
+            pixels.update(b["input"], pred, b["target"])
+            if space == "lab":
+                rgb, rgb_true = lab_to_display(b["input"], pred), lab_to_display(b["input"], b["target"])
+            else:
+                rgb, rgb_true = to_display(pred), to_display(b["target"])
+            if lpips is not None:
+                sums["lpips"] += float(lpips(rgb * 2 - 1, rgb_true * 2 - 1).sum())
+            sums["colorfulness"] += float(colorfulness(rgb).sum())
+            sums["colorfulness_real"] += float(colorfulness(rgb_true).sum())
+        out["pixels"] = pixels.compute()
+        if lpips is not None:
+            out["lpips"] = {"lpips": sums["lpips"] / max(1, total)}
+        out["colorfulness"] = {k: sums[k] / max(1, total) for k in ("colorfulness", "colorfulness_real")}
+        return out
+
+    # ------------------------------------------------------------------ running
+    def run(self, names: list[str]) -> dict[str, float]:
+        """Compute ``names`` in order; a metric that cannot run here is logged and skipped."""
+        results: dict[str, float] = {}
+        reasons: set[str] = set()
+        for name in names:
+            try:
+                results.update(get_metric(name).compute(self))
+            except MetricUnavailable as e:
+                self.log(f"{name}: skipped ({'same reason as above' if str(e) in reasons else e})")
+                reasons.add(str(e))
+        return results
+
+
+def _check_names(names: list[str], kind: str) -> None:
+    for name in names:
+        if get_metric(name).kind != kind:
+            raise ValueError(f"metric '{name}' is for {get_metric(name).kind} models, not {kind} ones; "
+                             f"choose from {', '.join(m for m in METRICS if METRICS[m].kind == kind)}")
+
+
+def _run_dir(path: Path) -> Path | None:
+    if path.is_dir():
+        return path.parent if path.name == "checkpoints" else path
+    return path.parent.parent if path.parent.name == "checkpoints" else None
+
+
+def evaluate(run_or_ckpt: str | Path, *, metrics: list[str] | None = None, n: int = 10000,
+             split: str | None = None, classifier: str | Path | None = None, device: str = "auto", seed: int = 0,
+             batch_size: int = 256, log: Log = print) -> dict[str, float]:
+    """Score a run folder or generator checkpoint; append a row to ``RUN/eval.jsonl`` and return the numbers.
+
+    ``split`` defaults to ``test`` for noise models (IDX test set; folder data has no splits and is
+    compared with itself) and ``val`` for image-to-image ones. ``n`` is the number of samples (and
+    at most that many reference images). ``classifier`` defaults to the one found by
+    :func:`~gankit.metrics.classifier.find_classifier` for the run's dataset.
+    """
+    start = time.monotonic()
+    dev = resolve_device(device)
+    loaded = load_generator(run_or_ckpt, device=dev)
+    kind = loaded.family.kind
+    split = split or ("test" if kind == "noise" else "val")
+    clf = find_classifier(loaded.cfg.data.name, classifier) if kind == "noise" else None
+    if metrics is None:
+        metrics = default_metrics(kind, space=loaded.info.space, conditional=loaded.family.name == "cgan",
+                                  classifier=clf is not None)
+        if kind == "noise" and clf is None and loaded.info.num_classes >= 2:
+            log(f"no classifier for {loaded.cfg.data.name} (looked in $GANKIT_DATA/classifiers/ and "
+                f"{default_classifier_path(loaded.cfg.data.name)}): classifier-space metrics skipped")
+    _check_names(metrics, kind)
+    ev = Evaluation(loaded.cfg.data, split=split, n=n, seed=seed, batch_size=batch_size, device=dev,
+                    classifier=clf, loaded=loaded, paired_groups={get_metric(m).needs for m in metrics}, log=log)
+    results = ev.run(metrics)
+    log(f"{loaded.path} ({split}, n={n}): " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
+    run_dir = _run_dir(Path(run_or_ckpt))
+    if run_dir is not None:
+        step = safe_load(loaded.path).get("step", -1)
+        JsonlLog(run_dir / "eval.jsonl").append({
+            "step": step, "time": round(time.time(), 3), "checkpoint": loaded.path.name, "split": split, "n": n,
+            "seed": seed, **results, "seconds": round(time.monotonic() - start, 2),
+        })
+    return results
+
+
+def real_vs_real(data_cfg: DataConfig, metrics: list[str] | None = None, *, n: int = 10000,
+                 classifier: str | Path | None = None, device: str = "auto", seed: int = 0, batch_size: int = 256,
+                 train_split: str = "train", test_split: str = "test", log: Log = print) -> dict[str, float]:
+    """The floor of the feature metrics: ``n`` images of the train split scored against the test split."""
+    clf = find_classifier(data_cfg.name, classifier)
+    if metrics is None:
+        metrics = default_metrics("noise", classifier=clf is not None)
+    metrics = [m for m in metrics if m != "cls_acc"]
+    _check_names(metrics, "noise")
+    ev = Evaluation(data_cfg, split=test_split, n=n, seed=seed, batch_size=batch_size, device=resolve_device(device),
+                    classifier=clf, other_split=train_split, log=log)
+    results = ev.run(metrics)
+    log(f"{data_cfg.name} {train_split} vs {test_split}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
+    return results
+
+
+def plot_metrics(run_dir: str | Path) -> Path | None:
+    """Plot every metric of ``RUN/eval.jsonl`` against the training step into ``RUN/metrics.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(run_dir)
+    rows = sorted(read_jsonl(run / "eval.jsonl"), key=lambda r: r.get("step", 0))
+    keys = list(dict.fromkeys(
+        k for r in rows for k, v in r.items()
+        if k not in _NOT_METRICS and isinstance(v, (int, float)) and not k.endswith("_std")
+        and not (k.startswith("cls_acc_") and k[8:].isdigit())
+    ))
+    if not keys:
+        return None
+    cols = min(3, len(keys))
+    fig, axes = plt.subplots(math.ceil(len(keys) / cols), cols, figsize=(4 * cols, 3 * math.ceil(len(keys) / cols)),
+                             squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        pts = [(r["step"], r[key], r.get(f"{key}_std", 0.0)) for r in rows if isinstance(r.get(key), (int, float))]
+        steps, values, stds = zip(*pts)
+        ax.errorbar(steps, values, yerr=stds if any(stds) else None, marker="o", ms=3, capsize=2)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.tight_layout()
+    out = run / "metrics.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

@@ -1,0 +1,131 @@
+"""Feature extractors for distribution metrics (FID, KID, precision/recall).
+
+* :class:`InceptionFeatures`: the 2048-d pool3 features of the TensorFlow FID Inception-v3
+  (Szegedy et al. 2016; Heusel et al. 2017), through torchmetrics' ``NoTrainInceptionV3``, which is
+  torch-fidelity's port of the graph used by the original FID code. Its weights are never
+  downloaded here: they must already be in the torch hub cache (or at ``$GANKIT_INCEPTION_WEIGHTS``).
+* :class:`ClassifierFeatures`: the 128-d embedding of gankit's own domain classifier
+  (:mod:`gankit.metrics.classifier`), a better-matched space for 28x28 grayscale data.
+
+Every extractor takes images in [-1, 1], (N, C, H, W) with C = 1 or 3 at any size, and returns
+(N, dim) float32 features on the CPU, computed in batches on its device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from gankit.data.base import to_uint8
+
+
+class MetricUnavailable(RuntimeError):
+    """A metric cannot be computed here (no weights, no classifier, wrong kind of model); it is skipped."""
+
+
+class MissingWeightsError(MetricUnavailable):
+    """Pretrained weights a metric needs are not on this machine (gankit never downloads them)."""
+
+
+def hub_checkpoints_dir() -> Path:
+    """Where ``torch.hub`` keeps downloaded weights (``$TORCH_HOME/hub/checkpoints`` by default)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+INCEPTION_FILES = ("weights-inception-2015-12-05-6726825d.pth", "pt_inception-2015-12-05-6726825d.pth")
+"""torch-fidelity's file name (what torchmetrics would download), then pytorch-fid's name for the same weights."""
+INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILES[0]
+INCEPTION_ENV = "GANKIT_INCEPTION_WEIGHTS"
+
+
+def _has_torch_fidelity() -> bool:
+    from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
+
+    return bool(_TORCH_FIDELITY_AVAILABLE)
+
+
+def inception_weights_path() -> Path:
+    """The local FID Inception weights file; :class:`MissingWeightsError` (no download) when absent."""
+    env = os.environ.get(INCEPTION_ENV)
+    candidates = ([Path(env)] if env else []) + [hub_checkpoints_dir() / name for name in INCEPTION_FILES]
+    for p in candidates:
+        if p.is_file():
+            return p
+    note = "" if _has_torch_fidelity() else " torch-fidelity is not installed either: pip install torch-fidelity."
+    raise MissingWeightsError(
+        f"FID Inception-v3 weights {INCEPTION_FILES[0]} not found (gankit does not download them). Looked at: "
+        f"{', '.join(str(p) for p in candidates)}. Download {INCEPTION_URL} on a machine with internet and put it "
+        f"in {hub_checkpoints_dir()}/ (or point ${INCEPTION_ENV} at the file).{note}"
+    )
+
+
+class FeatureExtractor(ABC):
+    """``extractor(images) -> (N, dim)`` features; subclasses implement :meth:`forward` on one batch."""
+
+    name: str
+    """Identifies the feature space in cache file names (includes a weights hash where useful)."""
+    dim: int
+
+    def __init__(self, *, device: str | torch.device = "cpu", batch_size: int = 64) -> None:
+        self.device, self.batch_size = torch.device(device), batch_size
+
+    @abstractmethod
+    def forward(self, images: Tensor) -> Tensor:
+        """Features of one batch of [-1, 1] images already on ``self.device``."""
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> Tensor:
+        out = [self.forward(images[s : s + self.batch_size].to(self.device)).float().cpu()
+               for s in range(0, len(images), self.batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, self.dim)
+
+
+class InceptionFeatures(FeatureExtractor):
+    """2048-d pool3 features of the FID Inception-v3 (grayscale is repeated to RGB, images go in as uint8)."""
+
+    name = "inception-pool3"
+    dim = 2048
+
+    def __init__(self, *, device: str | torch.device = "cpu", batch_size: int = 64,
+                 weights: str | Path | None = None) -> None:
+        super().__init__(device=device, batch_size=batch_size)
+        path = Path(weights) if weights else inception_weights_path()
+        if not _has_torch_fidelity():
+            raise MissingWeightsError(
+                f"the FID Inception network needs torch-fidelity (weights found at {path}): pip install torch-fidelity"
+            )
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        # antialias=False: torch-fidelity's TF1-compatible resize to 299, as in the reference FID code
+        self.net = NoTrainInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path),
+                                      antialias=False).to(self.device)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = to_uint8(images)
+        return self.net(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)
+
+
+def file_digest(path: str | Path, length: int = 10) -> str:
+    """Short sha256 of a file, to tell feature spaces of different checkpoints apart in caches."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:length]
+
+
+class ClassifierFeatures(FeatureExtractor):
+    """128-d penultimate features of a classifier saved by :func:`~gankit.metrics.classifier.train_classifier`."""
+
+    dim = 128
+
+    def __init__(self, checkpoint: str | Path, *, device: str | torch.device = "cpu", batch_size: int = 256) -> None:
+        from gankit.metrics.classifier import load_classifier
+
+        super().__init__(device=device, batch_size=batch_size)
+        self.model = load_classifier(checkpoint, self.device)
+        self.name = f"classifier-{self.model.dataset}-{file_digest(checkpoint)}"
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.model.features(self.model.prepare(images))
