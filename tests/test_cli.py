@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import GANKIT, subprocess_env, write_idx_dataset
 from PIL import Image
 
-from conftest import GANKIT, subprocess_env, write_idx_dataset
 from gankit.cli import main
 from gankit.config import PRESETS
 from gankit.families import FAMILIES

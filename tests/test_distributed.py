@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import subprocess_env, write_idx_dataset
 
 WORKER = textwrap.dedent(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -11,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import GANKIT, make_tiny_cfg, subprocess_env, write_idx_dataset
+
 from gankit.config import ConfigError
 from gankit.training.checkpoint import CheckpointError, load_training_state, save_training_state
 from gankit.training.loop import NonFiniteLoss, Trainer

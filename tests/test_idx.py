@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEFAULT_SYSTEM_DIRS, N_TEST, N_TRAIN, idx_bytes, tiny_fashion_arrays, write_idx_dataset
+
 from gankit.config import DataConfig
 from gankit.data import build_dataset, infer_dataset_name
 from gankit.data.errors import DataError

@@ -155,7 +155,8 @@ def test_dcgan_64_matches_the_pytorch_example() -> None:
     assert (cfg.model.ngf, cfg.model.ndf, cfg.model.z_dim) == (64, 64, 100)
     G, D = get_family("dcgan").build(cfg, PRESET_INFO["dcgan"])
     g_convs = _convs(G, nn.ConvTranspose2d)
-    assert [(c.in_channels, c.out_channels) for c in g_convs] == [(100, 512), (512, 256), (256, 128), (128, 64), (64, 3)]
+    widths = [(c.in_channels, c.out_channels) for c in g_convs]
+    assert widths == [(100, 512), (512, 256), (256, 128), (128, 64), (64, 3)]
     assert [c.stride for c in g_convs] == [(1, 1)] + [(2, 2)] * 4
     assert [c.padding for c in g_convs] == [(0, 0)] + [(1, 1)] * 4
     assert all(c.kernel_size == (4, 4) and c.bias is None for c in g_convs)

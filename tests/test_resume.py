@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import torch
-
 from conftest import GANKIT, subprocess_env, write_idx_dataset
+
 from gankit.cli import main
 from gankit.training.loop import Trainer
 from gankit.training.stats import read_jsonl

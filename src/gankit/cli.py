@@ -34,8 +34,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], help="mixed precision")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], help="paired data: which side is the input")
     p.add_argument("--config", help="YAML/JSON file of config sections (see config.yaml in any run folder)")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys, e.g. optim.lr_g=1e-4")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (default: the newest run of PRESET)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config keys, e.g. optim.lr_g=1e-4")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (default: the newest run of PRESET)")
     p.add_argument("--fast", action="store_true",
                    help="speed options: channels_last + torch.compile (+ bf16 autocast and TF32 on CUDA)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch line stays)")
@@ -98,7 +100,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
         return 0
     print(f"done: {result.step} steps in {result.out_dir} "
-          f"(samples/, loss.png, checkpoints/G_last.pt); sample with: gankit sample {result.out_dir} --n 64 --out samples")
+          f"(samples/, loss.png, checkpoints/G_last.pt); "
+          f"sample with: gankit sample {result.out_dir} --n 64 --out samples")
     return 0
 
 

@@ -61,7 +61,8 @@ def load_generator(path: str | Path, *, device: str | torch.device = "cpu", pref
     try:
         G.load_state_dict(weights)
     except RuntimeError as e:
-        raise CheckpointError(f"{ckpt_path}: weights do not fit the '{fam.name}' generator ({str(e).splitlines()[0]})") from None
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"{ckpt_path}: weights do not fit the '{fam.name}' generator ({first})") from None
     G.to(device).eval()
     return LoadedGenerator(G, cfg, info, fam, ckpt_path)
 

@@ -26,7 +26,10 @@ SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-SYSTEM_DIRS = {"fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")], "mnist": [Path("/usr/share/datasets/mnist")]}
+SYSTEM_DIRS = {
+    "fashion-mnist": [Path("/usr/share/datasets/fashion-mnist")],
+    "mnist": [Path("/usr/share/datasets/mnist")],
+}
 TORCHVISION_DIRS = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST"}
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
@@ -53,7 +56,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     expected = int(np.prod(shape)) * dtype.itemsize
     if len(data) - header != expected:
         raise DataError(
-            f"{path}: IDX body has {len(data) - header} bytes, header shape {shape} needs {expected} (truncated or corrupt)"
+            f"{path}: IDX body has {len(data) - header} bytes, header shape {shape} needs {expected} "
+            "(truncated or corrupt)"
         )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
 
@@ -106,7 +110,9 @@ def download(name: str) -> Path:
 
 def missing_message(name: str, path: str | Path | None) -> str:
     looked = "\n  ".join(str(p) for p in _candidates(name, path)[::3])
-    hint = "  or install the Debian package:  sudo apt-get install dataset-fashion-mnist\n" if name == "fashion-mnist" else ""
+    hint = ""
+    if name == "fashion-mnist":
+        hint = "  or install the Debian package:  sudo apt-get install dataset-fashion-mnist\n"
     return (
         f"{name} not found and could not be downloaded. Looked in:\n  {looked}\n"
         f"Put train-images-idx3-ubyte(.gz), train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz) and "

@@ -17,10 +17,11 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +33,7 @@ from gankit.data.base import Batch
 from gankit.errors import NonFiniteLoss, TrainingInterrupted
 from gankit.families import get_family
 from gankit.objectives import ImageToImage, NoiseToImage, build_objective
+from gankit.training import distributed
 from gankit.training.checkpoint import (
     CheckpointError,
     atomic_save,
@@ -40,7 +42,6 @@ from gankit.training.checkpoint import (
     save_training_state,
     set_rng_state,
 )
-from gankit.training import distributed
 from gankit.training.ema import EMA
 from gankit.training.stats import JsonlLog, StatsAccumulator, plot_losses
 from gankit.visualize import paired_triplets, save_grid, to_display
