@@ -23,7 +23,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model family (or named preset)",
                        description="Train a GAN. PRESET is a family name (gan, cgan, dcgan, pix2pix, colorize) "
                                    "or a named preset from `gankit list`.")
-    p.add_argument("preset", choices=list(PRESETS), metavar="PRESET", help="family or preset: " + ", ".join(PRESETS))
+    p.add_argument("preset", choices=[*PRESETS, "classifier"], metavar="PRESET",
+                   help="family or preset: " + ", ".join(PRESETS) + "; or 'classifier' (the metrics' domain CNN)")
     p.add_argument("--data", help="dataset name or path (IDX folder, image folder, facades, pairs ...)")
     p.add_argument("--out", help="run folder (default: runs/PRESET-DATE-TIME)")
     p.add_argument("--epochs", type=int)
@@ -40,6 +41,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="continue the run in --out (default: the newest run of PRESET)")
     p.add_argument("--fast", action="store_true",
                    help="speed options: channels_last + torch.compile (+ bf16 autocast and TF32 on CUDA)")
+    p.add_argument("--eval-every", type=int, metavar="EPOCHS", help="evaluate (gankit eval) every N epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch line stays)")
 
 
@@ -47,7 +49,7 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
     for flag, key in (("epochs", "train.epochs"), ("max_steps", "train.max_steps"), ("batch_size", "train.batch_size"),
                       ("seed", "train.seed"), ("device", "train.device"), ("amp", "train.amp"),
-                      ("direction", "data.direction")):
+                      ("direction", "data.direction"), ("eval_every", "train.eval_every")):
         if getattr(args, flag) is not None:
             o[key] = getattr(args, flag)
     if args.no_progress:
@@ -62,8 +64,45 @@ def _newest_run(preset: str) -> Path | None:
     return runs[-1] if runs else None
 
 
+def cmd_train_classifier(args: argparse.Namespace) -> int:
+    """``gankit train classifier --data fashion-mnist``: the CNN whose features the *_clf metrics use."""
+    from gankit.config import DataConfig
+    from gankit.data import infer_dataset_name
+    from gankit.metrics.classifier import default_classifier_path, train_classifier
+
+    name, path = infer_dataset_name(args.data or "fashion-mnist", "fashion-mnist")
+    data_cfg = DataConfig(name=name, path=path)
+    out = Path(args.out) if args.out else default_classifier_path(name)
+    result = train_classifier(data_cfg, out, epochs=args.epochs or 5, batch_size=args.batch_size or 128,
+                              seed=args.seed or 0, device=args.device or "auto")
+    print(f"classifier test accuracy {result['test_accuracy']:.4f}; saved to {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from gankit.evaluate import evaluate, plot_metrics, real_vs_real
+
+    if args.real:
+        from gankit.config import DataConfig
+
+        real_vs_real(DataConfig(name=args.real, path=args.data), args.metrics, n=args.n,
+                     classifier=args.classifier, device=args.device, seed=args.seed, batch_size=args.batch_size)
+        return 0
+    if not args.run:
+        raise ConfigError("gankit eval needs a RUN folder or checkpoint (or --real DATASET for the real-data floor)")
+    evaluate(args.run, metrics=args.metrics, n=args.n, split=args.split, classifier=args.classifier,
+             device=args.device, seed=args.seed, batch_size=args.batch_size)
+    run = Path(args.run)
+    if run.is_dir():
+        plot_metrics(run.parent if run.name == "checkpoints" else run)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from gankit.data import infer_dataset_name
+
+    if args.preset == "classifier":
+        return cmd_train_classifier(args)
     from gankit.errors import TrainingInterrupted
     from gankit.training.loop import train
 
@@ -197,6 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
                            help="how to fit any size to the U-Net: reflect-pad (default), resize, or tiles")
         t.set_defaults(command_name=name, train_mode=False)
 
+    e = sub.add_parser("eval", help="metrics of a trained model (FID/KID/precision-recall, L1/PSNR/SSIM, ...)")
+    e.add_argument("run", nargs="?", help="run folder or checkpoint file")
+    e.add_argument("--metrics", nargs="+", help="metric names (default: the family's standard set)")
+    e.add_argument("--n", type=int, default=10000, help="generated samples / reference images")
+    e.add_argument("--split", help="reference split: test (noise models, default) or val (image-to-image)")
+    e.add_argument("--classifier", help="domain-classifier checkpoint for the *_clf metrics")
+    e.add_argument("--real", metavar="DATASET", help="instead of a run: real train split vs test split (the floor)")
+    e.add_argument("--data", help="with --real: dataset path")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--device", default="auto")
+
     sub.add_parser("list", help="show families, presets and datasets")
     return parser
 
@@ -208,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     from gankit.training.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "sample": cmd_sample, "list": cmd_list,
+    handlers = {"train": cmd_train, "sample": cmd_sample, "list": cmd_list, "eval": cmd_eval,
                 "translate": cmd_translate, "colorize": cmd_translate}
     try:
         return handlers[args.command](args)

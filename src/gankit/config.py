@@ -112,6 +112,12 @@ class TrainConfig:
     """Steps between rows of stats.jsonl (losses are averaged over the interval)."""
     checkpoint_minutes: float = 10.0
     """Also write the full training state this often within an epoch (0 = only at epoch ends)."""
+    eval_every: int = 0
+    """Run ``gankit eval`` on the latest snapshot every this many epochs (0 = never); see eval.jsonl."""
+    eval_metrics: list[str] = field(default_factory=list)
+    """Metrics for eval_every (empty = the family's defaults)."""
+    eval_n: int = 5000
+    """Samples per periodic evaluation."""
     n_samples: int = 64
     """Images in the fixed-noise (or fixed validation) grid written after every epoch."""
     channels_last: bool = False

@@ -481,7 +481,20 @@ class Trainer:
             atomic_save(self.snapshot(), self.ckpt_dir / "G_best.pt")
         self.save(snapshot_name=snapshot)
         plot_losses(self.out_dir / "stats.jsonl", self.out_dir / "loss.png", title=f"{self.cfg.preset} losses")
+        every = self.cfg.train.eval_every
+        if every and ((epoch + 1) % every == 0 or final):
+            self.periodic_eval()
         return val
+
+    def periodic_eval(self) -> None:
+        """Score the snapshot just written (``eval.jsonl`` and ``metrics.png``), RNG untouched."""
+        from gankit.evaluate import evaluate, plot_metrics
+
+        t = self.cfg.train
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            evaluate(self.ckpt_dir / "G_last.pt", metrics=t.eval_metrics or None, n=t.eval_n,
+                     device=str(self.device), seed=t.seed, log=self.log)
+        plot_metrics(self.out_dir)
 
     def validate(self, G: nn.Module) -> dict[str, float]:
         """L1 (model range), PSNR and SSIM (on RGB in [0, 1]) over the validation split."""

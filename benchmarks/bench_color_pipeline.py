@@ -1,0 +1,96 @@
+"""The colorization data path alone: the reference per-sample pipeline vs gankit's ``ColorizationDataset``.
+
+Seed: per photo, PIL open + resize to 256 (bicubic) + random flip + ``skimage.color.rgb2lab`` +
+L/50 - 1, ab/110, batched by a DataLoader (``--num-workers``; the list runs one contestant each).
+gankit: :func:`gankit.data.colorization.load_colorization` decodes and resizes every photo once
+(the first-epoch cost, reported separately), then each ``batch()`` crops/flips the uint8 cache and
+converts the whole batch to Lab in torch. Both produce the same tensors: (B, 1, 256, 256) L and
+(B, 2, 256, 256) ab in model scaling. Target: gankit >= 5x the seed pipeline.
+
+    python benchmarks/bench_color_pipeline.py [--batch-size 16] [--num-workers 0,2] [--synthetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+import common
+import seed_data
+
+
+class GankitColorData:
+    """gankit's colorization data path as the training loop drives it: sampler -> ``batch()``."""
+
+    def __init__(self, root: Any, args: argparse.Namespace) -> None:
+        from gankit.data.base import EpochSampler
+        from gankit.data.colorization import load_colorization
+
+        t = time.perf_counter()
+        self.data = load_colorization(root, "train", resolution=args.resolution, load_size=args.resolution,
+                                      log=lambda msg: None)
+        self.decode_s = time.perf_counter() - t
+        self.sampler = EpochSampler(len(self.data), args.batch_size, seed=0)
+        self.device = torch.device(args.device)
+        self.images_per_step = args.batch_size
+        self.info = {"decode_s": self.decode_s, "train_images": len(self.data)}
+        self.step_no = 0
+
+    def begin_round(self) -> None:
+        pass
+
+    def step(self) -> None:
+        idx = self.sampler.indices(self.step_no)
+        batch = self.data.batch(idx, device=self.device, generator=self.sampler.augment_generator(self.step_no))
+        assert batch["input"].shape[1] == 1 and batch["target"].shape[1] == 2
+        self.step_no += 1
+
+    def end_round(self) -> None:
+        pass
+
+
+def build(name: str, args: argparse.Namespace) -> common.Runner:
+    root = seed_data.colorization_root(args.data_root, args.synthetic)
+    if name.startswith("gankit"):
+        return GankitColorData(root, args)
+    device = torch.device(args.device)
+    ds = seed_data.SeedColorization(root / "train", load_size=args.resolution, crop_size=args.resolution)
+    workers = int(name.split("nw=")[1])
+    loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True)
+
+    def consume(batch: dict[str, torch.Tensor]) -> None:
+        batch["A"].to(device), batch["B"].to(device)
+
+    return common.BaselineRunner(loader, consume, args.batch_size, {"train_images": len(ds)})
+
+
+def main() -> None:
+    p = common.base_parser(__doc__.splitlines()[0], batch_size=16, num_workers="0,2", rounds=5, steps=4,
+                           warmup=1, options="default")
+    p.add_argument("--resolution", type=int, default=256)
+    args = p.parse_args()
+    names = [f"seed nw={w}" for w in common.parse_workers(args.num_workers)] + ["gankit ColorizationDataset"]
+    results = common.run_contestants(build, names, args)
+    data = "synthetic" if args.synthetic else "bsds500 train"
+    title = f"colorization data path ({data}, {args.resolution}px, batch {args.batch_size}, {args.device})"
+    extra: dict[str, Any] = {}
+    g = results[-1]
+    if g.get("ok") and "images_per_s" in g:
+        n = g["info"]["train_images"]
+        first_epoch_s = g["info"]["decode_s"] + n / g["images_per_s"]
+        extra = {"gankit_decode_s": g["info"]["decode_s"], "gankit_first_epoch_s": first_epoch_s,
+                 "gankit_first_epoch_images_per_s": n / first_epoch_s}
+    common.report(title, results, args, extra)
+    if extra:
+        base = results[0].get("images_per_s")
+        print(f"gankit first epoch: decode {extra['gankit_decode_s']:.2f} s for {n} photos, epoch incl. decode "
+              f"{first_epoch_s:.2f} s = {extra['gankit_first_epoch_images_per_s']:.1f} images/s"
+              + (f" ({extra['gankit_first_epoch_images_per_s'] / base:.2f}x {results[0]['name']})" if base else ""))
+
+
+if __name__ == "__main__":
+    main()
