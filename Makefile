@@ -30,7 +30,7 @@ data:
 
 # The main job: train the MLP GAN on Fashion-MNIST, leaving a run folder in runs/.
 demo: install data
-	$(BIN)/gankit train gan --epochs $(EPOCHS) --out runs/gan-demo
+	$(BIN)/gankit train gan --epochs $(EPOCHS) --out runs/gan-demo --resume
 	$(BIN)/gankit sample runs/gan-demo --n 64 --out runs/gan-demo/generated --grid runs/gan-demo/generated.png
 
 clean:

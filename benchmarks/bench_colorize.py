@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import common
+import proto_colorization  # noqa: F401  (registers the lab_cache prototype)
 import seed_data
 from seed_pix2pix import pix2pix_step
 
@@ -25,9 +26,8 @@ from seed_pix2pix import pix2pix_step
 def build(name: str, args: argparse.Namespace) -> common.Runner:
     root = seed_data.colorization_root(args.data_root, args.synthetic)
     if name.startswith("gankit"):
-        overrides = {"train.batch_size": args.batch_size, "data.path": str(root),
-                     "data.resolution": args.resolution, "data.load_size": args.resolution}
-        return common.GankitRunner("colorize", {**overrides, **common.gankit_overrides(name)}, device=args.device)
+        return common.gankit_runner("colorize", name, args, {
+            "data.path": str(root), "data.resolution": args.resolution, "data.load_size": args.resolution})
     ds = seed_data.SeedColorization(root / "train", load_size=args.resolution, crop_size=args.resolution)
     workers = int(name.split("nw=")[1])
     loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True)

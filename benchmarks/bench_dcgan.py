@@ -99,8 +99,7 @@ def build(name: str, args: argparse.Namespace) -> common.Runner:
     else:
         root, preset, nc = seed_data.fashion_mnist_root(args.data_root, args.synthetic), "dcgan-fmnist", 1
     if name.startswith("gankit"):
-        return common.GankitRunner(preset, {"train.batch_size": args.batch_size, "data.path": str(root),
-                                            **common.gankit_overrides(name)}, device=args.device)
+        return common.gankit_runner(preset, name, args, {"data.path": str(root)})
     ds = (seed_data.SeedImageFolder(root, 64, 3) if args.data == "celeba"
           else seed_data.SeedMNIST(root, seed_data.mnist_transform(64)))
     workers = int(name.split("nw=")[1])

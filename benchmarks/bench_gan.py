@@ -91,8 +91,7 @@ class InMemoryLoader:
 def build(name: str, args: argparse.Namespace) -> common.Runner:
     root = seed_data.fashion_mnist_root(args.data_root, args.synthetic)
     if name.startswith("gankit"):
-        return common.GankitRunner("gan", {"train.batch_size": args.batch_size, "data.path": str(root),
-                                           **common.gankit_overrides(name)}, device=args.device)
+        return common.gankit_runner("gan", name, args, {"data.path": str(root)})
     device = torch.device(args.device)
     ds = seed_data.SeedMNIST(root, seed_data.mnist_transform())
     if name == "seed in-memory":

@@ -28,9 +28,8 @@ def load_size(resolution: int) -> int:
 def build(name: str, args: argparse.Namespace) -> common.Runner:
     root = seed_data.facades_root(args.data_root, args.synthetic)
     if name.startswith("gankit"):
-        overrides = {"train.batch_size": args.batch_size, "data.path": str(root),
-                     "data.resolution": args.resolution, "data.load_size": load_size(args.resolution)}
-        return common.GankitRunner("pix2pix", {**overrides, **common.gankit_overrides(name)}, device=args.device)
+        return common.gankit_runner("pix2pix", name, args, {
+            "data.path": str(root), "data.resolution": args.resolution, "data.load_size": load_size(args.resolution)})
     ds = seed_data.SeedAligned(root / "train", load_size=load_size(args.resolution), crop_size=args.resolution)
     workers = int(name.split("nw=")[1])
     loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True)

@@ -44,6 +44,29 @@ GANKIT_OPTIONS: dict[str, dict[str, Any]] = {
 }
 """gankit config overrides compared by every benchmark (``--options``)."""
 
+PROTOTYPES: dict[str, Callable[[Any], None]] = {}
+"""Changes that are *not* in gankit's src, applied by the benchmark to a built Trainer, to measure a
+proposed change with the real loop. Named in ``--options`` like config options; shown with a
+``(proto)`` mark. Benchmark scripts may register their own (e.g. a colorization data cache)."""
+
+
+def prototype(name: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
+    def wrap(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        PROTOTYPES[name] = fn
+        return fn
+
+    return wrap
+
+
+@prototype("fused_adam")
+def _fused_adam(tr: Any) -> None:
+    """Adam with ``fused=True`` on CPU too (gankit passes it on CUDA only): one kernel per step."""
+    import torch
+
+    o = tr.cfg.optim
+    tr.opt_G = torch.optim.Adam(tr.G.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2), fused=True)
+    tr.opt_D = torch.optim.Adam(tr.D.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2), fused=True)
+
 
 # ---------------------------------------------------------------------------------------------
 # Command line
@@ -60,7 +83,9 @@ def base_parser(description: str, *, batch_size: int, num_workers: str, rounds: 
                    help="baseline DataLoader workers; a comma list runs one baseline per value (the first is "
                         "the reference for ratios)")
     p.add_argument("--options", default=options,
-                   help=f"gankit options to compare, comma list of {', '.join(GANKIT_OPTIONS)} or 'all'")
+                   help=f"gankit variants to compare, a comma list of {', '.join(GANKIT_OPTIONS)} or 'all'; "
+                        "'+' combines options, and prototypes of changes not in src can be added the same way "
+                        "(e.g. default+fused_adam)")
     p.add_argument("--rounds", type=int, default=rounds, help="timed rounds per contestant (interleaved)")
     p.add_argument("--steps", type=int, default=steps, help="timed training steps per round")
     p.add_argument("--warmup", type=int, default=warmup,
@@ -76,10 +101,13 @@ def base_parser(description: str, *, batch_size: int, num_workers: str, rounds: 
 
 
 def parse_options(text: str) -> list[str]:
-    names = list(GANKIT_OPTIONS) if text.strip() == "all" else [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [n for n in names if n not in GANKIT_OPTIONS]
+    names: list[str] = []
+    for item in (s.strip() for s in text.split(",")):
+        names += list(GANKIT_OPTIONS) if item == "all" else [item] if item else []
+    unknown = [t for n in names for t in n.split("+") if t not in GANKIT_OPTIONS and t not in PROTOTYPES]
     if unknown:
-        raise SystemExit(f"unknown --options {', '.join(unknown)} (known: {', '.join(GANKIT_OPTIONS)}, all)")
+        raise SystemExit(f"unknown --options {', '.join(unknown)} "
+                         f"(known: {', '.join(GANKIT_OPTIONS)}, all; prototypes: {', '.join(PROTOTYPES)})")
     return names
 
 
@@ -166,7 +194,7 @@ class GankitRunner:
     (channels_last) -> ``train_step`` -> ``StatsAccumulator.add`` (flushed every ``log_every``).
     """
 
-    def __init__(self, preset: str, overrides: dict[str, Any], *, device: str) -> None:
+    def __init__(self, preset: str, overrides: dict[str, Any], *, device: str, protos: list[str] = ()) -> None:
         from gankit.config import make_config
         from gankit.training.loop import Trainer
         from gankit.training.stats import StatsAccumulator
@@ -177,10 +205,13 @@ class GankitRunner:
         self.tr = Trainer(self.cfg, Path(self._tmp.name) / "run", log=lambda msg: None)
         self.tr.G.train()
         self.tr.D.train()
+        for name in protos:
+            PROTOTYPES[name](self.tr)
         self.tr._set_lr(0)
         self.acc = StatsAccumulator()
         self.images_per_step = self.cfg.train.batch_size
-        self.info = {"preset": preset, "overrides": overrides, "train_images": len(self.tr.data),
+        self.info = {"preset": preset, "overrides": overrides, "prototypes": list(protos),
+                     "train_images": len(self.tr.data),
                      "channels_last": self.tr.channels_last}
 
     def begin_round(self) -> None:
@@ -429,13 +460,26 @@ def contestant_names(args: argparse.Namespace, *, compute_baseline: bool = False
     names = [f"seed nw={w}" for w in parse_workers(args.num_workers)]
     if compute_baseline:
         names.append("seed in-memory")
-    names += [f"gankit {o}" for o in parse_options(args.options)]
+    for o in parse_options(args.options):
+        proto = any(t in PROTOTYPES for t in o.split("+"))
+        names.append(f"gankit {o}" + (" (proto)" if proto else ""))
     return names
 
 
-def gankit_overrides(name: str) -> dict[str, Any]:
-    """``"gankit channels_last"`` -> its config overrides."""
-    return dict(GANKIT_OPTIONS[name.split(" ", 1)[1]])
+def gankit_variant(name: str) -> tuple[dict[str, Any], list[str]]:
+    """``"gankit channels_last+fused_adam (proto)"`` -> (config overrides, prototype names)."""
+    tokens = name.split(" ")[1].split("+")
+    overrides: dict[str, Any] = {}
+    for t in tokens:
+        overrides.update(GANKIT_OPTIONS.get(t, {}))
+    return overrides, [t for t in tokens if t in PROTOTYPES]
+
+
+def gankit_runner(preset: str, name: str, args: argparse.Namespace, overrides: dict[str, Any]) -> GankitRunner:
+    """The gankit contestant ``name`` (as made by :func:`contestant_names`) for ``preset``."""
+    extra, protos = gankit_variant(name)
+    return GankitRunner(preset, {"train.batch_size": args.batch_size, **overrides, **extra},
+                        device=args.device, protos=protos)
 
 
 def median(xs: list[float]) -> float:

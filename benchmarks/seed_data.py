@@ -219,6 +219,8 @@ class SeedColorization(Dataset):
     """As pix2pix's ``ColorizationDataset``: PIL resize (+ crop, flip), ``skimage.color.rgb2lab`` per image."""
 
     def __init__(self, root: Path, *, load_size: int = 256, crop_size: int = 256, flip: bool = True) -> None:
+        import skimage.color  # noqa: F401  (imported once here, not in every DataLoader worker)
+
         self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
         self.load_size, self.crop_size, self.flip = load_size, crop_size, flip
 

@@ -206,9 +206,21 @@ def test_existing_run_folder_needs_resume(gan_run: tuple[Path, Path, str], capsy
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
 
 
-def test_resume_without_a_run(tmp_path: Path, capsys) -> None:
-    assert main(["train", "gan", "--resume", "--out", str(tmp_path / "none")]) == 2
+def test_resume_without_a_run(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no runs/ folder here
+    assert main(["train", "gan", "--resume"]) == 2
     assert "no run to resume" in _one_line_error(capsys.readouterr().err, "train")
+
+
+def test_resume_into_a_new_folder_starts_the_run(tiny_idx: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "fresh"
+    args = ["train", "gan", "--resume", "--out", str(out), "--data", str(tiny_idx), "--max-steps", "2",
+            "--no-progress", "--set", "model.g_hidden=[16]", "model.d_hidden=[16]"]
+    assert main(args) == 0
+    assert "holds no run yet; starting a new one" in capsys.readouterr().out
+    assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
+    assert main(args) == 0  # again: the run is complete, nothing to do
+    assert "nothing to do" in capsys.readouterr().out
 
 
 def test_sample_from_missing_path(tmp_path: Path, capsys) -> None:

@@ -38,7 +38,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override config keys, e.g. optim.lr_g=1e-4")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out (default: the newest run of PRESET)")
+                   help="continue the run in --out (default: the newest run of PRESET); "
+                        "a new --out folder is started")
     p.add_argument("--fast", action="store_true",
                    help="speed options: channels_last + torch.compile (+ bf16 autocast and TF32 on CUDA)")
     p.add_argument("--eval-every", type=int, metavar="EPOCHS", help="evaluate (gankit eval) every N epochs")
@@ -109,10 +110,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = _cli_overrides(args)
     overrides.update(parse_set_args(args.set))
     out = Path(args.out) if args.out else None
-    if args.resume:
-        out = out or _newest_run(args.preset)
-        if out is None or not (out / "config.yaml").is_file():
-            raise ConfigError(f"--resume: no run to resume ({out or f'runs/{args.preset}-*'} has no config.yaml)")
+    resuming = args.resume and out is not None and (out / "config.yaml").is_file()
+    if args.resume and out is None:
+        out = _newest_run(args.preset)
+        if out is None:
+            raise ConfigError(f"--resume: no run to resume (no runs/{args.preset}-* folder; pass --out RUN_DIR)")
+        resuming = True
+    elif args.resume and not resuming:  # --resume --out NEW: start it (handy for preemptible jobs and make demo)
+        print(f"--resume: {out} holds no run yet; starting a new one there")
+    if resuming:
+        assert out is not None
+        if not (out / "config.yaml").is_file():
+            raise ConfigError(f"--resume: {out} has no config.yaml")
         import yaml
 
         cfg = Config.from_dict(yaml.safe_load((out / "config.yaml").read_text()), source=str(out / "config.yaml"))
@@ -133,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = make_config(args.preset, config_file=args.config, overrides=overrides)
         out = out or Path("runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        result = train(cfg, out, resume=args.resume)
+        result = train(cfg, out, resume=resuming)
     except TrainingInterrupted as e:
         return 128 + e.signum
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
