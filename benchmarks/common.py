@@ -249,16 +249,28 @@ def _sync(device: str) -> None:
 
 
 def _peak_mb(device: str) -> dict[str, float]:
-    """Peak resident memory of this process (and of its finished children: DataLoader workers)."""
+    """Peak resident memory of this process (and of the largest of its finished children, e.g. DataLoader workers)."""
     out = {
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
+        "children_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0,
     }
     if device == "cuda":
         import torch
 
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
+
+
+def _wait(conn: Any) -> Any:
+    """The parent's next message; None (stop) when the parent has gone away."""
+    parent = os.getppid()
+    while not conn.poll(1.0):
+        if os.getppid() != parent:
+            return None
+    try:
+        return conn.recv()
+    except EOFError:
+        return None
 
 
 def _child(factory: Callable[[str, argparse.Namespace], Runner], name: str, args: argparse.Namespace,
@@ -273,7 +285,7 @@ def _child(factory: Callable[[str, argparse.Namespace], Runner], name: str, args
         torch.manual_seed(0)
         runner = factory(name, args)
         conn.send({"ok": True, "setup_s": time.perf_counter() - t0})
-        if conn.recv() is None:
+        if _wait(conn) is None:
             return
         warm: list[float] = []
         runner.begin_round()
@@ -286,7 +298,7 @@ def _child(factory: Callable[[str, argparse.Namespace], Runner], name: str, args
         conn.send({"ok": True, "warmup_s": warm, "images_per_step": runner.images_per_step,
                    "info": runner.info, "threads": torch.get_num_threads()})
         while True:
-            steps = conn.recv()
+            steps = _wait(conn)
             if steps is None:
                 break
             runner.begin_round()
@@ -300,7 +312,10 @@ def _child(factory: Callable[[str, argparse.Namespace], Runner], name: str, args
             runner.end_round()
             conn.send({"ok": True, "secs": secs, "steps": steps, **_peak_mb(args.device)})
     except BaseException:  # report to the parent instead of dying silently
-        conn.send({"ok": False, "error": traceback.format_exc()})
+        try:
+            conn.send({"ok": False, "error": traceback.format_exc()})
+        except OSError:
+            pass
     finally:
         conn.close()
 
@@ -318,46 +333,51 @@ def run_contestants(factory: Callable[[str, argparse.Namespace], Runner], names:
     ctx = mp.get_context("spawn")
     live: dict[str, tuple[Any, Any]] = {}
     results: dict[str, dict[str, Any]] = {}
-    started = []
-    for name in names:  # imports and data loading overlap; warm-ups (compilation) run one at a time
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_child, args=(factory, name, args, child), daemon=False)
-        proc.start()
-        child.close()
-        started.append((name, parent, proc))
-    for name, parent, proc in started:
-        msg = _recv(parent, proc)
-        if msg.get("ok"):
-            parent.send("warmup")
-            msg = {**msg, **_recv(parent, proc)}
-        results[name] = {"name": name, **msg, "rounds": []}
-        if msg.get("ok"):
-            warm = msg["warmup_s"]
-            print(f"  ready: {name:<24} setup {msg['setup_s']:6.1f} s, warm-up {sum(warm):6.1f} s "
-                  f"({len(warm)} steps)", file=sys.stderr, flush=True)
-            live[name] = (parent, proc)
-        else:
-            print(f"  FAILED: {name}\n{msg.get('error')}", file=sys.stderr, flush=True)
-            proc.join()
-    order = [n for n in names if n in live]
-    for r in range(args.rounds):
-        for name in order if r % 2 == 0 else order[::-1]:
-            parent, proc = live[name]
-            parent.send(args.steps)
+    started: list[tuple[str, Any, Any]] = []
+    try:
+        for name in names:  # imports and data loading overlap; warm-ups (compilation) run one at a time
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_child, args=(factory, name, args, child), daemon=False)
+            proc.start()
+            child.close()
+            started.append((name, parent, proc))
+        for name, parent, proc in started:
             msg = _recv(parent, proc)
-            if not msg.get("ok"):
-                print(f"  FAILED in round {r}: {name}\n{msg.get('error')}", file=sys.stderr, flush=True)
-                results[name].update(ok=False, error=msg.get("error"))
-                live.pop(name)
-                order.remove(name)
-                continue
-            ips = msg["steps"] * results[name]["images_per_step"] / msg["secs"]
-            results[name]["rounds"].append({**msg, "images_per_s": ips})
-        print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
-            f"{n} {results[n]['rounds'][-1]['images_per_s']:.1f}" for n in order), file=sys.stderr, flush=True)
-    for parent, proc in live.values():
-        parent.send(None)
-        proc.join(timeout=60)
+            if msg.get("ok"):
+                parent.send("warmup")
+                msg = {**msg, **_recv(parent, proc)}
+            results[name] = {"name": name, **msg, "rounds": []}
+            if msg.get("ok"):
+                warm = msg["warmup_s"]
+                print(f"  ready: {name:<34} setup {msg['setup_s']:6.1f} s, warm-up {sum(warm):6.1f} s "
+                      f"({len(warm)} steps)", file=sys.stderr, flush=True)
+                live[name] = (parent, proc)
+            else:
+                print(f"  FAILED: {name}\n{msg.get('error')}", file=sys.stderr, flush=True)
+                proc.join()
+        order = [n for n in names if n in live]
+        for r in range(args.rounds):
+            for name in order if r % 2 == 0 else order[::-1]:
+                parent, proc = live[name]
+                parent.send(args.steps)
+                msg = _recv(parent, proc)
+                if not msg.get("ok"):
+                    print(f"  FAILED in round {r}: {name}\n{msg.get('error')}", file=sys.stderr, flush=True)
+                    results[name].update(ok=False, error=msg.get("error"))
+                    live.pop(name)
+                    order.remove(name)
+                    continue
+                ips = msg["steps"] * results[name]["images_per_step"] / msg["secs"]
+                results[name]["rounds"].append({**msg, "images_per_s": ips})
+            print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
+                f"{n} {results[n]['rounds'][-1]['images_per_s']:.1f}" for n in order), file=sys.stderr, flush=True)
+        for parent, proc in live.values():
+            parent.send(None)
+            proc.join(timeout=60)
+    finally:  # a failure or Ctrl-C here must not leave contestants behind
+        for _, _, proc in started:
+            if proc.is_alive():
+                proc.terminate()
     return [_summarize(results[n], results[names[0]]) for n in names]
 
 
@@ -381,7 +401,7 @@ def _summarize(res: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     out["images_per_s"] = statistics.median(ips)
     out["step_s"] = statistics.median(r["secs"] / r["steps"] for r in rounds)
     out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rounds)
-    out["workers_peak_rss_mb"] = max(r["workers_peak_rss_mb"] for r in rounds)
+    out["children_peak_rss_mb"] = max(r["children_peak_rss_mb"] for r in rounds)
     if "peak_cuda_mb" in rounds[0]:
         out["peak_cuda_mb"] = max(r["peak_cuda_mb"] for r in rounds)
     warm = res.get("warmup_s") or []
@@ -422,15 +442,21 @@ def report(title: str, results: list[dict[str, Any]], args: argparse.Namespace,
            extra: dict[str, Any] | None = None) -> None:
     """Print one table (name, images/s, ratio, step time, peak memory, warm-up) and append a jsonl line."""
     mem_key = "peak_cuda_mb" if args.device == "cuda" else "peak_rss_mb"
+    w = max(26, *(len(r["name"]) + 1 for r in results))
+
+    def num(x: float) -> str:
+        return f"{x:.3g}" if x < 10 else f"{x:.1f}"
+
     print(f"\n{title}")
-    print(f"{'name':<26} {'images/s':>10} {'ratio':>7} {'s/step':>8} {'peak MB':>9} {'warm-up+ s':>10}  rounds img/s")
+    print(f"{'name':<{w}} {'images/s':>9} {'ratio':>7} {'s/step':>8} {'peak MB':>8} {'warm-up+ s':>10}  rounds images/s")
     for r in results:
         if not r.get("ok") or "images_per_s" not in r:
-            print(f"{r['name']:<26} {'failed':>10}   {str(r.get('error', '')).strip().splitlines()[-1:]}")
+            last = str(r.get("error", "")).strip().splitlines()[-1:] or [""]
+            print(f"{r['name']:<{w}} {'failed':>9}  {last[0]}")
             continue
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
-        print(f"{r['name']:<26} {r['images_per_s']:>10.1f} {ratio:>7} {r['step_s']:>8.3f} {r[mem_key]:>9.0f} "
-              f"{r['warmup_extra_s']:>10.1f}  {' '.join(f'{x:.1f}' for x in r['rounds_images_per_s'])}")
+        print(f"{r['name']:<{w}} {num(r['images_per_s']):>9} {ratio:>7} {r['step_s']:>8.3f} {r[mem_key]:>8.0f} "
+              f"{r['warmup_extra_s']:>10.1f}  {' '.join(num(x) for x in r['rounds_images_per_s'])}")
     print(f"ratio = median over rounds of (images/s / {results[0]['name']} images/s in the same round); "
           f"peak MB = peak {'CUDA allocation' if args.device == 'cuda' else 'RSS of the training process'}; "
           "warm-up+ = warm-up time beyond steady steps (compilation)")
