@@ -97,7 +97,7 @@ def build(name: str, args: argparse.Namespace) -> common.Runner:
 
 def main() -> None:
     p = common.base_parser(__doc__.splitlines()[0], batch_size=100, num_workers="0", rounds=5, steps=40,
-                           warmup=10, options="default,compile,bf16")
+                           warmup=10, options="default,compile")
     args = p.parse_args()
     names = common.contestant_names(args, compute_baseline=True)
     results = common.run_contestants(build, names, args)

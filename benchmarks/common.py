@@ -58,14 +58,16 @@ def prototype(name: str) -> Callable[[Callable[[Any], None]], Callable[[Any], No
     return wrap
 
 
-@prototype("fused_adam")
-def _fused_adam(tr: Any) -> None:
-    """Adam with ``fused=True`` on CPU too (gankit passes it on CUDA only): one kernel per step."""
+@prototype("loop_adam")
+def _loop_adam(tr: Any) -> None:
+    """Adam's per-parameter for-loop on CPU, as gankit had it before fused Adam on CPU (commit 1e54de3)."""
     import torch
 
+    if tr.device.type != "cpu":
+        return
     o = tr.cfg.optim
-    tr.opt_G = torch.optim.Adam(tr.G.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2), fused=True)
-    tr.opt_D = torch.optim.Adam(tr.D.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2), fused=True)
+    tr.opt_G = torch.optim.Adam(tr.G.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2), foreach=False)
+    tr.opt_D = torch.optim.Adam(tr.D.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2), foreach=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,7 +87,7 @@ def base_parser(description: str, *, batch_size: int, num_workers: str, rounds: 
     p.add_argument("--options", default=options,
                    help=f"gankit variants to compare, a comma list of {', '.join(GANKIT_OPTIONS)} or 'all'; "
                         "'+' combines options, and prototypes of changes not in src can be added the same way "
-                        "(e.g. default+fused_adam)")
+                        "(e.g. default+loop_adam)")
     p.add_argument("--rounds", type=int, default=rounds, help="timed rounds per contestant (interleaved)")
     p.add_argument("--steps", type=int, default=steps, help="timed training steps per round")
     p.add_argument("--warmup", type=int, default=warmup,
@@ -493,7 +495,7 @@ def contestant_names(args: argparse.Namespace, *, compute_baseline: bool = False
 
 
 def gankit_variant(name: str) -> tuple[dict[str, Any], list[str]]:
-    """``"gankit channels_last+fused_adam (proto)"`` -> (config overrides, prototype names)."""
+    """``"gankit channels_last+loop_adam (proto)"`` -> (config overrides, prototype names)."""
     tokens = name.split(" ")[1].split("+")
     overrides: dict[str, Any] = {}
     for t in tokens:

@@ -16,9 +16,16 @@ from gankit.config import ConfigError
 from gankit.training.checkpoint import CheckpointError, load_training_state, save_training_state
 from gankit.training.loop import NonFiniteLoss, Trainer
 
-TRAIN_ARGS = ["--max-steps", "60", "--batch-size", "10", "--no-progress", "--seed", "5",
+TRAIN_ARGS = ["--max-steps", "150", "--batch-size", "10", "--no-progress", "--seed", "5",
               "--set", "model.g_hidden=[32]", "model.d_hidden=[32]", "model.z_dim=8", "train.n_samples=4",
               "train.checkpoint_minutes=0.0002", "train.log_every=1"]
+
+
+def _checkpointed_since(run: Path, t: float) -> bool:
+    try:
+        return (run / "checkpoints" / "last.pt").stat().st_mtime > t
+    except OSError:
+        return False
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -43,11 +50,13 @@ def test_sigkill_at_random_times_then_resume_matches_straight_run(tmp_path: Path
         args = [*GANKIT, "train", "gan", "--data", str(data), "--out", str(run), *TRAIN_ARGS]
         if trial:
             args.append("--resume")
+        launched = time.time()
         proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120
-        while not (run / "checkpoints" / "last.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 0.8))
+        # kill only once this process trains (it has written a checkpoint of its own), at a random moment after
+        while not _checkpointed_since(run, launched) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.4))
         if proc.poll() is None and trial < 7:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -56,8 +65,9 @@ def test_sigkill_at_random_times_then_resume_matches_straight_run(tmp_path: Path
             break
         assert proc.returncode == -signal.SIGKILL, err[-2000:]
         state = load_training_state(run / "checkpoints", log=lambda m: None)  # never corrupt
-        assert state is not None and 0 <= state["step"] <= 60
+        assert state is not None and 0 <= state["step"] <= 150
         resumed_steps.append(state["step"])
+    print(f"SIGKILL trials: {kills} kills, resumed from steps {resumed_steps}, final run completed")
     assert proc.returncode == 0
     assert kills >= 3, "the process finished before it could be killed often enough"
     assert resumed_steps == sorted(resumed_steps)  # no progress lost beyond the last checkpoint
