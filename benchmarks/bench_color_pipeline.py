@@ -45,6 +45,7 @@ class GankitColorData:
             self.info["lab_cache_s"] = time.perf_counter() - t
             self.info["max_rounding_model_units"] = self.data.max_rounding
             self.decode_s += self.info["lab_cache_s"]
+            self.info["decode_s"] = self.decode_s  # one-time cost: decode + Lab conversion
         self.step_no = 0
 
     def begin_round(self) -> None:

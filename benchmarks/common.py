@@ -4,10 +4,12 @@ A benchmark compares *contestants*: the seed/reference training step, written ou
 benchmark script itself and fed by a per-sample ``Dataset`` + ``DataLoader``, against gankit's
 real :class:`~gankit.training.loop.Trainer` under several options. Each contestant lives in its
 own spawned process, so the peak memory it reports is its own and a ``torch.compile`` cache or
-thread setting of one cannot leak into another. The parent builds them one after the other, then
-runs timed rounds one contestant at a time (the others wait, idle), reversing the order every
-round so that drifting machine load hits all of them alike. Reported: the median images/s over
-rounds, and the median over rounds of the per-round ratio to the first contestant (the baseline).
+thread setting of one cannot leak into another. They load their data in parallel, warm up one
+after the other (so compilation times are not inflated by each other), then run timed rounds one
+contestant at a time (the others wait, idle), reversing the order every round so that drifting
+machine load hits all of them alike; each round starts with one untimed step (DataLoader worker
+start-up). Reported: the median images/s over rounds, and the median over rounds of the per-round
+ratio to the first contestant (the baseline).
 """
 
 from __future__ import annotations
@@ -450,7 +452,8 @@ def report(title: str, results: list[dict[str, Any]], args: argparse.Namespace,
         return f"{x:.3g}" if x < 10 else f"{x:.1f}"
 
     print(f"\n{title}")
-    print(f"{'name':<{w}} {'images/s':>9} {'ratio':>7} {'s/step':>8} {'peak MB':>8} {'warm-up+ s':>10}  rounds images/s")
+    header = f"{'images/s':>9} {'ratio':>7} {'s/step':>8} {'peak MB':>8} {'warm-up+ s':>10}  rounds images/s"
+    print(f"{'name':<{w}} {header}")
     for r in results:
         if not r.get("ok") or "images_per_s" not in r:
             last = str(r.get("error", "")).strip().splitlines()[-1:] or [""]

@@ -37,7 +37,8 @@ class LabCacheDataset:
     def __len__(self) -> int:
         return self._n
 
-    def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def batch(self, index: Tensor, *, device: torch.device,
+              generator: torch.Generator | None = None) -> dict[str, Tensor]:
         from gankit.data.paired import crop_flip
 
         x = self.lab.index_select(0, index)
