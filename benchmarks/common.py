@@ -72,6 +72,16 @@ def _loop_adam(tr: Any) -> None:
     tr.opt_D = torch.optim.Adam(tr.D.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2), foreach=False)
 
 
+@prototype("mallopt")
+def _mallopt(tr: Any) -> None:
+    """glibc keeps freed memory in the heap instead of unmapping it (no page faults on re-allocation)."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
+    libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD
+
+
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------

@@ -126,6 +126,9 @@ class TrainConfig:
     """Run the training steps through torch.compile (slow first steps, faster after)."""
     fast: bool = False
     """One switch for speed: channels_last + torch.compile, and on CUDA bf16 autocast and TF32."""
+    keep_memory: bool = True
+    """CPU on Linux: keep memory freed between steps in the process instead of returning it to the OS
+    (no page faults on reuse; 1.1-1.2x on pix2pix). The process then holds its peak memory until it exits."""
     on_nonfinite: str = "stop"
     """A NaN/inf loss: stop (keeping the last good checkpoint) or skip (drop the step, halve the learning rates)."""
     sync_bn: bool = False

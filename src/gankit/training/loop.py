@@ -33,7 +33,7 @@ from gankit.data.base import Batch
 from gankit.errors import NonFiniteLoss, TrainingInterrupted
 from gankit.families import get_family
 from gankit.objectives import ImageToImage, NoiseToImage, build_objective
-from gankit.training import distributed
+from gankit.training import distributed, performance
 from gankit.training.checkpoint import (
     CheckpointError,
     atomic_save,
@@ -112,16 +112,19 @@ class Trainer:
 
         G, D = self.family.build(cfg, self.info)
         self.G, self.D = G.to(self.device), D.to(self.device)
-        t = cfg.train
         convolutional = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in self.G.modules())
-        self.channels_last = (t.channels_last or t.fast) and convolutional
+        self.speed = performance.plan(cfg.train, self.device, convolutional=convolutional)
+        performance.apply(self.speed)
+        for warning in self.speed.warnings:
+            log(f"warning: {warning}")
+        self.channels_last = self.speed.channels_last
         if self.channels_last:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
         # the networks the steps run through: DDP wrappers when distributed, else G and D themselves
         self.G_step = distributed.wrap(self.G, self.dist, self.device, sync_bn=cfg.train.sync_bn)
         self.D_step = distributed.wrap(self.D, self.dist, self.device, sync_bn=cfg.train.sync_bn)
-        if t.compile or t.fast:
+        if self.speed.compile:
             self.G_step = torch.compile(self.G_step)
             self.D_step = torch.compile(self.D_step)
         if self.dist.enabled:  # same initial weights everywhere (DDP broadcast), distinct noise per rank
@@ -131,14 +134,7 @@ class Trainer:
         fused = self.device.type in ("cuda", "cpu")  # one kernel per step; 1.2-1.4x on the MLP GANs (CPU)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2), fused=fused)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2), fused=fused)
-        amp = cfg.train.amp
-        if cfg.train.fast and self.device.type == "cuda":
-            amp = "bf16" if amp == "none" else amp
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-            torch.backends.cudnn.benchmark = True
-        if amp == "fp16" and self.device.type != "cuda":
-            raise ConfigError("train.amp=fp16 needs CUDA; use bf16 on CPU")
+        amp = self.speed.amp
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
