@@ -34,8 +34,11 @@ class SeedGenerator(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(CLASSES, EMBED)
         self.net = nn.Sequential(
-            *_block(Z_DIM + EMBED, 256, nn.ReLU()), *_block(256, 512, nn.ReLU()), *_block(512, 1024, nn.ReLU()),
-            nn.Linear(1024, PIXELS), nn.Tanh(),
+            *_block(Z_DIM + EMBED, 256, nn.ReLU()),
+            *_block(256, 512, nn.ReLU()),
+            *_block(512, 1024, nn.ReLU()),
+            nn.Linear(1024, PIXELS),
+            nn.Tanh(),
         )
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -48,8 +51,11 @@ class SeedDiscriminator(nn.Module):
         self.embed = nn.Embedding(CLASSES, EMBED)
         act = nn.LeakyReLU(0.2)
         self.net = nn.Sequential(
-            *_block(PIXELS + EMBED, 1024, act, 0.3), *_block(1024, 512, act, 0.3), *_block(512, 256, act, 0.3),
-            nn.Linear(256, 1), nn.Sigmoid(),
+            *_block(PIXELS + EMBED, 1024, act, 0.3),
+            *_block(1024, 512, act, 0.3),
+            *_block(512, 256, act, 0.3),
+            nn.Linear(256, 1),
+            nn.Sigmoid(),
         )
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -96,8 +102,15 @@ def build(name: str, args: argparse.Namespace) -> common.Runner:
 
 
 def main() -> None:
-    p = common.base_parser(__doc__.splitlines()[0], batch_size=100, num_workers="0", rounds=5, steps=40,
-                           warmup=10, options="default,compile")
+    p = common.base_parser(
+        __doc__.splitlines()[0],
+        batch_size=100,
+        num_workers="0",
+        rounds=5,
+        steps=40,
+        warmup=10,
+        options="default,compile",
+    )
     args = p.parse_args()
     names = common.contestant_names(args, compute_baseline=True)
     results = common.run_contestants(build, names, args)

@@ -18,7 +18,6 @@ import torch
 from torch.utils.data import DataLoader
 
 import common
-import proto_colorization  # noqa: F401  (registers the lab_cache prototype)
 import seed_data
 from seed_pix2pix import pix2pix_step
 
@@ -26,8 +25,12 @@ from seed_pix2pix import pix2pix_step
 def build(name: str, args: argparse.Namespace) -> common.Runner:
     root = seed_data.colorization_root(args.data_root, args.synthetic)
     if name.startswith("gankit"):
-        return common.gankit_runner("colorize", name, args, {
-            "data.path": str(root), "data.resolution": args.resolution, "data.load_size": args.resolution})
+        return common.gankit_runner(
+            "colorize",
+            name,
+            args,
+            {"data.path": str(root), "data.resolution": args.resolution, "data.load_size": args.resolution},
+        )
     ds = seed_data.SeedColorization(root / "train", load_size=args.resolution, crop_size=args.resolution)
     workers = int(name.split("nw=")[1])
     loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True)
@@ -36,14 +39,22 @@ def build(name: str, args: argparse.Namespace) -> common.Runner:
 
 
 def main() -> None:
-    p = common.base_parser(__doc__.splitlines()[0], batch_size=1, num_workers="2", rounds=3, steps=3,
-                           warmup=2, options="default,channels_last")
+    p = common.base_parser(
+        __doc__.splitlines()[0],
+        batch_size=1,
+        num_workers="2",
+        rounds=3,
+        steps=3,
+        warmup=2,
+        options="default,channels_last",
+    )
     p.add_argument("--resolution", type=int, default=256, choices=[128, 256])
     args = p.parse_args()
     results = common.run_contestants(build, common.contestant_names(args), args)
     data = "synthetic" if args.synthetic else "bsds500"
-    common.report(f"colorize ({data} {args.resolution}x{args.resolution}, batch {args.batch_size}, {args.device})",
-                  results, args)
+    common.report(
+        f"colorize ({data} {args.resolution}x{args.resolution}, batch {args.batch_size}, {args.device})", results, args
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,11 @@ class SeedDiscriminator(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(nc, NDF, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
         for cin in (NDF, NDF * 2, NDF * 4):
-            layers += [nn.Conv2d(cin, cin * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(cin * 2),
-                       nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                nn.Conv2d(cin, cin * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(cin * 2),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
         layers += [nn.Conv2d(NDF * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid()]
         self.main = nn.Sequential(*layers)
 
@@ -100,18 +103,32 @@ def build(name: str, args: argparse.Namespace) -> common.Runner:
         root, preset, nc = seed_data.fashion_mnist_root(args.data_root, args.synthetic), "dcgan-fmnist", 1
     if name.startswith("gankit"):
         return common.gankit_runner(preset, name, args, {"data.path": str(root)})
-    ds = (seed_data.SeedImageFolder(root, 64, 3) if args.data == "celeba"
-          else seed_data.SeedMNIST(root, seed_data.mnist_transform(64)))
+    ds = (
+        seed_data.SeedImageFolder(root, 64, 3)
+        if args.data == "celeba"
+        else seed_data.SeedMNIST(root, seed_data.mnist_transform(64))
+    )
     workers = int(name.split("nw=")[1])
     loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True)
     return common.BaselineRunner(loader, seed_step(torch.device(args.device), nc), args.batch_size)
 
 
 def main() -> None:
-    p = common.base_parser(__doc__.splitlines()[0], batch_size=64, num_workers="2", rounds=3, steps=4,
-                           warmup=2, options="default,channels_last")
-    p.add_argument("--data", choices=["celeba", "fmnist"], default="celeba",
-                   help="celeba: 64x64 RGB from JPEGs (preset dcgan); fmnist: 28 -> 64 grayscale (dcgan-fmnist)")
+    p = common.base_parser(
+        __doc__.splitlines()[0],
+        batch_size=64,
+        num_workers="2",
+        rounds=3,
+        steps=4,
+        warmup=2,
+        options="default,channels_last",
+    )
+    p.add_argument(
+        "--data",
+        choices=["celeba", "fmnist"],
+        default="celeba",
+        help="celeba: 64x64 RGB from JPEGs (preset dcgan); fmnist: 28 -> 64 grayscale (dcgan-fmnist)",
+    )
     args = p.parse_args()
     results = common.run_contestants(build, common.contestant_names(args), args)
     data = ("synthetic " if args.synthetic else "") + ("celeba-tiny x64" if args.data == "celeba" else "fashion-mnist")

@@ -27,9 +27,12 @@ class SeedGenerator(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(Z_DIM, HIDDEN), nn.ReLU(),
-            nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
-            nn.Linear(HIDDEN, SIDE * SIDE), nn.Tanh(),
+            nn.Linear(Z_DIM, HIDDEN),
+            nn.ReLU(),
+            nn.Linear(HIDDEN, HIDDEN),
+            nn.ReLU(),
+            nn.Linear(HIDDEN, SIDE * SIDE),
+            nn.Tanh(),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -40,9 +43,12 @@ class SeedDiscriminator(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(SIDE * SIDE, HIDDEN), nn.LeakyReLU(0.2),
-            nn.Linear(HIDDEN, HIDDEN), nn.LeakyReLU(0.2),
-            nn.Linear(HIDDEN, 1), nn.Sigmoid(),
+            nn.Linear(SIDE * SIDE, HIDDEN),
+            nn.LeakyReLU(0.2),
+            nn.Linear(HIDDEN, HIDDEN),
+            nn.LeakyReLU(0.2),
+            nn.Linear(HIDDEN, 1),
+            nn.Sigmoid(),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,8 +109,15 @@ def build(name: str, args: argparse.Namespace) -> common.Runner:
 
 
 def main() -> None:
-    p = common.base_parser(__doc__.splitlines()[0], batch_size=100, num_workers="0", rounds=5, steps=60,
-                           warmup=10, options="default,compile")
+    p = common.base_parser(
+        __doc__.splitlines()[0],
+        batch_size=100,
+        num_workers="0",
+        rounds=5,
+        steps=60,
+        warmup=10,
+        options="default,compile",
+    )
     args = p.parse_args()
     names = common.contestant_names(args, compute_baseline=True)
     results = common.run_contestants(build, names, args)

@@ -28,8 +28,12 @@ def load_size(resolution: int) -> int:
 def build(name: str, args: argparse.Namespace) -> common.Runner:
     root = seed_data.facades_root(args.data_root, args.synthetic)
     if name.startswith("gankit"):
-        return common.gankit_runner("pix2pix", name, args, {
-            "data.path": str(root), "data.resolution": args.resolution, "data.load_size": load_size(args.resolution)})
+        return common.gankit_runner(
+            "pix2pix",
+            name,
+            args,
+            {"data.path": str(root), "data.resolution": args.resolution, "data.load_size": load_size(args.resolution)},
+        )
     ds = seed_data.SeedAligned(root / "train", load_size=load_size(args.resolution), crop_size=args.resolution)
     workers = int(name.split("nw=")[1])
     loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True)
@@ -38,14 +42,22 @@ def build(name: str, args: argparse.Namespace) -> common.Runner:
 
 
 def main() -> None:
-    p = common.base_parser(__doc__.splitlines()[0], batch_size=1, num_workers="2", rounds=3, steps=3,
-                           warmup=2, options="default,channels_last")
+    p = common.base_parser(
+        __doc__.splitlines()[0],
+        batch_size=1,
+        num_workers="2",
+        rounds=3,
+        steps=3,
+        warmup=2,
+        options="default,channels_last",
+    )
     p.add_argument("--resolution", type=int, default=256, choices=[128, 256])
     args = p.parse_args()
     results = common.run_contestants(build, common.contestant_names(args), args)
     data = "synthetic" if args.synthetic else "facades"
-    common.report(f"pix2pix ({data} {args.resolution}x{args.resolution}, batch {args.batch_size}, {args.device})",
-                  results, args)
+    common.report(
+        f"pix2pix ({data} {args.resolution}x{args.resolution}, batch {args.batch_size}, {args.device})", results, args
+    )
 
 
 if __name__ == "__main__":

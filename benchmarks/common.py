@@ -87,29 +87,44 @@ def _mallopt(tr: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def base_parser(description: str, *, batch_size: int, num_workers: str, rounds: int, steps: int,
-                warmup: int, options: str) -> argparse.ArgumentParser:
+def base_parser(
+    description: str, *, batch_size: int, num_workers: str, rounds: int, steps: int, warmup: int, options: str
+) -> argparse.ArgumentParser:
     """The flags every benchmark shares; the defaults are the family's (seed) settings."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--batch-size", type=int, default=batch_size, help="same for the baseline and gankit")
-    p.add_argument("--num-workers", default=num_workers,
-                   help="baseline DataLoader workers; a comma list runs one baseline per value (the first is "
-                        "the reference for ratios)")
-    p.add_argument("--options", default=options,
-                   help=f"gankit variants to compare, a comma list of {', '.join(GANKIT_OPTIONS)} or 'all'; "
-                        "'+' combines options, and prototypes of changes not in src can be added the same way "
-                        "(e.g. default+loop_adam)")
+    p.add_argument(
+        "--num-workers",
+        default=num_workers,
+        help="baseline DataLoader workers; a comma list runs one baseline per value (the first is "
+        "the reference for ratios)",
+    )
+    p.add_argument(
+        "--options",
+        default=options,
+        help=f"gankit variants to compare, a comma list of {', '.join(GANKIT_OPTIONS)} or 'all'; "
+        "'+' combines options, and prototypes of changes not in src can be added the same way "
+        "(e.g. default+loop_adam)",
+    )
     p.add_argument("--rounds", type=int, default=rounds, help="timed rounds per contestant (interleaved)")
     p.add_argument("--steps", type=int, default=steps, help="timed training steps per round")
-    p.add_argument("--warmup", type=int, default=warmup,
-                   help="untimed steps after setup (they include torch.compile's compilation)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=warmup,
+        help="untimed steps after setup (they include torch.compile's compilation)",
+    )
     p.add_argument("--synthetic", action="store_true", help="random images instead of the real data set")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="folder holding the data sets")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
-    p.add_argument("--omp-wait", choices=["passive", "active", "unset"], default="passive",
-                   help="OMP_WAIT_POLICY of every contestant: on a shared machine, spinning OpenMP threads "
-                        "make every step 5-15x slower whenever another process holds a core")
+    p.add_argument(
+        "--omp-wait",
+        choices=["passive", "active", "unset"],
+        default="passive",
+        help="OMP_WAIT_POLICY of every contestant: on a shared machine, spinning OpenMP threads "
+        "make every step 5-15x slower whenever another process holds a core",
+    )
     p.add_argument("--no-save", action="store_true", help=f"do not append to {RESULTS_FILE.name}")
     return p
 
@@ -120,8 +135,10 @@ def parse_options(text: str) -> list[str]:
         names += list(GANKIT_OPTIONS) if item == "all" else [item] if item else []
     unknown = [t for n in names for t in n.split("+") if t not in GANKIT_OPTIONS and t not in PROTOTYPES]
     if unknown:
-        raise SystemExit(f"unknown --options {', '.join(unknown)} "
-                         f"(known: {', '.join(GANKIT_OPTIONS)}, all; prototypes: {', '.join(PROTOTYPES)})")
+        raise SystemExit(
+            f"unknown --options {', '.join(unknown)} "
+            f"(known: {', '.join(GANKIT_OPTIONS)}, all; prototypes: {', '.join(PROTOTYPES)})"
+        )
     return names
 
 
@@ -183,8 +200,9 @@ class LoaderFeed:
 class BaselineRunner:
     """A seed training step (``step_fn(batch)``) fed by a per-sample ``DataLoader``."""
 
-    def __init__(self, loader: Any, step_fn: Callable[[Any], None], images_per_step: int,
-                 info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, loader: Any, step_fn: Callable[[Any], None], images_per_step: int, info: dict[str, Any] | None = None
+    ) -> None:
         self.feed = LoaderFeed(loader)
         self.step_fn = step_fn
         self.images_per_step = images_per_step
@@ -224,9 +242,13 @@ class GankitRunner:
         self.tr._set_lr(0)
         self.acc = StatsAccumulator()
         self.images_per_step = self.cfg.train.batch_size
-        self.info = {"preset": preset, "overrides": overrides, "prototypes": list(protos),
-                     "train_images": len(self.tr.data),
-                     "channels_last": self.tr.channels_last}
+        self.info = {
+            "preset": preset,
+            "overrides": overrides,
+            "prototypes": list(protos),
+            "train_images": len(self.tr.data),
+            "channels_last": self.tr.channels_last,
+        }
 
     def begin_round(self) -> None:
         pass
@@ -239,8 +261,9 @@ class GankitRunner:
         gen = tr.sampler.augment_generator(tr.step) if tr.family.kind == "paired" else None
         batch = tr.data.batch(index, device=tr.device, generator=gen)
         if tr.channels_last:
-            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
-                     for k, v in batch.items()}
+            batch = {
+                k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in batch.items()
+            }
         self.acc.add(tr.train_step(batch, pretrain=False, g_step=True))
         tr.step += 1
         if tr.step % self.cfg.train.log_every == 0:
@@ -287,8 +310,9 @@ def _wait(conn: Any) -> Any:
         return None
 
 
-def _child(factory: Callable[[str, argparse.Namespace], Runner], name: str, args: argparse.Namespace,
-           conn: Any) -> None:
+def _child(
+    factory: Callable[[str, argparse.Namespace], Runner], name: str, args: argparse.Namespace, conn: Any
+) -> None:
     """One contestant: build (in parallel with the others), warm up when told, then timed rounds."""
     try:
         t0 = time.perf_counter()
@@ -309,8 +333,15 @@ def _child(factory: Callable[[str, argparse.Namespace], Runner], name: str, args
             _sync(args.device)
             warm.append(time.perf_counter() - t)
         runner.end_round()
-        conn.send({"ok": True, "warmup_s": warm, "images_per_step": runner.images_per_step,
-                   "info": runner.info, "threads": torch.get_num_threads()})
+        conn.send(
+            {
+                "ok": True,
+                "warmup_s": warm,
+                "images_per_step": runner.images_per_step,
+                "info": runner.info,
+                "threads": torch.get_num_threads(),
+            }
+        )
         while True:
             steps = _wait(conn)
             if steps is None:
@@ -339,8 +370,9 @@ def _child(factory: Callable[[str, argparse.Namespace], Runner], name: str, args
 # ---------------------------------------------------------------------------------------------
 
 
-def run_contestants(factory: Callable[[str, argparse.Namespace], Runner], names: list[str],
-                    args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_contestants(
+    factory: Callable[[str, argparse.Namespace], Runner], names: list[str], args: argparse.Namespace
+) -> list[dict[str, Any]]:
     """Build every contestant in its own process, then time them in interleaved rounds."""
     if args.omp_wait != "unset":  # read by OpenMP when a child first loads torch
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait.upper()
@@ -363,8 +395,12 @@ def run_contestants(factory: Callable[[str, argparse.Namespace], Runner], names:
             results[name] = {"name": name, **msg, "rounds": []}
             if msg.get("ok"):
                 warm = msg["warmup_s"]
-                print(f"  ready: {name:<34} setup {msg['setup_s']:6.1f} s, warm-up {sum(warm):6.1f} s "
-                      f"({len(warm)} steps)", file=sys.stderr, flush=True)
+                print(
+                    f"  ready: {name:<34} setup {msg['setup_s']:6.1f} s, warm-up {sum(warm):6.1f} s "
+                    f"({len(warm)} steps)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 live[name] = (parent, proc)
             else:
                 print(f"  FAILED: {name}\n{msg.get('error')}", file=sys.stderr, flush=True)
@@ -383,8 +419,12 @@ def run_contestants(factory: Callable[[str, argparse.Namespace], Runner], names:
                     continue
                 ips = msg["steps"] * results[name]["images_per_step"] / msg["secs"]
                 results[name]["rounds"].append({**msg, "images_per_s": ips})
-            print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
-                f"{n} {results[n]['rounds'][-1]['images_per_s']:.1f}" for n in order), file=sys.stderr, flush=True)
+            print(
+                f"  round {r + 1}/{args.rounds}: "
+                + ", ".join(f"{n} {results[n]['rounds'][-1]['images_per_s']:.1f}" for n in order),
+                file=sys.stderr,
+                flush=True,
+            )
         for parent, proc in live.values():
             parent.send(None)
             proc.join(timeout=60)
@@ -446,14 +486,22 @@ def machine(device: str) -> dict[str, Any]:
     import torch
 
     name = torch.cuda.get_device_name() if device == "cuda" and torch.cuda.is_available() else cpu_model()
-    return {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "device": device, "device_name": name,
-            "torch_threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "load_avg_1min": os.getloadavg()[0]}
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "device": device,
+        "device_name": name,
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_avg_1min": os.getloadavg()[0],
+    }
 
 
-def report(title: str, results: list[dict[str, Any]], args: argparse.Namespace,
-           extra: dict[str, Any] | None = None) -> None:
+def report(
+    title: str, results: list[dict[str, Any]], args: argparse.Namespace, extra: dict[str, Any] | None = None
+) -> None:
     """Print one table (name, images/s, ratio, step time, peak memory, warm-up) and append a jsonl line."""
     mem_key = "peak_cuda_mb" if args.device == "cuda" else "peak_rss_mb"
     w = max(26, *(len(r["name"]) + 1 for r in results))
@@ -470,16 +518,21 @@ def report(title: str, results: list[dict[str, Any]], args: argparse.Namespace,
             print(f"{r['name']:<{w}} {'failed':>9}  {last[0]}")
             continue
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
-        print(f"{r['name']:<{w}} {num(r['images_per_s']):>9} {ratio:>7} {r['step_s']:>8.3f} {r[mem_key]:>8.0f} "
-              f"{r['warmup_extra_s']:>10.1f}  {' '.join(num(x) for x in r['rounds_images_per_s'])}")
-    print(f"ratio = median over rounds of (images/s / {results[0]['name']} images/s in the same round); "
-          f"peak MB = peak {'CUDA allocation' if args.device == 'cuda' else 'RSS of the training process'}; "
-          "warm-up+ = warm-up time beyond steady steps (compilation)")
+        print(
+            f"{r['name']:<{w}} {num(r['images_per_s']):>9} {ratio:>7} {r['step_s']:>8.3f} {r[mem_key]:>8.0f} "
+            f"{r['warmup_extra_s']:>10.1f}  {' '.join(num(x) for x in r['rounds_images_per_s'])}"
+        )
+    print(
+        f"ratio = median over rounds of (images/s / {results[0]['name']} images/s in the same round); "
+        f"peak MB = peak {'CUDA allocation' if args.device == 'cuda' else 'RSS of the training process'}; "
+        "warm-up+ = warm-up time beyond steady steps (compilation)"
+    )
     write_results(title, results, args, extra)
 
 
-def write_results(title: str, results: list[dict[str, Any]], args: argparse.Namespace,
-                  extra: dict[str, Any] | None = None) -> None:
+def write_results(
+    title: str, results: list[dict[str, Any]], args: argparse.Namespace, extra: dict[str, Any] | None = None
+) -> None:
     if getattr(args, "no_save", False):
         return
     row = {
@@ -519,8 +572,9 @@ def gankit_variant(name: str) -> tuple[dict[str, Any], list[str]]:
 def gankit_runner(preset: str, name: str, args: argparse.Namespace, overrides: dict[str, Any]) -> GankitRunner:
     """The gankit contestant ``name`` (as made by :func:`contestant_names`) for ``preset``."""
     extra, protos = gankit_variant(name)
-    return GankitRunner(preset, {"train.batch_size": args.batch_size, **overrides, **extra},
-                        device=args.device, protos=protos)
+    return GankitRunner(
+        preset, {"train.batch_size": args.batch_size, **overrides, **extra}, device=args.device, protos=protos
+    )
 
 
 def median(xs: list[float]) -> float:

@@ -128,12 +128,14 @@ class SeedImageFolder(Dataset):
 
     def __init__(self, root: Path, resolution: int = 64, channels: int = 3) -> None:
         self.files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-        self.transform = transforms.Compose([
-            transforms.Resize(resolution),
-            transforms.CenterCrop(resolution),
-            transforms.ToTensor(),
-            transforms.Normalize((0.5,) * channels, (0.5,) * channels),
-        ])
+        self.transform = transforms.Compose(
+            [
+                transforms.Resize(resolution),
+                transforms.CenterCrop(resolution),
+                transforms.ToTensor(),
+                transforms.Normalize((0.5,) * channels, (0.5,) * channels),
+            ]
+        )
         self.channels = channels
 
     def __len__(self) -> int:

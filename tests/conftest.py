@@ -56,8 +56,9 @@ def tiny_fashion_arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def write_idx_dataset(folder: Path, *, gz: bool = False, n_train: int = N_TRAIN, n_test: int = N_TEST,
-                      seed: int = 0) -> Path:
+def write_idx_dataset(
+    folder: Path, *, gz: bool = False, n_train: int = N_TRAIN, n_test: int = N_TEST, seed: int = 0
+) -> Path:
     """Write the four Fashion-MNIST files (plain or ``.gz``) into ``folder``; return ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     for split, n, s in (("train", n_train, seed), ("t10k", n_test, seed + 1)):
@@ -118,10 +119,22 @@ _SMALL: dict[str, dict[str, Any]] = {
     "gan": {"model.z_dim": 16, "model.g_hidden": [32, 32], "model.d_hidden": [32, 32]},
     "cgan": {"model.z_dim": 16, "model.g_hidden": [32, 32], "model.d_hidden": [32, 32]},
     "dcgan": {"model.z_dim": 16, "model.ngf": 8, "model.ndf": 8, "data.resolution": 32},
-    "pix2pix": {"model.ngf": 8, "model.ndf": 8, "data.resolution": 32, "data.load_size": 32,
-                "train.batch_size": 2, "train.n_samples": 2},
-    "colorize": {"model.ngf": 8, "model.ndf": 8, "data.resolution": 32, "data.load_size": 32,
-                 "train.batch_size": 2, "train.n_samples": 2},
+    "pix2pix": {
+        "model.ngf": 8,
+        "model.ndf": 8,
+        "data.resolution": 32,
+        "data.load_size": 32,
+        "train.batch_size": 2,
+        "train.n_samples": 2,
+    },
+    "colorize": {
+        "model.ngf": 8,
+        "model.ndf": 8,
+        "data.resolution": 32,
+        "data.load_size": 32,
+        "train.batch_size": 2,
+        "train.n_samples": 2,
+    },
 }
 
 
@@ -171,8 +184,9 @@ def tiny_cfg() -> Callable[..., Config]:
 class FakePairedSet:
     """A TrainSet of random (input, target) pairs for image-to-image families."""
 
-    def __init__(self, n: int, in_channels: int, channels: int, resolution: int, *, space: str = "rgb",
-                 seed: int = 0) -> None:
+    def __init__(
+        self, n: int, in_channels: int, channels: int, resolution: int, *, space: str = "rgb", seed: int = 0
+    ) -> None:
         g = torch.Generator().manual_seed(seed)
         self.inputs = torch.rand(n, in_channels, resolution, resolution, generator=g) * 2 - 1
         self.targets = torch.rand(n, channels, resolution, resolution, generator=g) * 2 - 1
@@ -233,22 +247,27 @@ def _isolated_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mpl_config_d
 
     monkeypatch.setattr("gankit.data.mnist.download", no_download)
     # a Debian dataset package on the test machine must not leak into the tests
-    monkeypatch.setattr("gankit.data.mnist.SYSTEM_DIRS", {
-        "fashion-mnist": [tmp_path / "usr_share_datasets" / "fashion-mnist"],
-        "mnist": [tmp_path / "usr_share_datasets" / "mnist"],
-    })
+    monkeypatch.setattr(
+        "gankit.data.mnist.SYSTEM_DIRS",
+        {
+            "fashion-mnist": [tmp_path / "usr_share_datasets" / "fashion-mnist"],
+            "mnist": [tmp_path / "usr_share_datasets" / "mnist"],
+        },
+    )
 
 
 def subprocess_env(tmp_path: Path, mpl_config_dir: Path) -> dict[str, str]:
     """Environment for running the real CLI in a subprocess, sealed off like the in-process tests."""
     env = dict(os.environ)
-    env.update({
-        "GANKIT_DATA": str(tmp_path / "gankit_data_env"),
-        "XDG_CACHE_HOME": str(tmp_path / "xdg_cache"),
-        "MPLCONFIGDIR": str(mpl_config_dir),
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": "1",
-    })
+    env.update(
+        {
+            "GANKIT_DATA": str(tmp_path / "gankit_data_env"),
+            "XDG_CACHE_HOME": str(tmp_path / "xdg_cache"),
+            "MPLCONFIGDIR": str(mpl_config_dir),
+            "PYTHONUNBUFFERED": "1",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     return env
 
 

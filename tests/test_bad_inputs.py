@@ -56,10 +56,24 @@ CONVERTED = ("rgba.png", "gray16.png", "rgb16.png", "cmyk.jpg", "gray_photo.jpg"
 GRAYSCALE = ("gray16.png", "gray_photo.jpg")
 """Converted files without colour: kept for DCGAN, skipped for colorization."""
 
-SMALL_DCGAN = ["model.ngf=8", "model.ndf=8", "model.z_dim=8", "data.resolution=32", "train.batch_size=4",
-               "train.progress=false", "train.n_samples=4"]
-SMALL_PIX2PIX = ["model.ngf=8", "model.ndf=8", "data.resolution=32", "data.load_size=32", "train.batch_size=1",
-                 "train.progress=false", "train.n_samples=1"]
+SMALL_DCGAN = [
+    "model.ngf=8",
+    "model.ndf=8",
+    "model.z_dim=8",
+    "data.resolution=32",
+    "train.batch_size=4",
+    "train.progress=false",
+    "train.n_samples=4",
+]
+SMALL_PIX2PIX = [
+    "model.ngf=8",
+    "model.ndf=8",
+    "data.resolution=32",
+    "data.load_size=32",
+    "train.batch_size=1",
+    "train.progress=false",
+    "train.n_samples=1",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -84,8 +98,12 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def png_bytes(width: int, height: int, *, depth: int, color_type: int, rows: bytes) -> bytes:
     """A PNG written by hand (PIL cannot write 16-bit RGB, nor lie about the size)."""
     ihdr = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(rows))
-            + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", zlib.compress(rows))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def bomb_png(width: int, height: int) -> bytes:
@@ -131,8 +149,9 @@ def make_bad_corpus(folder: Path) -> Path:
     g16[:12], g16[12:24], g16[24:36] = 65535, 32768, 257
     Image.fromarray(g16).save(folder / "gray16.png")
     # 16-bit RGB: (65535, 32768, 0) everywhere
-    (folder / "rgb16.png").write_bytes(rgb16_png(np.broadcast_to(np.array([65535, 32768, 0], np.uint16),
-                                                                 (SIDE, SIDE, 3))))
+    (folder / "rgb16.png").write_bytes(
+        rgb16_png(np.broadcast_to(np.array([65535, 32768, 0], np.uint16), (SIDE, SIDE, 3)))
+    )
     # CMYK JPEG: left half pure red (0, 255, 255, 0), right half pure green (255, 0, 255, 0)
     cmyk = np.zeros((SIDE, SIDE, 4), np.uint8)
     cmyk[:, : SIDE // 2] = (0, 255, 255, 0)
@@ -423,23 +442,31 @@ def _idx_truncated(tmp: Path) -> tuple[list[object], list[object]]:
 def _config_unknown_key(tmp: Path) -> tuple[list[object], list[object]]:
     (tmp / "bad.yaml").write_text("train:\n  batch_size: 10\n  no_such_key: 3\n")
     return ["train", "gan", "--data", write_idx_dataset(tmp / "idx"), "--config", tmp / "bad.yaml"], [
-        tmp / "bad.yaml", "train.no_such_key"]
+        tmp / "bad.yaml",
+        "train.no_such_key",
+    ]
 
 
 def _config_wrong_type(tmp: Path) -> tuple[list[object], list[object]]:
     (tmp / "bad.yaml").write_text("train:\n  batch_size: lots\n")
     return ["train", "gan", "--data", write_idx_dataset(tmp / "idx"), "--config", tmp / "bad.yaml"], [
-        tmp / "bad.yaml", "train.batch_size"]
+        tmp / "bad.yaml",
+        "train.batch_size",
+    ]
 
 
 def _set_unknown_key(tmp: Path) -> tuple[list[object], list[object]]:
     return ["train", "gan", "--data", write_idx_dataset(tmp / "idx"), "--set", "train.no_such_key=3"], [
-        "--set", "train.no_such_key"]
+        "--set",
+        "train.no_such_key",
+    ]
 
 
 def _set_wrong_type(tmp: Path) -> tuple[list[object], list[object]]:
     return ["train", "gan", "--data", write_idx_dataset(tmp / "idx"), "--set", "train.batch_size=lots"], [
-        "--set", "train.batch_size"]
+        "--set",
+        "train.batch_size",
+    ]
 
 
 FATAL_CASES: dict[str, Callable[[Path], tuple[list[object], list[object]]]] = {
@@ -457,8 +484,9 @@ FATAL_CASES: dict[str, Callable[[Path], tuple[list[object], list[object]]]] = {
 
 
 @pytest.mark.parametrize("case", FATAL_CASES)
-def test_fatal_input_exits_with_one_line_naming_it(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                                    ) -> None:
+def test_fatal_input_exits_with_one_line_naming_it(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args, names = FATAL_CASES[case](tmp_path)
     code, _, err = run_cli(capsys, *args, "--out", tmp_path / "run")
     line = assert_one_line_error(code, err, *names)
@@ -508,11 +536,13 @@ def test_resume_with_another_family_is_refused(run_copy: Path, capsys: pytest.Ca
     assert "--resume" in line
 
 
-def test_translate_with_a_gan_checkpoint_is_refused(run_copy: Path, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_translate_with_a_gan_checkpoint_is_refused(
+    run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_good(tmp_path / "in.png", seed=0)
-    code, _, err = run_cli(capsys, "translate", run_copy, tmp_path / "in.png", "--out", tmp_path / "out",
-                           "--device", "cpu")
+    code, _, err = run_cli(
+        capsys, "translate", run_copy, tmp_path / "in.png", "--out", tmp_path / "out", "--device", "cpu"
+    )
     assert_one_line_error(code, err, "G_last.pt", "gan", "pix2pix")
     assert not (tmp_path / "out").exists()
 
@@ -548,8 +578,9 @@ def test_the_malicious_payload_is_live(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("raw", [False, True], ids=["torch-zip", "raw-pickle"])
-def test_malicious_checkpoint_is_refused_without_running_it(raw: bool, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_malicious_checkpoint_is_refused_without_running_it(
+    raw: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     marker = tmp_path / "pwned"
     evil = write_malicious(tmp_path / "evil.pt", marker, raw=raw)
     code, _, err = run_cli(capsys, "sample", evil, "--n", "2", "--out", tmp_path / "samples", "--device", "cpu")
@@ -558,8 +589,9 @@ def test_malicious_checkpoint_is_refused_without_running_it(raw: bool, tmp_path:
 
 
 @pytest.mark.parametrize("kind", ["torch-zip", "raw-pickle-protocol-4", "garbage"])
-def test_refused_checkpoint_message_is_one_clean_line(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                      recwarn: pytest.WarningsRecorder) -> None:
+def test_refused_checkpoint_message_is_one_clean_line(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
+) -> None:
     path = tmp_path / f"{kind}.pt"
     if kind == "garbage":
         path.write_bytes(b"garbage" * 100)
@@ -574,8 +606,9 @@ def test_refused_checkpoint_message_is_one_clean_line(kind: str, tmp_path: Path,
     assert not (tmp_path / "pwned").exists()
 
 
-def test_malicious_resume_state_is_refused_without_running_it(run_copy: Path, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_malicious_resume_state_is_refused_without_running_it(
+    run_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     marker = tmp_path / "pwned"
     for name in ("last.pt", "last.prev.pt"):
         write_malicious(run_copy / "checkpoints" / name, marker)
@@ -584,8 +617,9 @@ def test_malicious_resume_state_is_refused_without_running_it(run_copy: Path, tm
     assert not marker.exists()
 
 
-def test_resume_fails_clearly_when_every_checkpoint_is_unreadable(run_copy: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_fails_clearly_when_every_checkpoint_is_unreadable(
+    run_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ckpt = run_copy / "checkpoints"
     (ckpt / "last.pt").write_bytes(b"garbage" * 100)
     (ckpt / "last.prev.pt").write_bytes(b"")
@@ -615,9 +649,23 @@ def test_dcgan_trains_on_the_mixed_corpus_and_prints_the_summary(
     corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], no_loss_plot: None
 ) -> None:
     run = tmp_path / "run"
-    code, out, err = run_cli(capsys, "train", "dcgan", "--data", corpus, "--out", run, "--max-steps", "2",
-                             "--set", "model.ngf=8", "model.ndf=8", "data.resolution=32", "train.batch_size=4",
-                             "train.progress=false")
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "dcgan",
+        "--data",
+        corpus,
+        "--out",
+        run,
+        "--max-steps",
+        "2",
+        "--set",
+        "model.ngf=8",
+        "model.ndf=8",
+        "data.resolution=32",
+        "train.batch_size=4",
+        "train.progress=false",
+    )
     assert code == 0, err
     assert "Traceback" not in err
     summaries = [line for line in out.splitlines() if "skipped" in line]
@@ -630,8 +678,13 @@ def test_real_cli_refuses_a_malicious_checkpoint_in_one_line(tmp_path: Path, mpl
     """What a user sees: exit 1, one line on stderr naming the file, no traceback, no code run."""
     marker = tmp_path / "pwned"
     evil = write_malicious(tmp_path / "evil.pt", marker)
-    res = subprocess.run([*GANKIT, "sample", str(evil), "--out", str(tmp_path / "samples")],
-                         env=subprocess_env(tmp_path, mpl_config_dir), capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [*GANKIT, "sample", str(evil), "--out", str(tmp_path / "samples")],
+        env=subprocess_env(tmp_path, mpl_config_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 1, res.stderr
     assert_one_line_error(res.returncode, res.stderr, evil)
     assert not marker.exists()

@@ -47,11 +47,31 @@ def gan_run(tmp_path_factory: pytest.TempPathFactory, mpl_config_dir: Path) -> t
     base = tmp_path_factory.mktemp("cli")
     idx = write_idx_dataset(base / "idx")
     run = base / "run"
-    cmd = [*GANKIT, "train", "gan", "--data", str(idx), "--out", str(run), "--max-steps", str(STEPS),
-           "--device", "cpu", "--no-progress", "--set", "model.g_hidden=[32,32]", "model.d_hidden=[32, 32]",
-           "model.z_dim=16", "train.batch_size=20", "train.log_every=5", "train.n_samples=16", "optim.lr_d=0.0003"]
-    proc = subprocess.run(cmd, cwd=base, env=subprocess_env(base, mpl_config_dir), capture_output=True, text=True,
-                          timeout=300)
+    cmd = [
+        *GANKIT,
+        "train",
+        "gan",
+        "--data",
+        str(idx),
+        "--out",
+        str(run),
+        "--max-steps",
+        str(STEPS),
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--set",
+        "model.g_hidden=[32,32]",
+        "model.d_hidden=[32, 32]",
+        "model.z_dim=16",
+        "train.batch_size=20",
+        "train.log_every=5",
+        "train.n_samples=16",
+        "optim.lr_d=0.0003",
+    ]
+    proc = subprocess.run(
+        cmd, cwd=base, env=subprocess_env(base, mpl_config_dir), capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     return run, idx, proc.stdout
@@ -118,8 +138,7 @@ def test_sample_writes_n_images_and_a_grid(gan_run: tuple[Path, Path, str], tmp_
     assert [f.read_bytes() for f in files] != [f.read_bytes() for f in sorted(other.iterdir())]
 
 
-def test_sample_from_unconditional_model_has_no_labels(gan_run: tuple[Path, Path, str], tmp_path: Path,
-                                                      capsys) -> None:
+def test_sample_from_unconditional_model_has_no_labels(gan_run: tuple[Path, Path, str], tmp_path: Path, capsys) -> None:
     # The gan family ignores labels; Fashion-MNIST having classes must not make its samples "class k".
     run, _, _ = gan_run
     main(["sample", str(run), "--n", "3", "--out", str(tmp_path / "s"), "--device", "cpu"])
@@ -133,9 +152,30 @@ def test_cgan_train_and_sample_by_label(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.chdir(tmp_path)
     idx = write_idx_dataset(tmp_path / "idx")
     run = tmp_path / "cgan"
-    assert main(["train", "cgan", "--data", str(idx), "--out", str(run), "--max-steps", "3", "--device", "cpu",
-                 "--no-progress", "--set", "model.g_hidden=[16]", "model.d_hidden=[16]", "model.z_dim=8",
-                 "train.batch_size=20", "train.n_samples=20"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "cgan",
+                "--data",
+                str(idx),
+                "--out",
+                str(run),
+                "--max-steps",
+                "3",
+                "--device",
+                "cpu",
+                "--no-progress",
+                "--set",
+                "model.g_hidden=[16]",
+                "model.d_hidden=[16]",
+                "model.z_dim=8",
+                "train.batch_size=20",
+                "train.n_samples=20",
+            ]
+        )
+        == 0
+    )
     with Image.open(run / "samples" / "step_0000003.png") as img:  # one column per class
         assert img.size == _grid_size(20, 10, 28)
 
@@ -144,15 +184,31 @@ def test_cgan_train_and_sample_by_label(tmp_path: Path, monkeypatch: pytest.Monk
     assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}_class3.png" for i in range(6)]
 
     out, grid = tmp_path / "balanced", tmp_path / "balanced.png"
-    assert main(["sample", str(run), "--n", "20", "--labels", "balanced", "--out", str(out), "--grid", str(grid),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(run),
+                "--n",
+                "20",
+                "--labels",
+                "balanced",
+                "--out",
+                str(out),
+                "--grid",
+                str(grid),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}_class{i % 10}.png" for i in range(20)]
     with Image.open(grid) as img:
         assert img.size == _grid_size(20, 10, 28)
 
     capsys.readouterr()
-    assert main(["sample", str(run), "--n", "2", "--label", "10", "--out", str(tmp_path / "x"),
-                 "--device", "cpu"]) == 1
+    assert main(["sample", str(run), "--n", "2", "--label", "10", "--out", str(tmp_path / "x"), "--device", "cpu"]) == 1
     assert "out of range" in _one_line_error(capsys.readouterr().err, "sample")
 
 
@@ -177,11 +233,14 @@ def test_unknown_preset(capsys) -> None:
     assert "invalid choice: 'nope'" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("item, message", [
-    ("train.bogus=1", "unknown config key 'train.bogus'"),
-    ("train.batch_size=abc", "'train.batch_size' must be int"),
-    ("train.batch_size", "key=value"),
-])
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("train.bogus=1", "unknown config key 'train.bogus'"),
+        ("train.batch_size=abc", "'train.batch_size' must be int"),
+        ("train.batch_size", "key=value"),
+    ],
+)
 def test_bad_set(item: str, message: str, tmp_path: Path, capsys) -> None:
     idx = write_idx_dataset(tmp_path / "idx", n_train=20, n_test=10)
     out = tmp_path / "run"
@@ -192,8 +251,12 @@ def test_bad_set(item: str, message: str, tmp_path: Path, capsys) -> None:
 
 def test_missing_data_folder(tmp_path: Path, capsys) -> None:
     missing = tmp_path / "no-such-data"
-    assert main(["train", "gan", "--data", str(missing), "--out", str(tmp_path / "run"), "--device", "cpu",
-                 "--no-progress"]) == 1
+    assert (
+        main(
+            ["train", "gan", "--data", str(missing), "--out", str(tmp_path / "run"), "--device", "cpu", "--no-progress"]
+        )
+        == 1
+    )
     line = _one_line_error(capsys.readouterr().err, "train")
     assert str(missing) in line and "no such file or folder" in line
 
@@ -214,8 +277,21 @@ def test_resume_without_a_run(tmp_path: Path, capsys, monkeypatch: pytest.Monkey
 
 def test_resume_into_a_new_folder_starts_the_run(tiny_idx: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "fresh"
-    args = ["train", "gan", "--resume", "--out", str(out), "--data", str(tiny_idx), "--max-steps", "2",
-            "--no-progress", "--set", "model.g_hidden=[16]", "model.d_hidden=[16]"]
+    args = [
+        "train",
+        "gan",
+        "--resume",
+        "--out",
+        str(out),
+        "--data",
+        str(tiny_idx),
+        "--max-steps",
+        "2",
+        "--no-progress",
+        "--set",
+        "model.g_hidden=[16]",
+        "model.d_hidden=[16]",
+    ]
     assert main(args) == 0
     assert "holds no run yet; starting a new one" in capsys.readouterr().out
     assert torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"] == 2

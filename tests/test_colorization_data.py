@@ -49,7 +49,7 @@ def test_batch_shapes_ranges_and_info(tmp_path: Path) -> None:
         _photo(tmp_path / "train" / f"{i}.png", i)
     (tmp_path / "val").mkdir()
     ds = load_colorization(tmp_path, "train", resolution=16, load_size=24, log=_quiet)
-    assert ds.images.shape == (4, 3, 24, 24) and ds.images.dtype == torch.uint8
+    assert ds.lab.shape == (4, 3, 24, 24) and ds.lab.dtype == torch.float16  # converted once, at load
     info = ds.info
     assert (info.channels, info.in_channels, info.resolution, info.space) == (2, 1, 16, "lab")
     b = ds.batch(torch.arange(4), device=CPU, generator=torch.Generator().manual_seed(0))
@@ -64,8 +64,9 @@ def test_batch_L_equals_lab_of_the_stored_photo() -> None:
     ds = ColorizationDataset(photos, resolution=16, flip=False)
     b = ds.batch(torch.tensor([2, 0]), device=CPU, generator=torch.Generator().manual_seed(1))
     lab = rgb_to_lab(photos[[2, 0]].float() / 255)
-    assert torch.allclose((b["input"] + 1) * 50, lab[:, :1], atol=1e-4)
-    assert torch.allclose(b["target"] * 110, lab[:, 1:], atol=1e-4)
+    # float16 cache: model units round by at most 2**-12, i.e. L* by 0.0122 and a*, b* by 0.0269
+    assert torch.allclose((b["input"] + 1) * 50, lab[:, :1], atol=0.0123, rtol=0)
+    assert torch.allclose(b["target"] * 110, lab[:, 1:], atol=0.027, rtol=0)
 
 
 def test_random_crop_and_flip_are_windows_of_the_photo() -> None:
@@ -73,16 +74,30 @@ def test_random_crop_and_flip_are_windows_of_the_photo() -> None:
     photos = torch.randint(0, 256, (6, 3, 20, 20), generator=g, dtype=torch.uint8)
     ds = ColorizationDataset(photos, resolution=16, load_size=20, flip=True)
     b = ds.batch(torch.arange(6), device=CPU, generator=torch.Generator().manual_seed(4))
-    rgb = (model_to_rgb(b["input"], b["target"]) * 255).round().to(torch.uint8)
+    got = torch.cat([b["input"], b["target"]], 1)
+    lab = ds.lab.float()  # cropping and flipping move the converted values; they never change them
     seen_flip = set()
     for i in range(6):
-        windows = [(t, l, photos[i, :, t : t + 16, l : l + 16]) for t in range(5) for l in range(5)]
-        match = [(t, l, f) for t, l, w in windows for f in (False, True) if torch.equal(w.flip(-1) if f else w, rgb[i])]
+        windows = [(t, l, lab[i, :, t : t + 16, l : l + 16]) for t in range(5) for l in range(5)]
+        match = [(t, l, f) for t, l, w in windows for f in (False, True) if torch.equal(w.flip(-1) if f else w, got[i])]
         assert match, f"photo {i} is not a crop of the stored photo"
         seen_flip.add(match[0][2])
     assert seen_flip == {False, True}
     other = ds.batch(torch.arange(6), device=CPU, generator=torch.Generator().manual_seed(5))
     assert not torch.equal(other["input"], b["input"])
+
+
+def test_flips_without_crop_mirror_exactly_the_chosen_photos() -> None:
+    photos = torch.randint(0, 256, (8, 3, 16, 16), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    ds = ColorizationDataset(photos, resolution=16, flip=True)
+    b = ds.batch(torch.arange(8), device=CPU, generator=torch.Generator().manual_seed(3))
+    got = torch.cat([b["input"], b["target"]], 1)
+    lab = ds.lab.float()
+    flipped = [bool(torch.equal(got[i], lab[i].flip(-1))) for i in range(8)]
+    kept = [bool(torch.equal(got[i], lab[i])) for i in range(8)]
+    assert all(f != k for f, k in zip(flipped, kept, strict=True))  # each photo: either mirrored or as stored
+    assert 0 < sum(flipped) < 8
+    assert torch.equal(ds.lab.float(), lab)  # the cache itself is untouched
 
 
 def test_flat_folder_split_every_tenth_to_val_recursive(tmp_path: Path) -> None:
@@ -95,7 +110,7 @@ def test_flat_folder_split_every_tenth_to_val_recursive(tmp_path: Path) -> None:
     assert val.names == [every[9], every[19]]
     assert train.names == [n for i, n in enumerate(every) if i % 10 != 9]
     assert lines == []
-    assert val.images.shape[-1] == 16 and not val.flip
+    assert val.lab.shape[-1] == 16 and not val.flip
     test = load_colorization(tmp_path, "test", resolution=16, log=lines.append)
     assert test.names == val.names and len(lines) == 1
     assert len(load_colorization(tmp_path, "train", resolution=16, max_images=5, log=_quiet)) == 5

@@ -62,13 +62,23 @@ def test_unknown_preset() -> None:
 
 
 def test_set_values_are_parsed_as_yaml() -> None:
-    parsed = parse_set_args([
-        "train.batch_size=32", "optim.lr_g=0.001", "model.g_hidden=[128, 64]", "train.progress=false",
-        "data.path=/some/where", "data.path2=a=b",
-    ])
+    parsed = parse_set_args(
+        [
+            "train.batch_size=32",
+            "optim.lr_g=0.001",
+            "model.g_hidden=[128, 64]",
+            "train.progress=false",
+            "data.path=/some/where",
+            "data.path2=a=b",
+        ]
+    )
     assert parsed == {
-        "train.batch_size": 32, "optim.lr_g": 0.001, "model.g_hidden": [128, 64], "train.progress": False,
-        "data.path": "/some/where", "data.path2": "a=b",
+        "train.batch_size": 32,
+        "optim.lr_g": 0.001,
+        "model.g_hidden": [128, 64],
+        "train.progress": False,
+        "data.path": "/some/where",
+        "data.path2": "a=b",
     }
     assert type(parsed["train.batch_size"]) is int
 
@@ -108,18 +118,21 @@ def test_setting_a_whole_section_is_refused() -> None:
         make_config("gan", overrides={"train": 5})
 
 
-@pytest.mark.parametrize("key, raw", [
-    ("train.batch_size", "abc"),
-    ("train.batch_size", "1.5"),
-    ("train.batch_size", "true"),
-    ("train.progress", "1"),
-    ("optim.lr_g", "fast"),
-    ("optim.lr_g", "true"),
-    ("model.g_hidden", "5"),
-    ("model.g_hidden", "[1, a]"),
-    ("loss.gan", "3"),
-    ("data.path", "[1]"),
-])
+@pytest.mark.parametrize(
+    "key, raw",
+    [
+        ("train.batch_size", "abc"),
+        ("train.batch_size", "1.5"),
+        ("train.batch_size", "true"),
+        ("train.progress", "1"),
+        ("optim.lr_g", "fast"),
+        ("optim.lr_g", "true"),
+        ("model.g_hidden", "5"),
+        ("model.g_hidden", "[1, a]"),
+        ("loss.gan", "3"),
+        ("data.path", "[1]"),
+    ],
+)
 def test_wrong_type_is_refused_and_names_the_key(key: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         make_config("gan", overrides=parse_set_args([f"{key}={raw}"]))
@@ -132,8 +145,9 @@ def test_int_accepted_for_float() -> None:
 
 
 def test_list_and_optional_values() -> None:
-    cfg = make_config("gan", overrides=parse_set_args(["model.g_hidden=[8, 16, 32]", "model.d_hidden=[]",
-                                                        "data.path=null"]))
+    cfg = make_config(
+        "gan", overrides=parse_set_args(["model.g_hidden=[8, 16, 32]", "model.d_hidden=[]", "data.path=null"])
+    )
     assert cfg.model.g_hidden == [8, 16, 32]
     assert cfg.model.d_hidden == []
     assert cfg.data.path is None
@@ -142,14 +156,17 @@ def test_list_and_optional_values() -> None:
     assert cfg.data.path == "x"
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("train.batch_size", 0, "batch_size must be > 0"),
-    ("loss.n_critic", 0, "n_critic must be >= 1"),
-    ("train.amp", "fp8", "train.amp"),
-    ("model.norm", "layer", "model.norm"),
-    ("data.channels", 2, "data.channels"),
-    ("train.ema_decay", 1.0, "ema_decay"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("train.batch_size", 0, "batch_size must be > 0"),
+        ("loss.n_critic", 0, "n_critic must be >= 1"),
+        ("train.amp", "fp8", "train.amp"),
+        ("model.norm", "layer", "model.norm"),
+        ("data.channels", 2, "data.channels"),
+        ("train.ema_decay", 1.0, "ema_decay"),
+    ],
+)
 def test_value_checks(key: str, value: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_config("gan", overrides={key: value})
@@ -171,8 +188,7 @@ def test_config_file(tmp_path: Path, suffix: str) -> None:
     data = {"train": {"batch_size": 7, "epochs": 2}, "model": {"g_hidden": [8]}, "optim": {"lr_g": 1}}
     path = tmp_path / f"run{suffix}"
     path.write_text(json.dumps(data) if suffix == ".json" else yaml.safe_dump(data))
-    assert load_config_file(path) == {"train.batch_size": 7, "train.epochs": 2, "model.g_hidden": [8],
-                                      "optim.lr_g": 1}
+    assert load_config_file(path) == {"train.batch_size": 7, "train.epochs": 2, "model.g_hidden": [8], "optim.lr_g": 1}
     cfg = make_config("gan", config_file=path, overrides={"train.epochs": 3})
     assert cfg.train.batch_size == 7
     assert cfg.model.g_hidden == [8]

@@ -53,9 +53,23 @@ def _launch(tmp_path: Path, mpl: Path, data: Path, out: Path, dump: Path, *, npr
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     dump.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
-           "127.0.0.1", "--master_port", str(_free_port()), str(script), str(data), str(out), str(dump),
-           str(steps), str(bs)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(script),
+        str(data),
+        str(out),
+        str(dump),
+        str(steps),
+        str(bs),
+    ]
     if nproc == 1:  # plain process: the same code without torch.distributed
         cmd = [sys.executable, str(script), str(data), str(out), str(dump), str(steps), str(bs)]
     res = subprocess.run(cmd, env=subprocess_env(tmp_path, mpl), capture_output=True, text=True, timeout=300)
@@ -90,7 +104,10 @@ def test_run_folder_written_once(runs: dict[str, Path]) -> None:
     assert steps[-1] == 24
     # 200 images / (10 per rank x 2 ranks) = 10 steps per epoch -> 2 epoch grids + the final partial one
     assert sorted(p.name for p in (runs["run2"] / "samples").iterdir()) == [
-        "epoch_0001.png", "epoch_0002.png", "step_0000024.png"]
+        "epoch_0001.png",
+        "epoch_0002.png",
+        "step_0000024.png",
+    ]
     metrics = [json.loads(line) for line in (runs["run2"] / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2, 3]
     state = torch.load(runs["run2"] / "checkpoints" / "last.pt", weights_only=True)
@@ -117,9 +134,27 @@ def test_resume_under_another_world_size(runs: dict[str, Path], tmp_path: Path, 
     shutil.copytree(runs["run2"], run)
     data = runs["tmp"] / "idx"
     res = subprocess.run(
-        [sys.executable, "-m", "gankit", "train", "gan", "--resume", "--out", str(run), "--data", str(data),
-         "--max-steps", "30", "--batch-size", "20", "--no-progress"],
-        env=subprocess_env(tmp_path, mpl_config_dir), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "gankit",
+            "train",
+            "gan",
+            "--resume",
+            "--out",
+            str(run),
+            "--data",
+            str(data),
+            "--max-steps",
+            "30",
+            "--batch-size",
+            "20",
+            "--no-progress",
+        ],
+        env=subprocess_env(tmp_path, mpl_config_dir),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "resumed" in res.stdout and "at step 24" in res.stdout  # 24 x 20 images = 24 steps of 20

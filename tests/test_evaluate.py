@@ -41,8 +41,9 @@ def classifier(tmp_path: Path, tiny_cfg: Callable[..., Config]) -> Path:
     return out
 
 
-def test_evaluate_gan_skips_inception_and_is_deterministic(tmp_path: Path, tiny_cfg: Callable[..., Config],
-                                                         classifier: Path, no_loss_plot: None) -> None:
+def test_evaluate_gan_skips_inception_and_is_deterministic(
+    tmp_path: Path, tiny_cfg: Callable[..., Config], classifier: Path, no_loss_plot: None
+) -> None:
     run, _ = tiny_run("gan", tmp_path, tiny_cfg)
     logs: list[str] = []
     kw = dict(n=60, classifier=classifier, device="cpu", batch_size=32, log=logs.append)
@@ -62,7 +63,8 @@ def test_evaluate_gan_skips_inception_and_is_deterministic(tmp_path: Path, tiny_
 
 
 def test_evaluate_cgan_reports_class_accuracy_with_a_found_classifier(
-        tmp_path: Path, tiny_cfg: Callable[..., Config], classifier: Path, no_loss_plot: None) -> None:
+    tmp_path: Path, tiny_cfg: Callable[..., Config], classifier: Path, no_loss_plot: None
+) -> None:
     run, _ = tiny_run("cgan", tmp_path, tiny_cfg)
     found = tmp_path / "gankit_data_env" / "classifiers" / "fashion-mnist.pt"  # $GANKIT_DATA/classifiers/
     found.parent.mkdir(parents=True)
@@ -80,8 +82,13 @@ def test_real_vs_real_floor(tmp_path: Path, tiny_cfg: Callable[..., Config], cla
 
 
 def test_evaluate_colorize_skips_lpips_until_its_weights_exist(
-        tmp_path: Path, tiny_cfg: Callable[..., Config], fake_paired_data: Callable[..., None],
-        monkeypatch: pytest.MonkeyPatch, empty_torch_hub: Path, no_loss_plot: None) -> None:
+    tmp_path: Path,
+    tiny_cfg: Callable[..., Config],
+    fake_paired_data: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    empty_torch_hub: Path,
+    no_loss_plot: None,
+) -> None:
     cfg = tiny_cfg("colorize", tmp_path, **{"train.max_steps": 2})
     fake_paired_data(cfg)
     train(cfg, tmp_path / "run", log=quiet)

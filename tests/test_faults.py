@@ -16,9 +16,22 @@ from gankit.config import ConfigError
 from gankit.training.checkpoint import CheckpointError, load_training_state, save_training_state
 from gankit.training.loop import NonFiniteLoss, Trainer
 
-TRAIN_ARGS = ["--max-steps", "150", "--batch-size", "10", "--no-progress", "--seed", "5",
-              "--set", "model.g_hidden=[32]", "model.d_hidden=[32]", "model.z_dim=8", "train.n_samples=4",
-              "train.checkpoint_minutes=0.0002", "train.log_every=1"]
+TRAIN_ARGS = [
+    "--max-steps",
+    "150",
+    "--batch-size",
+    "10",
+    "--no-progress",
+    "--seed",
+    "5",
+    "--set",
+    "model.g_hidden=[32]",
+    "model.d_hidden=[32]",
+    "model.z_dim=8",
+    "train.n_samples=4",
+    "train.checkpoint_minutes=0.0002",
+    "train.log_every=1",
+]
 
 
 def _checkpointed_since(run: Path, t: float) -> bool:
@@ -39,8 +52,13 @@ def test_sigkill_at_random_times_then_resume_matches_straight_run(tmp_path: Path
     data = write_idx_dataset(tmp_path / "idx")
     env = subprocess_env(tmp_path, mpl_config_dir)
     straight = tmp_path / "straight"
-    res = subprocess.run([*GANKIT, "train", "gan", "--data", str(data), "--out", str(straight), *TRAIN_ARGS],
-                         env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [*GANKIT, "train", "gan", "--data", str(data), "--out", str(straight), *TRAIN_ARGS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
     run = tmp_path / "killed"
@@ -134,8 +152,9 @@ def tmp_idx_trainer(tmp_path: Path):
     data = write_idx_dataset(tmp_path / "idx", n_train=50)
 
     def make(**overrides) -> Trainer:
-        cfg = make_tiny_cfg("gan", tmp_path, **{"data.path": str(data), "train.batch_size": 10, "train.epochs": 10,
-                                               **overrides})
+        cfg = make_tiny_cfg(
+            "gan", tmp_path, **{"data.path": str(data), "train.batch_size": 10, "train.epochs": 10, **overrides}
+        )
         return Trainer(cfg, tmp_path / "run", log=lambda s: None)
 
     return make

@@ -122,8 +122,10 @@ def test_locate_torchvision_raw_layout_and_names(tmp_path: Path) -> None:
     root = tmp_path / "tv"
     _two_files(root / "FashionMNIST" / "raw", gz=True)
     found = locate("fashion-mnist", root)
-    assert found == (root / "FashionMNIST" / "raw" / (TRAIN_IMAGES + ".gz"),
-                     root / "FashionMNIST" / "raw" / (TRAIN_LABELS + ".gz"))
+    assert found == (
+        root / "FashionMNIST" / "raw" / (TRAIN_IMAGES + ".gz"),
+        root / "FashionMNIST" / "raw" / (TRAIN_LABELS + ".gz"),
+    )
     assert locate("mnist", root) is None  # MNIST's own layout is MNIST/raw
     _two_files(root / "MNIST" / "raw")
     assert locate("mnist", root)[0] == root / "MNIST" / "raw" / TRAIN_IMAGES
@@ -167,9 +169,12 @@ def test_missing_data_message_lists_places_and_apt_hint(tmp_path: Path, monkeypa
         load_mnist_like("fashion-mnist")
     assert calls == ["fashion-mnist"]  # without a path, a download is tried once, then the message
     msg = str(e.value)
-    for place in (tmp_path / "gankit_data_env" / "fashion-mnist", tmp_path / "gankit_data_env",
-                  tmp_path / "xdg_cache" / "gankit" / "fashion-mnist",
-                  mnist.SYSTEM_DIRS["fashion-mnist"][0]):
+    for place in (
+        tmp_path / "gankit_data_env" / "fashion-mnist",
+        tmp_path / "gankit_data_env",
+        tmp_path / "xdg_cache" / "gankit" / "fashion-mnist",
+        mnist.SYSTEM_DIRS["fashion-mnist"][0],
+    ):
         assert f"\n  {place}\n" in msg, place
     assert "sudo apt-get install dataset-fashion-mnist" in msg
     assert "train-images-idx3-ubyte" in msg and "GANKIT_DATA" in msg
@@ -235,8 +240,9 @@ def test_build_dataset_from_idx(tiny_idx: Path) -> None:
     assert ds.info.class_names == FASHION_CLASSES
     b = ds.batch(torch.arange(4), device=torch.device("cpu"))
     assert b["image"].shape == (4, 1, 28, 28) and b["image"].min() >= -1 and b["image"].max() <= 1
-    small = build_dataset(DataConfig(name="fashion-mnist", path=str(tiny_idx), max_images=30, resolution=32,
-                                     channels=3))
+    small = build_dataset(
+        DataConfig(name="fashion-mnist", path=str(tiny_idx), max_images=30, resolution=32, channels=3)
+    )
     assert len(small) == 30
     assert small.batch(torch.arange(2), device=torch.device("cpu"))["image"].shape == (2, 3, 32, 32)
     assert len(build_dataset(DataConfig(name="fashion-mnist", path=str(tiny_idx)), "test")) == N_TEST

@@ -109,8 +109,17 @@ def test_translate_any_size(pix2pix_run: Path, tmp_path: Path, strategy: str) ->
     src.mkdir()
     Image.fromarray(np.random.default_rng(2).integers(0, 255, (300, 517, 3), dtype=np.uint8)).save(src / "odd.png")
     Image.fromarray(np.zeros((37, 61), np.uint8)).save(src / "small_gray.png")
-    res = _run("translate", str(pix2pix_run), str(src), "--out", str(tmp_path / "out"), "--strategy", strategy,
-               "--device", "cpu")
+    res = _run(
+        "translate",
+        str(pix2pix_run),
+        str(src),
+        "--out",
+        str(tmp_path / "out"),
+        "--strategy",
+        strategy,
+        "--device",
+        "cpu",
+    )
     assert res.returncode == 0, res.stderr
     assert Image.open(tmp_path / "out" / "odd.png").size == (517, 300)
     assert Image.open(tmp_path / "out" / "small_gray.png").size == (61, 37)
@@ -132,8 +141,16 @@ def test_colorize_full_resolution_keeps_lightness(colorize_run: Path, tmp_path: 
     colour = rng.integers(0, 255, (300, 517, 3), dtype=np.uint8)
     Image.fromarray(colour).save(tmp_path / "colour.png")
     Image.fromarray(colour.mean(axis=2).astype(np.uint8)).save(tmp_path / "gray.png")
-    res = _run("colorize", str(colorize_run), str(tmp_path / "colour.png"), str(tmp_path / "gray.png"),
-               "--out", str(tmp_path / "out"), "--device", "cpu")
+    res = _run(
+        "colorize",
+        str(colorize_run),
+        str(tmp_path / "colour.png"),
+        str(tmp_path / "gray.png"),
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+    )
     assert res.returncode == 0, res.stderr
     for name, src in (("colour", colour), ("gray", np.asarray(Image.open(tmp_path / "gray.png").convert("RGB")))):
         out = np.asarray(Image.open(tmp_path / "out" / f"{name}.png"))
@@ -155,7 +172,11 @@ def test_colorize_run_logged_pretraining(colorize_run: Path) -> None:
 def test_wrong_command_for_model(pix2pix_run: Path, tmp_path: Path) -> None:
     img = tmp_path / "x.png"
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
-    res = subprocess.run([sys.executable, "-m", "gankit", "colorize", str(pix2pix_run), str(img), "--out",
-                          str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "gankit", "colorize", str(pix2pix_run), str(img), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 1
     assert "not a colorization model" in res.stderr and "Traceback" not in res.stderr

@@ -33,8 +33,9 @@ def _images(n: int, h: int, w: int, c: int = 3) -> Tensor:
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "constant"])
-@pytest.mark.parametrize("shape, multiple", [((1, 3, 300, 517), 256), ((2, 1, 37, 1000), 64),
-                                             ((3, 5, 7), 32), ((1, 2, 64, 32), 32)])
+@pytest.mark.parametrize(
+    "shape, multiple", [((1, 3, 300, 517), 256), ((2, 1, 37, 1000), 64), ((3, 5, 7), 32), ((1, 2, 64, 32), 32)]
+)
 def test_pad_to_multiple_round_trips(shape: tuple[int, ...], multiple: int, mode: str) -> None:
     x = torch.randn(shape)
     padded, pad = pad_to_multiple(x, multiple, mode)

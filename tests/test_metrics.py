@@ -196,8 +196,9 @@ def test_inception_features_with_local_weights(empty_torch_hub: Path) -> None:
 # ------------------------------------------------------------------------------- classifier
 
 
-def test_classifier_trains_saves_and_gives_features(tiny_idx: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_classifier_trains_saves_and_gives_features(
+    tiny_idx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from gankit.config import DataConfig
 
     out = tmp_path / "clf" / "fashion-mnist.pt"
@@ -234,8 +235,11 @@ class FakeContext:
         return {"cls_acc": 0.5, "cls_acc_0": 0.5}
 
     def paired(self, group: str) -> dict[str, float]:
-        return {"pixels": {"l1": 0.1, "psnr": 20.0, "ssim": 0.5}, "lpips": {"lpips": 0.2},
-                "colorfulness": {"colorfulness": 30.0, "colorfulness_real": 40.0}}[group]
+        return {
+            "pixels": {"l1": 0.1, "psnr": 20.0, "ssim": 0.5},
+            "lpips": {"lpips": 0.2},
+            "colorfulness": {"colorfulness": 30.0, "colorfulness_real": 40.0},
+        }[group]
 
 
 @pytest.mark.parametrize("name", list(METRICS))

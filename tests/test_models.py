@@ -180,9 +180,12 @@ def test_dcgan_32_variant() -> None:
     cfg = make_config("dcgan-fmnist32")
     G, D = get_family("dcgan").build(cfg, PRESET_INFO["dcgan-fmnist32"])
     assert [(c.in_channels, c.out_channels) for c in _convs(G, nn.ConvTranspose2d)] == [
-        (100, 256), (256, 128), (128, 64), (64, 1)]
-    assert [(c.in_channels, c.out_channels) for c in _convs(D, nn.Conv2d)] == [
-        (1, 64), (64, 128), (128, 256), (256, 1)]
+        (100, 256),
+        (256, 128),
+        (128, 64),
+        (64, 1),
+    ]
+    assert [(c.in_channels, c.out_channels) for c in _convs(D, nn.Conv2d)] == [(1, 64), (64, 128), (128, 256), (256, 1)]
     out = G(torch.randn(3, 100))
     assert out.shape == (3, 1, 32, 32)
     assert D(out).shape == (3,)

@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from gankit.data.base import crop_flip
 from gankit.data.errors import DataError
-from gankit.data.paired import PairedDataset, crop_flip, load_aligned, load_pair_folders
+from gankit.data.paired import PairedDataset, load_aligned, load_pair_folders
 
 CPU = torch.device("cpu")
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)

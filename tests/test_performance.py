@@ -42,7 +42,13 @@ def test_channels_last_only_for_convolutional_models() -> None:
 def test_plain_plan_changes_nothing() -> None:
     p = _plan(CPU, keep_memory=False)
     assert (p.channels_last, p.compile, p.amp, p.tf32, p.keep_memory, p.warnings) == (
-        False, False, "none", False, False, ())
+        False,
+        False,
+        "none",
+        False,
+        False,
+        (),
+    )
 
 
 def test_fp16_needs_cuda() -> None:

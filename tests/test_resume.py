@@ -40,15 +40,27 @@ def _deep_equal(a: Any, b: Any, path: str = "") -> list[str]:
 
 
 def _states(tr: Trainer) -> dict[str, Any]:
-    return {"G": tr.G.state_dict(), "D": tr.D.state_dict(), "opt_G": tr.opt_G.state_dict(),
-            "opt_D": tr.opt_D.state_dict()}
+    return {
+        "G": tr.G.state_dict(),
+        "D": tr.D.state_dict(),
+        "opt_G": tr.opt_G.state_dict(),
+        "opt_D": tr.opt_D.state_dict(),
+    }
 
 
 @pytest.mark.parametrize("preset", ["gan", "cgan", "dcgan-fmnist32"])
 def test_resume_is_bitwise_exact(preset: str, tmp_path: Path, tiny_cfg, no_loss_plot) -> None:
     def cfg(max_steps: int):
-        return tiny_cfg(preset, tmp_path, **{"data.max_images": STEPS_PER_EPOCH * 20, "train.batch_size": 20,
-                                             "train.epochs": 3, "train.max_steps": max_steps})
+        return tiny_cfg(
+            preset,
+            tmp_path,
+            **{
+                "data.max_images": STEPS_PER_EPOCH * 20,
+                "train.batch_size": 20,
+                "train.epochs": 3,
+                "train.max_steps": max_steps,
+            },
+        )
 
     quiet = lambda msg: None  # noqa: E731
     if preset == "cgan":
@@ -126,11 +138,31 @@ def test_sigint_and_sigterm_save_and_resume(tmp_path: Path, mpl_config_dir: Path
     procs = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         run = tmp_path / f"run_{sig.name}"
-        cmd = [*GANKIT, "train", "gan", "--data", str(idx), "--out", str(run), "--device", "cpu", "--no-progress",
-               "--epochs", "100000", "--set", "model.g_hidden=[16]", "model.d_hidden=[16]", "model.z_dim=8",
-               "train.batch_size=20", "train.log_every=1", "train.n_samples=4"]
-        procs[sig] = (run, subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, text=True))
+        cmd = [
+            *GANKIT,
+            "train",
+            "gan",
+            "--data",
+            str(idx),
+            "--out",
+            str(run),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--epochs",
+            "100000",
+            "--set",
+            "model.g_hidden=[16]",
+            "model.d_hidden=[16]",
+            "model.z_dim=8",
+            "train.batch_size=20",
+            "train.log_every=1",
+            "train.n_samples=4",
+        ]
+        procs[sig] = (
+            run,
+            subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+        )
     try:
         for sig, (run, proc) in procs.items():
             _wait_for_rows(proc, run / "stats.jsonl", 3)
@@ -155,8 +187,7 @@ def test_sigint_and_sigterm_save_and_resume(tmp_path: Path, mpl_config_dir: Path
         assert rows[-1]["step"] == step  # the interval up to the stop was flushed
 
         capsys.readouterr()
-        assert main(["train", "gan", "--out", str(run), "--resume", "--max-steps", str(step + 4),
-                     "--no-progress"]) == 0
+        assert main(["train", "gan", "--out", str(run), "--resume", "--max-steps", str(step + 4), "--no-progress"]) == 0
         printed = capsys.readouterr().out
         assert f"resumed {run} at step {step}" in printed
         assert f"done: {step + 4} steps" in printed

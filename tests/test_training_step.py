@@ -85,7 +85,8 @@ def test_g_half_changes_only_g(name: str, tmp_path: Path, tiny_cfg, fake_paired_
     if FAMILIES[name].kind == "paired":
         assert {"g_adv", "g_l1"} <= set(stats)
         assert stats["g_loss"].item() == pytest.approx(
-            stats["g_adv"].item() + tr.cfg.loss.l1_weight * stats["g_l1"].item(), rel=1e-5)
+            stats["g_adv"].item() + tr.cfg.loss.l1_weight * stats["g_l1"].item(), rel=1e-5
+        )
 
 
 @pytest.mark.parametrize("name", [n for n, f in FAMILIES.items() if f.kind == "paired"])
@@ -98,8 +99,7 @@ def test_pretrain_step_is_l1_only_and_touches_only_g(name: str, tmp_path: Path, 
 
 
 def test_n_critic_2_with_wgan_gp_steps_g_every_second_step(tmp_path: Path, tiny_cfg, no_loss_plot) -> None:
-    tr = _trainer("gan", tmp_path, tiny_cfg, None, **{"loss.gan": "wgan-gp", "loss.n_critic": 2,
-                                                      "train.max_steps": 6})
+    tr = _trainer("gan", tmp_path, tiny_cfg, None, **{"loss.gan": "wgan-gp", "loss.n_critic": 2, "train.max_steps": 6})
     events: list[str] = []
     tr.opt_D.register_step_post_hook(lambda *a: events.append("D"))
     tr.opt_G.register_step_post_hook(lambda *a: events.append("G"))

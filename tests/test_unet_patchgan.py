@@ -39,10 +39,13 @@ def test_unet_runs_on_non_square_multiples() -> None:
         g(torch.randn(1, 1, 256, 300))
 
 
-@pytest.mark.parametrize("resolution, widths", [
-    (256, [64, 128, 256, 512, 512, 512, 512, 512]),
-    (128, [64, 128, 256, 512, 512, 512, 512]),
-])
+@pytest.mark.parametrize(
+    "resolution, widths",
+    [
+        (256, [64, 128, 256, 512, 512, 512, 512, 512]),
+        (128, [64, 128, 256, 512, 512, 512, 512]),
+    ],
+)
 def test_unet_encoder_channel_schedule(resolution: int, widths: list[int]) -> None:
     g = UNetGenerator(3, 3, resolution=resolution, ngf=64)
     encoder_convs = [m for m in g.downs.modules() if isinstance(m, nn.Conv2d)]

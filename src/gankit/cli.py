@@ -1,10 +1,10 @@
 """The ``gankit`` command line: a thin layer of subcommands over the library.
 
-    gankit train PRESET [--data PATH] [--out RUN_DIR] [--epochs N] [--max-steps N] ...
-    gankit sample RUN_OR_CHECKPOINT --n N [--label K | --labels balanced] --out DIR [--grid FILE]
-    gankit translate RUN INPUT --out DIR          (pix2pix)
-    gankit colorize RUN INPUT --out DIR           (Lab colorization)
-    gankit list
+gankit train PRESET [--data PATH] [--out RUN_DIR] [--epochs N] [--max-steps N] ...
+gankit sample RUN_OR_CHECKPOINT --n N [--label K | --labels balanced] --out DIR [--grid FILE]
+gankit translate RUN INPUT --out DIR          (pix2pix)
+gankit colorize RUN INPUT --out DIR           (Lab colorization)
+gankit list
 """
 
 from __future__ import annotations
@@ -20,11 +20,18 @@ from gankit.config import PRESETS, Config, ConfigError, apply_overrides, make_co
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model family (or named preset)",
-                       description="Train a GAN. PRESET is a family name (gan, cgan, dcgan, pix2pix, colorize) "
-                                   "or a named preset from `gankit list`.")
-    p.add_argument("preset", choices=[*PRESETS, "classifier"], metavar="PRESET",
-                   help="family or preset: " + ", ".join(PRESETS) + "; or 'classifier' (the metrics' domain CNN)")
+    p = sub.add_parser(
+        "train",
+        help="train a model family (or named preset)",
+        description="Train a GAN. PRESET is a family name (gan, cgan, dcgan, pix2pix, colorize) "
+        "or a named preset from `gankit list`.",
+    )
+    p.add_argument(
+        "preset",
+        choices=[*PRESETS, "classifier"],
+        metavar="PRESET",
+        help="family or preset: " + ", ".join(PRESETS) + "; or 'classifier' (the metrics' domain CNN)",
+    )
     p.add_argument("--data", help="dataset name or path (IDX folder, image folder, facades, pairs ...)")
     p.add_argument("--out", help="run folder (default: runs/PRESET-DATE-TIME)")
     p.add_argument("--epochs", type=int)
@@ -35,22 +42,35 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", choices=["none", "bf16", "fp16"], help="mixed precision")
     p.add_argument("--direction", choices=["AtoB", "BtoA"], help="paired data: which side is the input")
     p.add_argument("--config", help="YAML/JSON file of config sections (see config.yaml in any run folder)")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override config keys, e.g. optim.lr_g=1e-4")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out (default: the newest run of PRESET); "
-                        "a new --out folder is started")
-    p.add_argument("--fast", action="store_true",
-                   help="speed options: channels_last + torch.compile (+ bf16 autocast and TF32 on CUDA)")
+    p.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys, e.g. optim.lr_g=1e-4"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (default: the newest run of PRESET); a new --out folder is started",
+    )
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="speed options: channels_last + torch.compile (+ bf16 autocast and TF32 on CUDA)",
+    )
     p.add_argument("--eval-every", type=int, metavar="EPOCHS", help="evaluate (gankit eval) every N epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch line stays)")
 
 
 def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
-    for flag, key in (("epochs", "train.epochs"), ("max_steps", "train.max_steps"), ("batch_size", "train.batch_size"),
-                      ("seed", "train.seed"), ("device", "train.device"), ("amp", "train.amp"),
-                      ("direction", "data.direction"), ("eval_every", "train.eval_every")):
+    for flag, key in (
+        ("epochs", "train.epochs"),
+        ("max_steps", "train.max_steps"),
+        ("batch_size", "train.batch_size"),
+        ("seed", "train.seed"),
+        ("device", "train.device"),
+        ("amp", "train.amp"),
+        ("direction", "data.direction"),
+        ("eval_every", "train.eval_every"),
+    ):
         if getattr(args, flag) is not None:
             o[key] = getattr(args, flag)
     if args.no_progress:
@@ -74,8 +94,14 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     name, path = infer_dataset_name(args.data or "fashion-mnist", "fashion-mnist")
     data_cfg = DataConfig(name=name, path=path)
     out = Path(args.out) if args.out else default_classifier_path(name)
-    result = train_classifier(data_cfg, out, epochs=args.epochs or 5, batch_size=args.batch_size or 128,
-                              seed=args.seed or 0, device=args.device or "auto")
+    result = train_classifier(
+        data_cfg,
+        out,
+        epochs=args.epochs or 5,
+        batch_size=args.batch_size or 128,
+        seed=args.seed or 0,
+        device=args.device or "auto",
+    )
     print(f"classifier test accuracy {result['test_accuracy']:.4f}; saved to {out}")
     return 0
 
@@ -86,13 +112,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.real:
         from gankit.config import DataConfig
 
-        real_vs_real(DataConfig(name=args.real, path=args.data), args.metrics, n=args.n,
-                     classifier=args.classifier, device=args.device, seed=args.seed, batch_size=args.batch_size)
+        real_vs_real(
+            DataConfig(name=args.real, path=args.data),
+            args.metrics,
+            n=args.n,
+            classifier=args.classifier,
+            device=args.device,
+            seed=args.seed,
+            batch_size=args.batch_size,
+        )
         return 0
     if not args.run:
         raise ConfigError("gankit eval needs a RUN folder or checkpoint (or --real DATASET for the real-data floor)")
-    evaluate(args.run, metrics=args.metrics, n=args.n, split=args.split, classifier=args.classifier,
-             device=args.device, seed=args.seed, batch_size=args.batch_size)
+    evaluate(
+        args.run,
+        metrics=args.metrics,
+        n=args.n,
+        split=args.split,
+        classifier=args.classifier,
+        device=args.device,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
     run = Path(args.run)
     if run.is_dir():
         plot_metrics(run.parent if run.name == "checkpoints" else run)
@@ -147,9 +188,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 128 + e.signum
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
         return 0
-    print(f"done: {result.step} steps in {result.out_dir} "
-          f"(samples/, loss.png, checkpoints/G_last.pt); "
-          f"sample with: gankit sample {result.out_dir} --n 64 --out samples")
+    print(
+        f"done: {result.step} steps in {result.out_dir} "
+        f"(samples/, loss.png, checkpoints/G_last.pt); "
+        f"sample with: gankit sample {result.out_dir} --n 64 --out samples"
+    )
     return 0
 
 
@@ -164,8 +207,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     loaded = load_generator(args.run, device=resolve_device(args.device))
     if args.n <= 0:
         raise ConfigError("--n must be positive")
-    labels = choose_labels(args.n, loaded.num_classes, label=args.label, balanced=args.labels == "balanced",
-                           generator=torch.Generator().manual_seed(args.seed + 1))
+    labels = choose_labels(
+        args.n,
+        loaded.num_classes,
+        label=args.label,
+        balanced=args.labels == "balanced",
+        generator=torch.Generator().manual_seed(args.seed + 1),
+    )
     images = sample(loaded, args.n, labels=labels, seed=args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -226,23 +274,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grid", help="also write one grid image here")
     s.add_argument("--device", default="auto")
 
-    for name, what in (("translate", "pix2pix: translate images of any size"),
-                       ("colorize", "colorize photos at full resolution")):
+    for name, what in (
+        ("translate", "pix2pix: translate images of any size"),
+        ("colorize", "colorize photos at full resolution"),
+    ):
         t = sub.add_parser(name, help=what)
         t.add_argument("run", help="run folder or checkpoint file")
         t.add_argument("inputs", nargs="+", help="image files or folders")
         t.add_argument("--out", required=True, help="output folder")
-        t.add_argument("--checkpoint", choices=["best", "last"], default="best",
-                       help="which snapshot of a run folder (default: best by val L1, else last)")
+        t.add_argument(
+            "--checkpoint",
+            choices=["best", "last"],
+            default="best",
+            help="which snapshot of a run folder (default: best by val L1, else last)",
+        )
         mode = t.add_mutually_exclusive_group()
-        mode.add_argument("--eval-mode", dest="train_mode", action="store_false",
-                          help="dropout off, BatchNorm running statistics (default; deterministic)")
-        mode.add_argument("--train-mode", dest="train_mode", action="store_true",
-                          help="dropout on and per-image statistics, as the reference pix2pix test script")
+        mode.add_argument(
+            "--eval-mode",
+            dest="train_mode",
+            action="store_false",
+            help="dropout off, BatchNorm running statistics (default; deterministic)",
+        )
+        mode.add_argument(
+            "--train-mode",
+            dest="train_mode",
+            action="store_true",
+            help="dropout on and per-image statistics, as the reference pix2pix test script",
+        )
         t.add_argument("--device", default="auto")
         if name == "translate":
-            t.add_argument("--strategy", choices=["pad", "resize", "tile"], default="pad",
-                           help="how to fit any size to the U-Net: reflect-pad (default), resize, or tiles")
+            t.add_argument(
+                "--strategy",
+                choices=["pad", "resize", "tile"],
+                default="pad",
+                help="how to fit any size to the U-Net: reflect-pad (default), resize, or tiles",
+            )
         t.set_defaults(command_name=name, train_mode=False)
 
     e = sub.add_parser("eval", help="metrics of a trained model (FID/KID/precision-recall, L1/PSNR/SSIM, ...)")
@@ -268,8 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     from gankit.training.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "sample": cmd_sample, "list": cmd_list, "eval": cmd_eval,
-                "translate": cmd_translate, "colorize": cmd_translate}
+    handlers = {
+        "train": cmd_train,
+        "sample": cmd_sample,
+        "list": cmd_list,
+        "eval": cmd_eval,
+        "translate": cmd_translate,
+        "colorize": cmd_translate,
+    }
     try:
         return handlers[args.command](args)
     except (ConfigError, DataError, CheckpointError, ImageReadError, NonFiniteLoss, ValueError) as e:

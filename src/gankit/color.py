@@ -95,9 +95,7 @@ def lab_to_rgb(lab: Tensor) -> Tensor:
     f = torch.stack([a / 500.0 + fy, fy, (fy - b / 200.0).clamp_min(0.0)], dim=-3)
     xyz = torch.where(f > _F_EPS, f**3, (f - 16.0 / 116.0) / _KAPPA) * _per_channel(_WHITE_D65, f)
     linear = _mix(_RGB_FROM_XYZ, xyz)
-    rgb = torch.where(
-        linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * linear
-    )
+    rgb = torch.where(linear > 0.0031308, 1.055 * linear.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * linear)
     return rgb.clamp(0.0, 1.0)
 
 

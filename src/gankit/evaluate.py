@@ -61,9 +61,21 @@ class Evaluation:
     for :func:`real_vs_real`, another split (``other_split``) of the same data.
     """
 
-    def __init__(self, data_cfg: DataConfig, *, split: str, n: int, seed: int, batch_size: int,
-                 device: torch.device, classifier: Path | None, loaded: LoadedGenerator | None = None,
-                 other_split: str | None = None, paired_groups: set[str] | None = None, log: Log = print) -> None:
+    def __init__(
+        self,
+        data_cfg: DataConfig,
+        *,
+        split: str,
+        n: int,
+        seed: int,
+        batch_size: int,
+        device: torch.device,
+        classifier: Path | None,
+        loaded: LoadedGenerator | None = None,
+        other_split: str | None = None,
+        paired_groups: set[str] | None = None,
+        log: Log = print,
+    ) -> None:
         self.data_cfg = dataclasses.replace(data_cfg, max_images=0)  # references use the whole split
         self.split, self.n, self.seed, self.batch_size, self.device = split, n, seed, batch_size, device
         self.classifier, self.loaded, self.other_split, self.log = classifier, loaded, other_split, log
@@ -98,8 +110,10 @@ class Evaluation:
             )
         ext = ClassifierFeatures(self.classifier, device=self.device, batch_size=self.batch_size)
         if ext.model.dataset != self.data_cfg.name:
-            self.log(f"warning: classifier {self.classifier} was trained on '{ext.model.dataset}', "
-                     f"not '{self.data_cfg.name}'")
+            self.log(
+                f"warning: classifier {self.classifier} was trained on '{ext.model.dataset}', "
+                f"not '{self.data_cfg.name}'"
+            )
         return ext
 
     def features(self, space: str) -> tuple[Tensor, Tensor]:
@@ -238,8 +252,10 @@ class Evaluation:
 def _check_names(names: list[str], kind: str) -> None:
     for name in names:
         if get_metric(name).kind != kind:
-            raise ValueError(f"metric '{name}' is for {get_metric(name).kind} models, not {kind} ones; "
-                             f"choose from {', '.join(m for m in METRICS if METRICS[m].kind == kind)}")
+            raise ValueError(
+                f"metric '{name}' is for {get_metric(name).kind} models, not {kind} ones; "
+                f"choose from {', '.join(m for m in METRICS if METRICS[m].kind == kind)}"
+            )
 
 
 def _run_dir(path: Path) -> Path | None:
@@ -248,9 +264,18 @@ def _run_dir(path: Path) -> Path | None:
     return path.parent.parent if path.parent.name == "checkpoints" else None
 
 
-def evaluate(run_or_ckpt: str | Path, *, metrics: list[str] | None = None, n: int = 10000,
-             split: str | None = None, classifier: str | Path | None = None, device: str = "auto", seed: int = 0,
-             batch_size: int = 256, log: Log = print) -> dict[str, float]:
+def evaluate(
+    run_or_ckpt: str | Path,
+    *,
+    metrics: list[str] | None = None,
+    n: int = 10000,
+    split: str | None = None,
+    classifier: str | Path | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    batch_size: int = 256,
+    log: Log = print,
+) -> dict[str, float]:
     """Score a run folder or generator checkpoint; append a row to ``RUN/eval.jsonl`` and return the numbers.
 
     ``split`` defaults to ``test`` for noise models (IDX test set; folder data has no splits and is
@@ -265,37 +290,77 @@ def evaluate(run_or_ckpt: str | Path, *, metrics: list[str] | None = None, n: in
     split = split or ("test" if kind == "noise" else "val")
     clf = find_classifier(loaded.cfg.data.name, classifier) if kind == "noise" else None
     if metrics is None:
-        metrics = default_metrics(kind, space=loaded.info.space, conditional=loaded.family.name == "cgan",
-                                  classifier=clf is not None)
+        metrics = default_metrics(
+            kind, space=loaded.info.space, conditional=loaded.family.name == "cgan", classifier=clf is not None
+        )
         if kind == "noise" and clf is None and loaded.info.num_classes >= 2:
-            log(f"no classifier for {loaded.cfg.data.name} (looked in $GANKIT_DATA/classifiers/ and "
-                f"{default_classifier_path(loaded.cfg.data.name)}): classifier-space metrics skipped")
+            log(
+                f"no classifier for {loaded.cfg.data.name} (looked in $GANKIT_DATA/classifiers/ and "
+                f"{default_classifier_path(loaded.cfg.data.name)}): classifier-space metrics skipped"
+            )
     _check_names(metrics, kind)
-    ev = Evaluation(loaded.cfg.data, split=split, n=n, seed=seed, batch_size=batch_size, device=dev,
-                    classifier=clf, loaded=loaded, paired_groups={get_metric(m).needs for m in metrics}, log=log)
+    ev = Evaluation(
+        loaded.cfg.data,
+        split=split,
+        n=n,
+        seed=seed,
+        batch_size=batch_size,
+        device=dev,
+        classifier=clf,
+        loaded=loaded,
+        paired_groups={get_metric(m).needs for m in metrics},
+        log=log,
+    )
     results = ev.run(metrics)
     log(f"{loaded.path} ({split}, n={n}): " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
     run_dir = _run_dir(Path(run_or_ckpt))
     if run_dir is not None:
         step = safe_load(loaded.path).get("step", -1)
-        JsonlLog(run_dir / "eval.jsonl").append({
-            "step": step, "time": round(time.time(), 3), "checkpoint": loaded.path.name, "split": split, "n": n,
-            "seed": seed, **results, "seconds": round(time.monotonic() - start, 2),
-        })
+        JsonlLog(run_dir / "eval.jsonl").append(
+            {
+                "step": step,
+                "time": round(time.time(), 3),
+                "checkpoint": loaded.path.name,
+                "split": split,
+                "n": n,
+                "seed": seed,
+                **results,
+                "seconds": round(time.monotonic() - start, 2),
+            }
+        )
     return results
 
 
-def real_vs_real(data_cfg: DataConfig, metrics: list[str] | None = None, *, n: int = 10000,
-                 classifier: str | Path | None = None, device: str = "auto", seed: int = 0, batch_size: int = 256,
-                 train_split: str = "train", test_split: str = "test", log: Log = print) -> dict[str, float]:
+def real_vs_real(
+    data_cfg: DataConfig,
+    metrics: list[str] | None = None,
+    *,
+    n: int = 10000,
+    classifier: str | Path | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    batch_size: int = 256,
+    train_split: str = "train",
+    test_split: str = "test",
+    log: Log = print,
+) -> dict[str, float]:
     """The floor of the feature metrics: ``n`` images of the train split scored against the test split."""
     clf = find_classifier(data_cfg.name, classifier)
     if metrics is None:
         metrics = default_metrics("noise", classifier=clf is not None)
     metrics = [m for m in metrics if m != "cls_acc"]
     _check_names(metrics, "noise")
-    ev = Evaluation(data_cfg, split=test_split, n=n, seed=seed, batch_size=batch_size, device=resolve_device(device),
-                    classifier=clf, other_split=train_split, log=log)
+    ev = Evaluation(
+        data_cfg,
+        split=test_split,
+        n=n,
+        seed=seed,
+        batch_size=batch_size,
+        device=resolve_device(device),
+        classifier=clf,
+        other_split=train_split,
+        log=log,
+    )
     results = ev.run(metrics)
     log(f"{data_cfg.name} {train_split} vs {test_split}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
     return results
@@ -310,16 +375,23 @@ def plot_metrics(run_dir: str | Path) -> Path | None:
 
     run = Path(run_dir)
     rows = sorted(read_jsonl(run / "eval.jsonl"), key=lambda r: r.get("step", 0))
-    keys = list(dict.fromkeys(
-        k for r in rows for k, v in r.items()
-        if k not in _NOT_METRICS and isinstance(v, (int, float)) and not k.endswith("_std")
-        and not (k.startswith("cls_acc_") and k[8:].isdigit())
-    ))
+    keys = list(
+        dict.fromkeys(
+            k
+            for r in rows
+            for k, v in r.items()
+            if k not in _NOT_METRICS
+            and isinstance(v, (int, float))
+            and not k.endswith("_std")
+            and not (k.startswith("cls_acc_") and k[8:].isdigit())
+        )
+    )
     if not keys:
         return None
     cols = min(3, len(keys))
-    fig, axes = plt.subplots(math.ceil(len(keys) / cols), cols, figsize=(4 * cols, 3 * math.ceil(len(keys) / cols)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        math.ceil(len(keys) / cols), cols, figsize=(4 * cols, 3 * math.ceil(len(keys) / cols)), squeeze=False
+    )
     for ax, key in zip(axes.flat, keys):
         pts = [(r["step"], r[key], r.get(f"{key}_std", 0.0)) for r in rows if isinstance(r.get(key), (int, float))]
         steps, values, stds = zip(*pts)
@@ -327,7 +399,7 @@ def plot_metrics(run_dir: str | Path) -> Path | None:
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.tight_layout()
     out = run / "metrics.png"

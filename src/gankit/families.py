@@ -41,8 +41,9 @@ class Family:
 FAMILIES: dict[str, Family] = {}
 
 
-def register_family(name: str, *, kind: str, description: str,
-                    conditional: bool = False) -> Callable[[Builder], Builder]:
+def register_family(
+    name: str, *, kind: str, description: str, conditional: bool = False
+) -> Callable[[Builder], Builder]:
     def wrap(fn: Builder) -> Builder:
         if name in FAMILIES:
             raise ValueError(f"family '{name}' registered twice")
@@ -75,8 +76,9 @@ def _gan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     )
 
 
-@register_family("cgan", kind="noise", description="class-conditional MLP GAN (Mirza & Osindero 2014)",
-                 conditional=True)
+@register_family(
+    "cgan", kind="noise", description="class-conditional MLP GAN (Mirza & Osindero 2014)", conditional=True
+)
 def _cgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     from gankit.models.mlp import MLPDiscriminator, MLPGenerator
 
@@ -85,10 +87,12 @@ def _cgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     shape = (info.channels, info.resolution, info.resolution)
     m = cfg.model
     return (
-        MLPGenerator(m.z_dim, shape, hidden=m.g_hidden, num_classes=info.num_classes, embed_dim=m.embed_dim,
-                     dropout=m.g_dropout),
-        MLPDiscriminator(shape, hidden=m.d_hidden, num_classes=info.num_classes, embed_dim=m.embed_dim,
-                         dropout=m.d_dropout),
+        MLPGenerator(
+            m.z_dim, shape, hidden=m.g_hidden, num_classes=info.num_classes, embed_dim=m.embed_dim, dropout=m.g_dropout
+        ),
+        MLPDiscriminator(
+            shape, hidden=m.d_hidden, num_classes=info.num_classes, embed_dim=m.embed_dim, dropout=m.d_dropout
+        ),
     )
 
 
@@ -108,13 +112,14 @@ def _unet_patchgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     from gankit.models.unet import UNetGenerator
 
     m = cfg.model
-    G = UNetGenerator(info.in_channels, info.channels, resolution=info.resolution, ngf=m.ngf, norm=m.norm,
-                      dropout=m.g_dropout)
+    G = UNetGenerator(
+        info.in_channels, info.channels, resolution=info.resolution, ngf=m.ngf, norm=m.norm, dropout=m.g_dropout
+    )
     D = PatchDiscriminator(info.in_channels + info.channels, ndf=m.ndf, n_layers=m.n_layers, norm=m.norm)
     return G, D
 
 
-register_family("pix2pix", kind="paired",
-                description="pix2pix (Isola et al. 2017): U-Net + PatchGAN, adversarial + L1")(_unet_patchgan)
-register_family("colorize", kind="paired",
-                description="pix2pix in Lab space: L -> ab colorization")(_unet_patchgan)
+register_family(
+    "pix2pix", kind="paired", description="pix2pix (Isola et al. 2017): U-Net + PatchGAN, adversarial + L1"
+)(_unet_patchgan)
+register_family("colorize", kind="paired", description="pix2pix in Lab space: L -> ab colorization")(_unet_patchgan)

@@ -82,7 +82,7 @@ def crop_padding(x: Tensor, pad: Padding) -> Tensor:
     """Undo :func:`pad_to_multiple`: remove ``(left, right, top, bottom)`` pixels from the last two dims."""
     left, right, top, bottom = pad
     h, w = x.shape[-2:]
-    return x[..., top:h - bottom, left:w - right]
+    return x[..., top : h - bottom, left : w - right]
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -104,7 +104,7 @@ def _ramp_window(size: int, overlap: int, device: torch.device, dtype: torch.dty
         t = torch.arange(1, overlap + 1, device=device, dtype=dtype) / (overlap + 1)
         ramp = 0.5 - 0.5 * torch.cos(math.pi * t)
         window[:overlap] = ramp
-        window[size - overlap:] = ramp.flip(0)
+        window[size - overlap :] = ramp.flip(0)
     return window
 
 
@@ -127,7 +127,7 @@ def _run_tiled(G: nn.Module, x: Tensor, tile: int, overlap: int) -> Tensor:
     weight: Tensor | None = None
     for top in _tile_starts(hp, tile, stride):
         for left in _tile_starts(wp, tile, stride):
-            y = G(x[..., top:top + tile, left:left + tile])
+            y = G(x[..., top : top + tile, left : left + tile])
             if out is None:
                 # Allocated from the first output, since the generator decides channels and device.
                 # Sums are kept in at least float32 so half-precision outputs blend without banding.
@@ -137,14 +137,22 @@ def _run_tiled(G: nn.Module, x: Tensor, tile: int, overlap: int) -> Tensor:
                 weight = torch.zeros(hp, wp, device=y.device, dtype=acc_dtype)
                 ramp = _ramp_window(tile, overlap, y.device, acc_dtype)
                 window = ramp[:, None] * ramp[None, :]
-            out[..., top:top + tile, left:left + tile] += y * window
-            weight[top:top + tile, left:left + tile] += window
+            out[..., top : top + tile, left : left + tile] += y * window
+            weight[top : top + tile, left : left + tile] += window
     assert out is not None and weight is not None
     return crop_padding(out / weight, pad).to(out_dtype)
 
 
-def run_any_size(G: nn.Module, x: Tensor, *, multiple: int, resolution: int, max_side: int | None = None,
-                 strategy: str = "pad", tile_overlap: int | None = None) -> Tensor:
+def run_any_size(
+    G: nn.Module,
+    x: Tensor,
+    *,
+    multiple: int,
+    resolution: int,
+    max_side: int | None = None,
+    strategy: str = "pad",
+    tile_overlap: int | None = None,
+) -> Tensor:
     """Apply the image-to-image generator ``G`` to a batch ``x`` of any height and width.
 
     Args:

@@ -38,8 +38,9 @@ class Objective:
         raise NotImplementedError
 
     # --- losses
-    def d_loss(self, D: nn.Module, batch: Batch, fake: Tensor, fake_cond: Tensor | None, *,
-               D_local: nn.Module | None = None) -> tuple[Tensor, Stats]:
+    def d_loss(
+        self, D: nn.Module, batch: Batch, fake: Tensor, fake_cond: Tensor | None, *, D_local: nn.Module | None = None
+    ) -> tuple[Tensor, Stats]:
         """Discriminator loss. ``D_local`` (the module inside a DDP wrapper) serves the gradient
         penalty, whose double backward DDP does not support; its gradients still reach the same
         parameters within the same backward pass."""

@@ -43,8 +43,9 @@ def resolve_checkpoint(path: str | Path, *, prefer_best: bool = False) -> Path:
     return p
 
 
-def load_generator(path: str | Path, *, device: str | torch.device = "cpu", prefer_best: bool = False,
-                   family: str | None = None) -> LoadedGenerator:
+def load_generator(
+    path: str | Path, *, device: str | torch.device = "cpu", prefer_best: bool = False, family: str | None = None
+) -> LoadedGenerator:
     """Rebuild the generator stored in a run folder or checkpoint file (weights_only load)."""
     ckpt_path = resolve_checkpoint(path, prefer_best=prefer_best)
     state = safe_load(ckpt_path)
@@ -67,8 +68,14 @@ def load_generator(path: str | Path, *, device: str | torch.device = "cpu", pref
     return LoadedGenerator(G, cfg, info, fam, ckpt_path)
 
 
-def choose_labels(n: int, num_classes: int, *, label: int | None = None, balanced: bool = False,
-                  generator: torch.Generator | None = None) -> Tensor | None:
+def choose_labels(
+    n: int,
+    num_classes: int,
+    *,
+    label: int | None = None,
+    balanced: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor | None:
     """Class labels for ``n`` samples: one fixed class, balanced (0,1,...,K-1,0,...) or random."""
     if not num_classes:
         if label is not None:
@@ -84,8 +91,9 @@ def choose_labels(n: int, num_classes: int, *, label: int | None = None, balance
 
 
 @torch.no_grad()
-def sample(loaded: LoadedGenerator, n: int, *, labels: Tensor | None = None, seed: int = 0,
-           batch_size: int = 256) -> Tensor:
+def sample(
+    loaded: LoadedGenerator, n: int, *, labels: Tensor | None = None, seed: int = 0, batch_size: int = 256
+) -> Tensor:
     """``n`` images in [-1, 1] from a noise-to-image generator (CPU tensor)."""
     if loaded.family.kind != "noise":
         raise ValueError(f"'{loaded.family.name}' is an image-to-image model: use translate/colorize")

@@ -87,8 +87,12 @@ def run_translate(args: argparse.Namespace) -> int:
     from gankit.training.loop import resolve_device
 
     command = args.command_name
-    loaded = load_generator(args.run, device=resolve_device(args.device), prefer_best=args.checkpoint == "best",
-                            family="colorize" if command == "colorize" else "pix2pix")
+    loaded = load_generator(
+        args.run,
+        device=resolve_device(args.device),
+        prefer_best=args.checkpoint == "best",
+        family="colorize" if command == "colorize" else "pix2pix",
+    )
     if command == "colorize" and loaded.info.space != "lab":
         raise DataError(f"{loaded.path}: a '{loaded.family.name}' model, not a colorization model")
     if command == "translate" and loaded.info.space == "lab":

@@ -37,7 +37,10 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
 
         images, labels = load_mnist_like(name, cfg.path, split="test" if split != "train" else "train")
         ds = ImageTensorDataset(
-            images, labels, resolution=cfg.resolution, channels=cfg.channels,
+            images,
+            labels,
+            resolution=cfg.resolution,
+            channels=cfg.channels,
             class_names=FASHION_CLASSES if name == "fashion-mnist" else DIGIT_CLASSES,
         )
         return ds.subset(cfg.max_images) if cfg.max_images else ds
@@ -47,16 +50,23 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
         if name == "folder" and not cfg.path:
             raise DataError("dataset 'folder' needs a path: --data FOLDER")
         root = find_celeba(cfg.path) if name == "celeba" else Path(cfg.path)  # type: ignore[arg-type]
-        ds = load_image_folder(root, resolution=cfg.resolution or 64, channels=cfg.channels or 3,
-                               max_images=cfg.max_images, log=log)
+        ds = load_image_folder(
+            root, resolution=cfg.resolution or 64, channels=cfg.channels or 3, max_images=cfg.max_images, log=log
+        )
         ds.resolution = ds.info.resolution = cfg.resolution or 64
         return ds
     if name in PAIRED:
         from gankit.data import paired
 
-        common = dict(resolution=cfg.resolution or 256, load_size=cfg.load_size, flip=cfg.flip,
-                      direction=cfg.direction, train=split == "train",
-                      max_images=cfg.max_images if split == "train" else 0, log=log)
+        common = dict(
+            resolution=cfg.resolution or 256,
+            load_size=cfg.load_size,
+            flip=cfg.flip,
+            direction=cfg.direction,
+            train=split == "train",
+            max_images=cfg.max_images if split == "train" else 0,
+            log=log,
+        )
         if name == "facades":
             from gankit.data.facades import facades_direction, find_facades
 
@@ -75,8 +85,15 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
 
     if not cfg.path:
         raise DataError("dataset 'colorization' needs a path: --data FOLDER of colour photos")
-    return load_colorization(cfg.path, split, resolution=cfg.resolution or 256, load_size=cfg.load_size,
-                             flip=cfg.flip, max_images=cfg.max_images if split == "train" else 0, log=log)
+    return load_colorization(
+        cfg.path,
+        split,
+        resolution=cfg.resolution or 256,
+        load_size=cfg.load_size,
+        flip=cfg.flip,
+        max_images=cfg.max_images if split == "train" else 0,
+        log=log,
+    )
 
 
 def infer_dataset_name(data: str, default: str) -> tuple[str, str | None]:
@@ -97,5 +114,14 @@ def infer_dataset_name(data: str, default: str) -> tuple[str, str | None]:
     return default, data
 
 
-__all__ = ["Batch", "DATASETS", "DataError", "DataInfo", "EpochSampler", "ImageTensorDataset", "TrainSet",
-           "build_dataset", "infer_dataset_name"]
+__all__ = [
+    "Batch",
+    "DATASETS",
+    "DataError",
+    "DataInfo",
+    "EpochSampler",
+    "ImageTensorDataset",
+    "TrainSet",
+    "build_dataset",
+    "infer_dataset_name",
+]

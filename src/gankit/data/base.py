@@ -90,7 +90,7 @@ class ImageTensorDataset:
             num_classes=max(num_classes, len(names)) if labels is not None else 0,
             class_names=names,
         )
-        self._device_images: dict[torch.device, Tensor] = {}
+        self._source = DeviceCopies(images)  # small datasets live on the accelerator once
 
     def __len__(self) -> int:
         return len(self.images)
@@ -99,20 +99,15 @@ class ImageTensorDataset:
         """The first ``n`` items (for quick runs)."""
         labels = self.labels[:n] if self.labels is not None else None
         return ImageTensorDataset(
-            self.images[:n], labels, resolution=self.resolution, channels=self.out_channels,
+            self.images[:n],
+            labels,
+            resolution=self.resolution,
+            channels=self.out_channels,
             class_names=self.info.class_names,
         )
 
-    def _source(self, device: torch.device) -> Tensor:
-        # Small datasets live on the accelerator once; on CPU this is the tensor itself.
-        if device.type == "cpu":
-            return self.images
-        if device not in self._device_images:
-            self._device_images[device] = self.images.to(device)
-        return self._device_images[device]
-
     def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
-        src = self._source(device)
+        src = self._source.get(device)
         x = to_unit_range(src[index.to(src.device)])
         x = adapt_images(x, self.out_channels, self.resolution)
         out: Batch = {"image": x}
@@ -169,3 +164,58 @@ class EpochSampler:
     def augment_generator(self, step: int) -> torch.Generator:
         """A generator for this step's augmentation, so random crops/flips survive a resume."""
         return torch.Generator().manual_seed((self.seed * 7_919 + step) * self.world_size + self.rank)
+
+
+DEVICE_CACHE_MAX_BYTES = 2 << 30
+"""Datasets up to this size are copied to the accelerator once; larger ones are moved per batch."""
+
+
+class DeviceCopies:
+    """Keeps one copy of a CPU tensor per accelerator, when it is small enough to be worth it."""
+
+    def __init__(self, tensor: Tensor) -> None:
+        self.tensor = tensor
+        self._copies: dict[torch.device, Tensor] = {}
+
+    def get(self, device: torch.device) -> Tensor:
+        device = torch.device(device)
+        if device.type == "cpu" or self.tensor.numel() * self.tensor.element_size() > DEVICE_CACHE_MAX_BYTES:
+            return self.tensor
+        if device not in self._copies:
+            self._copies[device] = self.tensor.to(device)
+        return self._copies[device]
+
+
+def crop_flip(x: Tensor, size: int, generator: torch.Generator | None, *, flip: bool) -> Tensor:
+    """Crop (N, C, S, S) images to ``size`` x ``size``, and flip them horizontally at random.
+
+    With a ``generator``, each image gets its own random crop offset and (if ``flip``) a coin-flip
+    mirror; without one, the crop is centred and nothing is flipped. All channels of an image share
+    one crop and one flip: concatenate images along C to augment them jointly. The random numbers
+    are drawn on the CPU generator, so the result does not depend on the device.
+    """
+    n, _, h, w = x.shape
+    if h < size or w < size:
+        raise ValueError(f"cannot crop {h}x{w} images to {size}x{size}")
+    if generator is None:
+        top, left = (h - size) // 2, (w - size) // 2
+        return x[..., top : top + size, left : left + size]
+    top = torch.randint(0, h - size + 1, (n,), generator=generator)
+    left = torch.randint(0, w - size + 1, (n,), generator=generator)
+    mirror = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
+    if (h, w) == (size, size):  # nothing to crop: copy only the mirrored images
+        if not bool(mirror.any()):
+            return x
+        chosen = mirror.nonzero().flatten().to(x.device)
+        out = x.clone()
+        out[chosen] = x[chosen].flip(-1)
+        return out
+    ar = torch.arange(size)
+    rows = top[:, None] + ar  # (n, size)
+    cols = left[:, None] + ar
+    cols = torch.where(mirror[:, None], cols.flip(1), cols)
+    rows, cols = rows.to(x.device), cols.to(x.device)
+    # One gather for the whole batch: per-image crops without a Python loop.
+    batch_idx = torch.arange(n, device=x.device)[:, None, None, None]
+    chan_idx = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return x[batch_idx, chan_idx, rows[:, None, :, None], cols[:, None, None, :]]

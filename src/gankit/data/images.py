@@ -15,14 +15,17 @@ import os
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch import Tensor
+from tqdm import tqdm
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 MAX_PIXELS = 12_000 * 12_000
@@ -141,9 +144,10 @@ def is_grayscale(img: Image.Image, tol: int = 2) -> bool:
         return True
     rgb = img if img.mode == "RGB" else to_rgb(img)
     small = np.asarray(rgb.resize((64, 64)), dtype=np.int16)
-    return int(np.abs(small[..., 0] - small[..., 1]).max()) <= tol and int(
-        np.abs(small[..., 1] - small[..., 2]).max()
-    ) <= tol
+    return (
+        int(np.abs(small[..., 0] - small[..., 1]).max()) <= tol
+        and int(np.abs(small[..., 1] - small[..., 2]).max()) <= tol
+    )
 
 
 def pil_to_tensor(img: Image.Image) -> Tensor:
@@ -187,3 +191,78 @@ class SkipReport:
             return ""
         parts = ", ".join(f"{n} {r} (e.g. {self.examples[r].name})" for r, n in self.reasons.most_common())
         return f"{self.what}: skipped {self.total} file(s): {parts}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding many files, resizing
+# ---------------------------------------------------------------------------------------------
+
+PROGRESS_MIN_FILES = 100
+"""A progress bar is shown when decoding more files than this."""
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def decode_many(
+    items: Sequence[T],
+    fn: Callable[[T], R],
+    *,
+    report: SkipReport,
+    desc: str,
+    workers: int = 0,
+) -> list[tuple[int, R]]:
+    """Run ``fn`` over ``items`` in a thread pool and return ``(index, result)`` for those that worked, in order.
+
+    An :class:`ImageReadError` skips that item (counted in ``report``); any other exception stops
+    the whole run, as it means the data set itself is unusable (e.g. a :class:`DataError`).
+    """
+    if not items:
+        return []
+    workers = workers or min(16, os.cpu_count() or 1)
+    out: list[tuple[int, R]] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
+        try:
+            quiet = True if len(items) <= PROGRESS_MIN_FILES else None  # None: a bar only on a terminal
+            with tqdm(total=len(futures), desc=desc, unit="file", disable=quiet, leave=False) as bar:
+                for i, fut in enumerate(futures):
+                    try:
+                        out.append((i, fut.result()))
+                    except ImageReadError as e:
+                        report.add(e)
+                    bar.update()
+        except BaseException:
+            # Do not decode hundreds more files only to throw them away.
+            for fut in futures:
+                fut.cancel()
+            raise
+    return out
+
+
+def resize_square(img: Image.Image, size: int) -> Tensor:
+    """A PIL image squashed to ``size`` x ``size`` (aspect ratio not kept) -> uint8 (C, size, size)."""
+    # Bicubic, as the pix2pix code (transforms.Resize(..., BICUBIC)); PIL antialiases when shrinking.
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BICUBIC)
+    return pil_to_tensor(img)
+
+
+def resize_square_tensor(x: Tensor, size: int) -> Tensor:
+    """uint8 (C, H, W) -> uint8 (C, size, size), bicubic with antialiasing (close to PIL's)."""
+    if x.dtype != torch.uint8 or x.dim() != 3:
+        raise ValueError(f"expected a uint8 (C, H, W) image, got {x.dtype} {tuple(x.shape)}")
+    if x.shape[-2:] == (size, size):
+        return x
+    y = F.interpolate(x[None].float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
+    return y[0].round_().clamp_(0, 255).to(torch.uint8)
+
+
+def stack_square(images: Tensor | Sequence[Tensor], size: int, what: str) -> Tensor:
+    """uint8 images (a (N, C, H, W) tensor or a list of (C, H, W)) -> uint8 (N, C, size, size)."""
+    if isinstance(images, Tensor):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"{what} must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if images.shape[-2:] == (size, size):
+            return images.contiguous()
+    return torch.stack([resize_square_tensor(x, size) for x in images])

@@ -18,8 +18,18 @@ from torch import Tensor
 
 from gankit.data.errors import DataError
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 DIGIT_CLASSES = [str(i) for i in range(10)]
 
 SPLIT_FILES = {
@@ -32,8 +42,14 @@ SYSTEM_DIRS = {
 }
 TORCHVISION_DIRS = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST"}
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_idx(path: str | Path) -> np.ndarray:
@@ -120,8 +136,9 @@ def missing_message(name: str, path: str | Path | None) -> str:
     )
 
 
-def load_mnist_like(name: str, path: str | Path | None = None, *, split: str = "train",
-                    allow_download: bool = True) -> tuple[Tensor, Tensor]:
+def load_mnist_like(
+    name: str, path: str | Path | None = None, *, split: str = "train", allow_download: bool = True
+) -> tuple[Tensor, Tensor]:
     """Images (N, 1, 28, 28) uint8 and labels (N,) int64 of MNIST or Fashion-MNIST."""
     if name not in TORCHVISION_DIRS:
         raise DataError(f"unknown IDX dataset '{name}' (expected mnist or fashion-mnist)")

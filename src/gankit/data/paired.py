@@ -15,33 +15,34 @@ Two on-disk formats are read:
   by stem, either per split (``root/<split>/a``) or once for the whole set (then a fixed split by
   sorted stem: the last 10% is ``val``).
 
-The helpers :func:`decode_many` and :func:`crop_flip` are shared with the colorization data.
+The shared helpers live in :mod:`.images` (decoding, resizing) and :mod:`.base` (crop/flip, device copies).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
 import torch
-import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
-from tqdm import tqdm
 
-from .base import Batch, DataInfo, to_unit_range
+from .base import Batch, DataInfo, DeviceCopies, crop_flip, to_unit_range
 from .errors import DataError
-from .images import ImageReadError, SkipReport, list_images, open_image, pil_to_tensor, to_rgb
+from .images import (
+    ImageReadError,
+    SkipReport,
+    decode_many,
+    list_images,
+    open_image,
+    resize_square,
+    stack_square,
+    to_rgb,
+)
 
 __all__ = [
     "PairedDataset",
     "load_aligned",
     "load_pair_folders",
-    "decode_many",
-    "crop_flip",
     "DIRECTIONS",
     "PAIR_FOLDER_VAL_FRACTION",
 ]
@@ -49,127 +50,6 @@ __all__ = [
 DIRECTIONS = ("AtoB", "BtoA")
 PAIR_FOLDER_VAL_FRACTION = 0.1
 """Without split folders, :func:`load_pair_folders` puts the last 10% (by sorted stem) in ``val``."""
-PROGRESS_MIN_FILES = 100
-"""A progress bar is shown when decoding more files than this."""
-DEVICE_CACHE_MAX_BYTES = 2 << 30
-"""Datasets up to this size are copied to the accelerator once; larger ones are moved per batch."""
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared helpers
-# ---------------------------------------------------------------------------------------------
-
-
-def decode_many(
-    items: Sequence[T],
-    fn: Callable[[T], R],
-    *,
-    report: SkipReport,
-    desc: str,
-    workers: int = 0,
-) -> list[tuple[int, R]]:
-    """Run ``fn`` over ``items`` in a thread pool and return ``(index, result)`` for those that worked, in order.
-
-    An :class:`ImageReadError` skips that item (counted in ``report``); any other exception stops
-    the whole run, as it means the data set itself is unusable (e.g. a :class:`DataError`).
-    """
-    if not items:
-        return []
-    workers = workers or min(16, os.cpu_count() or 1)
-    out: list[tuple[int, R]] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
-        try:
-            quiet = True if len(items) <= PROGRESS_MIN_FILES else None  # None: a bar only on a terminal
-            with tqdm(total=len(futures), desc=desc, unit="file", disable=quiet, leave=False) as bar:
-                for i, fut in enumerate(futures):
-                    try:
-                        out.append((i, fut.result()))
-                    except ImageReadError as e:
-                        report.add(e)
-                    bar.update()
-        except BaseException:
-            # Do not decode hundreds more files only to throw them away.
-            for fut in futures:
-                fut.cancel()
-            raise
-    return out
-
-
-def crop_flip(x: Tensor, size: int, generator: torch.Generator | None, *, flip: bool) -> Tensor:
-    """Crop (N, C, S, S) images to ``size`` x ``size``, and flip them horizontally at random.
-
-    With a ``generator``, each image gets its own random crop offset and (if ``flip``) a coin-flip
-    mirror; without one, the crop is centred and nothing is flipped. All channels of an image share
-    one crop and one flip: concatenate images along C to augment them jointly. The random numbers
-    are drawn on the CPU generator, so the result does not depend on the device.
-    """
-    n, _, h, w = x.shape
-    if h < size or w < size:
-        raise ValueError(f"cannot crop {h}x{w} images to {size}x{size}")
-    if generator is None:
-        top, left = (h - size) // 2, (w - size) // 2
-        return x[..., top : top + size, left : left + size]
-    top = torch.randint(0, h - size + 1, (n,), generator=generator)
-    left = torch.randint(0, w - size + 1, (n,), generator=generator)
-    mirror = torch.rand(n, generator=generator) < 0.5 if flip else torch.zeros(n, dtype=torch.bool)
-    if (h, w) == (size, size) and not bool(mirror.any()):
-        return x
-    ar = torch.arange(size)
-    rows = top[:, None] + ar  # (n, size)
-    cols = left[:, None] + ar
-    cols = torch.where(mirror[:, None], cols.flip(1), cols)
-    rows, cols = rows.to(x.device), cols.to(x.device)
-    # One gather for the whole batch: per-image crops without a Python loop.
-    batch_idx = torch.arange(n, device=x.device)[:, None, None, None]
-    chan_idx = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-    return x[batch_idx, chan_idx, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-def _resize_pil(img: Image.Image, size: int) -> Tensor:
-    # Bicubic, as the pix2pix code (transforms.Resize(..., BICUBIC)); PIL antialiases when shrinking.
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BICUBIC)
-    return pil_to_tensor(img)
-
-
-def _resize_tensor(x: Tensor, size: int) -> Tensor:
-    """uint8 (C, H, W) -> uint8 (C, size, size), bicubic with antialiasing (close to PIL's)."""
-    if x.dtype != torch.uint8 or x.dim() != 3:
-        raise ValueError(f"expected a uint8 (C, H, W) image, got {x.dtype} {tuple(x.shape)}")
-    if x.shape[-2:] == (size, size):
-        return x
-    y = F.interpolate(x[None].float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-    return y[0].round_().clamp_(0, 255).to(torch.uint8)
-
-
-def _stack_resized(images: Tensor | Sequence[Tensor], size: int, what: str) -> Tensor:
-    if isinstance(images, Tensor):
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"{what} must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-        if images.shape[-2:] == (size, size):
-            return images.contiguous()
-    return torch.stack([_resize_tensor(x, size) for x in images])
-
-
-class _DeviceCopies:
-    """Keeps one copy of a CPU tensor per accelerator, when it is small enough to be worth it."""
-
-    def __init__(self, tensor: Tensor) -> None:
-        self.tensor = tensor
-        self._copies: dict[torch.device, Tensor] = {}
-
-    def get(self, device: torch.device) -> Tensor:
-        device = torch.device(device)
-        if device.type == "cpu" or self.tensor.numel() > DEVICE_CACHE_MAX_BYTES:
-            return self.tensor
-        if device not in self._copies:
-            self._copies[device] = self.tensor.to(device)
-        return self._copies[device]
-
 
 # ---------------------------------------------------------------------------------------------
 # The dataset
@@ -209,18 +89,16 @@ class PairedDataset:
             raise DataError("a paired dataset needs at least one pair")
         self.resolution, self.train, self.flip, self.direction = resolution, train, flip, direction
         self.load_size = load_size if train else resolution
-        self.a = _stack_resized(a, self.load_size, "a")
-        self.b = _stack_resized(b, self.load_size, "b")
+        self.a = stack_square(a, self.load_size, "a")
+        self.b = stack_square(b, self.load_size, "b")
         self.names = list(names) if names is not None else [str(i) for i in range(len(self.a))]
         if len(self.names) != len(self.a):
             raise ValueError(f"{len(self.names)} names for {len(self.a)} pairs")
         inputs, targets = (self.a, self.b) if direction == "AtoB" else (self.b, self.a)
         self._split = inputs.shape[1]
         # Inputs and targets side by side along C, so one gather crops and flips both identically.
-        self._joint = _DeviceCopies(torch.cat([inputs, targets], dim=1))
-        self.info = DataInfo(
-            channels=targets.shape[1], resolution=resolution, in_channels=inputs.shape[1], space="rgb"
-        )
+        self._joint = DeviceCopies(torch.cat([inputs, targets], dim=1))
+        self.info = DataInfo(channels=targets.shape[1], resolution=resolution, in_channels=inputs.shape[1], space="rgb")
 
     def __len__(self) -> int:
         return len(self.a)
@@ -228,8 +106,14 @@ class PairedDataset:
     def subset(self, n: int) -> PairedDataset:
         """The first ``n`` pairs (for quick runs)."""
         return PairedDataset(
-            self.a[:n], self.b[:n], resolution=self.resolution, load_size=self.load_size, train=self.train,
-            flip=self.flip, direction=self.direction, names=self.names[:n],
+            self.a[:n],
+            self.b[:n],
+            resolution=self.resolution,
+            load_size=self.load_size,
+            train=self.train,
+            flip=self.flip,
+            direction=self.direction,
+            names=self.names[:n],
         )
 
     def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
@@ -254,7 +138,12 @@ def _missing_split(root: Path, split: str) -> DataError:
 
 
 def _finish(
-    a: list[Tensor], b: list[Tensor], names: list[str], report: SkipReport, folder: Path, log: Callable[[str], None],
+    a: list[Tensor],
+    b: list[Tensor],
+    names: list[str],
+    report: SkipReport,
+    folder: Path,
+    log: Callable[[str], None],
     **kwargs: object,
 ) -> PairedDataset:
     if report.total:
@@ -301,13 +190,22 @@ def load_aligned(
         w, h = img.size
         if w % 2:
             raise ImageReadError(path, "odd width", f"{w}x{h} cannot be cut into equal A|B halves")
-        return _resize_pil(img.crop((0, 0, w // 2, h)), size), _resize_pil(img.crop((w // 2, 0, w, h)), size)
+        return resize_square(img.crop((0, 0, w // 2, h)), size), resize_square(img.crop((w // 2, 0, w, h)), size)
 
     report = SkipReport(f"{folder}")
     done = decode_many(files, decode, report=report, desc=f"decoding {folder.name}", workers=workers)
     return _finish(
-        [r[0] for _, r in done], [r[1] for _, r in done], [files[i].name for i, _ in done], report, folder, log,
-        resolution=resolution, load_size=load_size, train=train, flip=flip, direction=direction,
+        [r[0] for _, r in done],
+        [r[1] for _, r in done],
+        [files[i].name for i, _ in done],
+        report,
+        folder,
+        log,
+        resolution=resolution,
+        load_size=load_size,
+        train=train,
+        flip=flip,
+        direction=direction,
     )
 
 
@@ -405,11 +303,20 @@ def load_pair_folders(
             raise DataError(
                 f"partners differ in size: {pa} is {ia.size[0]}x{ia.size[1]} but {pb} is {ib.size[0]}x{ib.size[1]}"
             )
-        return _resize_pil(ia, size), _resize_pil(ib, size)
+        return resize_square(ia, size), resize_square(ib, size)
 
     report = SkipReport(f"{a_dir.parent}")
     done = decode_many(stems, decode, report=report, desc=f"decoding {a_dir.parent.name}", workers=workers)
     return _finish(
-        [r[0] for _, r in done], [r[1] for _, r in done], [a_files[stems[i]].name for i, _ in done], report,
-        a_dir.parent, log, resolution=resolution, load_size=load_size, train=train, flip=flip, direction=direction,
+        [r[0] for _, r in done],
+        [r[1] for _, r in done],
+        [a_files[stems[i]].name for i, _ in done],
+        report,
+        a_dir.parent,
+        log,
+        resolution=resolution,
+        load_size=load_size,
+        train=train,
+        flip=flip,
+        direction=direction,
     )

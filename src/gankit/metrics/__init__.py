@@ -102,8 +102,9 @@ def _register_feature_metrics(space: str, suffix: str, where: str) -> None:
         mean, std = kid(real, fake, seed=ctx.seed)
         return {f"kid{suffix}": mean, f"kid{suffix}_std": std}
 
-    @register_metric(f"pr{suffix}", kind="noise", needs=space,
-                     description=f"precision, recall (k=3), density, coverage in {where}")
+    @register_metric(
+        f"pr{suffix}", kind="noise", needs=space, description=f"precision, recall (k=3), density, coverage in {where}"
+    )
     def _pr(ctx: EvalContext) -> dict[str, float]:
         return {f"{k}{suffix}": v for k, v in precision_recall(*ctx.features(space)).items()}
 
@@ -112,8 +113,12 @@ _register_feature_metrics("inception", "", "Inception-v3 pool3 space")
 _register_feature_metrics("classifier", "_clf", "the domain classifier's feature space")
 
 
-@register_metric("cls_acc", kind="noise", needs="labels",
-                 description="classifier accuracy on samples generated for each label (cgan), per class and mean")
+@register_metric(
+    "cls_acc",
+    kind="noise",
+    needs="labels",
+    description="classifier accuracy on samples generated for each label (cgan), per class and mean",
+)
 def _cls_acc(ctx: EvalContext) -> dict[str, float]:
     return ctx.class_accuracy()
 
@@ -128,8 +133,19 @@ _paired_metric("l1", "pixels", "mean absolute error in the model's [-1, 1] range
 _paired_metric("psnr", "pixels", "peak signal-to-noise ratio (dB) on RGB in [0, 1]")
 _paired_metric("ssim", "pixels", "structural similarity (Wang et al. 2004) on RGB in [0, 1]")
 _paired_metric("lpips", "lpips", "LPIPS distance (Zhang et al. 2018), AlexNet backbone")
-_paired_metric("colorfulness", "colorfulness",
-               "Hasler & Süsstrunk colourfulness of outputs (colorfulness) and ground truth (colorfulness_real)")
+_paired_metric(
+    "colorfulness",
+    "colorfulness",
+    "Hasler & Süsstrunk colourfulness of outputs (colorfulness) and ground truth (colorfulness_real)",
+)
 
-__all__ = ["METRICS", "EvalContext", "Metric", "MetricUnavailable", "MissingWeightsError", "get_metric",
-           "list_metrics", "register_metric"]
+__all__ = [
+    "METRICS",
+    "EvalContext",
+    "Metric",
+    "MetricUnavailable",
+    "MissingWeightsError",
+    "get_metric",
+    "list_metrics",
+    "register_metric",
+]

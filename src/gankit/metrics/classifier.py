@@ -31,8 +31,9 @@ EMBED_DIM = 128
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                         nn.ReLU(inplace=True), nn.MaxPool2d(2))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(2)
+    )
 
 
 class SmallClassifier(nn.Module):
@@ -70,8 +71,9 @@ def _eval_split(cfg: DataConfig, log: Callable[[str], None]) -> TrainSet:
 
 
 @torch.no_grad()
-def accuracy(model: SmallClassifier, data: TrainSet, *, device: str | torch.device = "cpu",
-             batch_size: int = 500) -> float:
+def accuracy(
+    model: SmallClassifier, data: TrainSet, *, device: str | torch.device = "cpu", batch_size: int = 500
+) -> float:
     """Top-1 accuracy of ``model`` on every labelled item of ``data``."""
     model.eval()
     correct = 0
@@ -81,9 +83,17 @@ def accuracy(model: SmallClassifier, data: TrainSet, *, device: str | torch.devi
     return correct / max(1, len(data))
 
 
-def train_classifier(data_cfg: DataConfig, out: str | Path, *, epochs: int = 5, batch_size: int = 128,
-                     lr: float = 1e-3, seed: int = 0, device: str = "cpu",
-                     log: Callable[[str], None] = print) -> dict[str, Any]:
+def train_classifier(
+    data_cfg: DataConfig,
+    out: str | Path,
+    *,
+    epochs: int = 5,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str = "cpu",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Train :class:`SmallClassifier` on the train split of ``data_cfg``; save it to ``out``.
 
     Adam with a cosine-decayed rate, no augmentation. Returns the test (or val) accuracy, the
@@ -115,22 +125,27 @@ def train_classifier(data_cfg: DataConfig, out: str | Path, *, epochs: int = 5, 
         sched.step()
         loss_sum += loss.detach()
         if (step + 1) % sampler.steps_per_epoch == 0:
-            log(f"classifier epoch {(step + 1) // sampler.steps_per_epoch}/{epochs}: "
-                f"loss {loss_sum.item() / sampler.steps_per_epoch:.4f} ({time.monotonic() - start:.0f} s)")
+            log(
+                f"classifier epoch {(step + 1) // sampler.steps_per_epoch}/{epochs}: "
+                f"loss {loss_sum.item() / sampler.steps_per_epoch:.4f} ({time.monotonic() - start:.0f} s)"
+            )
             loss_sum.zero_()
     seconds = time.monotonic() - start
     test_acc = accuracy(model, _eval_split(data_cfg, log), device=dev)
     log(f"classifier test accuracy {test_acc:.4f} after {seconds:.0f} s of training")
-    atomic_save({
-        "kind": "classifier",
-        "config": dataclasses.asdict(data_cfg),
-        "model": model.state_dict(),
-        "num_classes": info.num_classes,
-        "channels": info.channels,
-        "resolution": info.resolution,
-        "class_names": list(info.class_names),
-        "test_accuracy": test_acc,
-    }, out)
+    atomic_save(
+        {
+            "kind": "classifier",
+            "config": dataclasses.asdict(data_cfg),
+            "model": model.state_dict(),
+            "num_classes": info.num_classes,
+            "channels": info.channels,
+            "resolution": info.resolution,
+            "class_names": list(info.class_names),
+            "test_accuracy": test_acc,
+        },
+        out,
+    )
     return {"test_accuracy": test_acc, "seconds": seconds, "steps": total, "path": str(out)}
 
 

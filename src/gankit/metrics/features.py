@@ -80,8 +80,10 @@ class FeatureExtractor(ABC):
 
     @torch.no_grad()
     def __call__(self, images: Tensor) -> Tensor:
-        out = [self.forward(images[s : s + self.batch_size].to(self.device)).float().cpu()
-               for s in range(0, len(images), self.batch_size)]
+        out = [
+            self.forward(images[s : s + self.batch_size].to(self.device)).float().cpu()
+            for s in range(0, len(images), self.batch_size)
+        ]
         return torch.cat(out) if out else torch.zeros(0, self.dim)
 
 
@@ -91,8 +93,9 @@ class InceptionFeatures(FeatureExtractor):
     name = "inception-pool3"
     dim = 2048
 
-    def __init__(self, *, device: str | torch.device = "cpu", batch_size: int = 64,
-                 weights: str | Path | None = None) -> None:
+    def __init__(
+        self, *, device: str | torch.device = "cpu", batch_size: int = 64, weights: str | Path | None = None
+    ) -> None:
         super().__init__(device=device, batch_size=batch_size)
         path = Path(weights) if weights else inception_weights_path()
         if not _has_torch_fidelity():
@@ -102,8 +105,9 @@ class InceptionFeatures(FeatureExtractor):
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         # antialias=False: torch-fidelity's TF1-compatible resize to 299, as in the reference FID code
-        self.net = NoTrainInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path),
-                                      antialias=False).to(self.device)
+        self.net = NoTrainInceptionV3(
+            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path), antialias=False
+        ).to(self.device)
 
     def forward(self, images: Tensor) -> Tensor:
         x = to_uint8(images)

@@ -29,8 +29,9 @@ def mmd2_unbiased(x: Tensor, y: Tensor) -> float:
     return float(xx + yy - 2 * kxy.mean())
 
 
-def kid(real: Tensor, fake: Tensor, *, subset_size: int = 1000, n_subsets: int = 100,
-        seed: int = 0) -> tuple[float, float]:
+def kid(
+    real: Tensor, fake: Tensor, *, subset_size: int = 1000, n_subsets: int = 100, seed: int = 0
+) -> tuple[float, float]:
     """(mean, std) of the unbiased MMD^2 over ``n_subsets`` random subsets drawn from each set.
 
     ``subset_size`` is capped at the size of the smaller set. Seeded, so repeated calls agree.
@@ -38,8 +39,11 @@ def kid(real: Tensor, fake: Tensor, *, subset_size: int = 1000, n_subsets: int =
     x, y = real.to(torch.float64), fake.to(torch.float64)
     size = min(subset_size, len(x), len(y))
     g = torch.Generator().manual_seed(seed)
-    values = torch.tensor([
-        mmd2_unbiased(x[torch.randperm(len(x), generator=g)[:size]], y[torch.randperm(len(y), generator=g)[:size]])
-        for _ in range(n_subsets)
-    ], dtype=torch.float64)
+    values = torch.tensor(
+        [
+            mmd2_unbiased(x[torch.randperm(len(x), generator=g)[:size]], y[torch.randperm(len(y), generator=g)[:size]])
+            for _ in range(n_subsets)
+        ],
+        dtype=torch.float64,
+    )
     return float(values.mean()), float(values.std()) if n_subsets > 1 else 0.0

@@ -24,8 +24,9 @@ def _num_blocks(resolution: int) -> int:
 class DCGANGenerator(nn.Module):
     """z (N, nz) -> transposed convs with BatchNorm + ReLU -> Tanh image (N, channels, R, R)."""
 
-    def __init__(self, z_dim: int = 100, channels: int = 3, *, resolution: int = 64, ngf: int = 64,
-                 norm: str = "batch") -> None:
+    def __init__(
+        self, z_dim: int = 100, channels: int = 3, *, resolution: int = 64, ngf: int = 64, norm: str = "batch"
+    ) -> None:
         super().__init__()
         self.z_dim = z_dim
         n = _num_blocks(resolution)

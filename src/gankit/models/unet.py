@@ -56,8 +56,16 @@ class UNetGenerator(nn.Module):
     ``self.multiple`` (= 2 ** depth) is the number that input height and width must divide by.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, resolution: int = 256, ngf: int = 64,
-                 norm: str = "batch", dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        resolution: int = 256,
+        ngf: int = 64,
+        norm: str = "batch",
+        dropout: float = 0.5,
+    ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
@@ -73,11 +81,13 @@ class UNetGenerator(nn.Module):
         downs: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 4, 2, 1, bias=bias)]
         for i in range(1, depth):
             innermost = i == depth - 1
-            downs.append(nn.Sequential(
-                nn.LeakyReLU(0.2),
-                nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1, bias=bias),
-                nn.Identity() if innermost else norm_layer(norm, widths[i]),
-            ))
+            downs.append(
+                nn.Sequential(
+                    nn.LeakyReLU(0.2),
+                    nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1, bias=bias),
+                    nn.Identity() if innermost else norm_layer(norm, widths[i]),
+                )
+            )
         self.downs = nn.ModuleList(downs)
 
         # Built innermost first, i.e. in the order forward() runs them. ups[k] produces the feature
@@ -86,17 +96,21 @@ class UNetGenerator(nn.Module):
         for level in range(depth - 1, 0, -1):
             in_width = widths[level] if level == depth - 1 else 2 * widths[level]
             use_dropout = dropout > 0 and level >= depth - NUM_DROPOUT_BLOCKS
-            ups.append(nn.Sequential(
+            ups.append(
+                nn.Sequential(
+                    nn.ReLU(),
+                    nn.ConvTranspose2d(in_width, widths[level - 1], 4, 2, 1, bias=bias),
+                    norm_layer(norm, widths[level - 1]),
+                    nn.Dropout(dropout) if use_dropout else nn.Identity(),
+                )
+            )
+        ups.append(
+            nn.Sequential(
                 nn.ReLU(),
-                nn.ConvTranspose2d(in_width, widths[level - 1], 4, 2, 1, bias=bias),
-                norm_layer(norm, widths[level - 1]),
-                nn.Dropout(dropout) if use_dropout else nn.Identity(),
-            ))
-        ups.append(nn.Sequential(
-            nn.ReLU(),
-            nn.ConvTranspose2d(2 * widths[0], out_channels, 4, 2, 1),
-            nn.Tanh(),
-        ))
+                nn.ConvTranspose2d(2 * widths[0], out_channels, 4, 2, 1),
+                nn.Tanh(),
+            )
+        )
         self.ups = nn.ModuleList(ups)
 
     def forward(self, x: Tensor) -> Tensor:

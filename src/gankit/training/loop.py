@@ -93,8 +93,9 @@ class _StopSignals:
 class Trainer:
     """Builds everything a run needs from its config; :meth:`fit` trains."""
 
-    def __init__(self, cfg: Config, out_dir: str | Path, *, resume: bool = False,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, cfg: Config, out_dir: str | Path, *, resume: bool = False, log: Callable[[str], None] = print
+    ) -> None:
         self.cfg, self.out_dir, self.log = cfg, Path(out_dir), log
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.dist, self.device = distributed.init(resolve_device(cfg.train.device))
@@ -140,8 +141,9 @@ class Trainer:
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.ema = EMA(self.G, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
 
-        self.sampler = EpochSampler(len(self.data), cfg.train.batch_size, cfg.train.seed,
-                                    rank=self.dist.rank, world_size=self.dist.world_size)
+        self.sampler = EpochSampler(
+            len(self.data), cfg.train.batch_size, cfg.train.seed, rank=self.dist.rank, world_size=self.dist.world_size
+        )
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_epochs = cfg.train.pretrain_epochs + cfg.train.epochs + cfg.optim.decay_epochs
         total = self.steps_per_epoch * self.total_epochs
@@ -183,8 +185,7 @@ class Trainer:
             )
         if state is not None and state.get("family") != self.cfg.family:
             raise CheckpointError(
-                f"{self.ckpt_dir / 'last.pt'}: checkpoint of family '{state.get('family')}', "
-                f"not '{self.cfg.family}'"
+                f"{self.ckpt_dir / 'last.pt'}: checkpoint of family '{state.get('family')}', not '{self.cfg.family}'"
             )
         distributed.barrier(self.dist)
         return state
@@ -320,8 +321,10 @@ class Trainer:
         self.skipped_steps += 1
         self.lr_scale *= 0.5
         self._set_lr(self.epoch_of(self.step))
-        self.log(f"warning: step {self.step + 1}: {name} = {value}; step skipped, learning rates halved "
-                 f"(x{self.lr_scale:g} now, {self.skipped_steps} skipped so far)")
+        self.log(
+            f"warning: step {self.step + 1}: {name} = {value}; step skipped, learning rates halved "
+            f"(x{self.lr_scale:g} now, {self.skipped_steps} skipped so far)"
+        )
         return False
 
     def train_step(self, batch: Batch, *, pretrain: bool = False, g_step: bool = True) -> dict[str, Tensor]:
@@ -377,8 +380,15 @@ class Trainer:
             f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps, device {self.device}, out {self.out_dir}"
         )
         gbs = bs * self.dist.world_size  # images per step over all processes
-        bar = tqdm(total=self.total_steps * gbs, initial=self.step * gbs, unit="img", unit_scale=True,
-                   dynamic_ncols=True, disable=not (cfg.train.progress and self.is_main), smoothing=0.05)
+        bar = tqdm(
+            total=self.total_steps * gbs,
+            initial=self.step * gbs,
+            unit="img",
+            unit_scale=True,
+            dynamic_ncols=True,
+            disable=not (cfg.train.progress and self.is_main),
+            smoothing=0.05,
+        )
         last_ckpt = epoch_start = fit_start = time.monotonic()
         deadline = fit_start + 60 * cfg.train.max_minutes if cfg.train.max_minutes else math.inf
         epoch_start_step = self.step
@@ -396,8 +406,10 @@ class Trainer:
                 gen = self.sampler.augment_generator(self.step) if self.family.kind == "paired" else None
                 batch = self.data.batch(index, device=self.device, generator=gen)
                 if self.channels_last:
-                    batch = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
-                             for k, v in batch.items()}
+                    batch = {
+                        k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                        for k, v in batch.items()
+                    }
                 g_step = (self.step + 1) % cfg.loss.n_critic == 0
                 acc.add(self.train_step(batch, pretrain=pretrain, g_step=g_step))
                 self.step += 1
@@ -405,7 +417,8 @@ class Trainer:
 
                 epoch_done = self.step % self.steps_per_epoch == 0
                 time_up = deadline != math.inf and distributed.any_across(
-                    time.monotonic() > deadline, self.dist, self.device)
+                    time.monotonic() > deadline, self.dist, self.device
+                )
                 finished = self.step >= self.total_steps or time_up
                 stopping = distributed.any_across(stop.signum is not None, self.dist, self.device)
                 if self.step % cfg.train.log_every == 0 or epoch_done or finished or stopping:
@@ -423,20 +436,31 @@ class Trainer:
                     self.save()
                     bar.close()
                     signum = stop.signum or signal.SIGTERM
-                    log(f"{signal.Signals(signum).name}: saved step {self.step} to {self.ckpt_dir / 'last.pt'}; "
-                        f"continue with --resume --out {self.out_dir}")
+                    log(
+                        f"{signal.Signals(signum).name}: saved step {self.step} to {self.ckpt_dir / 'last.pt'}; "
+                        f"continue with --resume --out {self.out_dir}"
+                    )
                     raise TrainingInterrupted(signum, self.step)
                 if epoch_done or finished:
                     secs = time.monotonic() - epoch_start
                     imgs = (self.step - epoch_start_step) * gbs
                     last_val = self.end_of_epoch(epoch, final=finished and not epoch_done) if self.is_main else {}
                     msg = " ".join(f"{k} {v:.4f}" for k, v in {**last_row, **last_val}.items())
-                    line = (f"epoch {epoch + 1}/{self.total_epochs} step {self.step}: {msg} | "
-                            f"{secs:.1f} s, {imgs / max(secs, 1e-9):.0f} img/s")
+                    line = (
+                        f"epoch {epoch + 1}/{self.total_epochs} step {self.step}: {msg} | "
+                        f"{secs:.1f} s, {imgs / max(secs, 1e-9):.0f} img/s"
+                    )
                     (bar.write if cfg.train.progress else log)(line)
                     if self.is_main:
-                        self.metrics_log.append({"step": self.step, "epoch": epoch + 1, "seconds": round(secs, 3),
-                                                 "images_per_s": round(imgs / max(secs, 1e-9), 1), **last_val})
+                        self.metrics_log.append(
+                            {
+                                "step": self.step,
+                                "epoch": epoch + 1,
+                                "seconds": round(secs, 3),
+                                "images_per_s": round(imgs / max(secs, 1e-9), 1),
+                                **last_val,
+                            }
+                        )
                     epoch_start, epoch_start_step = time.monotonic(), self.step
                     last_ckpt = time.monotonic()
                     if time_up:
@@ -488,8 +512,14 @@ class Trainer:
 
         t = self.cfg.train
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            evaluate(self.ckpt_dir / "G_last.pt", metrics=t.eval_metrics or None, n=t.eval_n,
-                     device=str(self.device), seed=t.seed, log=self.log)
+            evaluate(
+                self.ckpt_dir / "G_last.pt",
+                metrics=t.eval_metrics or None,
+                n=t.eval_n,
+                device=str(self.device),
+                seed=t.seed,
+                log=self.log,
+            )
         plot_metrics(self.out_dir)
 
     def validate(self, G: nn.Module) -> dict[str, float]:

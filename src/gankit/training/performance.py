@@ -53,7 +53,8 @@ def plan(t: TrainConfig, device: torch.device, *, convolutional: bool) -> SpeedP
     if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         warnings.append(
             "train.amp=bf16 on a CPU without native bf16 instructions (AVX512-BF16/AMX): steps run several "
-            "times slower than in fp32 (3.5-17x measured on AVX2); train.amp=none is the fast choice here")
+            "times slower than in fp32 (3.5-17x measured on AVX2); train.amp=none is the fast choice here"
+        )
     return SpeedPlan(
         channels_last=(t.channels_last or t.fast) and convolutional,
         compile=t.compile or t.fast,
@@ -105,4 +106,5 @@ def keep_freed_memory() -> bool:
     except OSError:
         return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) & bool(
-        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )

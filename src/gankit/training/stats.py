@@ -92,7 +92,7 @@ def plot_losses(stats_path: Path, out_png: Path, title: str = "") -> None:
         (line,) = ax.plot(xs, ys, alpha=0.3, linewidth=0.8)
         w = max(1, len(ys) // 50)
         if w > 1:
-            smooth = [sum(ys[max(0, i - w + 1): i + 1]) / len(ys[max(0, i - w + 1): i + 1]) for i in range(len(ys))]
+            smooth = [sum(ys[max(0, i - w + 1) : i + 1]) / len(ys[max(0, i - w + 1) : i + 1]) for i in range(len(ys))]
             ax.plot(xs, smooth, color=line.get_color(), label=k)
         else:
             line.set_alpha(1.0)
