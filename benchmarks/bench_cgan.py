@@ -12,15 +12,10 @@ from a pre-normalized tensor: the pure-compute ceiling.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-import common
 import seed_data
-from bench_gan import InMemoryLoader
 
 Z_DIM, EMBED, CLASSES, PIXELS = 100, 10, 10, 28 * 28
 
@@ -87,36 +82,5 @@ def seed_step(device: torch.device):
     return step
 
 
-def build(name: str, args: argparse.Namespace) -> common.Runner:
-    root = seed_data.fashion_mnist_root(args.data_root, args.synthetic)
-    if name.startswith("gankit"):
-        return common.gankit_runner("cgan", name, args, {"data.path": str(root)})
-    device = torch.device(args.device)
-    ds = seed_data.SeedMNIST(root, seed_data.mnist_transform())
-    if name == "seed in-memory":
-        loader = InMemoryLoader(ds, args.batch_size)
-    else:
-        workers = int(name.split("nw=")[1])
-        loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True)
-    return common.BaselineRunner(loader, seed_step(device), args.batch_size)
-
-
-def main() -> None:
-    p = common.base_parser(
-        __doc__.splitlines()[0],
-        batch_size=100,
-        num_workers="0",
-        rounds=5,
-        steps=40,
-        warmup=10,
-        options="default,compile",
-    )
-    args = p.parse_args()
-    names = common.contestant_names(args, compute_baseline=True)
-    results = common.run_contestants(build, names, args)
-    data = "synthetic" if args.synthetic else "fashion-mnist"
-    common.report(f"cgan (conditional MLP GAN, {data}, batch {args.batch_size}, {args.device})", results, args)
-
-
 if __name__ == "__main__":
-    main()
+    seed_data.mnist_main(__doc__, "cgan", "conditional MLP GAN", seed_step, steps=40)

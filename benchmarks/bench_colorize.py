@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-from torch.utils.data import DataLoader
-
 import common
 import seed_data
-from seed_pix2pix import pix2pix_step
+import seed_pix2pix
 
 
 def build(name: str, args: argparse.Namespace) -> common.Runner:
@@ -32,30 +29,8 @@ def build(name: str, args: argparse.Namespace) -> common.Runner:
             {"data.path": str(root), "data.resolution": args.resolution, "data.load_size": args.resolution},
         )
     ds = seed_data.SeedColorization(root / "train", load_size=args.resolution, crop_size=args.resolution)
-    workers = int(name.split("nw=")[1])
-    loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True)
-    step = pix2pix_step(1, 2, torch.device(args.device), resolution=args.resolution)
-    return common.BaselineRunner(loader, step, args.batch_size, {"train_images": len(ds)})
-
-
-def main() -> None:
-    p = common.base_parser(
-        __doc__.splitlines()[0],
-        batch_size=1,
-        num_workers="2",
-        rounds=3,
-        steps=3,
-        warmup=2,
-        options="default,channels_last",
-    )
-    p.add_argument("--resolution", type=int, default=256, choices=[128, 256])
-    args = p.parse_args()
-    results = common.run_contestants(build, common.contestant_names(args), args)
-    data = "synthetic" if args.synthetic else "bsds500"
-    common.report(
-        f"colorize ({data} {args.resolution}x{args.resolution}, batch {args.batch_size}, {args.device})", results, args
-    )
+    return seed_pix2pix.baseline_runner(name, ds, 1, 2, args)
 
 
 if __name__ == "__main__":
-    main()
+    seed_pix2pix.main(__doc__, build, "colorize", "bsds500")

@@ -11,13 +11,9 @@ real + detached fakes, then one G step on the same fakes; batches from a per-sam
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-import common
 import seed_data
 
 Z_DIM, HIDDEN, SIDE = 64, 256, 28
@@ -79,51 +75,5 @@ def seed_step(device: torch.device):
     return step
 
 
-class InMemoryLoader:
-    """Shuffled batches sliced from one pre-normalized tensor (no per-sample work)."""
-
-    def __init__(self, ds: seed_data.SeedMNIST, batch_size: int) -> None:
-        self.images = ds.images.float().div(127.5).sub(1.0).unsqueeze(1)
-        self.labels = ds.labels
-        self.batch_size = batch_size
-
-    def __iter__(self):
-        perm = torch.randperm(len(self.images))
-        for i in range(0, len(perm) - self.batch_size + 1, self.batch_size):
-            idx = perm[i : i + self.batch_size]
-            yield self.images[idx], self.labels[idx]
-
-
-def build(name: str, args: argparse.Namespace) -> common.Runner:
-    root = seed_data.fashion_mnist_root(args.data_root, args.synthetic)
-    if name.startswith("gankit"):
-        return common.gankit_runner("gan", name, args, {"data.path": str(root)})
-    device = torch.device(args.device)
-    ds = seed_data.SeedMNIST(root, seed_data.mnist_transform())
-    if name == "seed in-memory":
-        loader = InMemoryLoader(ds, args.batch_size)
-    else:
-        workers = int(name.split("nw=")[1])
-        loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True)
-    return common.BaselineRunner(loader, seed_step(device), args.batch_size)
-
-
-def main() -> None:
-    p = common.base_parser(
-        __doc__.splitlines()[0],
-        batch_size=100,
-        num_workers="0",
-        rounds=5,
-        steps=60,
-        warmup=10,
-        options="default,compile",
-    )
-    args = p.parse_args()
-    names = common.contestant_names(args, compute_baseline=True)
-    results = common.run_contestants(build, names, args)
-    data = "synthetic" if args.synthetic else "fashion-mnist"
-    common.report(f"gan (MLP GAN, {data}, batch {args.batch_size}, {args.device})", results, args)
-
-
 if __name__ == "__main__":
-    main()
+    seed_data.mnist_main(__doc__, "gan", "MLP GAN", seed_step, steps=60)

@@ -43,6 +43,8 @@ GANKIT_OPTIONS: dict[str, dict[str, Any]] = {
     "compile": {"train.compile": True},
     "fast": {"train.fast": True},
     "bf16": {"train.amp": "bf16"},
+    "nchw": {"train.channels_last": False},  # the DCGAN presets train channels_last
+    "freeing": {"train.keep_memory": False},  # glibc returns freed memory to the OS (gankit before 2026-11-23)
 }
 """gankit config overrides compared by every benchmark (``--options``)."""
 
@@ -70,16 +72,6 @@ def _loop_adam(tr: Any) -> None:
     o = tr.cfg.optim
     tr.opt_G = torch.optim.Adam(tr.G.parameters(), lr=o.lr_g, betas=(o.beta1, o.beta2), foreach=False)
     tr.opt_D = torch.optim.Adam(tr.D.parameters(), lr=o.lr_d, betas=(o.beta1, o.beta2), foreach=False)
-
-
-@prototype("mallopt")
-def _mallopt(tr: Any) -> None:
-    """glibc keeps freed memory in the heap instead of unmapping it (no page faults on re-allocation)."""
-    import ctypes
-
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-    libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,17 +14,22 @@ The per-sample pipelines follow the published code paths they stand for:
 
 from __future__ import annotations
 
+import argparse
+import functools
 import gzip
 import random
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+import common
 from common import CACHE_DIR, use_bench_cache
 
 SYNTH_DIR = CACHE_DIR / "synthetic"
@@ -85,6 +90,65 @@ def mnist_transform(resolution: int = 28) -> transforms.Compose:
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
 
 
+class InMemoryLoader:
+    """Shuffled batches sliced from one pre-normalized tensor (no per-sample work)."""
+
+    def __init__(self, ds: SeedMNIST, batch_size: int) -> None:
+        self.images = ds.images.float().div(127.5).sub(1.0).unsqueeze(1)
+        self.labels = ds.labels
+        self.batch_size = batch_size
+
+    def __iter__(self):
+        perm = torch.randperm(len(self.images))
+        for i in range(0, len(perm) - self.batch_size + 1, self.batch_size):
+            idx = perm[i : i + self.batch_size]
+            yield self.images[idx], self.labels[idx]
+
+
+def mnist_seed_loader(name: str, root: Path, batch_size: int) -> Any:
+    """The baseline's batches for contestant ``name``: "seed in-memory" or "seed nw=K" (a DataLoader)."""
+    ds = SeedMNIST(root, mnist_transform())
+    if name == "seed in-memory":
+        return InMemoryLoader(ds, batch_size)
+    return DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers_of(name), drop_last=True)
+
+
+def mnist_build(
+    preset: str, seed_step: Callable[[torch.device], Callable[[Any], None]], name: str, args: argparse.Namespace
+) -> common.Runner:
+    """Contestant ``name`` of an MLP benchmark on Fashion-MNIST: gankit's ``preset`` or the seed step."""
+    root = fashion_mnist_root(args.data_root, args.synthetic)
+    if name.startswith("gankit"):
+        return common.gankit_runner(preset, name, args, {"data.path": str(root)})
+    loader = mnist_seed_loader(name, root, args.batch_size)
+    return common.BaselineRunner(loader, seed_step(torch.device(args.device)), args.batch_size)
+
+
+def mnist_main(
+    doc: str, preset: str, title: str, seed_step: Callable[[torch.device], Callable[[Any], None]], *, steps: int
+) -> None:
+    """Command line, contestants and report of an MLP benchmark (bench_gan, bench_cgan)."""
+    p = common.base_parser(
+        doc.splitlines()[0],
+        batch_size=100,
+        num_workers="0",
+        rounds=5,
+        steps=steps,
+        warmup=10,
+        options="default,compile",
+    )
+    args = p.parse_args()
+    names = common.contestant_names(args, compute_baseline=True)
+    results = common.run_contestants(functools.partial(mnist_build, preset, seed_step), names, args)
+    data = "synthetic" if args.synthetic else "fashion-mnist"
+    common.report(f"{preset} ({title}, {data}, batch {args.batch_size}, {args.device})", results, args)
+
+
+def workers_of(name: str) -> int:
+    """DataLoader workers of a baseline contestant named "seed nw=K"."""
+    return int(name.split("nw=")[1])
+
+
 # ---------------------------------------------------------------------------------------------
 # Image folders (DCGAN)
 # ---------------------------------------------------------------------------------------------
@@ -94,6 +158,18 @@ def _random_photo(rng: np.random.Generator, w: int, h: int) -> Image.Image:
     """Smooth random colours (upsampled noise): decodes like a photo, unlike pure noise."""
     small = rng.integers(0, 256, (max(2, h // 16), max(2, w // 16), 3), dtype=np.uint8)
     return Image.fromarray(small).resize((w, h), Image.Resampling.BICUBIC)
+
+
+def _synthetic_splits(name: str, w: int, h: int, counts: dict[str, int]) -> Path:
+    """``SYNTH_DIR/name/<split>/NNNN.jpg`` random photos of w x h, written once."""
+    root = SYNTH_DIR / name
+    if not (root / list(counts)[-1]).is_dir():
+        rng = np.random.default_rng(0)
+        for split, n in counts.items():
+            (root / split).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                _random_photo(rng, w, h).save(root / split / f"{i:04d}.jpg", quality=95)
+    return root
 
 
 def repeated_folder(src: Path, n: int, name: str) -> Path:
@@ -159,14 +235,7 @@ def facades_root(data_root: Path, synthetic: bool) -> Path:
         from gankit.data.facades import find_facades
 
         return find_facades(data_root / "cmp-facades-base", log=lambda msg: None)
-    root = SYNTH_DIR / "facades"
-    if not (root / "val").is_dir():
-        rng = np.random.default_rng(0)
-        for split, n in (("train", 400), ("val", 20)):
-            (root / split).mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                _random_photo(rng, 512, 256).save(root / split / f"{i:04d}.jpg", quality=95)
-    return root
+    return _synthetic_splits("facades", 512, 256, {"train": 400, "val": 20})
 
 
 class SeedAligned(Dataset):
@@ -207,14 +276,7 @@ def colorization_root(data_root: Path, synthetic: bool) -> Path:
     """A folder with ``train/`` and ``val/`` colour photos: BSDS500, or random 481x321 jpgs."""
     if not synthetic:
         return data_root / "bsds500-color"
-    root = SYNTH_DIR / "colorization"
-    if not (root / "val").is_dir():
-        rng = np.random.default_rng(0)
-        for split, n in (("train", 200), ("val", 20)):
-            (root / split).mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                _random_photo(rng, 481, 321).save(root / split / f"{i:04d}.jpg", quality=95)
-    return root
+    return _synthetic_splits("colorization", 481, 321, {"train": 200, "val": 20})
 
 
 class SeedColorization(Dataset):

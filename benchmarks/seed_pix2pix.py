@@ -6,8 +6,15 @@ code), written out for the pix2pix and colorization benchmarks: a recursive U-Ne
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
+
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+import common
+import seed_data
 
 
 class SkipBlock(nn.Module):
@@ -159,3 +166,31 @@ def pix2pix_step(in_ch: int, out_ch: int, device: torch.device, *, resolution: i
         opt_G.step()
 
     return step
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared by bench_pix2pix and bench_colorize
+# ---------------------------------------------------------------------------------------------
+
+
+def baseline_runner(name: str, ds: Dataset, in_ch: int, out_ch: int, args: argparse.Namespace) -> common.Runner:
+    """The reference step fed by ``ds`` through a DataLoader with the workers named in ``name``."""
+    loader = DataLoader(
+        ds, batch_size=args.batch_size, shuffle=True, num_workers=seed_data.workers_of(name), drop_last=True
+    )
+    step = pix2pix_step(in_ch, out_ch, torch.device(args.device), resolution=args.resolution)
+    return common.BaselineRunner(loader, step, args.batch_size, {"train_images": len(ds)})
+
+
+def main(doc: str, build: Callable[[str, argparse.Namespace], common.Runner], title: str, data: str) -> None:
+    """Command line, contestants and report of a U-Net benchmark (``title`` gets data, size, batch, device)."""
+    p = common.base_parser(
+        doc.splitlines()[0], batch_size=1, num_workers="2", rounds=3, steps=3, warmup=2, options="default,channels_last"
+    )
+    p.add_argument("--resolution", type=int, default=256, choices=[128, 256])
+    args = p.parse_args()
+    results = common.run_contestants(build, common.contestant_names(args), args)
+    data = "synthetic" if args.synthetic else data
+    common.report(
+        f"{title} ({data} {args.resolution}x{args.resolution}, batch {args.batch_size}, {args.device})", results, args
+    )
