@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit.color import model_to_rgb, rgb_to_lab
+from gankit.color import rgb_to_lab
 from gankit.data.colorization import ColorizationDataset, load_colorization
 from gankit.data.errors import DataError
 
