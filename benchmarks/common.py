@@ -325,6 +325,9 @@ def _child(
             _sync(args.device)
             warm.append(time.perf_counter() - t)
         runner.end_round()
+        runner.begin_round()
+        flops = _count_flops(runner)  # one more, untimed step
+        runner.end_round()
         conn.send(
             {
                 "ok": True,
@@ -332,6 +335,7 @@ def _child(
                 "images_per_step": runner.images_per_step,
                 "info": runner.info,
                 "threads": torch.get_num_threads(),
+                "flops_per_step": flops,
             }
         )
         while True:
@@ -355,6 +359,37 @@ def _child(
             pass
     finally:
         conn.close()
+
+
+def _count_flops(runner: Runner) -> float | None:
+    """FLOPs of one training step (matmuls and convolutions, forward and backward) by
+    ``torch.utils.flop_counter``; None where it cannot count (e.g. through torch.compile)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with FlopCounterMode(display=False) as counter:
+            runner.step()
+        return float(counter.get_total_flops()) or None
+    except Exception:  # noqa: BLE001 - an uncountable step only loses the TFLOP/s column
+        return None
+
+
+def gemm_tflops(device: str, dtype_name: str = "float32", n: int = 4096, reps: int = 5) -> float:
+    """The rate of a large square matmul on ``device``: the practical peak the steps are compared with."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    _sync(device)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e12
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,6 +485,8 @@ def _summarize(res: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
     out["children_peak_rss_mb"] = max(r["children_peak_rss_mb"] for r in rounds)
     if "peak_cuda_mb" in rounds[0]:
         out["peak_cuda_mb"] = max(r["peak_cuda_mb"] for r in rounds)
+    if res.get("flops_per_step"):
+        out["tflops"] = res["flops_per_step"] / out["step_s"] / 1e12
     warm = res.get("warmup_s") or []
     # compilation (and other first-step costs) = warm-up time beyond what as many steady steps take
     out["warmup_extra_s"] = max(0.0, sum(warm) - len(warm) * out["step_s"])
@@ -502,7 +539,9 @@ def report(
         return f"{x:.3g}" if x < 10 else f"{x:.1f}"
 
     print(f"\n{title}")
-    header = f"{'images/s':>9} {'ratio':>7} {'s/step':>8} {'peak MB':>8} {'warm-up+ s':>10}  rounds images/s"
+    header = (
+        f"{'images/s':>9} {'ratio':>7} {'s/step':>8} {'TFLOP/s':>8} {'peak MB':>8} {'warm-up+ s':>10}  rounds images/s"
+    )
     print(f"{'name':<{w}} {header}")
     for r in results:
         if not r.get("ok") or "images_per_s" not in r:
@@ -510,16 +549,26 @@ def report(
             print(f"{r['name']:<{w}} {'failed':>9}  {last[0]}")
             continue
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
+        tflops = f"{r['tflops']:.3f}" if "tflops" in r else "-"
         print(
-            f"{r['name']:<{w}} {num(r['images_per_s']):>9} {ratio:>7} {r['step_s']:>8.3f} {r[mem_key]:>8.0f} "
+            f"{r['name']:<{w}} {num(r['images_per_s']):>9} {ratio:>7} {r['step_s']:>8.3f} {tflops:>8} "
+            f"{r[mem_key]:>8.0f} "
             f"{r['warmup_extra_s']:>10.1f}  {' '.join(num(x) for x in r['rounds_images_per_s'])}"
         )
     print(
         f"ratio = median over rounds of (images/s / {results[0]['name']} images/s in the same round); "
         f"peak MB = peak {'CUDA allocation' if args.device == 'cuda' else 'RSS of the training process'}; "
-        "warm-up+ = warm-up time beyond steady steps (compilation)"
+        "warm-up+ = warm-up time beyond steady steps (compilation); TFLOP/s = the FLOPs of one step "
+        "(counted by torch.utils.flop_counter) / s per step"
     )
-    write_results(title, results, args, extra)
+    peaks = {"gemm_fp32_tflops": gemm_tflops(args.device)}
+    if args.device == "cuda":
+        peaks["gemm_bf16_tflops"] = gemm_tflops(args.device, "bfloat16")
+    print(
+        "reference: a 4096^3 matmul on this device runs at "
+        + ", ".join(f"{v:.3g} TFLOP/s ({k.split('_')[1]})" for k, v in peaks.items())
+    )
+    write_results(title, results, args, {**peaks, **(extra or {})})
 
 
 def write_results(
