@@ -296,7 +296,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.z_dim": 100,
         "train.batch_size": 128,
         "train.epochs": 5,
-        "train.channels_last": True,  # 1.1-1.2x on CPU (BENCHMARKS.md)
+        "train.channels_last": True,  # 1.05-1.2x on CPU (BENCHMARKS.md)
     },
     "dcgan-fmnist": {
         "family": "dcgan",
@@ -306,7 +306,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.z_dim": 100,
         "train.batch_size": 128,
         "train.epochs": 5,
-        "train.channels_last": True,  # 1.1-1.2x on CPU (BENCHMARKS.md)
+        "train.channels_last": True,  # 1.05-1.2x on CPU (BENCHMARKS.md)
     },
     "dcgan-fmnist32": {
         "family": "dcgan",
@@ -316,7 +316,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.z_dim": 100,
         "train.batch_size": 128,
         "train.epochs": 10,
-        "train.channels_last": True,  # 1.1-1.2x on CPU (BENCHMARKS.md)
+        "train.channels_last": True,  # 1.05-1.2x on CPU (BENCHMARKS.md)
     },
     "pix2pix": {
         "family": "pix2pix",
