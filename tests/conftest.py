@@ -115,26 +115,20 @@ def image_folder_classes(tmp_path: Path) -> Path:
 
 # ------------------------------------------------------------------------------------ configs
 
+_UNET_SMALL: dict[str, Any] = {
+    "model.ngf": 8,
+    "model.ndf": 8,
+    "data.resolution": 32,
+    "data.load_size": 32,
+    "train.batch_size": 2,
+    "train.n_samples": 2,
+}
 _SMALL: dict[str, dict[str, Any]] = {
     "gan": {"model.z_dim": 16, "model.g_hidden": [32, 32], "model.d_hidden": [32, 32]},
     "cgan": {"model.z_dim": 16, "model.g_hidden": [32, 32], "model.d_hidden": [32, 32]},
     "dcgan": {"model.z_dim": 16, "model.ngf": 8, "model.ndf": 8, "data.resolution": 32},
-    "pix2pix": {
-        "model.ngf": 8,
-        "model.ndf": 8,
-        "data.resolution": 32,
-        "data.load_size": 32,
-        "train.batch_size": 2,
-        "train.n_samples": 2,
-    },
-    "colorize": {
-        "model.ngf": 8,
-        "model.ndf": 8,
-        "data.resolution": 32,
-        "data.load_size": 32,
-        "train.batch_size": 2,
-        "train.n_samples": 2,
-    },
+    "pix2pix": _UNET_SMALL,
+    "colorize": _UNET_SMALL,
 }
 
 
