@@ -6,8 +6,8 @@ Photos are decoded once, squashed to ``load_size`` x ``load_size`` (a plain squa
 reference colorization code does: aspect ratio is not kept) and converted to Lab once, at load
 (:mod:`gankit.color`, in chunks). Random crops and flips move pixels without changing them and
 sRGB -> Lab is a per-pixel map, so cropping/flipping the converted photos gives the same batches as
-converting each cropped batch; a training batch is then an index, a crop/flip and a cast: about 15x
-faster than converting per batch on a CPU and 40x faster than the reference pipeline
+converting each cropped batch; a training batch is then an index, a crop/flip and a cast: about 11x
+faster than converting per batch on a CPU and about 30x faster than the reference pipeline
 (BENCHMARKS.md). The cache holds the model-scaled values (L/50 - 1, ab/110) in float16: 6 bytes a
 pixel (393 KB a 256x256 photo, twice a uint8 RGB cache), rounding L* by at most 0.013 and a*, b* by
 0.03, far below the 8-bit quantization of the photos themselves.
