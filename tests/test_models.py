@@ -117,33 +117,71 @@ def _linears(m: nn.Module) -> list[tuple[int, int]]:
     return [(l.in_features, l.out_features) for l in m.modules() if isinstance(l, nn.Linear)]
 
 
-def _types(seq: nn.Sequential) -> list[type]:
-    return [type(m) for m in seq]
+def _layers(seq: nn.Sequential) -> list[tuple]:
+    """Every layer of ``seq`` as a comparable tuple: kind and sizes / slope / probability."""
+    out: list[tuple] = []
+    for m in seq:
+        if type(m) is nn.Linear:
+            out.append(("linear", m.in_features, m.out_features, m.bias is not None))
+        elif type(m) is nn.LeakyReLU:
+            out.append(("leaky", m.negative_slope))
+        elif type(m) is nn.ReLU:
+            out.append(("relu",))
+        elif type(m) is nn.Dropout:
+            out.append(("dropout", m.p))
+        elif type(m) is nn.Tanh:
+            out.append(("tanh",))
+        else:
+            out.append(("other", type(m).__name__))
+    return out
+
+
+def _lin(i: int, o: int) -> tuple:
+    return ("linear", i, o, True)
 
 
 def test_gan_seed_layers() -> None:
+    """The notes' GAN: G 64-256-256-784 ReLU, Tanh; D 784-256-256-1 LeakyReLU(0.2), one logit."""
     G, D = get_family("gan").build(make_config("gan"), FAMILY_INFO["gan"])
-    assert _linears(G) == [(64, 256), (256, 256), (256, 784)]
-    assert _types(G.net) == [nn.Linear, nn.ReLU, nn.Linear, nn.ReLU, nn.Linear, nn.Tanh]
-    assert _linears(D) == [(784, 256), (256, 256), (256, 1)]
-    assert _types(D.net) == [nn.Linear, nn.LeakyReLU, nn.Linear, nn.LeakyReLU, nn.Linear]
-    assert all(m.negative_slope == 0.2 for m in D.modules() if isinstance(m, nn.LeakyReLU))
-    assert not any(isinstance(m, nn.Dropout) for m in [*G.modules(), *D.modules()])
+    relu, leaky = ("relu",), ("leaky", 0.2)
+    assert _layers(G.net) == [_lin(64, 256), relu, _lin(256, 256), relu, _lin(256, 784), ("tanh",)]
+    assert _layers(D.net) == [_lin(784, 256), leaky, _lin(256, 256), leaky, _lin(256, 1)]
+    assert list(G.children()) == [G.net] and list(D.children()) == [D.net]  # no embedding, nothing else
     assert G(torch.randn(5, 64)).shape == (5, 1, 28, 28)
+    assert D(torch.randn(5, 1, 28, 28)).shape == (5,)  # one logit per image, no Sigmoid
 
 
 def test_cgan_seed_layers() -> None:
+    """The notes' cGAN: labels embedded 10x10 and concatenated to z=100 (G) and to the flat image (D);
+    G 110-256-512-1024-784 with LeakyReLU(0.2), Tanh; D 794-1024-512-256-1 with LeakyReLU(0.2) and
+    dropout 0.3 after every hidden layer, one logit."""
     G, D = get_family("cgan").build(make_config("cgan"), FAMILY_INFO["cgan"])
+    leaky, drop = ("leaky", 0.2), ("dropout", 0.3)
     assert G.embed.weight.shape == (10, 10) and D.embed.weight.shape == (10, 10)
-    assert _linears(G) == [(110, 256), (256, 512), (512, 1024), (1024, 784)]
-    assert _linears(D) == [(794, 1024), (1024, 512), (512, 256), (256, 1)]
-    assert isinstance(G.net[-1], nn.Tanh)
-    drops = [m for m in D.modules() if isinstance(m, nn.Dropout)]
-    assert len(drops) == 3 and all(d.p == 0.3 for d in drops)
-    assert not any(isinstance(m, nn.Dropout) for m in G.modules())
-    assert all(m.negative_slope == 0.2 for m in D.modules() if isinstance(m, nn.LeakyReLU))
-    # D: Linear, LeakyReLU, Dropout per hidden layer, then the output Linear
-    assert _types(D.net) == [nn.Linear, nn.LeakyReLU, nn.Dropout] * 3 + [nn.Linear]
+    assert _layers(G.net) == [
+        *(_lin(110, 256), leaky),
+        *(_lin(256, 512), leaky),
+        *(_lin(512, 1024), leaky),
+        _lin(1024, 784),
+        ("tanh",),
+    ]
+    assert _layers(D.net) == [
+        *(_lin(794, 1024), leaky, drop),
+        *(_lin(1024, 512), leaky, drop),
+        *(_lin(512, 256), leaky, drop),
+        _lin(256, 1),
+    ]
+    assert list(G.children()) == [G.embed, G.net] and list(D.children()) == [D.embed, D.net]
+    labels = torch.arange(4) % 10
+    assert G(torch.randn(4, 100), labels).shape == (4, 1, 28, 28)
+    assert D(torch.randn(4, 1, 28, 28), labels).shape == (4,)
+
+
+def test_mlp_generator_activation_is_checked() -> None:
+    from gankit.models.mlp import MLPGenerator
+
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        MLPGenerator(8, (1, 4, 4), hidden=[8], act="gelu")
 
 
 def _convs(m: nn.Module, kind: type) -> list[nn.Module]:

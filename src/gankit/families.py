@@ -87,8 +87,15 @@ def _cgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     shape = (info.channels, info.resolution, info.resolution)
     m = cfg.model
     return (
+        # the notes' cGAN generator uses LeakyReLU(0.2) between its layers (the plain GAN's uses ReLU)
         MLPGenerator(
-            m.z_dim, shape, hidden=m.g_hidden, num_classes=info.num_classes, embed_dim=m.embed_dim, dropout=m.g_dropout
+            m.z_dim,
+            shape,
+            hidden=m.g_hidden,
+            num_classes=info.num_classes,
+            embed_dim=m.embed_dim,
+            dropout=m.g_dropout,
+            act="leaky_relu",
         ),
         MLPDiscriminator(
             shape, hidden=m.d_hidden, num_classes=info.num_classes, embed_dim=m.embed_dim, dropout=m.d_dropout

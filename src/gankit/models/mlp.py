@@ -2,6 +2,10 @@
 
 With ``num_classes > 0`` both networks are class-conditional in the cGAN way: a learned label
 embedding is concatenated to the noise vector in G and to the flattened image in D.
+
+The course notes' generators differ in their hidden activation: the plain GAN uses ReLU
+(64-256-256-784), the cGAN LeakyReLU(0.2) (110-256-512-1024-784); both end in Tanh. The
+discriminators use LeakyReLU(0.2) throughout.
 """
 
 from __future__ import annotations
@@ -10,6 +14,18 @@ import math
 
 import torch
 from torch import Tensor, nn
+
+
+ACTIVATIONS = ("relu", "leaky_relu")
+
+
+def _activation(name: str) -> nn.Module:
+    """A hidden-layer activation by name; ``leaky_relu`` has the slope 0.2 of the GAN literature."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.2)
+    raise ValueError(f"unknown activation '{name}' (expected {' or '.join(ACTIVATIONS)})")
 
 
 def _mlp(sizes: list[int], act: nn.Module, dropout: float = 0.0) -> list[nn.Module]:
@@ -22,7 +38,7 @@ def _mlp(sizes: list[int], act: nn.Module, dropout: float = 0.0) -> list[nn.Modu
 
 
 class MLPGenerator(nn.Module):
-    """z (+ label embedding) -> hidden ReLU layers -> Tanh image of ``image_shape``."""
+    """z (+ label embedding) -> hidden layers with ``act`` (ReLU or LeakyReLU 0.2) -> Tanh image of ``image_shape``."""
 
     def __init__(
         self,
@@ -33,13 +49,14 @@ class MLPGenerator(nn.Module):
         num_classes: int = 0,
         embed_dim: int = 10,
         dropout: float = 0.0,
+        act: str = "relu",
     ) -> None:
         super().__init__()
         self.z_dim, self.image_shape, self.num_classes = z_dim, tuple(image_shape), num_classes
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
         in_dim = z_dim + (embed_dim if num_classes else 0)
         self.net = nn.Sequential(
-            *_mlp([in_dim, *hidden], nn.ReLU(), dropout),
+            *_mlp([in_dim, *hidden], _activation(act), dropout),
             nn.Linear(hidden[-1] if hidden else in_dim, math.prod(image_shape)),
             nn.Tanh(),
         )
