@@ -1,46 +1,115 @@
 """The ``gankit`` command line: a thin layer of subcommands over the library.
 
-gankit train PRESET [--data PATH] [--out RUN_DIR] [--epochs N] [--max-steps N] ...
-gankit sample RUN_OR_CHECKPOINT --n N [--label K | --labels balanced] --out DIR [--grid FILE]
-gankit translate RUN INPUT --out DIR          (pix2pix)
-gankit colorize RUN INPUT --out DIR           (Lab colorization)
-gankit list
+Arguments are parsed before torch is imported (each command imports what it needs), so ``--help``,
+``gankit list`` and argument errors answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import sys
 import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+from gankit import __version__
 from gankit.config import PRESETS, Config, ConfigError, apply_overrides, make_config, parse_set_args, validate
+
+DESCRIPTION = """\
+Train, evaluate and run the classic GANs: an MLP GAN and a conditional GAN on Fashion-MNIST,
+DCGAN on faces or any image folder, pix2pix on facades, and pix2pix-style colorization.
+
+typical use:
+  gankit train gan --epochs 10                    train; writes runs/gan-DATE-TIME/
+  gankit sample runs/gan-... --n 64 --out gen     images from a trained noise model
+  gankit eval runs/gan-...                        FID-style metrics (offline)
+  gankit translate runs/pix2pix-... labels.png --out out
+  gankit colorize runs/colorize-... photo.jpg --out out
+  gankit list                                     families, presets, datasets
+
+Run 'gankit COMMAND --help' for the options of a command.
+"""
+
+FAMILY_NEXT_STEP = {
+    "gan": "gankit sample {run} --n 64 --out {run}/generated --grid {run}/grid.png",
+    "cgan": "gankit sample {run} --n 100 --labels balanced --out {run}/generated --grid {run}/classes.png",
+    "dcgan": "gankit sample {run} --n 64 --out {run}/generated --grid {run}/grid.png",
+    "pix2pix": "gankit translate {run} LABELS.png --out {run}/translated",
+    "colorize": "gankit colorize {run} PHOTO.jpg --out {run}/colorized",
+}
+
+
+def _set_thread_waiting() -> None:
+    """Let OpenMP threads sleep instead of spin while they wait (unless the user chose otherwise).
+
+    With the default spin-waiting, two OpenMP threads made an MLP GAN step 7x slower whenever another
+    process held a core (BENCHMARKS.md, "OpenMP waiting"); on an idle machine PASSIVE costs little.
+    Must run before torch (and its OpenMP runtime) is loaded.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps description line breaks and shows each option's default (where it has one)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or action.default == []:
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and "did you mean" for mistyped choices."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            close = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else "choose from " + ", ".join(choices)
+            message = f"{message.split(':')[0]}: unknown '{m.group(1)}'; {hint}"
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train a model family (or named preset)",
-        description="Train a GAN. PRESET is a family name (gan, cgan, dcgan, pix2pix, colorize) "
-        "or a named preset from `gankit list`.",
+        help="train a model family or named preset",
+        description="Train a GAN into a run folder (config.yaml, checkpoints/, samples/, stats.jsonl, loss.png).\n"
+        "PRESET is a family name (gan, cgan, dcgan, pix2pix, colorize) or a named preset (see 'gankit list');\n"
+        "'classifier' trains the small CNN whose features the offline *_clf metrics use.\n\n"
+        "examples:\n"
+        "  gankit train gan --epochs 10\n"
+        "  gankit train dcgan --data ~/celeba/img_align_celeba\n"
+        "  gankit train pix2pix --data path/to/facades --set train.epochs=50\n"
+        "  gankit train gan --resume --out runs/gan-20260101-120000",
     )
     p.add_argument(
         "preset",
         choices=[*PRESETS, "classifier"],
         metavar="PRESET",
-        help="family or preset: " + ", ".join(PRESETS) + "; or 'classifier' (the metrics' domain CNN)",
+        help="family or preset: " + ", ".join(PRESETS) + "; or 'classifier'",
     )
-    p.add_argument("--data", help="dataset name or path (IDX folder, image folder, facades, pairs ...)")
+    p.add_argument("--data", help="dataset name or path: IDX folder, image folder, facades, paired folders, photos")
     p.add_argument("--out", help="run folder (default: runs/PRESET-DATE-TIME)")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=int, help="epochs of training (default: the preset's)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--amp", choices=["none", "bf16", "fp16"], help="mixed precision")
-    p.add_argument("--direction", choices=["AtoB", "BtoA"], help="paired data: which side is the input")
+    p.add_argument("--batch-size", type=int, help="images per step and process (default: the preset's)")
+    p.add_argument("--seed", type=int, help="seed of weights, data order and noise (default: 0)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto = cuda if available)")
+    p.add_argument("--amp", choices=["none", "bf16", "fp16"], help="mixed precision (default: none)")
+    p.add_argument("--direction", choices=["AtoB", "BtoA"], help="paired data: which side is the input (default: AtoB)")
     p.add_argument("--config", help="YAML/JSON file of config sections (see config.yaml in any run folder)")
     p.add_argument(
         "--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys, e.g. optim.lr_g=1e-4"
@@ -48,19 +117,26 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out (default: the newest run of PRESET); a new --out folder is started",
+        help="continue the run in --out (without --out: the newest runs/PRESET-* folder); "
+        "--set changes are listed before training continues",
     )
     p.add_argument(
         "--fast",
         action="store_true",
         help="speed options: channels_last + torch.compile (+ bf16 autocast and TF32 on CUDA)",
     )
-    p.add_argument("--eval-every", type=int, metavar="EPOCHS", help="evaluate (gankit eval) every N epochs")
+    p.add_argument("--eval-every", type=int, metavar="EPOCHS", help="evaluate (as gankit eval) every N epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch line stays)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="classifier only: replace an existing classifier file at --out",
+    )
 
 
 def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    o: dict[str, Any] = {}
+    # The CLI owns its process, so it keeps freed memory (train.keep_memory); a Python caller opts in.
+    o: dict[str, Any] = {"train.keep_memory": True}
     for flag, key in (
         ("epochs", "train.epochs"),
         ("max_steps", "train.max_steps"),
@@ -86,95 +162,129 @@ def _newest_run(preset: str) -> Path | None:
 
 
 def cmd_train_classifier(args: argparse.Namespace) -> int:
-    """``gankit train classifier --data fashion-mnist``: the CNN whose features the *_clf metrics use."""
+    """``gankit train classifier --data DATA``: the CNN whose features the *_clf metrics use.
+
+    Writes ``--out`` (default: the user cache, where ``gankit eval`` finds it before the shipped
+    one); an existing file is never replaced without ``--overwrite``.
+    """
     from gankit.config import DataConfig
     from gankit.data import infer_dataset_name
     from gankit.metrics.classifier import default_classifier_path, train_classifier
 
     name, path = infer_dataset_name(args.data or "fashion-mnist", "fashion-mnist")
     data_cfg = DataConfig(name=name, path=path)
-    out = Path(args.out) if args.out else default_classifier_path(name)
+    out = Path(args.out) if args.out else default_classifier_path(name, path)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; pass a file name such as {out / (name + '.pt')}")
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"{out} already exists; pass --overwrite to replace it, or --out NEW.pt to keep it")
     result = train_classifier(
         data_cfg,
         out,
         epochs=args.epochs or 5,
+        max_steps=args.max_steps or 0,
         batch_size=args.batch_size or 128,
         seed=args.seed or 0,
         device=args.device or "auto",
+        overwrite=args.overwrite,
     )
-    print(f"classifier test accuracy {result['test_accuracy']:.4f}; saved to {out}")
+    print(
+        f"classifier ({result['dataset']}, {result['steps']} steps): test accuracy {result['test_accuracy']:.4f}; "
+        f"saved to {out}"
+    )
+    if out == default_classifier_path(name, path):
+        print(f"gankit eval now uses it for '{result['dataset']}' runs (before any shipped classifier)")
+    else:
+        print(f"use it with: gankit eval RUN --classifier {out}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from gankit.evaluate import evaluate, plot_metrics, real_vs_real
+    """``gankit eval RUN`` (or ``--real DATASET``): metrics appended to RUN/eval.jsonl; exit 1 when none ran."""
+    from gankit.evaluate import NoMetricsComputed, evaluate, plot_metrics, real_vs_real
 
-    if args.real:
-        from gankit.config import DataConfig
+    try:
+        if args.real:
+            from gankit.config import DataConfig
 
-        real_vs_real(
-            DataConfig(name=args.real, path=args.data),
-            args.metrics,
+            real_vs_real(
+                DataConfig(name=args.real, path=args.data),
+                args.metrics,
+                n=args.n,
+                classifier=args.classifier,
+                device=args.device,
+                seed=args.seed,
+                batch_size=args.batch_size,
+            )
+            return 0
+        if not args.run:
+            raise ConfigError("gankit eval needs a RUN folder or checkpoint (or --real DATASET for the real-data floor)")
+        evaluate(
+            args.run,
+            metrics=args.metrics,
             n=args.n,
+            split=args.split,
             classifier=args.classifier,
+            checkpoint=args.checkpoint,
             device=args.device,
             seed=args.seed,
             batch_size=args.batch_size,
         )
-        return 0
-    if not args.run:
-        raise ConfigError("gankit eval needs a RUN folder or checkpoint (or --real DATASET for the real-data floor)")
-    evaluate(
-        args.run,
-        metrics=args.metrics,
-        n=args.n,
-        split=args.split,
-        classifier=args.classifier,
-        device=args.device,
-        seed=args.seed,
-        batch_size=args.batch_size,
-    )
+    except NoMetricsComputed as e:
+        print(f"gankit eval: error: {e}", file=sys.stderr)
+        return 1
     run = Path(args.run)
     if run.is_dir():
         plot_metrics(run.parent if run.name == "checkpoints" else run)
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from gankit.data import infer_dataset_name
+def _resume_config(out: Path, args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
+    """The saved config of the run in ``out`` with this command's changes applied (and checked)."""
+    import yaml
 
+    from gankit.config import describe_changes, diff_configs
+
+    cfg = Config.from_dict(yaml.safe_load((out / "config.yaml").read_text()), source=str(out / "config.yaml"))
+    if cfg.family != PRESETS[args.preset]["family"]:
+        raise ConfigError(f"--resume: {out} is a '{cfg.family}' run, not '{PRESETS[args.preset]['family']}'")
+    if args.config:
+        raise ConfigError("--resume uses the run's own config.yaml; pass changes with --set instead of --config")
+    if args.data:
+        overrides["data.path"] = args.data
+    saved = Config.from_dict(cfg.to_dict())
+    apply_overrides(cfg, overrides)
+    validate(cfg)
+    describe_changes(diff_configs(saved, cfg))  # refuses architecture changes before torch loads; the run logs the rest
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     if args.preset == "classifier":
         return cmd_train_classifier(args)
-    from gankit.errors import TrainingInterrupted
-    from gankit.training.loop import train
-
+    if args.overwrite:
+        raise ConfigError("--overwrite is for 'gankit train classifier'; a run folder is continued with --resume")
     overrides = _cli_overrides(args)
     overrides.update(parse_set_args(args.set))
     out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; pass a folder for the run")
     resuming = args.resume and out is not None and (out / "config.yaml").is_file()
     if args.resume and out is None:
         out = _newest_run(args.preset)
         if out is None:
             raise ConfigError(f"--resume: no run to resume (no runs/{args.preset}-* folder; pass --out RUN_DIR)")
+        if not (out / "config.yaml").is_file():
+            raise ConfigError(f"--resume: {out} has no config.yaml (not a gankit run folder)")
         resuming = True
     elif args.resume and not resuming:  # --resume --out NEW: start it (handy for preemptible jobs and make demo)
         print(f"--resume: {out} holds no run yet; starting a new one there")
     if resuming:
         assert out is not None
-        if not (out / "config.yaml").is_file():
-            raise ConfigError(f"--resume: {out} has no config.yaml")
-        import yaml
-
-        cfg = Config.from_dict(yaml.safe_load((out / "config.yaml").read_text()), source=str(out / "config.yaml"))
-        if cfg.family != PRESETS[args.preset]["family"]:
-            raise ConfigError(f"--resume: {out} is a '{cfg.family}' run, not '{PRESETS[args.preset]['family']}'")
-        if args.config:
-            raise ConfigError("--resume uses the run's own config.yaml; pass changes with --set instead of --config")
-        if args.data:
-            overrides["data.path"] = args.data
-        apply_overrides(cfg, overrides)
-        validate(cfg)
+        cfg = _resume_config(out, args, overrides)
     else:
+        from gankit.data import infer_dataset_name
+
         if args.data:
             name, path = infer_dataset_name(args.data, str(PRESETS[args.preset].get("data.name", "fashion-mnist")))
             overrides.setdefault("data.name", name)
@@ -182,18 +292,39 @@ def cmd_train(args: argparse.Namespace) -> int:
                 overrides.setdefault("data.path", path)
         cfg = make_config(args.preset, config_file=args.config, overrides=overrides)
         out = out or Path("runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    from gankit.errors import TrainingInterrupted
+    from gankit.training.loop import train
+
     try:
         result = train(cfg, out, resume=resuming)
     except TrainingInterrupted as e:
         return 128 + e.signum
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
         return 0
-    print(
-        f"done: {result.step} steps in {result.out_dir} "
-        f"(samples/, loss.png, checkpoints/G_last.pt); "
-        f"sample with: gankit sample {result.out_dir} --n 64 --out samples"
-    )
+    run = result.out_dir
+    print(f"done: {result.step} steps, epoch {result.epoch} in {run} (samples/, loss.png, checkpoints/G_last.pt)")
+    print("next: " + FAMILY_NEXT_STEP[cfg.family].format(run=run))
     return 0
+
+
+def _label_index(label: str, class_names: list[str], num_classes: int) -> int:
+    """``--label 7`` or ``--label Sneaker`` (case-insensitive) -> class index."""
+    if re.fullmatch(r"-?\d+", label):
+        k = int(label)
+        if not 0 <= k < num_classes:
+            raise ConfigError(f"--label {k}: this model has classes 0-{num_classes - 1}")
+        return k
+    lowered = [c.lower() for c in class_names]
+    if label.lower() in lowered:
+        return lowered.index(label.lower())
+    close = difflib.get_close_matches(label, class_names, n=1, cutoff=0.5)
+    names = ", ".join(f"{i}={c}" for i, c in enumerate(class_names)) or f"0-{num_classes - 1}"
+    raise ConfigError(
+        f"--label {label}: not a class of this model"
+        + (f"; did you mean '{close[0]}'?" if close else "")
+        + f" (classes: {names})"
+    )
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -204,26 +335,44 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from gankit.training.loop import resolve_device
     from gankit.visualize import save_grid, save_png, to_display
 
-    loaded = load_generator(args.run, device=resolve_device(args.device))
     if args.n <= 0:
         raise ConfigError("--n must be positive")
+    loaded = load_generator(args.run, device=resolve_device(args.device))
+    if loaded.family.kind == "paired":
+        cmd = "translate" if loaded.family.name == "pix2pix" else "colorize"
+        raise ConfigError(f"{args.run}: a {loaded.family.name} run turns images into images; use gankit {cmd}")
+    label = None
+    if args.label is not None:
+        if not loaded.num_classes:
+            raise ConfigError(f"--label: {args.run} is not class-conditional (family {loaded.family.name})")
+        label = _label_index(args.label, loaded.info.class_names, loaded.num_classes)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
     labels = choose_labels(
         args.n,
         loaded.num_classes,
-        label=args.label,
+        label=label,
         balanced=args.labels == "balanced",
         generator=torch.Generator().manual_seed(args.seed + 1),
     )
+    names = [f"{i:05d}" + (f"_class{int(labels[i])}" if labels is not None else "") + ".png" for i in range(args.n)]
+    existing = [n for n in names if (out / n).exists()]
+    if existing and not args.overwrite:
+        raise ConfigError(f"{out / existing[0]} exists ({len(existing)} files would be replaced); pass --overwrite")
     images = sample(loaded, args.n, labels=labels, seed=args.seed)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    u8 = to_uint8(images)
-    for i, img in enumerate(u8):
-        name = f"{i:05d}" + (f"_class{int(labels[i])}" if labels is not None else "")
-        save_png(img, out / f"{name}.png")
+    for name, img in zip(names, to_uint8(images)):
+        save_png(img, out / name)
     if args.grid:
-        nrow = loaded.num_classes if args.labels == "balanced" and loaded.num_classes else 8
-        save_grid(to_display(images), args.grid, nrow=nrow)
+        grid = Path(args.grid)
+        if grid.exists() and not args.overwrite:
+            raise ConfigError(f"--grid {grid} exists; pass --overwrite to replace it")
+        balanced = args.labels == "balanced" and loaded.num_classes
+        nrow = loaded.num_classes if balanced else 8
+        caption = f"{loaded.family.name} {Path(args.run).name}, seed {args.seed}"
+        columns = loaded.info.class_names[: loaded.num_classes] if balanced else None
+        save_grid(to_display(images), grid, nrow=nrow, caption=caption, column_labels=columns)
     print(f"wrote {args.n} images to {out}" + (f" and a grid to {args.grid}" if args.grid else ""))
     return 0
 
@@ -251,28 +400,27 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return run_translate(args)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (no usage dump); subparsers inherit the class."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gankit", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="gankit", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"gankit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(sub)
 
-    s = sub.add_parser("sample", help="generate images from a trained noise-to-image model")
+    s = sub.add_parser(
+        "sample",
+        help="generate images from a trained noise-to-image model (gan, cgan, dcgan)",
+        description="Generate images from a trained gan, cgan or dcgan run; one PNG per image, optionally a grid.",
+    )
     s.add_argument("run", help="run folder or checkpoint file")
-    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--n", type=int, default=64, help="number of images")
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--label", type=int, help="cgan: class of every sample")
-    g.add_argument("--labels", choices=["balanced", "random"], default="random", help="cgan: label choice")
-    s.add_argument("--seed", type=int, default=0)
+    g.add_argument("--label", help="cgan: class of every sample, as index or name (e.g. 7 or Sneaker)")
+    g.add_argument("--labels", choices=["balanced", "random"], default="random", help="cgan: how labels are chosen")
+    s.add_argument("--seed", type=int, default=0, help="noise seed (same seed, same images)")
     s.add_argument("--out", required=True, help="folder for the PNG files")
-    s.add_argument("--grid", help="also write one grid image here")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--grid", help="also write one grid image here (.png or .jpg)")
+    s.add_argument("--overwrite", action="store_true", help="replace existing files in --out and --grid")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
     for name, what in (
         ("translate", "pix2pix: translate images of any size"),
@@ -311,29 +459,48 @@ def build_parser() -> argparse.ArgumentParser:
             )
         t.set_defaults(command_name=name, train_mode=False)
 
-    e = sub.add_parser("eval", help="metrics of a trained model (FID/KID/precision-recall, L1/PSNR/SSIM, ...)")
+    e = sub.add_parser(
+        "eval",
+        help="metrics of a trained model (FID/KID/precision-recall, L1/PSNR/SSIM, ...)",
+        description="Score a run and append the numbers to RUN/eval.jsonl (plotted in RUN/metrics.png). "
+        "Noise models are compared with the real test split (Inception space when its weights are here; "
+        "the domain classifier's space always for MNIST and Fashion-MNIST, whose classifiers ship with gankit); "
+        "image-to-image models are scored on their val split. Exits 1, writing nothing, when no metric can run.",
+    )
     e.add_argument("run", nargs="?", help="run folder or checkpoint file")
     e.add_argument("--metrics", nargs="+", help="metric names (default: the family's standard set)")
-    e.add_argument("--n", type=int, default=10000, help="generated samples / reference images")
+    e.add_argument("--n", type=int, default=10000, help="generated samples, and at most this many reference images")
     e.add_argument("--split", help="reference split: test (noise models, default) or val (image-to-image)")
-    e.add_argument("--classifier", help="domain-classifier checkpoint for the *_clf metrics")
+    e.add_argument(
+        "--checkpoint",
+        default="last",
+        metavar="best|last|PATH",
+        help="which generator of a run folder: G_last.pt, G_best.pt (by val L1) or a checkpoint file",
+    )
+    e.add_argument(
+        "--classifier",
+        metavar="PATH",
+        help="domain classifier for the *_clf metrics (default: a user-trained one in the cache, else the shipped one)",
+    )
     e.add_argument("--real", metavar="DATASET", help="instead of a run: real train split vs test split (the floor)")
     e.add_argument("--data", help="with --real: dataset path")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch-size", type=int, default=256)
-    e.add_argument("--device", default="auto")
+    e.add_argument("--seed", type=int, default=0, help="seed of the noise and of the reference subset")
+    e.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
-    sub.add_parser("list", help="show families, presets and datasets")
+    sub.add_parser("list", help="show families, presets and datasets", description="Show families, presets and datasets.")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    _set_thread_waiting()
+    args = build_parser().parse_args(argv)
+    # imported after parsing: these pull in torch, which --help and argument errors never need
     from gankit.data.errors import DataError
     from gankit.data.images import ImageReadError
     from gankit.errors import NonFiniteLoss
     from gankit.training.checkpoint import CheckpointError
 
-    args = build_parser().parse_args(argv)
     handlers = {
         "train": cmd_train,
         "sample": cmd_sample,

@@ -9,7 +9,9 @@ every checkpoint, so sampling and resuming rebuild exactly the same models.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +23,11 @@ import yaml
 
 class ConfigError(ValueError):
     """A config file, preset or ``--set`` override is invalid (unknown key, wrong type, bad value)."""
+
+
+ARCHITECTURE_KEYS = ("data.resolution", "data.channels", "data.direction")
+"""Keys besides ``model.*`` that change the networks' shapes: a run cannot be resumed with them changed."""
+_NOT_ARCHITECTURE = ("model.init", "model.init_gain")
 
 
 @dataclass
@@ -60,6 +67,10 @@ class ModelConfig:
     d_dropout: float = 0.0
     norm: str = "batch"
     """batch, instance or none (DCGAN / U-Net / PatchGAN)."""
+    d_norm: str = "auto"
+    """Discriminator normalization (DCGAN / PatchGAN): auto, batch, instance, layer or none. auto is
+    ``norm``, except that with a gradient penalty (loss.gan=wgan-gp) batch norm becomes layer norm, which
+    keeps the penalty per-sample (Gulrajani et al. 2017); the log says when that happens."""
     n_layers: int = 3
     """PatchGAN depth; 3 gives the 70x70 receptive field."""
     init: str = "normal"
@@ -126,9 +137,17 @@ class TrainConfig:
     """Run the training steps through torch.compile (slow first steps, faster after)."""
     fast: bool = False
     """One switch for speed: channels_last + torch.compile, and on CUDA bf16 autocast and TF32."""
-    keep_memory: bool = True
+    keep_memory: bool = False
     """CPU on Linux: keep memory freed between steps in the process instead of returning it to the OS
-    (no page faults on reuse; 1.1-1.2x on pix2pix). The process then holds its peak memory until it exits."""
+    (no page faults on reuse; 1.1-1.3x on pix2pix). It changes glibc's allocator for the whole process,
+    which then holds its peak memory until it exits, so it is opt-in for Python callers; the ``gankit``
+    command turns it on (``--set train.keep_memory=false`` turns it off)."""
+    keep_snapshots: int = 10
+    """Keep at most this many per-epoch generator snapshots (``G_epochNNNN.pt``), the newest; 0 keeps none.
+    ``G_last.pt``, ``G_best.pt`` and the full state are always kept."""
+    dist_timeout_minutes: float = 60.0
+    """Multi-process runs: how long the other processes wait for rank 0's end-of-epoch work (samples,
+    validation, ``eval_every`` evaluation) before giving up."""
     on_nonfinite: str = "stop"
     """A NaN/inf loss: stop (keeping the last good checkpoint) or skip (drop the step, halve the learning rates)."""
     sync_bn: bool = False
@@ -211,6 +230,21 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     raise ConfigError(f"{source}: '{key}' must be {getattr(tp, '__name__', tp)}, got {value!r}")
 
 
+def config_keys(cfg: Config | None = None) -> list[str]:
+    """Every settable dotted key (``train.batch_size``, ...)."""
+    return list(_flatten((cfg or Config()).to_dict()))
+
+
+def _did_you_mean(key: str) -> str:
+    keys = config_keys()
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
+    if not close:  # 'optim.lr' -> 'optim.lr_g': a prefix of a real key
+        close = [k for k in keys if k.startswith(key) and "." in key][:1]
+    if not close:  # 'lr_g' -> 'optim.lr_g': the section left out
+        close = [k for k in keys if k.split(".")[-1] == key.split(".")[-1]][:1]
+    return f"; did you mean '{close[0]}'?" if close else " (see config.yaml in a run folder for all keys)"
+
+
 def apply_overrides(cfg: Config, overrides: dict[str, Any], *, source: str = "--set") -> Config:
     """Set dotted keys (``train.batch_size``) on ``cfg`` in place, type-checked."""
     for key, value in overrides.items():
@@ -218,11 +252,11 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], *, source: str = "--
         parts = key.split(".")
         for part in parts[:-1]:
             if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
-                raise ConfigError(f"{source}: unknown config section '{part}' in '{key}'")
+                raise ConfigError(f"{source}: unknown config section '{part}' in '{key}'{_did_you_mean(key)}")
             obj = getattr(obj, part)
         name = parts[-1]
         if not dataclasses.is_dataclass(obj) or name not in {f.name for f in dataclasses.fields(obj)}:
-            raise ConfigError(f"{source}: unknown config key '{key}'")
+            raise ConfigError(f"{source}: unknown config key '{key}'{_did_you_mean(key)}")
         hints = typing.get_type_hints(type(obj))
         if dataclasses.is_dataclass(hints[name]):
             raise ConfigError(f"{source}: '{key}' is a section; set its fields, e.g. '{key}.<field>=...'")
@@ -349,6 +383,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def diff_configs(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
+    """``(key, old value, new value)`` for every key that differs."""
+    a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
+    return [(k, a.get(k), b.get(k)) for k in b if a.get(k) != b.get(k)]
+
+
+def describe_changes(changes: list[tuple[str, Any, Any]]) -> list[str]:
+    """Lines for a resumed run's changed keys; a changed architecture key is a :class:`ConfigError`."""
+    for key, old, new in changes:
+        if (key.startswith("model.") and key not in _NOT_ARCHITECTURE) or key in ARCHITECTURE_KEYS:
+            raise ConfigError(
+                f"--resume: '{key}' changes the networks ({old!r} -> {new!r}); the saved weights cannot be "
+                f"loaded into them. Start a new run (another --out) to train with {key}={new!r}"
+            )
+    return [f"{key} changed: {old!r} -> {new!r}" for key, old, new in changes]
+
+
 def make_config(
     preset: str,
     *,
@@ -357,7 +408,9 @@ def make_config(
 ) -> Config:
     """Build the config of a run: defaults, then the preset, then a config file, then overrides."""
     if preset not in PRESETS:
-        raise ConfigError(f"unknown preset or family '{preset}'; known: {', '.join(PRESETS)}")
+        close = difflib.get_close_matches(preset, list(PRESETS), n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(PRESETS)}"
+        raise ConfigError(f"unknown preset or family '{preset}'; {hint}")
     cfg = Config(preset=preset)
     values = dict(PRESETS[preset])
     cfg.family = values.pop("family")
@@ -385,9 +438,21 @@ def validate(cfg: Config) -> None:
         (cfg.train.amp in ("none", "bf16", "fp16"), "train.amp must be none, bf16 or fp16"),
         (cfg.train.on_nonfinite in ("stop", "skip"), "train.on_nonfinite must be stop or skip"),
         (cfg.model.norm in ("batch", "instance", "none"), "model.norm must be batch, instance or none"),
+        (
+            cfg.model.d_norm in ("auto", "batch", "instance", "layer", "none"),
+            "model.d_norm must be auto, batch, instance, layer or none",
+        ),
         (cfg.data.direction in ("AtoB", "BtoA"), "data.direction must be AtoB or BtoA"),
         (cfg.data.channels in (0, 1, 3), "data.channels must be 0, 1 or 3"),
         (0.0 <= cfg.train.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
+        (cfg.train.keep_snapshots >= 0, "train.keep_snapshots must be >= 0"),
+        (cfg.train.dist_timeout_minutes > 0, "train.dist_timeout_minutes must be > 0"),
+        (
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device) is not None,
+            f"--device {cfg.train.device}: not a device gankit can use; use auto, cpu, cuda or cuda:N"
+            + (" (gankit runs on NVIDIA GPUs through CUDA; Apple/Intel GPUs are not supported)"
+               if cfg.train.device.split(":")[0] in ("mps", "xpu", "gpu", "npu", "hip") else ""),
+        ),
     ]
     for ok, msg in checks:
         if not ok:

@@ -1,4 +1,4 @@
-"""Turning model tensors into viewable RGB images and grids."""
+"""Turning model tensors into viewable RGB images and captioned grids."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+
+GRID_MIN_WIDTH = 512
+"""Grids narrower than this are upscaled (nearest neighbour, whole factors) so 28x28 samples stay legible."""
 
 
 def to_display(x: Tensor) -> Tensor:
@@ -31,15 +34,69 @@ def save_png(image: Tensor, path: str | Path) -> None:
     Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(path, format="png")
 
 
-def save_grid(images: Tensor, path: str | Path, *, nrow: int = 8, padding: int = 2) -> None:
-    """Save RGB [0, 1] images as one PNG grid (written atomically)."""
-    from torchvision.utils import make_grid, save_image  # imported here: torchvision is slow to import
+def image_format(path: str | Path) -> str:
+    """PIL format name from a file name: .jpg/.jpeg -> JPEG, .png (or anything else) -> PNG."""
+    return "JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG"
+
+
+def save_grid(
+    images: Tensor,
+    path: str | Path,
+    *,
+    nrow: int = 8,
+    padding: int = 2,
+    caption: str = "",
+    column_labels: list[str] | None = None,
+    min_width: int = GRID_MIN_WIDTH,
+) -> None:
+    """Save RGB [0, 1] images as one grid image (PNG, or JPEG for .jpg names), written atomically.
+
+    Small grids are upscaled by a whole factor to at least ``min_width`` pixels; ``caption`` is
+    written above the grid and ``column_labels`` (class names, "input | output | target") above
+    its columns.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+    from torchvision.utils import make_grid  # imported here: torchvision is slow to import
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    grid = make_grid(images.detach().float().cpu(), nrow=nrow, padding=padding, pad_value=1.0)
+    factor = max(1, -(-min_width // grid.shape[-1]))  # ceil division
+    arr = grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    img = Image.fromarray(arr)
+    if factor > 1:
+        img = img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
+    if caption or column_labels:
+        font = ImageFont.load_default(size=14)
+        line = 20
+        top = line * (bool(caption) + bool(column_labels)) + 4
+        canvas = Image.new("RGB", (img.width, img.height + top), "white")
+        canvas.paste(img, (0, top))
+        draw = ImageDraw.Draw(canvas)
+        if caption:
+            draw.text((4, 3), caption, fill="black", font=font)
+        if column_labels:
+            cell = (images.shape[-1] + padding) * factor
+            y = 3 + line * bool(caption)
+            for i, label in enumerate(column_labels[:nrow]):
+                x0 = padding * factor + i * cell
+                text = _fit(draw, label, font, cell - 4)
+                w = draw.textlength(text, font=font)
+                draw.text((x0 + max(0, (cell - padding * factor - w) / 2), y), text, fill="black", font=font)
+        img = canvas
+    fmt = image_format(path)
     tmp = path.with_name(".tmp_" + path.name)
-    save_image(make_grid(images.cpu(), nrow=nrow, padding=padding, pad_value=1.0), tmp, format="png")
+    img.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     tmp.replace(path)
+
+
+def _fit(draw, text: str, font, width: float) -> str:
+    """Shorten ``text`` with an ellipsis until it fits ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while len(text) > 1 and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
 
 
 def paired_triplets(inputs: Tensor, outputs: Tensor, targets: Tensor, space: str = "rgb") -> Tensor:

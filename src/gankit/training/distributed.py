@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -34,8 +35,17 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def init(device: torch.device) -> tuple[DistEnv, torch.device]:
-    """Join the process group if launched by torchrun; returns the env and this process's device."""
+_wait_group: dist.ProcessGroup | None = None
+"""A gloo group with a long timeout, used only by :func:`wait_for_main`."""
+
+
+def init(device: torch.device, *, wait_minutes: float = 60.0) -> tuple[DistEnv, torch.device]:
+    """Join the process group if launched by torchrun; returns the env and this process's device.
+
+    ``wait_minutes`` bounds how long the other ranks wait in :func:`wait_for_main` while rank 0 alone
+    does its end-of-epoch work; the training collectives keep the backend's default timeout.
+    """
+    global _wait_group
     if not launched_by_torchrun():
         return DistEnv(), device
     env = DistEnv(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
@@ -44,12 +54,26 @@ def init(device: torch.device) -> tuple[DistEnv, torch.device]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    _wait_group = dist.new_group(backend="gloo", timeout=timedelta(minutes=wait_minutes))
     return env, device
 
 
+def wait_for_main(env: DistEnv) -> None:
+    """Hold every rank here until rank 0 arrives too (rank 0's samples, validation, evaluation).
+
+    Without it the other ranks would block in the next training all-reduce, whose timeout (10 minutes
+    for NCCL) a long ``eval_every`` evaluation can exceed, killing the job. This barrier runs on a
+    separate gloo group whose timeout is ``train.dist_timeout_minutes``, and costs one tiny message.
+    """
+    if env.enabled:
+        dist.barrier(group=_wait_group)
+
+
 def shutdown() -> None:
+    global _wait_group
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _wait_group = None
 
 
 def wrap(model: nn.Module, env: DistEnv, device: torch.device, *, sync_bn: bool = False) -> nn.Module:

@@ -13,8 +13,14 @@ same weights as an uninterrupted one (bitwise on CPU).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
+import platform
+import re
+import shutil
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from gankit.config import Config, ConfigError
+from gankit.config import Config, ConfigError, describe_changes, diff_configs
 from gankit.data import EpochSampler, build_dataset
 from gankit.data.base import Batch
 from gankit.errors import NonFiniteLoss, TrainingInterrupted
@@ -59,9 +65,15 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` -> a device this machine has (else a ConfigError)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise ConfigError(f"--device {name}: not a device gankit can use; use auto, cpu, cuda or cuda:N")
     dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is not None and torch.cuda.is_available():
+        if dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
     return dev
@@ -98,20 +110,24 @@ class Trainer:
     ) -> None:
         self.cfg, self.out_dir, self.log = cfg, Path(out_dir), log
         self.ckpt_dir = self.out_dir / "checkpoints"
-        self.dist, self.device = distributed.init(resolve_device(cfg.train.device))
+        self.dist, self.device = distributed.init(
+            resolve_device(cfg.train.device), wait_minutes=cfg.train.dist_timeout_minutes
+        )
         self.is_main = self.dist.is_main
         self.family = get_family(cfg.family)
         if not self.is_main:
             self.log = log = lambda msg: None  # only rank 0 talks and writes
 
         resumed = self._prepare_run_dir(resume)
+        if resumed is not None:
+            self._check_resume_changes(resumed)
         torch.manual_seed(cfg.train.seed)
 
         self.data = build_dataset(cfg.data, "train", log=log)
         self.info = self.data.info
         self.val_data = build_dataset(cfg.data, "val", log=log) if self.family.kind == "paired" else None
 
-        G, D = self.family.build(cfg, self.info)
+        G, D = self.family.build(cfg, self.info, log=log)
         self.G, self.D = G.to(self.device), D.to(self.device)
         convolutional = any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in self.G.modules())
         self.speed = performance.plan(cfg.train, self.device, convolutional=convolutional)
@@ -149,6 +165,9 @@ class Trainer:
         total = self.steps_per_epoch * self.total_epochs
         self.total_steps = min(total, cfg.train.max_steps) if cfg.train.max_steps else total
         self.step = 0
+        # Logged steps stay monotonic when a resume changes the batch size or the number of processes
+        # (which renumbers the loop's steps): logged step = self.step + self.step_offset.
+        self.step_offset = 0
         self.lr_scale = 1.0  # lowered by on_nonfinite=skip
         self.skipped_steps = 0
         self.best: dict[str, float] = {}
@@ -159,11 +178,60 @@ class Trainer:
         if resumed is not None:
             self._load_state(resumed)
             if self.is_main:
-                self.stats_log.truncate_after(self.step)
-                self.metrics_log.truncate_after(self.step)
-            log(f"resumed {self.out_dir} at step {self.step} (epoch {self.step // self.steps_per_epoch})")
+                self.stats_log.truncate_after(self.logged_step)
+                self.metrics_log.truncate_after(self.logged_step)
+            log(
+                f"resumed {self.out_dir} at step {self.step} "
+                f"({self.step // self.steps_per_epoch} of {self.total_epochs} epochs done)"
+            )
         if self.is_main:
             cfg.save(self.out_dir / "config.yaml")
+            self._write_run_record()
+
+    @property
+    def logged_step(self) -> int:
+        """The step as stats.jsonl, metrics.jsonl and the snapshots count it (see ``step_offset``)."""
+        return self.step + self.step_offset
+
+    def _check_resume_changes(self, state: dict[str, Any]) -> None:
+        """List what this resume changes in the saved config; refuse changes to the networks."""
+        try:
+            saved = Config.from_dict(state["config"], source=f"{self.ckpt_dir / 'last.pt'} (saved config)")
+        except (KeyError, ConfigError):
+            return  # an older or foreign checkpoint: the state-dict load below reports a mismatch
+        for line in describe_changes(diff_configs(saved, self.cfg)):
+            if not line.startswith(("train.progress", "train.device", "data.path")):
+                self.log(f"resume: {line}")
+
+    def _write_run_record(self) -> None:
+        """``run.json``: what this run actually loaded and ran on (the config says what was asked)."""
+        from gankit import __version__
+
+        info = dataclasses.asdict(self.info)
+        record = {
+            "family": self.cfg.family,
+            "preset": self.cfg.preset,
+            "dataset": {
+                "name": info.get("dataset") or self.cfg.data.name,
+                "source": info.get("source") or self.cfg.data.path,
+                "train_images": len(self.data),
+                "val_images": len(self.val_data) if self.val_data is not None else 0,
+                "val_source": info.get("val_source", ""),
+            },
+            "device": str(self.device),
+            "world_size": self.dist.world_size,
+            "gankit": __version__,
+            "torch": str(torch.__version__),
+            "python": platform.python_version(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        path = self.out_dir / "run.json"
+        if path.is_file():  # a resume: keep the first start time
+            try:
+                record["started"] = json.loads(path.read_text()).get("started", record["started"])
+            except (OSError, ValueError):
+                pass
+        path.write_text(json.dumps(record, indent=2) + "\n")
 
     # ------------------------------------------------------------------ setup helpers
     def _prepare_run_dir(self, resume: bool) -> dict[str, Any] | None:
@@ -223,8 +291,10 @@ class Trainer:
             "scaler_D": self.scaler_D.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "step": self.step,
+            "step_offset": self.step_offset,
             "images_seen": self.step * self.cfg.train.batch_size * self.dist.world_size,
             "world_size": self.dist.world_size,
+            "batch_size": self.cfg.train.batch_size,
             "lr_scale": self.lr_scale,
             "best": dict(self.best),
             "rng": rng_state(),
@@ -246,8 +316,19 @@ class Trainer:
                 f"{self.ckpt_dir / 'last.pt'}: does not match this run's models ({str(e).splitlines()[0]})"
             ) from None
         self.step = int(s["step"])
-        if s.get("world_size", 1) != self.dist.world_size:  # keep the position in the data, not the step count
-            self.step = int(s["images_seen"]) // (self.cfg.train.batch_size * self.dist.world_size)
+        self.step_offset = int(s.get("step_offset", 0))
+        saved_bs = int(s.get("batch_size", s.get("config", {}).get("train", {}).get("batch_size", 0)))
+        saved_ws = int(s.get("world_size", 1))
+        bs, ws = self.cfg.train.batch_size, self.dist.world_size
+        if (saved_bs, saved_ws) != (bs, ws):  # keep the position in the data (images seen), not the step count
+            logged = self.logged_step
+            self.step = int(s["images_seen"]) // (bs * ws)
+            self.step_offset = logged - self.step
+            self.log(
+                f"resume: {saved_ws} process(es) x batch {saved_bs} -> {ws} x {bs}: continuing after "
+                f"{int(s['images_seen'])} images seen, at step {self.step} of the new schedule "
+                f"(logs keep counting from step {logged})"
+            )
         self.lr_scale = float(s.get("lr_scale", 1.0))
         self.best = dict(s.get("best", {}))
         set_rng_state(s["rng"])
@@ -263,7 +344,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "info": dataclasses.asdict(self.info),
             "G": G.state_dict(),
-            "step": self.step,
+            "step": self.logged_step,
             "ema": self.ema is not None,
         }
 
@@ -336,13 +417,18 @@ class Trainer:
         if not pretrain:
             D.requires_grad_(True)
             with self._autocast():
-                d_loss, d_stats = obj.d_loss(self.D_step, batch, fake, fake_cond, D_local=D)
-            if not self._finite_or_handle("d_loss", d_loss):
+                d_loss, d_stats = obj.d_loss(self.D_step, batch, fake, fake_cond, D_local=D, scaler=self.scaler_D)
+            # fp16: a gradient penalty whose scaled backward overflowed is inf; like any overflow it is
+            # the scaler's to handle (update skipped, scale lowered), so only the rest is checked here
+            scaled_gp = self.scaler_D.is_enabled() and "gp" in d_stats
+            if not self._finite_or_handle("d_loss", d_stats["d_loss"] if scaled_gp else d_loss):
                 return {}
             self.opt_D.zero_grad(set_to_none=True)
             self.scaler_D.scale(d_loss).backward()
             self.scaler_D.step(self.opt_D)
             self.scaler_D.update()
+            if scaled_gp and not bool(torch.isfinite(d_stats["gp"])):
+                d_stats.pop("gp")  # a skipped update: its overflowed penalty is not a training statistic
             stats.update(d_stats)
         if g_step or pretrain:
             D.requires_grad_(False)
@@ -384,9 +470,10 @@ class Trainer:
             total=self.total_steps * gbs,
             initial=self.step * gbs,
             unit="img",
-            unit_scale=True,
             dynamic_ncols=True,
-            disable=not (cfg.train.progress and self.is_main),
+            # None: only when stderr is a terminal (a piped or redirected run gets the per-epoch lines only)
+            disable=None if (cfg.train.progress and self.is_main) else True,
+            file=sys.stderr,
             smoothing=0.05,
         )
         last_ckpt = epoch_start = fit_start = time.monotonic()
@@ -430,7 +517,9 @@ class Trainer:
                             f"the last good checkpoint in {self.ckpt_dir} is kept"
                         )
                     if self.is_main:
-                        self.stats_log.append({"step": self.step, "epoch": self.epoch_of(self.step - 1), **last_row})
+                        self.stats_log.append(
+                            {"step": self.logged_step, "epoch": self.epoch_of(self.step - 1) + 1, **last_row}
+                        )
                     bar.set_postfix({k: f"{v:.3f}" for k, v in last_row.items() if k in ("d_loss", "g_loss", "g_l1")})
                 if stopping:
                     self.save()
@@ -445,16 +534,17 @@ class Trainer:
                     secs = time.monotonic() - epoch_start
                     imgs = (self.step - epoch_start_step) * gbs
                     last_val = self.end_of_epoch(epoch, final=finished and not epoch_done) if self.is_main else {}
+                    distributed.wait_for_main(self.dist)
                     msg = " ".join(f"{k} {v:.4f}" for k, v in {**last_row, **last_val}.items())
                     line = (
-                        f"epoch {epoch + 1}/{self.total_epochs} step {self.step}: {msg} | "
+                        f"epoch {epoch + 1}/{self.total_epochs} step {self.logged_step}: {msg} | "
                         f"{secs:.1f} s, {imgs / max(secs, 1e-9):.0f} img/s"
                     )
-                    (bar.write if cfg.train.progress else log)(line)
+                    (log if bar.disable else bar.write)(line)
                     if self.is_main:
                         self.metrics_log.append(
                             {
-                                "step": self.step,
+                                "step": self.logged_step,
                                 "epoch": epoch + 1,
                                 "seconds": round(secs, 3),
                                 "images_per_s": round(imgs / max(secs, 1e-9), 1),
@@ -470,7 +560,7 @@ class Trainer:
                     self.save()
                     last_ckpt = time.monotonic()
         bar.close()
-        return TrainResult(self.out_dir, self.step, self.epoch_of(self.step - 1), last_row, last_val)
+        return TrainResult(self.out_dir, self.logged_step, self.epoch_of(self.step - 1) + 1, last_row, last_val)
 
     # ------------------------------------------------------------------ epoch end
     @torch.no_grad()
@@ -482,14 +572,19 @@ class Trainer:
             G.eval()
             tag = f"epoch_{epoch + 1:04d}" if not final else f"step_{self.step:07d}"
             val: dict[str, float] = {}
+            caption = f"{self.cfg.preset}: epoch {epoch + 1}, step {self.logged_step}"
             if isinstance(self.objective, NoiseToImage):
                 fake = G(self.fixed["z"], self.fixed.get("label"))
-                nrow = self.objective.num_classes or int(math.sqrt(len(fake))) or 1
-                save_grid(to_display(fake), self.out_dir / "samples" / f"{tag}.png", nrow=nrow)
+                k = self.objective.num_classes
+                nrow = k or int(math.sqrt(len(fake))) or 1
+                columns = self.info.class_names[:k] if k else None
+                path = self.out_dir / "samples" / f"{tag}.png"
+                save_grid(to_display(fake), path, nrow=nrow, caption=caption, column_labels=columns)
             else:
                 out = G(self.fixed["input"])
                 grid = paired_triplets(self.fixed["input"], out, self.fixed["target"], self.info.space)
-                save_grid(grid, self.out_dir / "samples" / f"{tag}.png", nrow=3)
+                path = self.out_dir / "samples" / f"{tag}.png"
+                save_grid(grid, path, nrow=3, caption=caption, column_labels=["input", "output", "target"])
                 val = self.validate(G)
             G.train(was_training)
         snapshot = None
@@ -497,14 +592,26 @@ class Trainer:
         if (epoch + 1) % every == 0 and not final:
             snapshot = f"G_epoch{epoch + 1:04d}.pt"
         if val and val.get("val_l1", math.inf) < self.best.get("val_l1", math.inf):
-            self.best = {"val_l1": val["val_l1"], "step": self.step}
+            self.best = {"val_l1": val["val_l1"], "step": self.logged_step}
             atomic_save(self.snapshot(), self.ckpt_dir / "G_best.pt")
         self.save(snapshot_name=snapshot)
-        plot_losses(self.out_dir / "stats.jsonl", self.out_dir / "loss.png", title=f"{self.cfg.preset} losses")
+        self._prune_snapshots()
+        plot_losses(
+            self.out_dir / "stats.jsonl",
+            self.out_dir / "loss.png",
+            title=f"{self.cfg.preset} losses",
+            metrics_path=self.out_dir / "metrics.jsonl",
+        )
         every = self.cfg.train.eval_every
         if every and ((epoch + 1) % every == 0 or final):
             self.periodic_eval()
         return val
+
+    def _prune_snapshots(self) -> None:
+        """Keep the newest ``train.keep_snapshots`` per-epoch snapshots (``G_last``/``G_best`` stay)."""
+        snaps = sorted(self.ckpt_dir.glob("G_epoch*.pt"))
+        for old in snaps[: max(0, len(snaps) - self.cfg.train.keep_snapshots)]:
+            old.unlink(missing_ok=True)
 
     def periodic_eval(self) -> None:
         """Score the snapshot just written (``eval.jsonl`` and ``metrics.png``), RNG untouched."""
@@ -540,7 +647,16 @@ class Trainer:
 
 def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, log: Callable[[str], None] = print) -> TrainResult:
     """Train ``cfg`` into ``out_dir`` (see :class:`Trainer`); under torchrun, one call per process."""
+    out_dir = Path(out_dir)
+    created = not out_dir.exists() and os.environ.get("RANK", "0") == "0"
     try:
-        return Trainer(cfg, out_dir, resume=resume, log=log).fit()
+        try:
+            trainer = Trainer(cfg, out_dir, resume=resume, log=log)
+        except BaseException:
+            # a run that never started leaves no folder behind (one that did keeps its checkpoints)
+            if created and out_dir.is_dir() and not (out_dir / "checkpoints" / "last.pt").exists():
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+        return trainer.fit()
     finally:
         distributed.shutdown()

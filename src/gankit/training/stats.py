@@ -72,8 +72,35 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def plot_losses(stats_path: Path, out_png: Path, title: str = "") -> None:
-    """Plot every loss-like column of ``stats.jsonl`` against the step (raw and smoothed)."""
+LOWER_IS_BETTER = ("l1", "fid", "kid", "lpips", "loss")
+
+
+def _curve(ax, xs: list[float], ys: list[float], label: str) -> None:
+    """Raw values faint, a moving average on top (when there are enough points)."""
+    (line,) = ax.plot(xs, ys, alpha=0.3, linewidth=0.8)
+    w = max(1, len(ys) // 50)
+    if w > 1:
+        smooth = [sum(ys[max(0, i - w + 1) : i + 1]) / len(ys[max(0, i - w + 1) : i + 1]) for i in range(len(ys))]
+        ax.plot(xs, smooth, color=line.get_color(), label=label)
+    else:
+        line.set_alpha(1.0)
+        line.set_label(label)
+
+
+def loss_panels(keys: list[str]) -> list[list[str]]:
+    """Group loss columns into panels whose scales are comparable.
+
+    Image-to-image ``g_loss`` includes ``l1_weight`` x L1 (100x), so it gets a panel of its own
+    instead of flattening ``d_loss``, ``g_adv`` and ``g_l1`` to a line at the bottom.
+    """
+    if "g_adv" in keys and "g_loss" in keys:
+        return [[k for k in keys if k != "g_loss"], ["g_loss"]]
+    return [keys]
+
+
+def plot_losses(stats_path: Path, out_png: Path, title: str = "", *, metrics_path: Path | None = None) -> None:
+    """Plot the loss columns of ``stats.jsonl`` against the step (raw and smoothed), one panel per
+    scale, and the validation metrics of ``metrics.jsonl`` (``val_*``) in a panel each."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,25 +110,36 @@ def plot_losses(stats_path: Path, out_png: Path, title: str = "") -> None:
     if not rows:
         return
     keys = [k for k in rows[-1] if k.endswith("loss") or k in ("g_l1", "g_adv", "gp")]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for k in keys:
-        pts = [(r["step"], r[k]) for r in rows if k in r and math.isfinite(r[k])]
-        if not pts:
-            continue
-        xs, ys = zip(*pts)
-        (line,) = ax.plot(xs, ys, alpha=0.3, linewidth=0.8)
-        w = max(1, len(ys) // 50)
-        if w > 1:
-            smooth = [sum(ys[max(0, i - w + 1) : i + 1]) / len(ys[max(0, i - w + 1) : i + 1]) for i in range(len(ys))]
-            ax.plot(xs, smooth, color=line.get_color(), label=k)
-        else:
-            line.set_alpha(1.0)
-            line.set_label(k)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    panels = loss_panels(keys)
+    mrows = read_jsonl(metrics_path) if metrics_path is not None else []
+    val_keys = sorted({k for r in mrows for k in r if k.startswith("val_")})
+    n = len(panels) + len(val_keys)
+    cols = min(n, 3)
+    nrows = -(-n // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 3.8 * nrows), dpi=100, squeeze=False)
+    flat = list(axes.flat)
+    for ax, panel in zip(flat, panels):
+        for k in panel:
+            pts = [(r["step"], r[k]) for r in rows if k in r and math.isfinite(r[k])]
+            if pts:
+                xs, ys = zip(*pts)
+                _curve(ax, list(xs), list(ys), k)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    for ax, k in zip(flat[len(panels) :], val_keys):
+        pts = [(r["step"], r[k]) for r in mrows if k in r and math.isfinite(r[k])]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, marker="o", markersize=3)
+        better = "lower" if any(t in k for t in LOWER_IS_BETTER) else "higher"
+        ax.set_title(f"{k} ({better} is better)", fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    for ax in flat[n:]:
+        ax.axis("off")
+    fig.suptitle(title)
     fig.tight_layout()
     tmp = out_png.with_name(".tmp_" + out_png.name)
     fig.savefig(tmp, format="png")
