@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gankit.losses import GAN_LOSSES, get_gan_loss, gradient_penalty
+from gankit.objectives import frozen_running_stats
 
 REAL = torch.tensor([-2.0, 0.0, 1.5, 3.0])
 FAKE = torch.tensor([-1.0, 0.5, 2.0, -0.5])
@@ -155,3 +156,119 @@ def test_gradient_penalty_depends_on_the_interpolates() -> None:
     assert gp.item() == pytest.approx(expected.item(), rel=1e-5)
     gp.backward()
     assert real.grad is None and fake.grad is None
+
+
+# ------------------------------------------------- WGAN-GP with normalized critics (per-sample)
+
+
+def _critic_setup(preset: str, tmp_path, tiny_cfg, fake_paired_data, **overrides):
+    """A Trainer-built objective, D and first batch of ``preset`` with loss.gan=wgan-gp."""
+    from gankit.training.loop import Trainer
+
+    cfg = tiny_cfg(preset, tmp_path, **{"loss.gan": "wgan-gp", "train.batch_size": 4, **overrides})
+    if cfg.family in ("pix2pix", "colorize"):
+        fake_paired_data(cfg)
+    logs: list[str] = []
+    tr = Trainer(cfg, tmp_path / "run", log=logs.append)
+    batch = tr.data.batch(tr.sampler.indices(0), device=tr.device, generator=None)
+    with torch.no_grad():
+        fake, fake_cond = tr.objective.generate(tr.G, batch)
+    return tr, batch, fake, fake_cond, logs
+
+
+def _per_sample_penalty(tr, batch, fake, seed: int) -> float:
+    """The penalty computed one sample at a time, with the alphas ``d_loss`` draws after ``manual_seed(seed)``."""
+    real, cond = tr.objective.real(batch)
+    torch.manual_seed(seed)
+    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)))
+    terms = []
+    for i in range(real.shape[0]):
+        x = (alpha[i] * real[i : i + 1] + (1 - alpha[i]) * fake[i : i + 1]).detach().requires_grad_(True)
+        c = None if cond is None else cond[i : i + 1]
+        (g,) = torch.autograd.grad(tr.objective.critic(tr.D, x, c).sum(), x)
+        terms.append((g.flatten().norm() - 1) ** 2)
+    return torch.stack(terms).mean().item()
+
+
+def _batch_penalty(tr, batch, fake, fake_cond, seed: int) -> float:
+    real, cond = tr.objective.real(batch)
+    # the two critic passes of d_loss draw no random numbers, so the penalty's alphas follow the seed
+    torch.manual_seed(seed)
+    with frozen_running_stats(tr.D):  # only for the BatchNorm control case: keep D's stats fixed
+        _, stats = tr.objective.d_loss(tr.D, batch, fake, fake_cond)
+    return stats["gp"].item()
+
+
+@pytest.mark.parametrize("preset", ["dcgan-fmnist32", "pix2pix", "cgan"])
+def test_gradient_penalty_is_the_mean_of_per_sample_penalties(preset, tmp_path, tiny_cfg, fake_paired_data) -> None:
+    """With loss.gan=wgan-gp the critic scores samples independently: the batch penalty equals the
+    mean of the penalties of each sample alone (the README's dcgan-fmnist32 wgan-gp example)."""
+    # (no dropout in the cGAN critic here: its masks would draw from the RNG that picks the alphas)
+    tr, batch, fake, fake_cond, logs = _critic_setup(
+        preset, tmp_path, tiny_cfg, fake_paired_data, **{"model.d_dropout": 0.0}
+    )
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in tr.D.modules())
+    if preset != "cgan":  # the MLP critic has no norm at all; the conv critics get layer norm, and say so
+        assert any(isinstance(m, torch.nn.GroupNorm) and m.num_groups == 1 for m in tr.D.modules())
+        assert any("layer norm instead of batch norm" in m for m in logs), logs
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in tr.G.modules())  # G keeps batch norm
+    batch_gp = _batch_penalty(tr, batch, fake, fake_cond, seed=7)
+    assert batch_gp > 0
+    assert batch_gp == pytest.approx(_per_sample_penalty(tr, batch, fake, seed=7), rel=1e-4, abs=1e-6)
+
+
+def test_batchnorm_critic_penalty_is_not_per_sample(tmp_path, tiny_cfg, fake_paired_data) -> None:
+    """The control case: an explicit model.d_norm=batch is respected, with a warning, and then the
+    batch penalty differs from the per-sample one (what the check above guards against)."""
+    tr, batch, fake, fake_cond, logs = _critic_setup(
+        "dcgan-fmnist32", tmp_path, tiny_cfg, fake_paired_data, **{"model.d_norm": "batch"}
+    )
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in tr.D.modules())
+    assert any(m.startswith("warning: model.d_norm=batch") for m in logs), logs
+    batch_gp = _batch_penalty(tr, batch, fake, fake_cond, seed=7)
+    assert abs(batch_gp - _per_sample_penalty(tr, batch, fake, seed=7)) > 1e-3 * max(batch_gp, 1e-3)
+
+
+def test_interpolates_leave_batchnorm_running_stats_alone(tmp_path, tiny_cfg, fake_paired_data) -> None:
+    """With batch norm kept (model.d_norm=batch), d_loss moves the running statistics exactly as its two
+    plain critic passes (real, fake) do: the penalty's interpolates do not update them."""
+    import copy
+
+    tr, batch, fake, fake_cond, _ = _critic_setup(
+        "dcgan-fmnist32", tmp_path, tiny_cfg, fake_paired_data, **{"model.d_norm": "batch"}
+    )
+    twin = copy.deepcopy(tr.D)
+    tr.objective.d_loss(tr.D, batch, fake, fake_cond)
+    real, _ = tr.objective.real(batch)
+    twin(real)
+    twin(fake)
+    for (name, a), (_, b) in zip(tr.D.named_buffers(), twin.named_buffers()):
+        assert torch.equal(a, b), name
+    assert int(tr.D.main[3].num_batches_tracked) == 2
+
+
+def test_frozen_running_stats_restores_tracking() -> None:
+    bn = torch.nn.BatchNorm1d(3)
+    with frozen_running_stats(bn):
+        bn(torch.randn(5, 3))
+    assert bn.track_running_stats and torch.equal(bn.running_mean, torch.zeros(3))
+    bn(torch.randn(5, 3))
+    assert not torch.equal(bn.running_mean, torch.zeros(3))
+
+
+@pytest.mark.parametrize("d_norm, expected", [("auto", "layer"), ("none", "none"), ("instance", "instance")])
+def test_critic_norm_choice(d_norm: str, expected: str) -> None:
+    from gankit.config import make_config
+    from gankit.families import critic_norm
+
+    cfg = make_config("dcgan-fmnist32", overrides={"loss.gan": "wgan-gp", "model.d_norm": d_norm})
+    assert critic_norm(cfg) == expected
+    assert critic_norm(make_config("dcgan-fmnist32")) == "batch"  # no penalty: the DCGAN paper's batch norm
+    assert critic_norm(make_config("pix2pix", overrides={"loss.gan": "hinge"})) == "batch"
+
+
+def test_bad_d_norm_is_one_line_config_error() -> None:
+    from gankit.config import ConfigError, make_config
+
+    with pytest.raises(ConfigError, match="^model.d_norm must be auto, batch, instance, layer or none$"):
+        make_config("dcgan", overrides={"model.d_norm": "group"})

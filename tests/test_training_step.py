@@ -127,3 +127,41 @@ def test_every_loss_trains_gan_without_nan(loss: str, tmp_path: Path, tiny_cfg, 
         assert all(torch.isfinite(torch.tensor(v)) for k, v in r.items() if k not in ("step", "epoch"))
         assert {"d_loss", "g_loss"} <= set(r)
         assert ("gp" in r) == (loss == "wgan-gp")
+
+
+def test_cgan_gradient_penalty_pairs_real_and_fake_of_the_same_label(tmp_path: Path, tiny_cfg) -> None:
+    """With wgan-gp, each interpolate lies between a real image and a fake *of the same label*, and the
+    critic scores it under that label (fakes with random labels would mix two classes)."""
+    tr = _trainer("cgan", tmp_path, tiny_cfg, None, **{"loss.gan": "wgan-gp"})
+    batch = _first_batch(tr)
+    labels = batch["label"]
+    assert len(labels.unique()) > 1
+    fake, fake_labels = tr.objective.generate(tr.G, batch)
+    assert torch.equal(fake_labels, labels)
+    # the fake of sample i was made for label i: same image as G(z_i, label_i) made on its own
+    torch.manual_seed(3)
+    fake, fake_labels = tr.objective.generate(tr.G, batch)
+    torch.manual_seed(3)
+    z = tr.objective.sample_z(len(labels), tr.device)
+    assert torch.allclose(fake, tr.G(z, labels), atol=1e-6)
+
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    critic = tr.objective.critic
+    tr.objective.critic = lambda D, x, cond: calls.append((x.detach(), cond)) or critic(D, x, cond)  # type: ignore
+    tr.objective.d_loss(tr.D, batch, fake, fake_labels)
+    (x_real, c_real), (x_fake, c_fake), (x_hat, c_hat) = calls
+    assert torch.equal(c_real, labels) and torch.equal(c_fake, labels) and torch.equal(c_hat, labels)
+    # x_hat[i] = a_i real[i] + (1 - a_i) fake[i] for one a_i in [0, 1] per sample
+    real = batch["image"].flatten(1)
+    diff, off = (real - fake.detach().flatten(1)), (x_hat.flatten(1) - fake.detach().flatten(1))
+    a = (off * diff).sum(1) / (diff * diff).sum(1)
+    assert ((a >= 0) & (a <= 1)).all()
+    assert torch.allclose(off, a[:, None] * diff, atol=1e-5)
+
+
+def test_cgan_without_penalty_keeps_random_fake_labels(tmp_path: Path, tiny_cfg) -> None:
+    """The notes' cGAN draws the fakes' labels at random (only the penalty needs them paired)."""
+    tr = _trainer("cgan", tmp_path, tiny_cfg, None)
+    batch = _first_batch(tr)
+    _, fake_labels = tr.objective.generate(tr.G, batch)
+    assert not torch.equal(fake_labels, batch["label"])

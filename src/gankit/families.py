@@ -14,6 +14,7 @@ from torch import nn
 
 from gankit.config import Config
 from gankit.data.base import DataInfo
+from gankit.losses import get_gan_loss
 from gankit.models.layers import init_weights
 
 Builder = Callable[[Config, DataInfo], tuple[nn.Module, nn.Module]]
@@ -28,9 +29,20 @@ class Family:
     build_models: Builder
     conditional: bool = False
     """Noise families: whether G and D take class labels."""
+    normalized_critic: bool = False
+    """Whether the discriminator has normalization layers (set by ``model.norm`` / ``model.d_norm``)."""
 
-    def build(self, cfg: Config, info: DataInfo, *, init: bool = True) -> tuple[nn.Module, nn.Module]:
-        """Generator and discriminator, initialized with ``cfg.model.init`` unless ``init`` is False."""
+    def build(
+        self, cfg: Config, info: DataInfo, *, init: bool = True, log: Callable[[str], None] | None = None
+    ) -> tuple[nn.Module, nn.Module]:
+        """Generator and discriminator, initialized with ``cfg.model.init`` unless ``init`` is False.
+
+        ``log`` receives a line when the discriminator's normalization differs from ``model.norm``
+        (see :func:`critic_norm`)."""
+        if log is not None and self.normalized_critic:
+            note = critic_norm_note(cfg)
+            if note:
+                log(note)
         G, D = self.build_models(cfg, info)
         if init:
             init_weights(G, cfg.model.init, cfg.model.init_gain)
@@ -42,15 +54,48 @@ FAMILIES: dict[str, Family] = {}
 
 
 def register_family(
-    name: str, *, kind: str, description: str, conditional: bool = False
+    name: str, *, kind: str, description: str, conditional: bool = False, normalized_critic: bool = False
 ) -> Callable[[Builder], Builder]:
     def wrap(fn: Builder) -> Builder:
         if name in FAMILIES:
             raise ValueError(f"family '{name}' registered twice")
-        FAMILIES[name] = Family(name, kind, description, fn, conditional)
+        FAMILIES[name] = Family(name, kind, description, fn, conditional, normalized_critic)
         return fn
 
     return wrap
+
+
+def critic_norm(cfg: Config) -> str:
+    """The discriminator's normalization: ``model.d_norm``, or with ``auto`` ``model.norm``, except
+    that a loss with a gradient penalty (``wgan-gp``) and ``model.norm=batch`` gets layer norm.
+
+    The WGAN-GP penalty is a sum of per-sample terms; batch norm makes each critic output depend on
+    the whole batch (so the penalty is not per-sample) and the interpolates would move its running
+    statistics. Gulrajani et al. (2017, section 4) drop batch norm from the critic and recommend layer
+    normalization in its place. The generator keeps ``model.norm``.
+    """
+    if cfg.model.d_norm != "auto":
+        return cfg.model.d_norm
+    if cfg.model.norm == "batch" and get_gan_loss(cfg.loss.gan).gradient_penalty:
+        return "layer"
+    return cfg.model.norm
+
+
+def critic_norm_note(cfg: Config) -> str | None:
+    """A log line saying how the critic's norm departs from ``model.norm`` (None when it does not)."""
+    norm = critic_norm(cfg)
+    penalty = get_gan_loss(cfg.loss.gan).gradient_penalty
+    if cfg.model.d_norm == "auto" and norm != cfg.model.norm:
+        return (
+            f"discriminator: layer norm instead of batch norm, as loss.gan={cfg.loss.gan} needs a per-sample "
+            f"gradient penalty (Gulrajani et al. 2017); model.d_norm=batch keeps batch norm"
+        )
+    if penalty and norm == "batch":
+        return (
+            f"warning: model.d_norm=batch with loss.gan={cfg.loss.gan}: batch statistics mix the samples, so the "
+            f"gradient penalty is not per-sample; model.d_norm=layer (or auto) gives the per-sample penalty"
+        )
+    return None
 
 
 def get_family(name: str) -> Family:
@@ -103,14 +148,19 @@ def _cgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     )
 
 
-@register_family("dcgan", kind="noise", description="DCGAN (Radford et al. 2016), 64x64 faces or any folder")
+@register_family(
+    "dcgan",
+    kind="noise",
+    description="DCGAN (Radford et al. 2016), 64x64 faces or any folder",
+    normalized_critic=True,
+)
 def _dcgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator
 
     m = cfg.model
     return (
         DCGANGenerator(m.z_dim, info.channels, resolution=info.resolution, ngf=m.ngf, norm=m.norm),
-        DCGANDiscriminator(info.channels, resolution=info.resolution, ndf=m.ndf, norm=m.norm),
+        DCGANDiscriminator(info.channels, resolution=info.resolution, ndf=m.ndf, norm=critic_norm(cfg)),
     )
 
 
@@ -122,11 +172,16 @@ def _unet_patchgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     G = UNetGenerator(
         info.in_channels, info.channels, resolution=info.resolution, ngf=m.ngf, norm=m.norm, dropout=m.g_dropout
     )
-    D = PatchDiscriminator(info.in_channels + info.channels, ndf=m.ndf, n_layers=m.n_layers, norm=m.norm)
+    D = PatchDiscriminator(info.in_channels + info.channels, ndf=m.ndf, n_layers=m.n_layers, norm=critic_norm(cfg))
     return G, D
 
 
 register_family(
-    "pix2pix", kind="paired", description="pix2pix (Isola et al. 2017): U-Net + PatchGAN, adversarial + L1"
+    "pix2pix",
+    kind="paired",
+    description="pix2pix (Isola et al. 2017): U-Net + PatchGAN, adversarial + L1",
+    normalized_critic=True,
 )(_unet_patchgan)
-register_family("colorize", kind="paired", description="pix2pix in Lab space: L -> ab colorization")(_unet_patchgan)
+register_family(
+    "colorize", kind="paired", description="pix2pix in Lab space: L -> ab colorization", normalized_critic=True
+)(_unet_patchgan)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -80,12 +81,42 @@ def get_gan_loss(name: str) -> GANLoss:
         raise ValueError(f"unknown GAN loss '{name}'; known: {', '.join(GAN_LOSSES)}") from None
 
 
+class _Scaler(Protocol):
+    """What :func:`gradient_penalty` uses of a :class:`torch.amp.GradScaler`."""
+
+    def is_enabled(self) -> bool: ...
+
+    def scale(self, outputs: Tensor) -> Tensor: ...
+
+
 def gradient_penalty(
-    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, generator: torch.Generator | None = None
+    critic: Callable[[Tensor], Tensor],
+    real: Tensor,
+    fake: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    scaler: _Scaler | None = None,
 ) -> Tensor:
-    """WGAN-GP penalty E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates of real and fake."""
+    """WGAN-GP penalty E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates of real and fake.
+
+    Interpolate i lies between ``real[i]`` and ``fake[i]``: the caller pairs samples of the same
+    condition (label or input image) and scores the interpolates under it. The penalty is the mean of
+    per-sample terms only if ``critic`` scores samples independently, i.e. has no batch norm.
+
+    With an enabled gradient ``scaler`` (fp16 autocast), this follows PyTorch's AMP recipe for gradient
+    penalties: ``autograd.grad`` of the *scaled* critic output, so small gradients do not underflow in
+    the fp16 backward, then the gradients are unscaled before the penalty is formed (in fp32). If the
+    scaled backward overflows, the penalty is inf; the scaler's ``step`` then skips the update and
+    lowers the scale, as for any overflowing fp16 step.
+    """
     alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, generator=generator)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    out = critic(x_hat)
-    (grad,) = torch.autograd.grad(out.float().sum(), x_hat, create_graph=True)
+    out = critic(x_hat).float().sum()
+    if scaler is not None and scaler.is_enabled():
+        # scale(1) is the scale as a device tensor: no host sync, unlike scaler.get_scale()
+        scale = scaler.scale(torch.ones((), device=out.device))
+        (grad,) = torch.autograd.grad(scaler.scale(out), x_hat, create_graph=True)
+        grad = grad.float() / scale
+    else:
+        (grad,) = torch.autograd.grad(out, x_hat, create_graph=True)
     return ((grad.flatten(1).float().norm(2, dim=1) - 1) ** 2).mean()

@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
@@ -17,6 +20,23 @@ from gankit.families import Family
 from gankit.losses import get_gan_loss, gradient_penalty
 
 Stats = dict[str, Tensor]
+
+_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+@contextmanager
+def frozen_running_stats(module: nn.Module) -> Iterator[None]:
+    """Batch norm layers of ``module`` still normalize with batch statistics but leave their running
+    statistics (and ``num_batches_tracked``) alone: the gradient penalty's interpolates are neither
+    real nor fake images and must not shift the statistics used at evaluation."""
+    layers = [m for m in module.modules() if isinstance(m, _BATCH_NORMS) and m.training and m.track_running_stats]
+    for m in layers:
+        m.track_running_stats = False  # in train mode: batch statistics, running buffers not passed
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True
 
 
 class Objective:
@@ -39,11 +59,21 @@ class Objective:
 
     # --- losses
     def d_loss(
-        self, D: nn.Module, batch: Batch, fake: Tensor, fake_cond: Tensor | None, *, D_local: nn.Module | None = None
+        self,
+        D: nn.Module,
+        batch: Batch,
+        fake: Tensor,
+        fake_cond: Tensor | None,
+        *,
+        D_local: nn.Module | None = None,
+        scaler: torch.amp.GradScaler | None = None,
     ) -> tuple[Tensor, Stats]:
         """Discriminator loss. ``D_local`` (the module inside a DDP wrapper) serves the gradient
         penalty, whose double backward DDP does not support; its gradients still reach the same
-        parameters within the same backward pass."""
+        parameters within the same backward pass. ``scaler`` (fp16) is the one that will scale this
+        loss; the penalty's gradients follow PyTorch's AMP recipe with it.
+
+        ``stats["d_loss"]`` is the adversarial part alone; ``stats["gp"]`` the unweighted penalty."""
         real, real_cond = self.real(batch)
         real_logits = self.critic(D, real, real_cond)
         fake_logits = self.critic(D, fake.detach(), fake_cond)
@@ -55,8 +85,13 @@ class Objective:
             "d_fake": fake_logits.detach().float().mean(),
         }
         if self.loss.gradient_penalty:
+            # interpolate i lies between real[i] and fake[i], so both must have the same condition
+            # (class label, input image), and the interpolate is scored under it
+            if fake_cond is not real_cond:
+                raise ValueError("the gradient penalty needs fakes made for the real samples' conditions")
             critic_net = D_local if D_local is not None else D
-            gp = gradient_penalty(lambda x: self.critic(critic_net, x, real_cond), real, fake)
+            with frozen_running_stats(critic_net):
+                gp = gradient_penalty(lambda x: self.critic(critic_net, x, real_cond), real, fake, scaler=scaler)
             loss = loss + self.gp_weight * gp
             stats["gp"] = gp.detach()
         return loss, stats
@@ -67,6 +102,10 @@ class Objective:
 
 
 class NoiseToImage(Objective):
+    """Noise to image. Fakes of a cGAN get random labels, as in the course notes, except with a gradient
+    penalty: interpolating a real image with a fake needs both of the same class, so the fakes are made
+    for the real images' labels (same label distribution, paired sample by sample)."""
+
     def __init__(self, cfg: Config, info: DataInfo, *, conditional: bool) -> None:
         super().__init__(cfg, info)
         self.z_dim = cfg.model.z_dim
@@ -80,7 +119,10 @@ class NoiseToImage(Objective):
         z = self.sample_z(real.shape[0], real.device)
         labels = None
         if self.num_classes:
-            labels = torch.randint(0, self.num_classes, (real.shape[0],), device=real.device)
+            if self.loss.gradient_penalty:
+                labels = self.real(batch)[1]
+            else:
+                labels = torch.randint(0, self.num_classes, (real.shape[0],), device=real.device)
         return G(z, labels), labels
 
     def real(self, batch: Batch) -> tuple[Tensor, Tensor | None]:

@@ -51,7 +51,11 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """Image -> strided convs with BatchNorm + LeakyReLU(0.2) -> one logit per image."""
+    """Image -> strided convs with BatchNorm + LeakyReLU(0.2) -> one logit per image.
+
+    ``norm`` is ``batch`` in the DCGAN paper; a WGAN-GP critic uses ``layer`` (or ``none``), since its
+    gradient penalty is defined per sample and batch statistics would mix the samples.
+    """
 
     def __init__(self, channels: int = 3, *, resolution: int = 64, ndf: int = 64, norm: str = "batch") -> None:
         super().__init__()

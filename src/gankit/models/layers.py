@@ -8,15 +8,27 @@ from torch import nn
 INIT_SCHEMES = ("normal", "xavier", "kaiming", "orthogonal", "default")
 
 
+NORMS = ("batch", "instance", "layer", "none")
+
+
 def norm_layer(kind: str, channels: int) -> nn.Module:
-    """A 2-D normalization layer by name: ``batch``, ``instance`` (affine-free, as in pix2pix) or ``none``."""
+    """A 2-D normalization layer by name: ``batch``, ``instance`` (affine-free, as in pix2pix),
+    ``layer`` or ``none``.
+
+    ``layer`` is the layer normalization of WGAN-GP's critics (Gulrajani et al. 2017, section 4 and
+    their ``tflib.ops.layernorm``): each sample is normalized over all of (C, H, W), with a learned
+    per-channel scale and shift, which is exactly ``GroupNorm`` with one group. Unlike batch norm it
+    keeps samples independent, which a per-sample gradient penalty needs.
+    """
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"unknown norm '{kind}' (expected batch, instance or none)")
+    raise ValueError(f"unknown norm '{kind}' (expected {', '.join(NORMS)})")
 
 
 @torch.no_grad()

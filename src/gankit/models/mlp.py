@@ -15,7 +15,6 @@ import math
 import torch
 from torch import Tensor, nn
 
-
 ACTIVATIONS = ("relu", "leaky_relu")
 
 

@@ -44,7 +44,8 @@ class PatchDiscriminator(nn.Module):
         in_channels: channels of the (condition, image) pair concatenated by the caller.
         ndf: width of the first layer; layer n has ``ndf * min(2**n, 8)`` channels.
         n_layers: number of stride-2 convs; sets the patch size (see :func:`receptive_field`).
-        norm: ``batch``, ``instance`` or ``none``; never applied to the first layer.
+        norm: ``batch``, ``instance``, ``layer`` or ``none``; never applied to the first layer. A
+            critic trained with a gradient penalty needs a per-sample norm (not ``batch``).
     """
 
     def __init__(self, in_channels: int, *, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
@@ -53,8 +54,9 @@ class PatchDiscriminator(nn.Module):
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
         self.n_layers = n_layers
         self.receptive_field = receptive_field(n_layers)
-        # BatchNorm's learned shift makes a conv bias redundant (same rule as the reference).
-        bias = norm != "batch"
+        # BatchNorm's learned shift makes a conv bias redundant (same rule as the reference); so does
+        # layer norm's per-channel shift.
+        bias = norm not in ("batch", "layer")
         # The first layer has no norm, so it keeps its bias regardless (as in the reference).
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
         width = ndf
