@@ -109,10 +109,12 @@ def test_flat_folder_split_every_tenth_to_val_recursive(tmp_path: Path) -> None:
     every = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.png"))
     assert val.names == [every[9], every[19]]
     assert train.names == [n for i, n in enumerate(every) if i % 10 != 9]
-    assert lines == []
+    assert len(lines) == 1 and "no val/ split" in lines[0] and "2 of 20" in lines[0]  # said once, by val
+    assert train.info.val_source == val.info.val_source
+    assert val.info.val_source == "held out every 10th photo of train (2 of 20, deterministic by name)"
     assert val.lab.shape[-1] == 16 and not val.flip
     test = load_colorization(tmp_path, "test", resolution=16, log=lines.append)
-    assert test.names == val.names and len(lines) == 1
+    assert test.names == val.names and len(lines) == 2
     assert len(load_colorization(tmp_path, "train", resolution=16, max_images=5, log=_quiet)) == 5
 
 

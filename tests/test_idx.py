@@ -181,9 +181,19 @@ def test_missing_data_message_lists_places_and_apt_hint(tmp_path: Path, monkeypa
     assert "apt-get" not in missing_message("mnist", None)
 
 
-def test_default_system_dir_is_the_debian_package() -> None:
-    # (the autouse fixture replaces SYSTEM_DIRS; conftest kept the module's own value)
-    assert Path("/usr/share/datasets/fashion-mnist") in DEFAULT_SYSTEM_DIRS["fashion-mnist"]
+def test_the_debian_package_folder_is_searched_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a path, /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist) is looked in
+    after $GANKIT_DATA and the cache, and the message for missing data names it."""
+    import gankit.data.mnist as mnist
+
+    monkeypatch.setattr(mnist, "SYSTEM_DIRS", DEFAULT_SYSTEM_DIRS)  # the module's own value (conftest saved it)
+    debian = Path("/usr/share/datasets/fashion-mnist")
+    looked = mnist._candidates("fashion-mnist", None)
+    cache = tmp_path / "xdg_cache" / "gankit" / "fashion-mnist"
+    assert looked.index(debian) > looked.index(cache) > looked.index(tmp_path / "gankit_data_env")
+    assert debian / "FashionMNIST" / "raw" in looked
+    assert missing_message("fashion-mnist", None).splitlines()[-3:-2] == [f"  {debian}"]
+    assert debian not in mnist._candidates("fashion-mnist", tmp_path)  # a given path is the only place
 
 
 def test_no_download_when_a_path_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -249,6 +259,7 @@ def test_build_dataset_from_idx(tiny_idx: Path) -> None:
 
 
 def test_infer_dataset_name(tiny_idx: Path, image_folder: Path) -> None:
-    assert infer_dataset_name(str(tiny_idx), "fashion-mnist") == ("fashion-mnist", str(tiny_idx))
+    # The tiny fixture is neither MNIST nor Fashion-MNIST (md5 differs, too few images for statistics).
+    assert infer_dataset_name(str(tiny_idx), "fashion-mnist") == ("idx", str(tiny_idx))
     assert infer_dataset_name(str(image_folder), "fashion-mnist") == ("folder", str(image_folder))
     assert infer_dataset_name("mnist", "fashion-mnist") == ("mnist", None)

@@ -213,13 +213,18 @@ def test_pair_folders_with_split_folders_and_upper_case(tmp_path: Path) -> None:
         load_pair_folders(tmp_path, "test", resolution=16)
 
 
-def test_pair_folders_without_splits_use_last_tenth_for_val(tmp_path: Path) -> None:
+def test_pair_folders_without_splits_hold_out_every_tenth_for_val(tmp_path: Path) -> None:
     stems = [f"{i:02d}" for i in range(20)]
     _pair_folders(tmp_path, stems)
-    train = load_pair_folders(tmp_path, "train", resolution=8, log=lambda s: None)
-    val = load_pair_folders(tmp_path, "val", resolution=8, log=lambda s: None)
-    assert [n[:2] for n in train.names] == stems[:18]
-    assert [n[:2] for n in val.names] == stems[18:]
+    lines: list[str] = []
+    train = load_pair_folders(tmp_path, "train", resolution=8, log=lines.append)
+    assert lines == []
+    val = load_pair_folders(tmp_path, "val", resolution=8, log=lines.append)
+    assert [n[:2] for n in val.names] == ["09", "19"]  # the rule of gankit.data.splits, as for photos
+    assert [n[:2] for n in train.names] == [s for s in stems if s not in ("09", "19")]
+    expected = "held out every 10th pair of train (2 of 20, deterministic by name)"
+    assert train.info.val_source == val.info.val_source == expected
+    assert len(lines) == 1 and "no val/ split" in lines[0] and "2 of 20" in lines[0]  # said once, when val is loaded
 
 
 def test_missing_partner_names_file_and_folder(tmp_path: Path) -> None:

@@ -1,7 +1,16 @@
-"""Datasets by name. :func:`build_dataset` turns a :class:`~gankit.config.DataConfig` into a TrainSet."""
+"""Datasets by name. :func:`build_dataset` turns a :class:`~gankit.config.DataConfig` into a TrainSet.
+
+What ``--data`` names is what is trained on, or it is a one-line error (:func:`infer_dataset_name`):
+a dataset name; a folder, whose kind is read from its content (IDX files identified as MNIST,
+Fashion-MNIST or generic IDX by :func:`gankit.data.mnist.identify_idx`; an image folder; a paired
+layout); never a file, and never data found elsewhere in its place. Every dataset records in its
+:class:`DataInfo` what was actually loaded: ``dataset``, ``source``, ``num_images`` and, for paired
+data, ``val_source`` (the validation rule of :mod:`gankit.data.splits`).
+"""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,49 +21,85 @@ from gankit.data.errors import DataError
 DATASETS: dict[str, str] = {
     "fashion-mnist": "Fashion-MNIST IDX files (60k/10k, 28x28, 10 classes); Debian: dataset-fashion-mnist",
     "mnist": "MNIST IDX files (60k/10k, 28x28, 10 digits)",
+    "idx": "any other folder of IDX files (train-images/-labels, t10k-...): no domain classifier",
     "folder": "any folder of images, flat or one subfolder per class (resize + center crop)",
     "celeba": "CelebA aligned faces (img_align_celeba), a folder of images",
     "aligned": "pix2pix format: A|B side by side in train/ val/ test/",
-    "pair-folders": "two folders a/ and b/ with matching file names",
-    "facades": "CMP Facade base set (label map -> photo), built into the aligned format",
+    "pair-folders": "two folders a/ and b/ with matching file names (or train/a, train/b, ...)",
+    "facades": "CMP Facade base set or the pix2pix facades release (aligned, or train/a, train/b, ...)",
     "colorization": "any folder of colour photos (COCO-like); L -> ab in Lab space",
 }
 
 PAIRED = ("aligned", "pair-folders", "facades")
+IDX_NAMES = ("fashion-mnist", "mnist", "idx")
 
 
-def _looks_like_idx_folder(path: Path) -> bool:
-    return path.is_dir() and any(p.name.startswith(("train-images", "t10k-images")) for p in path.rglob("*idx*"))
+def _is_idx_file(path: Path) -> bool:
+    name = path.name.lower()
+    return "idx" in name and "ubyte" in name
+
+
+def _has_idx(path: Path) -> bool:
+    from gankit.data.mnist import find_idx_files
+
+    return path.is_dir() and (find_idx_files(path, "train") or find_idx_files(path, "test")) is not None
+
+
+def _record(ds: TrainSet, dataset: str, source: str) -> TrainSet:
+    ds.info.dataset, ds.info.num_images = dataset, len(ds)
+    ds.info.source = ds.info.source or source
+    return ds
+
+
+def _build_idx(cfg: DataConfig, split: str, log: Callable[[str], None]) -> TrainSet:
+    from gankit.data.mnist import DIGIT_CLASSES, FASHION_CLASSES, IDX_CLASSES, cache_dir, identify_idx, load_idx
+
+    name = cfg.name
+    loaded = load_idx(name, cfg.path, split="test" if split != "train" else "train")
+    folder = loaded.files[0].parent
+    ident = identify_idx(folder)
+    if name != "idx" and ident.kind != name:
+        if ident.kind != "idx":  # the files are the other standard data set
+            raise DataError(
+                f"{folder} holds {IDX_CLASSES[ident.kind]}, not {IDX_CLASSES[name]} ({ident.how}); "
+                f"use data.name={ident.kind} (or pass --data {folder} alone)"
+            )
+        if split == "train":
+            log(f"{folder}: {ident.how}; treated as {name}, as data.name says")
+    names = {"fashion-mnist": FASHION_CLASSES, "mnist": DIGIT_CLASSES}.get(name)
+    ds = ImageTensorDataset(
+        loaded.images, loaded.labels, resolution=cfg.resolution, channels=cfg.channels, class_names=names
+    )
+    ds = ds.subset(cfg.max_images) if cfg.max_images else ds
+    source = f"torchvision download into {cache_dir() / name}" if loaded.downloaded else str(folder.resolve())
+    return _record(ds, name, source)
 
 
 def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str], None] = print) -> TrainSet:
-    """The dataset named by ``cfg.name`` (train/val/test split), ready for :class:`EpochSampler`."""
+    """The dataset named by ``cfg.name`` (train/val/test split), ready for :class:`EpochSampler`.
+
+    Its ``info`` says what was loaded (``dataset``, ``source``, ``num_images``, ``val_source``).
+    """
     name = cfg.name
     if name not in DATASETS:
-        raise DataError(f"unknown dataset '{name}'; known: {', '.join(DATASETS)}")
-    if name in ("fashion-mnist", "mnist"):
-        from gankit.data.mnist import DIGIT_CLASSES, FASHION_CLASSES, load_mnist_like
-
-        images, labels = load_mnist_like(name, cfg.path, split="test" if split != "train" else "train")
-        ds = ImageTensorDataset(
-            images,
-            labels,
-            resolution=cfg.resolution,
-            channels=cfg.channels,
-            class_names=FASHION_CLASSES if name == "fashion-mnist" else DIGIT_CLASSES,
-        )
-        return ds.subset(cfg.max_images) if cfg.max_images else ds
+        close = difflib.get_close_matches(name, DATASETS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(DATASETS)}"
+        raise DataError(f"unknown dataset '{name}'{hint}")
+    if name in IDX_NAMES:
+        return _build_idx(cfg, split, log)
     if name in ("folder", "celeba"):
         from gankit.data.folders import find_celeba, load_image_folder
 
         if name == "folder" and not cfg.path:
             raise DataError("dataset 'folder' needs a path: --data FOLDER")
         root = find_celeba(cfg.path) if name == "celeba" else Path(cfg.path)  # type: ignore[arg-type]
+        if root.is_file():
+            raise DataError(f"{root} is a file, not a folder; pass the folder that holds it ({root.parent})")
         ds = load_image_folder(
             root, resolution=cfg.resolution or 64, channels=cfg.channels or 3, max_images=cfg.max_images, log=log
         )
         ds.resolution = ds.info.resolution = cfg.resolution or 64
-        return ds
+        return _record(ds, name, str(root.resolve()))
     if name in PAIRED:
         from gankit.data import paired
 
@@ -68,24 +113,26 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
             log=log,
         )
         if name == "facades":
-            from gankit.data.facades import facades_direction, find_facades
+            from gankit.data.facades import facades_layout, find_facades
 
             root = find_facades(cfg.path, log=log)
             # data.direction=AtoB means label map -> photo, whichever side the files keep it on
-            natural = facades_direction(root)
+            layout, natural, how = facades_layout(root)
             common["direction"] = natural if cfg.direction == "AtoB" else ("AtoB" if natural == "BtoA" else "BtoA")
-            return paired.load_aligned(root, split, **common)
+            if split == "train":
+                log(f"facades in {root}: {how}; labels -> photo is {natural}")
+            load = paired.load_pair_folders if layout == "pair-folders" else paired.load_aligned
+            return _record(load(root, split, **common), name, str(root.resolve()))
         if not cfg.path:
             raise DataError(f"dataset '{name}' needs a path: --data FOLDER")
-        if name == "aligned":
-            return paired.load_aligned(cfg.path, split, **common)
-        return paired.load_pair_folders(cfg.path, split, **common)
+        load = paired.load_aligned if name == "aligned" else paired.load_pair_folders
+        return _record(load(cfg.path, split, **common), name, str(Path(cfg.path).resolve()))
     # colorization
     from gankit.data.colorization import load_colorization
 
     if not cfg.path:
         raise DataError("dataset 'colorization' needs a path: --data FOLDER of colour photos")
-    return load_colorization(
+    ds = load_colorization(
         cfg.path,
         split,
         resolution=cfg.resolution or 256,
@@ -94,24 +141,60 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
         max_images=cfg.max_images if split == "train" else 0,
         log=log,
     )
+    return _record(ds, name, str(Path(cfg.path).resolve()))
+
+
+def _paired_kind(p: Path, default: str) -> str:
+    """aligned, pair-folders or facades for a folder given to a paired preset."""
+    from gankit.data.facades import _is_cmp_base, facades_layout
+    from gankit.data.paired import _pair_dirs
+
+    split_root = next((p / s for s in ("train", "val", "test") if (p / s).is_dir()), p)
+    layout = "pair-folders" if _pair_dirs(split_root) is not None else "aligned" if split_root != p else ""
+    if default != "facades":
+        return layout or default
+    if not layout or _is_cmp_base(p):
+        return "facades"  # find_facades builds from CMP, descends into facades/, or explains
+    # Facades only when the manifest or the colours say so: another data set keeps the direction asked for.
+    return "facades" if facades_layout(p).certain else layout
 
 
 def infer_dataset_name(data: str, default: str) -> tuple[str, str | None]:
-    """Interpret ``--data``: a dataset name, or a path whose kind is guessed (IDX files, images)."""
+    """Interpret ``--data`` for a preset whose dataset is ``default``: ``(data.name, data.path)``.
+
+    A dataset name is taken as it is. A folder's kind is read from its content: IDX files are
+    mnist, fashion-mnist or idx by :func:`gankit.data.mnist.identify_idx` (whatever the preset's
+    default); for a paired preset, the layout (aligned A|B files, a/ + b/ folders per split or once,
+    facades); otherwise an image folder. Raises :class:`DataError` (one line) for a path that does
+    not exist, a file, and an IDX folder given to a preset that needs colour images.
+    """
     if data in DATASETS:
         return data, None
-    p = Path(data)
-    if default in ("fashion-mnist", "mnist") and not _looks_like_idx_folder(p) and p.is_dir():
-        return "folder", data
-    if default == "celeba":
-        return "folder", data
-    if default in PAIRED and p.is_dir():
-        lower = {c.name.lower() for c in p.iterdir() if c.is_dir()}
-        if {"a", "b"} <= lower:
-            return "pair-folders", data
-        if "train" in lower and not any(p.glob("cmp_b*.png")) and default != "facades":
-            return "aligned", data
-    return default, data
+    p = Path(data).expanduser()
+    if not p.exists():
+        close = difflib.get_close_matches(data, DATASETS, n=1, cutoff=0.75)
+        hint = f"; did you mean the dataset '{close[0]}'?" if close else f" (datasets: {', '.join(DATASETS)})"
+        raise DataError(f"--data {data}: no such file or folder, nor a dataset name{hint}")
+    if p.is_file():
+        what = "an IDX file" if _is_idx_file(p) else "a file"
+        raise DataError(f"--data {data} is {what}, not a folder; pass the folder that holds it: --data {p.parent}")
+    if _has_idx(p):
+        from gankit.data.mnist import identify_idx
+
+        kind = identify_idx(p).kind
+        if default in ("celeba", "folder"):
+            raise DataError(
+                f"--data {data} holds IDX files ({kind}: 1-channel 28x28), but this preset trains on colour "
+                f"image folders; for DCGAN on them use: gankit train dcgan-fmnist --data {data}"
+            )
+        if default in (*PAIRED, "colorization"):
+            raise DataError(f"--data {data} holds IDX files ({kind}), not images for an image-to-image preset")
+        return kind, data
+    if default in PAIRED:
+        return _paired_kind(p, default), data
+    if default == "colorization":
+        return "colorization", data
+    return "folder", data
 
 
 __all__ = [

@@ -8,7 +8,7 @@ the middle of an epoch without saving any data-loader state.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Protocol
 
 import torch
@@ -28,6 +28,25 @@ class DataInfo:
     """Image-to-image only: channels of the input image."""
     space: str = "rgb"
     """rgb, or lab for colorization (input L, output ab)."""
+    # What was actually loaded (recorded in the run folder and in every checkpoint). The defaults
+    # keep checkpoints written before these fields existed loadable with ``DataInfo(**d)``.
+    dataset: str = ""
+    """The kind of data loaded: mnist, fashion-mnist, idx (other IDX files), folder, celeba, aligned,
+    pair-folders, facades or colorization. "" in checkpoints older than this field."""
+    source: str = ""
+    """Where it came from: a resolved absolute path, or e.g. "torchvision download into ~/.cache/gankit/mnist"."""
+    num_images: int = 0
+    """Items in this split (pairs for paired data), after ``data.max_images``."""
+    val_source: str = ""
+    """Paired data: where validation comes from ("val/ split", "held out every 10th pair of train
+    (40 of 400, deterministic by name)", "train (too few photos to hold out: 6 < 10)"); see
+    :mod:`gankit.data.splits`. "" for noise-to-image data."""
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataInfo:
+        """Rebuild from ``dataclasses.asdict`` output, ignoring keys a newer gankit may have added."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 Batch = dict[str, Tensor]
@@ -98,13 +117,15 @@ class ImageTensorDataset:
     def subset(self, n: int) -> ImageTensorDataset:
         """The first ``n`` items (for quick runs)."""
         labels = self.labels[:n] if self.labels is not None else None
-        return ImageTensorDataset(
+        ds = ImageTensorDataset(
             self.images[:n],
             labels,
             resolution=self.resolution,
             channels=self.out_channels,
             class_names=self.info.class_names,
         )
+        ds.info = replace(self.info, num_images=len(ds) if self.info.num_images else 0)
+        return ds
 
     def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
         src = self._source.get(device)

@@ -14,12 +14,17 @@ pixel (393 KB a 256x256 photo, twice a uint8 RGB cache), rounding L* by at most 
 
 Grayscale photos carry no colour to learn and are skipped, as are unreadable and tiny files; one
 summary line reports how many.
+
+Validation follows the one rule of :mod:`.splits`: a ``val/`` folder if there is one; otherwise
+every 10th photo of the training photos (by sorted path) is held out; with fewer than 10 photos
+(a handful of one's own), validation uses the training photos themselves. The log says which,
+and so does ``info.val_source``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from fractions import Fraction
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -28,6 +33,7 @@ from torch import Tensor
 from ..color import rgb_to_model
 from .base import Batch, DataInfo, DeviceCopies, crop_flip
 from .errors import DataError
+from .splits import VAL_SPLIT, describe, holdout
 from .images import (
     ImageReadError,
     SkipReport,
@@ -96,6 +102,7 @@ class ColorizationDataset:
         """The first ``n`` photos (for quick runs)."""
         ds = ColorizationDataset.__new__(ColorizationDataset)
         ds._init(self.lab[:n], resolution=self.resolution, flip=self.flip, names=self.names[:n])
+        ds.info = replace(self.info, num_images=len(ds) if self.info.num_images else 0)
         return ds
 
     def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
@@ -115,12 +122,6 @@ def to_lab_cache(rgb: Tensor) -> Tensor:
     return out
 
 
-def _is_val(i: int, fraction: Fraction) -> bool:
-    # Item i is in val when the running count floor(k * fraction) steps up at k = i + 1:
-    # evenly spread, and for 1/10 exactly "every 10th file" (i % 10 == 9). Integer maths, no float drift.
-    return (i + 1) * fraction.numerator // fraction.denominator > i * fraction.numerator // fraction.denominator
-
-
 def load_colorization(
     root: str | Path,
     split: str = "train",
@@ -136,37 +137,43 @@ def load_colorization(
 ) -> ColorizationDataset:
     """Colour photos under ``root`` (searched recursively) for one split.
 
-    If ``root`` has ``train/`` and ``val/`` subfolders, ``root/<split>`` is used. Otherwise the split
-    is fixed by sorted path: with ``val_fraction`` 0.1 every 10th file (index % 10 == 9) is ``val``
-    and the rest ``train``; ``test`` then means the ``val`` files (a note goes to ``log``).
+    If ``root`` has a ``train/`` subfolder, ``root/<split>`` is used, except that without ``val/``
+    the validation photos are held out of ``train/``. Otherwise (a plain folder of photos) the
+    split is fixed by sorted path: with ``val_fraction`` 0.1 every 10th file (index % 10 == 9) is
+    ``val`` and the rest ``train``; ``test`` then means the ``val`` files (a note goes to ``log``).
+    With too few photos to hold one out, ``val`` is the training photos (:mod:`.splits`).
 
     Only ``train`` is augmented (random ``load_size`` -> ``resolution`` crop, flips); other splits are
     resized straight to ``resolution`` and never flipped. ``max_images`` > 0 keeps the first photos
     of the split by name.
     """
     root = Path(root)
+    if root.is_file():
+        raise DataError(f"{root} is a file, not a folder; pass the folder that holds it ({root.parent})")
     if not root.is_dir():
         raise DataError(f"photo folder {root} does not exist")
-    if (root / "train").is_dir() and (root / "val").is_dir():
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    split_folders = (root / "train").is_dir()
+    if split_folders and ((root / "val").is_dir() or split not in ("train", "val")):
         folder = root / split
         if not folder.is_dir():
             found = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir()))
             raise DataError(f"no folder {folder} for split {split!r} (subfolders of {root}: {found})")
         files = list_images(folder)
+        val_source = VAL_SPLIT if (root / "val").is_dir() else ""
     else:
-        folder = root
-        every = list_images(root)
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        frac = Fraction(val_fraction).limit_denominator(1000)
-        if split == "train":
-            files = [f for i, f in enumerate(every) if not _is_val(i, frac)]
-        elif split in ("val", "test"):
-            if split == "test":
-                log(f"{root}: no train/ and val/ subfolders, so 'test' uses the validation photos")
-            files = [f for i, f in enumerate(every) if _is_val(i, frac)]
-        else:
+        folder = root / "train" if split_folders else root
+        every = list_images(folder)
+        if split not in ("train", "val", "test"):
             raise DataError(f"unknown split {split!r} for {root} (no split folders: use train, val or test)")
+        plan = holdout(len(every), val_fraction, what="photos")
+        val_source = plan.source
+        if split == "val" and every:  # said when validation data are loaded (once per run)
+            log(describe(plan.source, str(root)))
+        if split == "test":
+            log(f"{root}: no train/ and val/ subfolders, so 'test' uses the validation photos")
+        files = [every[i] for i in (plan.train if split == "train" else plan.val)]
     if not files:
         raise DataError(f"no image files for split {split!r} in {folder}")
     if max_images > 0:
@@ -189,10 +196,12 @@ def load_colorization(
         log(report.summary())
     if not done:
         raise DataError(f"no usable colour photo in {folder}" + (f" ({report.summary()})" if report.total else ""))
-    return ColorizationDataset(
+    ds = ColorizationDataset(
         [img for _, img in done],
         resolution=resolution,
         load_size=size,
         flip=flip and train,
         names=[str(files[i].relative_to(folder)) for i, _ in done],
     )
+    ds.info.source, ds.info.val_source = str(folder.resolve()), val_source
+    return ds

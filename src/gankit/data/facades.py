@@ -5,12 +5,18 @@ Two sources are accepted:
 
 * the CMP "base" folder (``cmp_bNNNN.png`` palette label maps + ``cmp_bNNNN.jpg`` photos), which
   :func:`build_facades` turns into the aligned format once;
-* the pix2pix release (``facades.tar.gz``: ``train/ val/ test/`` of 512x256 jpgs), used as is.
+* the pix2pix release (``facades.tar.gz``: ``train/ val/ test/`` of 512x256 jpgs), used as is;
+* the same release as the course notes lay it out, one folder per side: ``train/a``, ``train/b``,
+  ``test/a``, ``test/b`` (no ``val/``), read by :func:`~gankit.data.paired.load_pair_folders`.
 
-The two differ in which half holds the labels. gankit's build puts the label map on the left
-(A) and the photo on the right (B), so labels -> photo is ``AtoB``; the pix2pix release has the
-photo on the left, so there labels -> photo is ``BtoA`` (its README trains with ``--direction
-BtoA``). :func:`facades_direction` tells which applies to a folder.
+Which side holds the labels differs. gankit's build puts the label map on the left (A) and the
+photo on the right (B), so labels -> photo is ``AtoB``; the pix2pix release has the photo on the
+left, so there labels -> photo is ``BtoA`` (its README trains with ``--direction BtoA``).
+:func:`facades_layout` tells which applies to a folder: from gankit's manifest, else by colour (a
+label map is almost all :data:`CMP_PALETTE` colours, a photo is not), else the release's ``BtoA``.
+
+Without a ``val/`` split, validation pairs are held out of ``train/`` by the rule of
+:mod:`gankit.data.splits` (every 10th pair by name); ``test/`` stays untouched.
 
 Where things go: :func:`data_root` is ``$GANKIT_DATA`` if set, else ``~/.cache/gankit``; the
 aligned facades live in ``<data_root>/facades`` (built from CMP there, or downloaded there).
@@ -26,14 +32,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from .errors import DataError
-from .images import ImageReadError, SkipReport, open_image, to_rgb
-from .paired import decode_many
+from .images import ImageReadError, SkipReport, list_images, open_image, to_rgb
+from .paired import _pair_dirs, decode_many
 
 __all__ = [
     "CMP_PALETTE",
@@ -42,6 +49,8 @@ __all__ = [
     "find_facades",
     "download_facades",
     "facades_direction",
+    "facades_layout",
+    "label_map_fraction",
     "data_root",
     "split_of",
 ]
@@ -210,15 +219,89 @@ def _manifest_matches(dst: Path, src: Path) -> bool:
     return all(len(list((dst / s).glob("*.jpg"))) == counts.get(s, -1) for s in ("train", "val", "test"))
 
 
+def label_map_fraction(img: Image.Image) -> float:
+    """The fraction of pixels within 40 levels (every channel) of a :data:`CMP_PALETTE` colour.
+
+    Label maps score near 1 even as JPEGs; photos of facades, being mostly unsaturated, score low.
+    """
+    small = np.asarray(to_rgb(img).resize((64, 64), Image.Resampling.NEAREST), dtype=np.int16)
+    palette = np.array(list(CMP_PALETTE.values()), dtype=np.int16)
+    distance = np.abs(small[:, :, None, :] - palette[None, None]).max(axis=-1).min(axis=-1)
+    return float((distance <= 40).mean())
+
+
+_SAMPLE_FILES = 4
+"""Files looked at to tell the label side by colour."""
+
+
+def _label_side(first: list[Image.Image], second: list[Image.Image]) -> int | None:
+    """0 or 1: which of two lists of images are the label maps; None when colour does not tell."""
+    if not first or not second:
+        return None
+    scores = [float(np.mean([label_map_fraction(i) for i in side])) for side in (first, second)]
+    for side in (0, 1):
+        if scores[side] >= 0.6 and scores[1 - side] <= 0.4:
+            return side
+    return None
+
+
+def _open_some(files: list[Path]) -> list[Image.Image]:
+    out = []
+    for f in files[:_SAMPLE_FILES]:
+        try:
+            out.append(to_rgb(open_image(f)))
+        except (ImageReadError, OSError):
+            continue  # the loader skips and counts it; here it just does not vote
+    return out
+
+
+class FacadesLayout(NamedTuple):
+    """How a facades folder keeps its pairs, and which direction maps labels to photos."""
+
+    layout: str
+    """"aligned" (A|B files) or "pair-folders" (a/ and b/ folders)."""
+    direction: str
+    """The ``direction`` that maps labels to photos."""
+    how: str
+    """How ``direction`` was decided, for the log."""
+    certain: bool
+    """False when it is only the release's convention (colour did not tell, no manifest)."""
+
+
+def facades_layout(root: str | Path) -> FacadesLayout:
+    """The :class:`FacadesLayout` of a facades folder: gankit's manifest, else colour, else ``BtoA``."""
+    root = Path(root)
+    split_root = next((root / s for s in ("train", "val", "test") if (root / s).is_dir()), root)
+    dirs = _pair_dirs(split_root)
+    if dirs is not None:
+        a, b = (_open_some(list_images(d, recursive=False)) for d in dirs)
+        side = _label_side(a, b)
+        if side is None:
+            how = f"assumed label maps in {dirs[1].name}/ (colours did not tell)"
+            return FacadesLayout("pair-folders", "BtoA", how, False)
+        labels, photos = (dirs[1], dirs[0]) if side else (dirs[0], dirs[1])
+        how = f"label maps in {labels.name}/, photos in {photos.name}/ (by colour)"
+        return FacadesLayout("pair-folders", "BtoA" if side else "AtoB", how, True)
+    try:
+        direction = str(json.loads((root / MANIFEST).read_text())["labels_to_photo"])
+        return FacadesLayout("aligned", direction, f"{MANIFEST} of the gankit build", True)
+    except (OSError, ValueError, KeyError):
+        pass
+    pairs = _open_some(list_images(split_root, recursive=False)) if split_root.is_dir() else []
+    halves = [(p.crop((0, 0, p.width // 2, p.height)), p.crop((p.width // 2, 0, p.width, p.height))) for p in pairs]
+    side = _label_side([h[0] for h in halves], [h[1] for h in halves])
+    if side is None:
+        return FacadesLayout("aligned", "BtoA", "assumed label maps on the right, as in the pix2pix release", False)
+    how = f"label maps on the {'right' if side else 'left'} (by colour)"
+    return FacadesLayout("aligned", "BtoA" if side else "AtoB", how, True)
+
+
 def facades_direction(root: str | Path) -> str:
-    """The ``direction`` that maps labels to photos for an aligned facades folder.
+    """The ``direction`` that maps labels to photos for a facades folder (see :func:`facades_layout`).
 
     ``AtoB`` for a gankit build (labels left); ``BtoA`` for the pix2pix release (photo left).
     """
-    try:
-        return str(json.loads((Path(root) / MANIFEST).read_text())["labels_to_photo"])
-    except (OSError, ValueError, KeyError):
-        return "BtoA"
+    return facades_layout(root).direction
 
 
 def _resolve(folder: Path, log: Callable[[str], None]) -> Path | None:
@@ -228,7 +311,7 @@ def _resolve(folder: Path, log: Callable[[str], None]) -> Path | None:
             log(f"building pix2pix facades pairs from {folder} into {target}")
             build_facades(folder, target, log=log)
         return target
-    if (folder / "train").is_dir():
+    if (folder / "train").is_dir() or _pair_dirs(folder) is not None:
         return folder
     if (folder / "facades").is_dir() and folder.name != "facades":
         return _resolve(folder / "facades", log)
@@ -250,8 +333,8 @@ def find_facades(path: str | Path | None = None, *, log: Callable[[str], None] =
         found = _resolve(folder, log)
         if found is None:
             raise DataError(
-                f"{folder} is neither the CMP Facade base folder (cmp_b*.png + cmp_b*.jpg) nor an aligned "
-                "pix2pix facades folder (train/ val/ test/ of A|B jpgs)"
+                f"{folder} is neither the CMP Facade base folder (cmp_b*.png + cmp_b*.jpg) nor a pix2pix "
+                "facades folder (train/ val/ test/ of A|B jpgs, or train/a, train/b, test/a, test/b)"
             )
         return found
     candidates = []

@@ -12,8 +12,13 @@ Two on-disk formats are read:
 * :func:`load_aligned`: the pix2pix release format, one image per pair holding A | B side by side
   in ``root/<split>/``.
 * :func:`load_pair_folders`: two folders ``a/`` and ``b/`` (or ``A/``, ``B/``) whose files match
-  by stem, either per split (``root/<split>/a``) or once for the whole set (then a fixed split by
-  sorted stem: the last 10% is ``val``).
+  by stem, either per split (``root/<split>/a``, as the facades release of the course notes:
+  ``train/a``, ``train/b``, ``test/a``, ``test/b``) or once for the whole set (``root/a``, ``root/b``).
+
+Without a ``val`` split (no ``val/``, or no split folders at all) validation pairs are held out of
+the training pairs by the one rule of :mod:`.splits`: every 10th pair by sorted name, or, with
+fewer than 10 pairs, the training pairs themselves; the log says which, and so does
+``info.val_source``.
 
 The shared helpers live in :mod:`.images` (decoding, resizing) and :mod:`.base` (crop/flip, device copies).
 """
@@ -21,6 +26,7 @@ The shared helpers live in :mod:`.images` (decoding, resizing) and :mod:`.base` 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -28,6 +34,7 @@ from torch import Tensor
 
 from .base import Batch, DataInfo, DeviceCopies, crop_flip, to_unit_range
 from .errors import DataError
+from .splits import HOLDOUT_FRACTION, VAL_SPLIT, Holdout, describe, holdout
 from .images import (
     ImageReadError,
     SkipReport,
@@ -48,8 +55,8 @@ __all__ = [
 ]
 
 DIRECTIONS = ("AtoB", "BtoA")
-PAIR_FOLDER_VAL_FRACTION = 0.1
-"""Without split folders, :func:`load_pair_folders` puts the last 10% (by sorted stem) in ``val``."""
+PAIR_FOLDER_VAL_FRACTION = float(HOLDOUT_FRACTION)
+"""Without a val split, every 10th pair (by sorted name) is held out for ``val`` (:mod:`.splits`)."""
 
 # ---------------------------------------------------------------------------------------------
 # The dataset
@@ -105,7 +112,7 @@ class PairedDataset:
 
     def subset(self, n: int) -> PairedDataset:
         """The first ``n`` pairs (for quick runs)."""
-        return PairedDataset(
+        ds = PairedDataset(
             self.a[:n],
             self.b[:n],
             resolution=self.resolution,
@@ -115,6 +122,8 @@ class PairedDataset:
             direction=self.direction,
             names=self.names[:n],
         )
+        ds.info = replace(self.info, num_images=len(ds) if self.info.num_images else 0)
+        return ds
 
     def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
         src = self._joint.get(device)
@@ -144,13 +153,30 @@ def _finish(
     report: SkipReport,
     folder: Path,
     log: Callable[[str], None],
+    *,
+    val_source: str,
     **kwargs: object,
 ) -> PairedDataset:
     if report.total:
         log(report.summary())
     if not a:
         raise DataError(f"no usable image pairs in {folder}" + (f" ({report.summary()})" if report.total else ""))
-    return PairedDataset(a, b, names=names, **kwargs)  # type: ignore[arg-type]
+    ds = PairedDataset(a, b, names=names, **kwargs)  # type: ignore[arg-type]
+    ds.info.source, ds.info.val_source = str(folder.resolve()), val_source
+    return ds
+
+
+def _held_out(
+    items: list, split: str, where: Path, log: Callable[[str], None]
+) -> tuple[list, Holdout]:
+    """The items of ``split`` ("train" or "val") when validation is held out of ``items`` (sorted).
+
+    Building the ``val`` split says where validation comes from (once per run: the loop builds it once).
+    """
+    plan = holdout(len(items), what="pairs")
+    if split == "val":
+        log(describe(plan.source, str(where)))
+    return [items[i] for i in (plan.train if split == "train" else plan.val)], plan
 
 
 def load_aligned(
@@ -174,15 +200,27 @@ def load_aligned(
     keeps the first files by name.
     """
     root = Path(root)
-    folder = root / split
+    train = split == "train" if train is None else train
+    held_out = split in ("train", "val") and (root / "train").is_dir() and not (root / "val").is_dir()
+    folder = root / ("train" if held_out else split)
     if not folder.is_dir():
         raise _missing_split(root, split)
     files = list_images(folder, recursive=False)
     if not files:
-        raise DataError(f"no image files in {folder} (expected A|B side-by-side pairs, e.g. 512x256 jpgs)")
+        if _pair_dirs(folder) is not None:
+            raise DataError(
+                f"{folder} holds a/ and b/ subfolders, not A|B side-by-side images: "
+                "that is the pair-folders layout (data.name=pair-folders)"
+            )
+        why = f" (no {root / 'val'} either, so validation pairs would be held out of it)" if split == "val" else ""
+        raise DataError(f"no image files in {folder} (expected A|B side-by-side pairs, e.g. 512x256 jpgs){why}")
+    if held_out:
+        files, plan = _held_out(files, split, root, log)
+        val_source = plan.source
+    else:
+        val_source = VAL_SPLIT if (root / "val").is_dir() else ""
     if max_images > 0:
         files = files[:max_images]
-    train = split == "train" if train is None else train
     size = (load_size or resolution) if train else resolution
 
     def decode(path: Path) -> tuple[Tensor, Tensor]:
@@ -201,6 +239,7 @@ def load_aligned(
         report,
         folder,
         log,
+        val_source=val_source,
         resolution=resolution,
         load_size=load_size,
         train=train,
@@ -251,18 +290,21 @@ def load_pair_folders(
 ) -> PairedDataset:
     """Read pairs from two folders ``a/`` and ``b/`` (or ``A/``, ``B/``) whose files match by stem.
 
-    With split folders the pairs come from ``root/<split>/a`` and ``root/<split>/b``. Without them
-    (``root/a``, ``root/b`` only) the split is fixed by sorted stem: the last
-    ``PAIR_FOLDER_VAL_FRACTION`` (10%, at least one pair) is ``val`` and the rest ``train``;
-    ``test`` then means the same pairs as ``val`` (a note goes to ``log``).
+    With split folders the pairs come from ``root/<split>/a`` and ``root/<split>/b``. Without a val
+    split (``root/train/{a,b}`` but no ``root/val/{a,b}``, or only ``root/a``, ``root/b``) the
+    validation pairs are held out of the training pairs by the rule of :mod:`.splits` (every 10th
+    by sorted stem; with fewer than 10 pairs, validation uses the training pairs), said once in
+    ``log``. Without split folders ``test`` means the validation pairs (a note goes to ``log``).
 
     A file without a partner, or partners of different sizes, raise :class:`DataError` naming the
     files; unreadable files skip their pair (counted in one summary line).
     """
     root = Path(root)
     train = split == "train" if train is None else train
-    dirs = _pair_dirs(root / split)
     whole_set = False
+    held_out = split in ("train", "val") and _pair_dirs(root / "train") is not None
+    held_out = held_out and _pair_dirs(root / "val") is None
+    dirs = _pair_dirs(root / ("train" if held_out else split))
     if dirs is None:
         dirs = _pair_dirs(root)
         if dirs is None:
@@ -280,18 +322,15 @@ def load_pair_folders(
     stems = sorted(a_files)
     if not stems:
         raise DataError(f"no image files in {a_dir} and {b_dir}")
-    if whole_set:
-        n_val = max(1, round(len(stems) * PAIR_FOLDER_VAL_FRACTION)) if len(stems) > 1 else 0
-        if split == "train":
-            stems = stems[: len(stems) - n_val]
-        elif split in ("val", "test"):
-            if split == "test":
-                log(f"{root}: no split folders, so 'test' uses the validation pairs (last {n_val} by name)")
-            stems = stems[len(stems) - n_val :]
-        else:
+    val_source = VAL_SPLIT if _pair_dirs(root / "val") is not None else ""
+    if whole_set or held_out:
+        if split == "test":  # only reached without split folders: a test/ split is used as it is
+            log(f"{root}: no split folders, so 'test' uses the validation pairs")
+        elif split not in ("train", "val"):
             raise DataError(f"unknown split {split!r} for {root} (no split folders: use train, val or test)")
-        if not stems:
-            raise DataError(f"split {split!r} of {root} is empty ({len(a_files)} pairs in all)")
+        quiet = split == "test"  # the note above says it
+        stems, plan = _held_out(stems, "val" if quiet else split, a_dir.parent, (lambda m: None) if quiet else log)
+        val_source = plan.source
     if max_images > 0:
         stems = stems[:max_images]
     size = (load_size or resolution) if train else resolution
@@ -314,6 +353,7 @@ def load_pair_folders(
         report,
         a_dir.parent,
         log,
+        val_source=val_source,
         resolution=resolution,
         load_size=load_size,
         train=train,
