@@ -48,19 +48,26 @@ def _states(tr: Trainer) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("preset", ["gan", "cgan", "dcgan-fmnist32"])
-def test_resume_is_bitwise_exact(preset: str, tmp_path: Path, tiny_cfg, no_loss_plot) -> None:
+@pytest.mark.parametrize("preset", ["gan", "cgan", "dcgan-fmnist32", "pix2pix", "colorize"])
+def test_resume_is_bitwise_exact(preset: str, tmp_path: Path, tiny_cfg, no_loss_plot, fake_paired_data) -> None:
+    paired = preset in ("pix2pix", "colorize")
+    batch_size = 2 if paired else 20
+
     def cfg(max_steps: int):
-        return tiny_cfg(
+        c = tiny_cfg(
             preset,
             tmp_path,
             **{
-                "data.max_images": STEPS_PER_EPOCH * 20,
-                "train.batch_size": 20,
+                "data.max_images": STEPS_PER_EPOCH * batch_size,
+                "train.batch_size": batch_size,
                 "train.epochs": 3,
                 "train.max_steps": max_steps,
             },
         )
+        if paired:  # tiny U-Net + PatchGAN on random pairs; the U-Net's dropout draws from the RNG each step
+            assert c.model.g_dropout > 0
+            fake_paired_data(c, n=STEPS_PER_EPOCH * batch_size)
+        return c
 
     quiet = lambda msg: None  # noqa: E731
     if preset == "cgan":
