@@ -46,8 +46,8 @@ def _has_idx(path: Path) -> bool:
 
 
 def _record(ds: TrainSet, dataset: str, source: str) -> TrainSet:
-    ds.info.dataset, ds.info.num_images = dataset, len(ds)
-    ds.info.source = ds.info.source or source
+    """Write what was loaded into ``ds.info`` (``source``: the dataset's root, not the split folder)."""
+    ds.info.dataset, ds.info.source, ds.info.num_images = dataset, source, len(ds)
     return ds
 
 
@@ -117,11 +117,12 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
 
             root = find_facades(cfg.path, log=log)
             # data.direction=AtoB means label map -> photo, whichever side the files keep it on
-            layout, natural, how = facades_layout(root)
+            found = facades_layout(root)
+            natural = found.direction
             common["direction"] = natural if cfg.direction == "AtoB" else ("AtoB" if natural == "BtoA" else "BtoA")
             if split == "train":
-                log(f"facades in {root}: {how}; labels -> photo is {natural}")
-            load = paired.load_pair_folders if layout == "pair-folders" else paired.load_aligned
+                log(f"facades in {root}: {found.how}; labels -> photo is {natural}")
+            load = paired.load_pair_folders if found.layout == "pair-folders" else paired.load_aligned
             return _record(load(root, split, **common), name, str(root.resolve()))
         if not cfg.path:
             raise DataError(f"dataset '{name}' needs a path: --data FOLDER")
