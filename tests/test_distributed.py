@@ -172,3 +172,150 @@ def test_sampler_shards_are_disjoint_and_cover_the_global_batch() -> None:
         assert set(a.tolist()).isdisjoint(b.tolist())
         assert torch.equal(torch.cat([a, b]), one.indices(step))
     assert not torch.equal(one.indices(0), one.indices(5))  # epoch 1 is a new permutation
+
+
+# ------------------------------------------------------------ gradient penalty and sync_bn under DDP
+
+PENALTY_WORKER = textwrap.dedent(
+    """
+    import copy, os, sys, torch
+    from torch import nn
+    import gankit.objectives as objectives
+    from gankit.config import make_config
+    from gankit.data.base import DataInfo
+    from gankit.families import get_family
+    from gankit.objectives import build_objective
+    from gankit.training import distributed
+
+    out, images, part = sys.argv[1:4]
+    torch.set_num_threads(1)
+    env, device = distributed.init(torch.device("cuda" if part == "sync_bn" else "cpu"))
+    rank, world = env.rank, env.world_size
+    N = 8
+    g = torch.Generator().manual_seed(1)
+    real, fake = (torch.rand(N, 1, 16, 16, generator=g) * 2 - 1 for _ in range(2))
+    alpha = torch.rand(N, 1, 1, 1, generator=g)
+    lo, hi = rank * N // world, (rank + 1) * N // world  # this rank's share of the global batch
+    dump = {}
+
+    if part == "penalty":  # the WGAN-GP critic loss through DDP, the penalty via D_local (DCGAN, layer norm)
+        cfg = make_config("dcgan", overrides={"loss.gan": "wgan-gp", "model.ngf": 4, "model.ndf": 4})
+        info = DataInfo(channels=1, resolution=16)
+        family = get_family("dcgan")
+        torch.manual_seed(0)
+        _, D = family.build(cfg, info)
+        penalty = objectives.gradient_penalty
+
+        def pinned(critic, r, f, generator=None, *, scaler=None):
+            # the interpolates of the global batch, so that 1 and 2 processes see the same points
+            x_hat = alpha[lo:hi] * r + (1 - alpha[lo:hi]) * f
+            return penalty(critic, x_hat, x_hat, scaler=scaler)
+
+        objectives.gradient_penalty = pinned
+        obj = build_objective(cfg, info, family)
+        D_step = distributed.wrap(D, env, device)
+        loss, stats = obj.d_loss(D_step, {"image": real[lo:hi]}, fake[lo:hi], None, D_local=D)
+        loss.backward()
+        dump["gp"] = distributed.mean_across(stats["gp"].detach(), env)
+        dump["loss"] = distributed.mean_across(loss.detach(), env)
+        dump["grads"] = {k: p.grad.clone() for k, p in D.named_parameters()}
+        dump["ddp"] = isinstance(D_step, nn.parallel.DistributedDataParallel)
+
+    if part == "sync_bn":  # CUDA: BatchNorm -> SyncBatchNorm, running stats of the global batch
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 1, 3)).to(device)
+        x = torch.randn(N, 1, 8, 8, generator=g).to(device)
+        ref = copy.deepcopy(net)
+        ref(x)  # one process, the whole global batch
+        wrapped = distributed.wrap(net, env, device, sync_bn=True)
+        wrapped(x[lo:hi]).sum().backward()
+        bn = distributed.unwrap(wrapped)[1]
+        dump["bn_type"] = type(bn).__name__
+        dump["bn"] = {k: v.cpu() for k, v in bn.named_buffers()}
+        dump["bn_ref"] = {k: v.cpu() for k, v in ref[1].named_buffers()}
+
+        from gankit.training.loop import Trainer  # a real run with train.sync_bn: DCGAN on a tiny folder
+
+        tcfg = make_config("dcgan", overrides={
+            "data.name": "folder", "data.path": images, "data.resolution": 16, "data.channels": 1,
+            "model.ngf": 4, "model.ndf": 4, "model.z_dim": 8, "train.batch_size": 4, "train.max_steps": 3,
+            "train.device": "cuda", "train.progress": False, "train.n_samples": 4, "train.sync_bn": True,
+        })
+        tr = Trainer(tcfg, os.path.join(out, "run"), log=lambda s: None)
+        tr.fit()
+        dump["trainer_bn_types"] = sorted({type(m).__name__ for net in (tr.G, tr.D) for m in net.modules()
+                                           if "BatchNorm" in type(m).__name__})
+        dump["trainer_buffers"] = {f"{n}.{k}": v.cpu() for n, net in (("G", tr.G), ("D", tr.D))
+                                   for k, v in net.named_buffers()}
+    torch.save(dump, os.path.join(out, f"rank{rank}.pt"))
+    distributed.shutdown()
+    """
+)
+
+
+def _run_worker(tmp: Path, mpl: Path, part: str, nprocs: tuple[int, ...]) -> dict[int, list[dict]]:
+    from conftest import write_image_folder
+
+    script = tmp / "penalty_worker.py"
+    script.write_text(PENALTY_WORKER)
+    images = write_image_folder(tmp / "images", n=24)
+    dumps: dict[int, list[dict]] = {}
+    for nproc in nprocs:
+        out = tmp / f"{part}{nproc}"
+        out.mkdir()
+        cmd = [sys.executable, str(script), str(out), str(images), part]
+        if nproc > 1:
+            launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
+            cmd[1:1] = [*launcher, "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+        res = subprocess.run(cmd, env=subprocess_env(tmp, mpl), capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+        dumps[nproc] = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(nproc)]
+    return dumps
+
+
+@pytest.fixture(scope="module")
+def penalty_runs(tmp_path_factory: pytest.TempPathFactory, mpl_config_dir: Path) -> dict[int, list[dict]]:
+    return _run_worker(tmp_path_factory.mktemp("ddp_gp"), mpl_config_dir, "penalty", (1, 2))
+
+
+def test_gradient_penalty_under_ddp_matches_one_process(penalty_runs: dict[int, list[dict]]) -> None:
+    """The penalty runs through the module inside DDP (double backward is not supported by DDP); its
+    gradients still join DDP's all-reduce, so 2 processes with half the batch each give the penalty,
+    loss and critic gradients of 1 process with the whole batch."""
+    (one,), (r0, r1) = penalty_runs[1], penalty_runs[2]
+    assert not one["ddp"] and r0["ddp"] and r1["ddp"]
+    assert one["gp"].item() > 0
+    assert r0["gp"].item() == pytest.approx(one["gp"].item(), rel=1e-5)
+    assert r0["loss"].item() == pytest.approx(one["loss"].item(), rel=1e-5, abs=1e-6)
+    assert one["grads"].keys() == r0["grads"].keys()
+    for k, want in one["grads"].items():
+        assert torch.equal(r0["grads"][k], r1["grads"][k]), k  # averaged across ranks
+        assert torch.allclose(r0["grads"][k], want, rtol=1e-4, atol=1e-6), k
+
+
+def test_sync_bn_on_cpu_is_a_clear_error() -> None:
+    """SyncBatchNorm has GPU kernels only: a multi-process CPU run with train.sync_bn stops with one
+    line naming the option (DDP would raise deep inside its constructor)."""
+    from gankit.config import ConfigError
+    from gankit.training.distributed import DistEnv, wrap
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    with pytest.raises(ConfigError, match=r"^train.sync_bn: SyncBatchNorm runs on CUDA only.*drop train.sync_bn"):
+        wrap(net, DistEnv(rank=0, world_size=2), torch.device("cpu"), sync_bn=True)
+    assert wrap(net, DistEnv(), torch.device("cpu"), sync_bn=True) is net  # one process: nothing to sync
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="SyncBatchNorm needs CUDA; 2 processes need 2 GPUs")
+def test_sync_bn_uses_global_batch_statistics(tmp_path: Path, mpl_config_dir: Path) -> None:
+    """wrap(sync_bn=True) turns BatchNorm into SyncBatchNorm whose running statistics are those of one
+    BatchNorm over the global batch; a train.sync_bn run leaves both ranks with equal statistics
+    (each rank's own half-batch statistics would differ)."""
+    (r0, r1) = _run_worker(tmp_path, mpl_config_dir, "sync_bn", (2,))[2]
+    assert r0["bn_type"] == r1["bn_type"] == "SyncBatchNorm"
+    for k, want in r0["bn_ref"].items():
+        assert torch.allclose(r0["bn"][k].float(), want.float(), rtol=1e-4, atol=1e-5), k
+        assert torch.allclose(r1["bn"][k].float(), want.float(), rtol=1e-4, atol=1e-5), k
+    assert r0["trainer_bn_types"] == ["SyncBatchNorm"]
+    assert any(k.startswith("D.") and k.endswith("running_var") for k in r0["trainer_buffers"])
+    for k, v in r0["trainer_buffers"].items():
+        assert torch.allclose(v.float(), r1["trainer_buffers"][k].float(), rtol=1e-5, atol=1e-6), k

@@ -81,6 +81,13 @@ def wrap(model: nn.Module, env: DistEnv, device: torch.device, *, sync_bn: bool 
     if not env.enabled:
         return model
     if sync_bn:
+        if device.type != "cuda":  # SyncBatchNorm has GPU kernels only; DDP would fail with a traceback
+            from gankit.config import ConfigError
+
+            raise ConfigError(
+                f"train.sync_bn: SyncBatchNorm runs on CUDA only, this run uses {device.type}; "
+                "drop train.sync_bn (each process then normalizes with its own batch statistics)"
+            )
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
     # broadcast_buffers keeps BatchNorm running statistics equal to rank 0's on every rank
