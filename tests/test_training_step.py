@@ -165,3 +165,23 @@ def test_cgan_without_penalty_keeps_random_fake_labels(tmp_path: Path, tiny_cfg)
     batch = _first_batch(tr)
     _, fake_labels = tr.objective.generate(tr.G, batch)
     assert not torch.equal(fake_labels, batch["label"])
+
+
+def test_readme_wgan_gp_dcgan_example_trains(tmp_path: Path, tiny_cfg, no_loss_plot) -> None:
+    """`gankit train dcgan-fmnist32 --set loss.gan=wgan-gp loss.n_critic=5 optim.beta1=0.0` (tiny): the
+    critic gets layer norm (logged), the generator keeps batch norm, and the penalty stays finite."""
+    overrides = {"loss.gan": "wgan-gp", "loss.n_critic": 5, "optim.beta1": 0.0, "train.max_steps": 10}
+    cfg = tiny_cfg("dcgan-fmnist32", tmp_path, **overrides)
+    assert cfg.train.channels_last  # the preset's NHWC layout must work with layer norm too
+    logs: list[str] = []
+    tr = Trainer(cfg, tmp_path / "run", log=logs.append)
+    assert any("layer norm instead of batch norm" in m and "loss.gan=wgan-gp" in m for m in logs), logs
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in tr.D.modules())
+    assert any(isinstance(m, nn.GroupNorm) for m in tr.D.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in tr.G.modules())
+    g0, d0 = _params(tr.G), _params(tr.D)
+    assert tr.fit().step == 10
+    assert _changed(g0, tr.G) and _changed(d0, tr.D)
+    rows = read_jsonl(tmp_path / "run" / "stats.jsonl")
+    assert [("g_loss" in r) for r in rows] == [False, False, False, False, True] * 2
+    assert all(r["gp"] >= 0 and torch.isfinite(torch.tensor(r["gp"])) for r in rows)

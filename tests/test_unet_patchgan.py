@@ -178,3 +178,18 @@ def test_patchgan_batch_size_one_and_non_square() -> None:
     assert y.shape == (1, 1, 14, 30)
     y.mean().backward()
     assert all(p.grad is not None for p in d.parameters())
+
+
+def test_patchgan_layer_norm_scores_samples_independently() -> None:
+    """norm=layer (for WGAN-GP critics): GroupNorm with one group per normalized block, no redundant
+    conv bias, and a sample's logits do not depend on the rest of the batch (unlike batch norm)."""
+    torch.manual_seed(0)
+    d = PatchDiscriminator(6, ndf=8, n_layers=2, norm="layer")
+    norms = [m for m in d.modules() if isinstance(m, nn.GroupNorm)]
+    assert [(m.num_groups, m.num_channels) for m in norms] == [(1, 16), (1, 32)]
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.bias is not None for c in convs] == [True, False, False, True]
+    x = torch.randn(3, 6, 32, 32)
+    assert torch.allclose(d(x)[:1], d(x[:1]), atol=1e-6)
+    bn = PatchDiscriminator(6, ndf=8, n_layers=2, norm="batch")
+    assert not torch.allclose(bn(x)[:1], bn(x[:2])[:1], atol=1e-4)  # the control: batch norm mixes samples
