@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import subprocess
 from pathlib import Path
 
@@ -19,8 +20,8 @@ import yaml
 from conftest import GANKIT, subprocess_env, write_idx_dataset
 from PIL import Image
 
-from gankit.cli import main
-from gankit.config import PRESETS
+from gankit.cli import _label_index, main
+from gankit.config import PRESETS, ConfigError
 from gankit.families import FAMILIES
 from gankit.training.stats import read_jsonl
 
@@ -28,9 +29,12 @@ STEPS = 25  # 200 images / batch 20 = 10 steps per epoch: two epoch ends and a f
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _grid_size(n: int, nrow: int, side: int, pad: int = 2) -> tuple[int, int]:
+def _grid_size(n: int, nrow: int, side: int, pad: int = 2, *, text_lines: int = 1) -> tuple[int, int]:
+    """Size of a saved grid: upscaled by a whole factor to >= 512 px wide, plus its caption lines."""
     cols, rows = min(n, nrow), -(-n // nrow)
-    return cols * (side + pad) + pad, rows * (side + pad) + pad
+    w, h = cols * (side + pad) + pad, rows * (side + pad) + pad
+    f = -(-512 // w)
+    return w * f, h * f + (20 * text_lines + 4 if text_lines else 0)
 
 
 def _one_line_error(err: str, command: str) -> str:
@@ -79,7 +83,8 @@ def gan_run(tmp_path_factory: pytest.TempPathFactory, mpl_config_dir: Path) -> t
 
 def test_train_writes_a_complete_run_folder(gan_run: tuple[Path, Path, str]) -> None:
     run, idx, stdout = gan_run
-    assert f"done: {STEPS} steps in {run}" in stdout
+    assert f"done: {STEPS} steps, epoch 3 in {run}" in stdout
+    assert f"next: gankit sample {run} --n 64" in stdout  # the right next command for the family
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["family"] == "gan" and cfg["preset"] == "gan"
@@ -129,6 +134,10 @@ def test_sample_writes_n_images_and_a_grid(gan_run: tuple[Path, Path, str], tmp_
             assert img.size == (28, 28) and img.mode == "L"
     with Image.open(grid) as img:
         assert img.size == _grid_size(10, 8, 28)
+    jpg = tmp_path / "g.jpg"  # the suffix picks the format
+    assert main(["sample", str(run), "--n", "10", "--out", str(tmp_path / "s2"), "--grid", str(jpg)]) == 0
+    with Image.open(jpg) as img:
+        assert img.format == "JPEG" and img.size == _grid_size(10, 8, 28)
     # same seed, same images; another seed, others
     again = tmp_path / "again"
     main(["sample", str(run / "checkpoints" / "G_last.pt"), "--n", "10", "--out", str(again), "--device", "cpu"])
@@ -144,7 +153,7 @@ def test_sample_from_unconditional_model_has_no_labels(gan_run: tuple[Path, Path
     main(["sample", str(run), "--n", "3", "--out", str(tmp_path / "s"), "--device", "cpu"])
     assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["00000.png", "00001.png", "00002.png"]
     capsys.readouterr()
-    assert main(["sample", str(run), "--n", "3", "--label", "3", "--out", str(tmp_path / "t"), "--device", "cpu"]) == 1
+    assert main(["sample", str(run), "--n", "3", "--label", "3", "--out", str(tmp_path / "t"), "--device", "cpu"]) == 2
     assert "not class-conditional" in _one_line_error(capsys.readouterr().err, "sample")
 
 
@@ -176,8 +185,8 @@ def test_cgan_train_and_sample_by_label(tmp_path: Path, monkeypatch: pytest.Monk
         )
         == 0
     )
-    with Image.open(run / "samples" / "step_0000003.png") as img:  # one column per class
-        assert img.size == _grid_size(20, 10, 28)
+    with Image.open(run / "samples" / "step_0000003.png") as img:  # one column per class, named
+        assert img.size == _grid_size(20, 10, 28, text_lines=2)
 
     out = tmp_path / "three"
     assert main(["sample", str(run), "--n", "6", "--label", "3", "--out", str(out), "--device", "cpu"]) == 0
@@ -205,11 +214,38 @@ def test_cgan_train_and_sample_by_label(tmp_path: Path, monkeypatch: pytest.Monk
     )
     assert sorted(p.name for p in out.iterdir()) == [f"{i:05d}_class{i % 10}.png" for i in range(20)]
     with Image.open(grid) as img:
-        assert img.size == _grid_size(20, 10, 28)
+        assert img.size == _grid_size(20, 10, 28, text_lines=2)
 
+    # a bad index names the range
+    out = tmp_path / "sevens"
+    assert main(["sample", str(run), "--n", "2", "--label", "7", "--out", str(out), "--device", "cpu"]) == 0
     capsys.readouterr()
-    assert main(["sample", str(run), "--n", "2", "--label", "10", "--out", str(tmp_path / "x"), "--device", "cpu"]) == 1
-    assert "out of range" in _one_line_error(capsys.readouterr().err, "sample")
+    assert main(["sample", str(run), "--n", "2", "--label", "10", "--out", str(tmp_path / "x"), "--device", "cpu"]) == 2
+    assert "classes 0-9" in _one_line_error(capsys.readouterr().err, "sample")
+    # existing files are not replaced without --overwrite
+    assert main(["sample", str(run), "--n", "2", "--label", "7", "--out", str(out), "--device", "cpu"]) == 2
+    assert "--overwrite" in _one_line_error(capsys.readouterr().err, "sample")
+    assert main(["sample", str(run), "--n", "2", "--label", "7", "--out", str(out), "--overwrite"]) == 0
+
+
+FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+@pytest.mark.parametrize(
+    "label, expected",
+    [("7", 7), ("Sneaker", 7), ("sneaker", 7), ("ankle boot", 9), ("0", 0)],
+)
+def test_label_by_index_or_class_name(label: str, expected: int) -> None:
+    assert _label_index(label, FMNIST_CLASSES, 10) == expected
+
+
+@pytest.mark.parametrize(
+    "label, message",
+    [("Snekaer", "did you mean 'Sneaker'?"), ("10", "classes 0-9"), ("-1", "classes 0-9"), ("Zebra", "Sneaker")],
+)
+def test_bad_label_names_the_classes(label: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _label_index(label, FMNIST_CLASSES, 10)
 
 
 def test_list_shows_every_family_and_preset(capsys) -> None:
@@ -230,13 +266,32 @@ def test_unknown_preset(capsys) -> None:
         main(["train", "nope"])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert "invalid choice: 'nope'" in err and "Traceback" not in err
+    assert "unknown 'nope'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["train", "cgna"], "did you mean 'cgan'?"),
+        (["trian", "gan"], "did you mean 'train'?"),
+        (["train", "dcgan-fmnist31"], "did you mean 'dcgan-fmnist32'?"),
+    ],
+)
+def test_mistyped_names_get_a_suggestion(argv: list[str], hint: str, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert hint in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
     "item, message",
     [
         ("train.bogus=1", "unknown config key 'train.bogus'"),
+        ("optim.lr=1e-3", "did you mean 'optim.lr_g'?"),
+        ("train.batchsize=4", "did you mean 'train.batch_size'?"),
+        ("lr_d=1e-3", "did you mean 'optim.lr_d'?"),
         ("train.batch_size=abc", "'train.batch_size' must be int"),
         ("train.batch_size", "key=value"),
     ],

@@ -371,19 +371,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
         balanced = args.labels == "balanced" and loaded.num_classes
         nrow = loaded.num_classes if balanced else 8
         caption = f"{loaded.family.name} {Path(args.run).name}, seed {args.seed}"
-        columns = loaded.info.class_names[: loaded.num_classes] if balanced else None
+        k = loaded.num_classes
+        columns = (loaded.info.class_names[:k] or [str(i) for i in range(k)]) if balanced else None
         save_grid(to_display(images), grid, nrow=nrow, caption=caption, column_labels=columns)
     print(f"wrote {args.n} images to {out}" + (f" and a grid to {args.grid}" if args.grid else ""))
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from gankit.data import DATASETS
-    from gankit.families import FAMILIES
+    from gankit.catalog import DATASETS, FAMILIES
 
     print("families:")
-    for f in FAMILIES.values():
-        print(f"  {f.name:<16} {f.kind:<7} {f.description}")
+    for name, (kind, description) in FAMILIES.items():
+        print(f"  {name:<16} {kind:<7} {description}")
     print("presets:")
     for name, p in PRESETS.items():
         extra = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in p.items() if k in ("data.resolution", "data.channels"))

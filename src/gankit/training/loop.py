@@ -577,7 +577,7 @@ class Trainer:
                 fake = G(self.fixed["z"], self.fixed.get("label"))
                 k = self.objective.num_classes
                 nrow = k or int(math.sqrt(len(fake))) or 1
-                columns = self.info.class_names[:k] if k else None
+                columns = (self.info.class_names[:k] or [str(i) for i in range(k)]) if k else None
                 path = self.out_dir / "samples" / f"{tag}.png"
                 save_grid(to_display(fake), path, nrow=nrow, caption=caption, column_labels=columns)
             else:

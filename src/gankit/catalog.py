@@ -1,0 +1,29 @@
+"""What ``gankit list`` shows, importable without torch (the CLI answers before torch loads).
+
+The family registry (:mod:`gankit.families`) and the dataset table (:mod:`gankit.data`) stay the
+sources of truth; a test checks that this catalog matches them.
+"""
+
+from __future__ import annotations
+
+FAMILIES: dict[str, tuple[str, str]] = {
+    "gan": ("noise", "MLP GAN (Goodfellow et al. 2014), Fashion-MNIST"),
+    "cgan": ("noise", "class-conditional MLP GAN (Mirza & Osindero 2014)"),
+    "dcgan": ("noise", "DCGAN (Radford et al. 2016), 64x64 faces or any folder"),
+    "pix2pix": ("paired", "pix2pix (Isola et al. 2017): U-Net + PatchGAN, adversarial + L1"),
+    "colorize": ("paired", "pix2pix in Lab space: L -> ab colorization"),
+}
+"""name -> (kind, description), as registered in gankit.families."""
+
+DATASETS: dict[str, str] = {
+    "fashion-mnist": "Fashion-MNIST IDX files (60k/10k, 28x28, 10 classes); Debian: dataset-fashion-mnist",
+    "mnist": "MNIST IDX files (60k/10k, 28x28, 10 digits)",
+    "idx": "any other folder of IDX files (train-images/-labels, t10k-...): no domain classifier",
+    "folder": "any folder of images, flat or one subfolder per class (resize + center crop)",
+    "celeba": "CelebA aligned faces (img_align_celeba), a folder of images",
+    "aligned": "pix2pix format: A|B side by side in train/ val/ test/",
+    "pair-folders": "two folders a/ and b/ with matching file names (or train/a, train/b, ...)",
+    "facades": "CMP Facade base set or the pix2pix facades release (aligned, or train/a, train/b, ...)",
+    "colorization": "any folder of colour photos (COCO-like); L -> ab in Lab space",
+}
+"""name -> description of the dataset kinds ``data.name`` takes."""
