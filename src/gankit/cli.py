@@ -495,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _set_thread_waiting()
     args = build_parser().parse_args(argv)
+    if args.command == "list":  # answers without torch
+        return cmd_list(args)
     # imported after parsing: these pull in torch, which --help and argument errors never need
     from gankit.data.errors import DataError
     from gankit.data.images import ImageReadError
