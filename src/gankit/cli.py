@@ -426,16 +426,25 @@ def build_parser() -> argparse.ArgumentParser:
         ("translate", "pix2pix: translate images of any size"),
         ("colorize", "colorize photos at full resolution"),
     ):
-        t = sub.add_parser(name, help=what)
+        t = sub.add_parser(
+            name,
+            help=what,
+            description=f"{what[0].upper()}{what[1:]}.\nFolders are searched recursively and their tree is "
+            "mirrored under --out (in/a/x.jpg -> OUT/a/x.png);\nexisting files are kept unless --overwrite.",
+        )
         t.add_argument("run", help="run folder or checkpoint file")
         t.add_argument("inputs", nargs="+", help="image files or folders")
-        t.add_argument("--out", required=True, help="output folder")
+        t.add_argument("--out", required=True, help="output folder (input folders' subfolders are mirrored)")
         t.add_argument(
             "--checkpoint",
-            choices=["best", "last"],
-            default="best",
-            help="which snapshot of a run folder (default: best by val L1, else last)",
+            default="last",
+            metavar="best|last|PATH",
+            help="snapshot of a run folder: last (G_last.pt, as gankit eval scores), best (G_best.pt, "
+            "lowest val L1: often blurrier), or a checkpoint file",
         )
+        t.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+        t.add_argument("--format", choices=["png", "jpg"], default="png", help="output file format")
+        t.add_argument("--quality", type=int, metavar="N", help="JPEG quality 1-100 with --format jpg (default 95)")
         mode = t.add_mutually_exclusive_group()
         mode.add_argument(
             "--eval-mode",
@@ -451,11 +460,25 @@ def build_parser() -> argparse.ArgumentParser:
         )
         t.add_argument("--device", default="auto")
         if name == "translate":
+            # No default here: an explicit --strategy is refused above --max-memory, while the
+            # default gives way to tiles (gankit.translate.plan_strategies).
             t.add_argument(
                 "--strategy",
                 choices=["pad", "resize", "tile"],
-                default="pad",
-                help="how to fit any size to the U-Net: reflect-pad (default), resize, or tiles",
+                help="how to fit any size to the U-Net: tile (default: training-size tiles, blended), "
+                "pad (whole image, reflect-padded: most memory), resize (to the training size and back)",
+            )
+            t.add_argument(
+                "--max-side",
+                type=int,
+                metavar="N",
+                help="shrink images whose longer side exceeds N pixels before translating (output keeps the size)",
+            )
+            t.add_argument(
+                "--max-memory",
+                type=float,
+                metavar="GB",
+                help="memory one image may take (default: half the RAM, or 80%% of the GPU's)",
             )
         t.set_defaults(command_name=name, train_mode=False)
 

@@ -19,12 +19,19 @@ that is the caller's choice (pix2pix, for instance, is sometimes sampled with dr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
 
 STRATEGIES = ("pad", "resize", "tile")
+DEFAULT_STRATEGY = "tile"
+"""The strategy ``gankit translate`` uses unless told otherwise (chosen from the measurements in
+benchmarks/quality_strategies.py)."""
 PAD_MODES = ("reflect", "replicate", "constant")
 
 Padding = tuple[int, int, int, int]
@@ -202,3 +209,185 @@ def run_any_size(
     else:
         y = _run_tiled(G, work, resolution, overlap)
     return _resize(y, (h, w))
+
+
+# ------------------------------------------------------------------------------ untrained taps
+
+
+def _used_taps(n_in: int, n_out: int, kernel: int, stride: int, padding: int, dilation: int, *, transposed: bool) -> Tensor:
+    """Which of a conv's ``kernel`` taps along one axis ever touch a real (non-padding) position.
+
+    Conv: output ``o`` reads input ``o*stride - padding + j*dilation`` with tap ``j``. Transposed
+    conv: input ``i`` writes output ``i*stride - padding + j*dilation``. A tap is used if that index
+    lands inside the input (conv) or the kept output (transposed conv) for some ``o`` (or ``i``).
+    """
+    j = torch.arange(kernel) * dilation
+    k = torch.arange(n_in if transposed else n_out) * stride - padding
+    limit = n_out if transposed else n_in
+    idx = k[:, None] + j[None, :]
+    return ((idx >= 0) & (idx < limit)).any(0)
+
+
+class _PeakTensorBytes(TorchDispatchMode):
+    """Bytes held by the live tensor storages created inside the mode, and their peak.
+
+    ``transient(n)`` counts ``n`` more bytes at the current moment only (the inside of a model
+    call that is not run, see :func:`estimate_memory`).
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # Otherwise torch wraps __torch_dispatch__ in torch._disable_dynamo when the class is made,
+        # and the first call imports all of torch._dynamo (seconds); nothing here is compiled.
+        return False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: dict[int, tuple[StorageWeakRef, int]] = {}
+        self.peak = 0
+
+    def _current(self) -> int:
+        # Storages freed since the last op no longer count; sum what is alive right now.
+        self.live = {k: v for k, v in self.live.items() if not v[0].expired()}
+        return sum(n for _, n in self.live.values())
+
+    def transient(self, nbytes: float) -> None:
+        self.peak = max(self.peak, int(self._current() + nbytes))
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, Tensor):
+                storage = t.untyped_storage()
+                ref = StorageWeakRef(storage)
+                self.live.setdefault(ref.cdata, (ref, storage.nbytes()))
+        self.peak = max(self.peak, self._current())
+        return out
+
+
+@dataclass
+class GeneratorProfile:
+    """What one forward pass at the training size tells about a fully convolutional generator."""
+
+    size: tuple[int, int]
+    """The (H, W) it was measured at (the training size)."""
+    out_channels: int
+    peak_bytes_per_pixel: float
+    """Peak bytes of the tensors the forward pass holds at once (without autograd), per input pixel
+    and image. Every activation of a fully convolutional net scales with H x W, so this times the
+    pixel count is the forward pass's peak at any size that is a multiple of ``G.multiple``."""
+    unused_taps: dict[str, Tensor]
+    """Conv / transposed-conv name -> bool (kH, kW) mask of taps that see only zero padding at ``size``."""
+
+
+@torch.no_grad()
+def profile_generator(G: nn.Module, size: tuple[int, int], in_channels: int) -> GeneratorProfile:
+    """Run ``G`` once on a zero image of ``size`` (in eval mode, restored after) and profile it.
+
+    At its training size, the pix2pix U-Net's innermost conv reads a 2x2 map padded to 4x4, so 12
+    of its 16 taps only ever multiply zeros, and the innermost transposed conv crops away the same
+    border: those weights get no gradient and keep their random initial values, yet on larger
+    inputs they meet real activations. :attr:`GeneratorProfile.unused_taps` finds them for any
+    zero-padded ``Conv2d`` / ``ConvTranspose2d`` from the shapes each one saw.
+    """
+    convs = {name: m for name, m in G.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))}
+    shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            shapes.setdefault(name, (tuple(inputs[0].shape[-2:]), tuple(output.shape[-2:])))
+
+        return hook
+
+    hooks = [m.register_forward_hook(record(name)) for name, m in convs.items()]
+    modes = {m: m.training for m in G.modules()}
+    param = next(iter(G.parameters()), None)
+    x = torch.zeros(1, in_channels, *size, device=param.device if param is not None else "cpu")
+    tracker = _PeakTensorBytes()
+    try:
+        G.eval()  # BatchNorm in train mode would fold this zero image into its running statistics
+        with tracker:
+            y = G(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, mode in modes.items():
+            m.train(mode)
+    unused: dict[str, Tensor] = {}
+    for name, m in convs.items():
+        if name not in shapes or getattr(m, "padding_mode", "zeros") != "zeros" or isinstance(m.padding, str):
+            continue  # not run, or padded with real values (reflect/replicate), or "same"/"valid"
+        (h_in, w_in), (h_out, w_out) = shapes[name]
+        transposed = isinstance(m, nn.ConvTranspose2d)
+        used = [
+            _used_taps(n_in, n_out, m.kernel_size[a], m.stride[a], m.padding[a], m.dilation[a], transposed=transposed)
+            for a, (n_in, n_out) in enumerate(((h_in, h_out), (w_in, w_out)))
+        ]
+        mask = ~(used[0][:, None] & used[1][None, :])
+        if mask.any():
+            unused[name] = mask
+    return GeneratorProfile(tuple(size), y.shape[1], tracker.peak / (size[0] * size[1]), unused)
+
+
+@torch.no_grad()
+def zero_unused_taps(G: nn.Module, profile: GeneratorProfile) -> int:
+    """Set the taps of ``profile.unused_taps`` to zero, in place; returns how many weights changed.
+
+    At the training size this changes nothing: those taps only ever multiplied zero padding. At
+    any other size they would otherwise inject their untrained initial values; zeroed, each output
+    of the innermost block depends only on the input block it saw in training.
+    """
+    modules = dict(G.named_modules())
+    count = 0
+    for name, mask in profile.unused_taps.items():
+        w = modules[name].weight
+        m = mask.to(w.device)
+        count += int(m.sum()) * w.shape[0] * w.shape[1]
+        w.masked_fill_(m, 0.0)
+    return count
+
+
+# ------------------------------------------------------------------------------ memory estimate
+
+
+def estimate_memory(
+    profile: GeneratorProfile,
+    shape: tuple[int, int, int, int],
+    *,
+    multiple: int,
+    resolution: int,
+    max_side: int | None = None,
+    strategy: str = "pad",
+    tile_overlap: int | None = None,
+) -> int:
+    """Peak bytes of the tensors :func:`run_any_size` allocates for an input of ``shape`` (N, C, H, W).
+
+    Counts what the code above holds at once: resized/padded copies, the generator's activations
+    (``profile.peak_bytes_per_pixel`` times the pixels of each call), tile accumulators and the
+    output; not the input itself, the weights, or scratch space inside kernels (oneDNN's blocked
+    copies add up to ~1.5x on CPU; see benchmarks/quality_strategies.py for measured peaks).
+    Assumes float32 activations.
+    """
+    n, c, h, w = shape
+    f = 4 * n
+    c_out, bpp = profile.out_channels, profile.peak_bytes_per_pixel * n
+    px = h * w
+    if strategy == "resize":
+        r = resolution * resolution
+        return int((f * c + bpp) * r + f * c_out * px)
+    scaled = max_side is not None and max(h, w) > max_side
+    if scaled:
+        assert max_side is not None
+        k = max_side / max(h, w)
+        h, w = max(1, round(h * k)), max(1, round(w * k))
+    work = f * c * h * w if scaled else 0
+    back = f * c_out * px if scaled else 0  # the result resized back to the input size
+    if strategy == "pad":
+        hp, wp = math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple
+        padded = f * c * hp * wp if (hp, wp) != (h, w) else 0
+        return int(work + padded + bpp * hp * wp + back)
+    hp, wp = max(h, resolution), max(w, resolution)
+    grown = f * c * hp * wp if (hp, wp) != (h, w) else 0
+    accumulators = f * (c_out + 1) * hp * wp
+    per_tile = (bpp + f * c_out) * resolution * resolution
+    return int(work + grown + accumulators + max(per_tile, f * c_out * hp * wp) + back)

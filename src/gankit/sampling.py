@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from gankit.config import Config
 from gankit.data.base import DataInfo
 from gankit.families import Family, get_family
+from gankit.inference import GeneratorProfile, profile_generator, zero_unused_taps
 from gankit.training.checkpoint import CheckpointError, safe_load
 
 
@@ -21,6 +22,8 @@ class LoadedGenerator:
     info: DataInfo
     family: Family
     path: Path
+    profile: GeneratorProfile | None = None
+    """Image-to-image generators: shapes and memory per pixel measured at the training size."""
 
     @property
     def num_classes(self) -> int:
@@ -28,26 +31,78 @@ class LoadedGenerator:
         return self.info.num_classes if self.family.conditional else 0
 
 
-def resolve_checkpoint(path: str | Path, *, prefer_best: bool = False) -> Path:
-    """A run folder -> its generator snapshot (``G_best.pt`` if asked and present, else ``G_last.pt``)."""
+DEFAULT_CHECKPOINT = "last"
+"""The snapshot that ``translate``, ``colorize``, ``eval`` and ``sample`` use from a run folder.
+
+``last`` (``G_last.pt``), not ``best``: ``G_best.pt`` is chosen by validation L1, which favours
+blurry, desaturated outputs over sharp plausible ones, and one default for every command means
+the model that ``gankit eval`` scores is the model the other commands run."""
+
+CHECKPOINT_CHOICES = ("best", "last")
+
+
+def resolve_checkpoint(path: str | Path, which: str | Path | None = None, *, prefer_best: bool = False) -> Path:
+    """The generator snapshot to load from a run folder or checkpoint file.
+
+    Args:
+        path: a run folder (or its ``checkpoints/`` folder), or a checkpoint file.
+        which: ``"last"`` (``G_last.pt``, else the full state ``last.pt``), ``"best"``
+            (``G_best.pt``, the best validation L1; an error if the run has none), or the path of a
+            checkpoint file, absolute or relative to the run's ``checkpoints/`` folder (e.g.
+            ``G_epoch0010.pt``). Default: :data:`DEFAULT_CHECKPOINT`. Ignored when ``path`` is a file.
+        prefer_best: the older spelling of ``which="best"``, kept for existing callers; unlike
+            ``which="best"`` it falls back to the last snapshot when there is no ``G_best.pt``.
+    """
     p = Path(path)
-    if p.is_dir():
-        ckpt = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-        names = (["G_best.pt"] if prefer_best else []) + ["G_last.pt", "last.pt"]
-        for name in names:
-            if (ckpt / name).is_file():
-                return ckpt / name
-        raise CheckpointError(f"{p}: no generator checkpoint found (looked for {', '.join(names)} in {ckpt})")
     if not p.exists():
         raise CheckpointError(f"{p}: no such run folder or checkpoint file")
-    return p
+    if not p.is_dir():
+        return p
+    ckpt = p / "checkpoints" if (p / "checkpoints").is_dir() else p
+    if which is None:
+        which = "best" if prefer_best else DEFAULT_CHECKPOINT
+        strict = not prefer_best
+    else:
+        strict = True
+    if str(which) not in CHECKPOINT_CHOICES:
+        f = Path(which)
+        for candidate in (f, ckpt / f):
+            if candidate.is_file():
+                return candidate
+        raise CheckpointError(
+            f"--checkpoint {which}: no such file (nor in {ckpt}); pass best, last or a checkpoint file"
+        )
+    names = ["G_best.pt"] if which == "best" else []
+    if which == "last" or not strict:
+        names += ["G_last.pt", "last.pt"]
+    for name in names:
+        if (ckpt / name).is_file():
+            return ckpt / name
+    if which == "best" and strict:
+        raise CheckpointError(
+            f"{p}: no G_best.pt in {ckpt} (written only by runs with validation); use --checkpoint last"
+        )
+    raise CheckpointError(f"{p}: no generator checkpoint found (looked for {', '.join(names)} in {ckpt})")
 
 
 def load_generator(
-    path: str | Path, *, device: str | torch.device = "cpu", prefer_best: bool = False, family: str | None = None
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    which: str | Path | None = None,
+    prefer_best: bool = False,
+    family: str | None = None,
+    zero_taps: bool = True,
 ) -> LoadedGenerator:
-    """Rebuild the generator stored in a run folder or checkpoint file (weights_only load)."""
-    ckpt_path = resolve_checkpoint(path, prefer_best=prefer_best)
+    """Rebuild the generator stored in a run folder or checkpoint file (weights_only load).
+
+    ``which`` picks the snapshot of a run folder (see :func:`resolve_checkpoint`; default
+    ``last``). For image-to-image generators, the kernel taps that only ever saw zero padding at
+    the training size (and so kept their untrained initial values) are set to zero: outputs at
+    the training size are unchanged, and at other sizes those taps no longer add noise
+    (:func:`gankit.inference.zero_unused_taps`); ``zero_taps=False`` keeps the weights as saved.
+    """
+    ckpt_path = resolve_checkpoint(path, which, prefer_best=prefer_best)
     state = safe_load(ckpt_path)
     try:
         cfg = Config.from_dict(state["config"], source=str(ckpt_path))
@@ -65,7 +120,12 @@ def load_generator(
         first = str(e).splitlines()[0]
         raise CheckpointError(f"{ckpt_path}: weights do not fit the '{fam.name}' generator ({first})") from None
     G.to(device).eval()
-    return LoadedGenerator(G, cfg, info, fam, ckpt_path)
+    profile = None
+    if fam.kind == "paired":
+        profile = profile_generator(G, (info.resolution, info.resolution), info.in_channels)
+        if zero_taps:
+            zero_unused_taps(G, profile)
+    return LoadedGenerator(G, cfg, info, fam, ckpt_path, profile)
 
 
 def choose_labels(

@@ -2,45 +2,99 @@
 
 Both accept images of any size and aspect ratio and write outputs of exactly the input's size.
 
-* translate: the U-Net runs on the image reflect-padded to a multiple of its stride (or resized,
-  or tiled; see :func:`gankit.inference.run_any_size`).
+* translate: the U-Net runs on tiles of its training size (or on the whole image reflect-padded
+  to a multiple of its stride, or resized; see :func:`gankit.inference.run_any_size`). Before
+  anything runs, the memory each image needs is estimated; above ``--max-memory`` the default
+  strategy gives way to ``tile`` (with a note), and an explicitly chosen one is refused.
 * colorize: ab is predicted at the model's training resolution from a resized copy, upsampled
   to the full size and combined with the photo's own full-resolution L channel, so edges and fine
   detail come from the original, only the colour from the network.
+
+Outputs mirror the inputs: ``in/a/x.jpg`` given as the folder ``in`` is written to
+``OUT/a/x.png``; files named directly go to ``OUT/<name>.png``. Nothing is overwritten unless
+``--overwrite`` is given, and two inputs that would write the same output are an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
+from tqdm import tqdm
 
 from gankit.data.errors import DataError
 from gankit.data.images import ImageReadError, SkipReport, list_images, open_image, pil_to_tensor, to_rgb
-from gankit.inference import run_any_size
+from gankit.inference import DEFAULT_STRATEGY, STRATEGIES, estimate_memory, run_any_size
 from gankit.sampling import LoadedGenerator, load_generator
-from gankit.visualize import save_png
+
+FORMATS = {"png": "PNG", "jpg": "JPEG"}
+DEFAULT_JPEG_QUALITY = 95
+
+GB = 1e9
+KERNEL_OVERHEAD = 1.6
+"""Measured peak RSS / counted tensor bytes of a large CPU translate (oneDNN keeps blocked copies
+of conv inputs and outputs); see benchmarks/quality_strategies.py --memory."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input file and the output file it becomes."""
+
+    src: Path
+    dst: Path
 
 
 def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders expanded to the images inside (sorted)."""
-    out: list[Path] = []
+    """Files as given, folders expanded to the images inside (recursively, sorted)."""
+    return [job.src for job in plan_outputs(items, Path("."), "png")]
+
+
+def plan_outputs(items: Iterable[str | Path], out_dir: Path, fmt: str = "png") -> list[Job]:
+    """Map inputs to outputs under ``out_dir``, mirroring each input folder's tree.
+
+    A folder's images keep their path relative to that folder (``in/a/x.jpg`` -> ``out/a/x.png``);
+    a file named directly is written as ``out/<stem>.<fmt>``. Raises :class:`DataError` for a
+    missing input, an empty folder, or two inputs that would write the same output file.
+    """
+    jobs: list[Job] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
             found = list_images(p)
             if not found:
                 raise DataError(f"{p}: no image files found")
-            out += found
+            jobs += [Job(f, out_dir / f.relative_to(p).with_suffix(f".{fmt}")) for f in found]
         elif p.is_file():
-            out.append(p)
+            jobs.append(Job(p, out_dir / f"{p.stem}.{fmt}"))
         else:
             raise DataError(f"{p}: no such file or folder")
-    return out
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        other = seen.setdefault(job.dst, job.src)
+        if other != job.src:
+            raise DataError(
+                f"{other} and {job.src} would both be written to {job.dst}; "
+                "rename one or translate them in separate runs"
+            )
+    return jobs
+
+
+def check_overwrite(jobs: list[Job], overwrite: bool) -> None:
+    """Refuse (before anything is written) to replace existing outputs unless ``overwrite``."""
+    if overwrite:
+        return
+    existing = [j.dst for j in jobs if j.dst.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise DataError(f"{existing[0]} already exists{more}; pass --overwrite to replace, or choose another --out")
 
 
 def _load_rgb01(path: Path) -> Tensor:
@@ -48,22 +102,118 @@ def _load_rgb01(path: Path) -> Tensor:
     return pil_to_tensor(to_rgb(open_image(path))).unsqueeze(0).float() / 255.0
 
 
-def _save_rgb01(img: Tensor, path: Path) -> None:
+def save_image(img: Tensor, path: Path, fmt: str = "png", quality: int = DEFAULT_JPEG_QUALITY) -> None:
+    """Write a (1, 3, H, W) image in [0, 1] as PNG or JPEG, atomically (temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_png((img[0].clamp(0, 1) * 255).round().to(torch.uint8), path)
+    arr = (img[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    tmp = path.with_name(f".tmp_{path.name}")
+    options = {"quality": quality} if fmt == "jpg" else {}
+    Image.fromarray(arr).save(tmp, format=FORMATS[fmt], **options)
+    os.replace(tmp, path)
+
+
+def _model_input(loaded: LoadedGenerator, rgb01: Tensor) -> Tensor:
+    x = rgb01
+    if loaded.info.in_channels == 1 and x.shape[1] == 3:
+        x = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return x * 2 - 1
 
 
 @torch.no_grad()
-def translate_image(loaded: LoadedGenerator, rgb01: Tensor, *, strategy: str = "pad") -> Tensor:
+def translate_image(
+    loaded: LoadedGenerator, rgb01: Tensor, *, strategy: str = DEFAULT_STRATEGY, max_side: int | None = None
+) -> Tensor:
     """pix2pix output for one (1, C, H, W) image in [0, 1]; returns (1, 3, H, W) in [0, 1]."""
     G, info = loaded.G, loaded.info
     device = next(G.parameters()).device
-    x = rgb01.to(device)
-    if info.in_channels == 1 and x.shape[1] == 3:
-        x = (x * torch.tensor([0.299, 0.587, 0.114], device=device).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    y = run_any_size(G, x * 2 - 1, multiple=G.multiple, resolution=info.resolution, strategy=strategy)
+    x = _model_input(loaded, rgb01.to(device))
+    y = run_any_size(G, x, multiple=G.multiple, resolution=info.resolution, strategy=strategy, max_side=max_side)
     y = (y.float() + 1) / 2
     return y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
+
+
+def translate_memory(loaded: LoadedGenerator, h: int, w: int, strategy: str, max_side: int | None = None) -> int:
+    """Estimated peak bytes of :func:`translate_image` on an h x w image, weights included.
+
+    The tensors are counted exactly (:func:`gankit.inference.estimate_memory`, plus the decoded
+    image and the [0, 1] output) and scaled by :data:`KERNEL_OVERHEAD` for what kernels keep.
+    """
+    G = loaded.G
+    assert loaded.profile is not None, "load_generator profiles image-to-image models"
+    c = loaded.info.in_channels
+    px = h * w
+    run = estimate_memory(
+        loaded.profile, (1, c, h, w), multiple=G.multiple, resolution=loaded.info.resolution,
+        strategy=strategy, max_side=max_side,
+    )  # fmt: skip
+    decoded = 3 * px + 12 * px  # uint8 RGB and the float copy in [0, 1]
+    model_input = 4 * c * px
+    post = 2 * 12 * px  # (y + 1) / 2 and its temporary
+    weights = sum(t.numel() * t.element_size() for t in [*G.parameters(), *G.buffers()])
+    return int(weights + KERNEL_OVERHEAD * (decoded + model_input + max(run, post)))
+
+
+def default_memory_limit(device: torch.device) -> float:
+    """Bytes a single translate may use: half of the machine's RAM, or 80% of the GPU's memory."""
+    if device.type == "cuda":
+        return 0.8 * torch.cuda.get_device_properties(device).total_memory
+    try:
+        return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a modest machine
+        return 8 * GB
+
+
+def _image_size(path: Path) -> tuple[int, int] | None:
+    """(H, W) from the header (no decoding); None if unreadable (reported when it is loaded)."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF rotations by 90 degrees
+                h, w = w, h
+            return h, w
+    except Exception:  # noqa: BLE001 -- any failure is reported properly by open_image later
+        return None
+
+
+def plan_strategies(
+    loaded: LoadedGenerator,
+    jobs: list[Job],
+    *,
+    strategy: str | None,
+    max_side: int | None,
+    limit: float,
+    say=print,  # noqa: ANN001
+) -> dict[Path, str]:
+    """The strategy for each input, checked against the memory ``limit`` before anything runs.
+
+    With ``strategy=None`` (the default, :data:`gankit.inference.DEFAULT_STRATEGY`), an image
+    whose estimate exceeds ``limit`` is tiled instead, with a one-line note; an explicitly chosen
+    strategy over the limit, or an image too large even for tiles, is a :class:`DataError` that
+    names the options that help.
+    """
+    chosen = strategy or DEFAULT_STRATEGY
+    out: dict[Path, str] = {}
+    for job in jobs:
+        size = _image_size(job.src)
+        out[job.src] = chosen
+        if size is None:
+            continue
+        h, w = size
+        need = translate_memory(loaded, h, w, chosen, max_side)
+        if need <= limit:
+            continue
+        tiled = translate_memory(loaded, h, w, "tile", max_side)
+        what = f"{job.src}: {h}x{w} needs about {need / GB:.1f} GB with --strategy {chosen}"
+        if strategy is None and chosen != "tile" and tiled <= limit:
+            say(f"{what} (limit {limit / GB:.1f} GB); using --strategy tile (about {tiled / GB:.1f} GB)")
+            out[job.src] = "tile"
+            continue
+        side = max(h, w)
+        fits = next((s for s in (4096, 2048, 1024, 512) if s < side and translate_memory(loaded, h, w, chosen, s) <= limit), None)
+        hints = [f"--strategy tile (about {tiled / GB:.1f} GB)"] if chosen != "tile" and tiled <= limit else []
+        hints += [f"--max-side {fits}"] if fits else []
+        raise DataError(f"{what}, over the limit of {limit / GB:.1f} GB; use {', '.join(hints + ['or raise --max-memory GB'])}")
+    return out
 
 
 @torch.no_grad()
@@ -87,34 +237,58 @@ def run_translate(args: argparse.Namespace) -> int:
     from gankit.training.loop import resolve_device
 
     command = args.command_name
+    fmt = getattr(args, "format", "png")
+    quality = getattr(args, "quality", None)
+    if quality is not None and fmt != "jpg":
+        raise DataError("--quality sets JPEG quality; add --format jpg (PNG is lossless)")
+    if quality is not None and not 1 <= quality <= 100:
+        raise DataError(f"--quality {quality}: must be 1..100 (95 is near-lossless, 75 is PIL's default)")
+    strategy = getattr(args, "strategy", None)
+    if strategy is not None and strategy not in STRATEGIES:
+        raise DataError(f"--strategy {strategy}: expected one of {', '.join(STRATEGIES)}")
+    max_side = getattr(args, "max_side", None)
+    if max_side is not None and max_side < 1:
+        raise DataError(f"--max-side {max_side}: must be a positive number of pixels")
+    out_dir = Path(args.out)
+    jobs = plan_outputs(args.inputs, out_dir, fmt)
+    check_overwrite(jobs, getattr(args, "overwrite", False))
+
+    device = resolve_device(args.device)
     loaded = load_generator(
         args.run,
-        device=resolve_device(args.device),
-        prefer_best=args.checkpoint == "best",
+        device=device,
+        which=getattr(args, "checkpoint", None),
         family="colorize" if command == "colorize" else "pix2pix",
     )
     if command == "colorize" and loaded.info.space != "lab":
         raise DataError(f"{loaded.path}: a '{loaded.family.name}' model, not a colorization model")
     if command == "translate" and loaded.info.space == "lab":
         raise DataError(f"{loaded.path}: a colorization model; use `gankit colorize`")
+    strategies: dict[Path, str] = {}
+    if command == "translate":
+        max_gb = getattr(args, "max_memory", None)
+        if max_gb is not None and not (max_gb > 0 and math.isfinite(max_gb)):
+            raise DataError(f"--max-memory {max_gb}: must be a positive number of GB")
+        limit = max_gb * GB if max_gb is not None else default_memory_limit(torch.device(device))
+        strategies = plan_strategies(loaded, jobs, strategy=strategy, max_side=max_side, limit=limit)
     loaded.G.train(args.train_mode)
-    files = expand_inputs(args.inputs)
-    out_dir = Path(args.out)
+
     report = SkipReport("inputs")
     written = 0
-    for f in files:
+    for job in tqdm(jobs, desc=command, unit="image", disable=None if len(jobs) > 1 else True, leave=False):
         try:
-            rgb = _load_rgb01(f)
+            rgb = _load_rgb01(job.src)
         except ImageReadError as e:
             report.add(e)
             continue
         if command == "colorize":
             result = colorize_image(loaded, rgb)
         else:
-            result = translate_image(loaded, rgb, strategy=args.strategy)
-        _save_rgb01(result, out_dir / f"{f.stem}.png")
+            result = translate_image(loaded, rgb, strategy=strategies[job.src], max_side=max_side)
+        save_image(result, job.dst, fmt, quality or DEFAULT_JPEG_QUALITY)
         written += 1
     if report.total:
         print(report.summary())
-    print(f"wrote {written} image(s) to {out_dir} ({'train' if args.train_mode else 'eval'} mode, {loaded.path.name})")
+    mode = "train" if args.train_mode else "eval"
+    print(f"wrote {written} image(s) under {out_dir} ({mode} mode, {loaded.path})")
     return 0 if written else 1
