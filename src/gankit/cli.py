@@ -128,6 +128,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, metavar="EPOCHS", help="evaluate (as gankit eval) every N epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch line stays)")
     p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard logs to RUN/tb/ (= --set train.tensorboard=true; pip install 'gankit[tensorboard]')",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="classifier only: replace an existing classifier file at --out",
@@ -153,6 +158,8 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["train.progress"] = False
     if args.fast:
         o["train.fast"] = True
+    if args.tensorboard:
+        o["train.tensorboard"] = True
     return o
 
 
@@ -400,6 +407,30 @@ def cmd_translate(args: argparse.Namespace) -> int:
     return run_translate(args)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """``gankit export RUN --out G.onnx``: see :mod:`gankit.export`."""
+    from gankit.export import export_onnx
+
+    export_onnx(args.run, args.out, checkpoint=args.checkpoint, pipeline=args.pipeline, overwrite=args.overwrite)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``gankit import pix2pix-repo|dcgan-example ...``: see :mod:`gankit.interop`."""
+    from gankit.interop import import_dcgan_example, import_pix2pix_repo
+
+    if args.source == "pix2pix-repo":
+        run = import_pix2pix_repo(
+            args.netG, args.out, task=args.task, netD=args.netD, dropout=not args.no_dropout, overwrite=args.overwrite
+        )
+        use = f"gankit {'colorize' if args.task == 'colorize' else 'translate'} {run} INPUT --out OUT"
+    else:
+        run = import_dcgan_example(args.netG, args.out, netD=args.netD, overwrite=args.overwrite)
+        use = f"gankit sample {run} --n 64 --out OUT"
+    print(f"imported {args.netG}{' and ' + args.netD if args.netD else ''} into {run}; try: {use}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gankit", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
@@ -511,6 +542,50 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
+    x = sub.add_parser(
+        "export",
+        help="export a generator to ONNX, checked against PyTorch",
+        description="Export the generator of a run to ONNX (fp32, eval mode). The file is written only after "
+        "onnxruntime reproduces PyTorch on random inputs at two sizes (max abs difference <= 1e-4).",
+    )
+    x.add_argument("run", help="run folder or checkpoint file")
+    x.add_argument(
+        "--checkpoint", default="last", metavar="best|last|PATH", help="snapshot of a run folder (default: last)"
+    )
+    x.add_argument("--format", choices=["onnx"], default="onnx", help="output format (default: onnx)")
+    x.add_argument("--out", required=True, help="the .onnx file to write")
+    x.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="colorize models: a graph from a uint8 RGB/gray image (H, W, C) to the colourized uint8 RGB image "
+        "at full size (Lab conversion inside), so a deployment needs only onnxruntime",
+    )
+    x.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+
+    im = sub.add_parser(
+        "import",
+        help="turn a reference implementation's checkpoint into a gankit run folder",
+        description="Import weights trained with a reference implementation into a gankit run folder, "
+        "usable by translate, colorize, sample, eval and export.",
+    )
+    isub = im.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    jz = isub.add_parser(
+        "pix2pix-repo",
+        help="junyanz/pytorch-CycleGAN-and-pix2pix: unet_256/unet_128 G, basic/n_layers PatchGAN D",
+    )
+    jz.add_argument("netG", help="the generator's .pth file (e.g. checkpoints/NAME/latest_net_G.pth)")
+    jz.add_argument("--netD", help="the discriminator's .pth file (latest_net_D.pth), optional")
+    jz.add_argument("--task", choices=["pix2pix", "colorize"], default="pix2pix", help="default: pix2pix")
+    jz.add_argument(
+        "--no-dropout", action="store_true", help="the model was trained with --no_dropout (matters in --train-mode)"
+    )
+    pe = isub.add_parser("dcgan-example", help="pytorch/examples dcgan: Generator (nz, ngf, nc from the shapes)")
+    pe.add_argument("netG", help="the generator's .pth file (e.g. netG_epoch_24.pth)")
+    pe.add_argument("--netD", help="the discriminator's .pth file, optional")
+    for q in (jz, pe):
+        q.add_argument("--out", required=True, help="the run folder to create")
+        q.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+
     sub.add_parser("list", help="show families, presets and datasets", description="Show families, presets and datasets.")
     return parser
 
@@ -533,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
         "eval": cmd_eval,
         "translate": cmd_translate,
         "colorize": cmd_translate,
+        "export": cmd_export,
+        "import": cmd_import,
     }
     try:
         return handlers[args.command](args)

@@ -142,7 +142,7 @@ class TrainConfig:
     (no page faults on reuse; 1.1-1.3x on pix2pix). It changes glibc's allocator for the whole process,
     which then holds its peak memory until it exits, so it is opt-in for Python callers; the ``gankit``
     command turns it on (``--set train.keep_memory=false`` turns it off)."""
-    keep_snapshots: int = 10
+    keep_snapshots: int = 5
     """Keep at most this many per-epoch generator snapshots (``G_epochNNNN.pt``), the newest; 0 keeps none.
     ``G_last.pt``, ``G_best.pt`` and the full state are always kept."""
     dist_timeout_minutes: float = 60.0
@@ -153,7 +153,10 @@ class TrainConfig:
     sync_bn: bool = False
     """Multi-process runs: synchronize BatchNorm statistics across processes (SyncBatchNorm)."""
     progress: bool = True
-    """Show a progress bar (the per-epoch log line is always printed)."""
+    """Show a progress bar when stderr is a terminal (the per-epoch log line is always printed)."""
+    tensorboard: bool = False
+    """Also write losses, learning rates, speed, validation/eval metrics, sample grids and hyperparameters
+    to ``RUN/tb/`` for TensorBoard (``pip install 'gankit[tensorboard]'``)."""
 
 
 @dataclass

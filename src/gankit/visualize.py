@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 GRID_MIN_WIDTH = 512
 """Grids narrower than this are upscaled (nearest neighbour, whole factors) so 28x28 samples stay legible."""
@@ -48,7 +52,7 @@ def save_grid(
     caption: str = "",
     column_labels: list[str] | None = None,
     min_width: int = GRID_MIN_WIDTH,
-) -> None:
+) -> Image.Image:
     """Save RGB [0, 1] images as one grid image (PNG, or JPEG for .jpg names), written atomically.
 
     Small grids are upscaled by a whole factor to at least ``min_width`` pixels; ``caption`` is
@@ -88,6 +92,7 @@ def save_grid(
     tmp = path.with_name(".tmp_" + path.name)
     img.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     tmp.replace(path)
+    return img
 
 
 def _fit(draw, text: str, font, width: float) -> str:

@@ -184,9 +184,14 @@ class Trainer:
                 f"resumed {self.out_dir} at step {self.step} "
                 f"({self.step // self.steps_per_epoch} of {self.total_epochs} epochs done)"
             )
+        self.tb = None
         if self.is_main:
             cfg.save(self.out_dir / "config.yaml")
             self._write_run_record()
+            if cfg.train.tensorboard:
+                from gankit.training.tensorboard import TensorBoardSink
+
+                self.tb = TensorBoardSink(self.out_dir, cfg, resume_step=self.logged_step if resumed else 0)
 
     @property
     def logged_step(self) -> int:
@@ -520,6 +525,9 @@ class Trainer:
                         self.stats_log.append(
                             {"step": self.logged_step, "epoch": self.epoch_of(self.step - 1) + 1, **last_row}
                         )
+                        if self.tb is not None:
+                            lrs = {"lr_g": self.opt_G.param_groups[0]["lr"], "lr_d": self.opt_D.param_groups[0]["lr"]}
+                            self.tb.scalars(self.logged_step, {**last_row, **lrs})
                     bar.set_postfix({k: f"{v:.3f}" for k, v in last_row.items() if k in ("d_loss", "g_loss", "g_l1")})
                 if stopping:
                     self.save()
@@ -542,15 +550,16 @@ class Trainer:
                     )
                     (log if bar.disable else bar.write)(line)
                     if self.is_main:
-                        self.metrics_log.append(
-                            {
-                                "step": self.logged_step,
-                                "epoch": epoch + 1,
-                                "seconds": round(secs, 3),
-                                "images_per_s": round(imgs / max(secs, 1e-9), 1),
-                                **last_val,
-                            }
-                        )
+                        row = {
+                            "step": self.logged_step,
+                            "epoch": epoch + 1,
+                            "seconds": round(secs, 3),
+                            "images_per_s": round(imgs / max(secs, 1e-9), 1),
+                            **last_val,
+                        }
+                        self.metrics_log.append(row)
+                        if self.tb is not None:
+                            self.tb.scalars(self.logged_step, row)
                     epoch_start, epoch_start_step = time.monotonic(), self.step
                     last_ckpt = time.monotonic()
                     if time_up:
@@ -560,6 +569,9 @@ class Trainer:
                     self.save()
                     last_ckpt = time.monotonic()
         bar.close()
+        if self.tb is not None:
+            self.tb.hparams({**last_row, **last_val})
+            self.tb.close()
         return TrainResult(self.out_dir, self.logged_step, self.epoch_of(self.step - 1) + 1, last_row, last_val)
 
     # ------------------------------------------------------------------ epoch end
@@ -579,13 +591,15 @@ class Trainer:
                 nrow = k or int(math.sqrt(len(fake))) or 1
                 columns = (self.info.class_names[:k] or [str(i) for i in range(k)]) if k else None
                 path = self.out_dir / "samples" / f"{tag}.png"
-                save_grid(to_display(fake), path, nrow=nrow, caption=caption, column_labels=columns)
+                shown = save_grid(to_display(fake), path, nrow=nrow, caption=caption, column_labels=columns)
             else:
                 out = G(self.fixed["input"])
                 grid = paired_triplets(self.fixed["input"], out, self.fixed["target"], self.info.space)
                 path = self.out_dir / "samples" / f"{tag}.png"
-                save_grid(grid, path, nrow=3, caption=caption, column_labels=["input", "output", "target"])
+                shown = save_grid(grid, path, nrow=3, caption=caption, column_labels=["input", "output", "target"])
                 val = self.validate(G)
+            if self.tb is not None:
+                self.tb.image(self.logged_step, "samples", shown)
             G.train(was_training)
         snapshot = None
         every = max(1, self.total_epochs // 10)
@@ -619,15 +633,21 @@ class Trainer:
 
         t = self.cfg.train
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            evaluate(
-                self.ckpt_dir / "G_last.pt",
-                metrics=t.eval_metrics or None,
-                n=t.eval_n,
-                device=str(self.device),
-                seed=t.seed,
-                log=self.log,
-            )
+            try:
+                results = evaluate(
+                    self.ckpt_dir / "G_last.pt",
+                    metrics=t.eval_metrics or None,
+                    n=t.eval_n,
+                    device=str(self.device),
+                    seed=t.seed,
+                    log=self.log,
+                )
+            except ValueError as e:  # no metric computable here (DataError, ConfigError, ...): training goes on
+                self.log(f"warning: eval_every: {str(e).splitlines()[0]}")
+                return
         plot_metrics(self.out_dir)
+        if self.tb is not None:
+            self.tb.scalars(self.logged_step, {f"eval_{k}": v for k, v in results.items()})
 
     def validate(self, G: nn.Module) -> dict[str, float]:
         """L1 (model range), PSNR and SSIM (on RGB in [0, 1]) over the validation split."""
