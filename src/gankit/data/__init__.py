@@ -13,10 +13,24 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gankit.config import DataConfig
-from gankit.data.base import Batch, DataInfo, EpochSampler, ImageTensorDataset, TrainSet
 from gankit.data.errors import DataError
+
+if TYPE_CHECKING:
+    from gankit.data.base import Batch, DataInfo, EpochSampler, ImageTensorDataset, TrainSet
+
+_FROM_BASE = ("Batch", "DataInfo", "EpochSampler", "ImageTensorDataset", "TrainSet")
+
+
+def __getattr__(name: str) -> Any:
+    # torch-backed names load on first use, so that `gankit list` (DATASETS) starts without torch
+    if name in _FROM_BASE:
+        from gankit.data import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DATASETS: dict[str, str] = {
     "fashion-mnist": "Fashion-MNIST IDX files (60k/10k, 28x28, 10 classes); Debian: dataset-fashion-mnist",
@@ -52,6 +66,7 @@ def _record(ds: TrainSet, dataset: str, source: str) -> TrainSet:
 
 
 def _build_idx(cfg: DataConfig, split: str, log: Callable[[str], None]) -> TrainSet:
+    from gankit.data.base import ImageTensorDataset
     from gankit.data.mnist import DIGIT_CLASSES, FASHION_CLASSES, IDX_CLASSES, cache_dir, identify_idx, load_idx
 
     name = cfg.name

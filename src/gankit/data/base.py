@@ -164,9 +164,10 @@ class EpochSampler:
         self.rank, self.world_size = rank, world_size
         self.steps_per_epoch = n // (batch_size * world_size)
         if self.steps_per_epoch == 0:
+            most = max(1, n // world_size)
             raise ValueError(
                 f"dataset of {n} items is smaller than one global batch "
-                f"({batch_size} x {world_size} processes); lower train.batch_size"
+                f"({batch_size} x {world_size} processes); lower train.batch_size (--batch-size {most} or less)"
             )
         self._epoch = -1
         self._perm: Tensor | None = None
