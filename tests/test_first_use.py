@@ -251,3 +251,18 @@ def test_the_torch_free_catalog_matches_the_registries() -> None:
 
     assert catalog.FAMILIES == {f.name: (f.kind, f.description) for f in FAMILIES.values()}
     assert catalog.DATASETS == DATASETS
+
+
+def test_old_relu_cgan_checkpoints_are_refused_not_silently_misread(tmp_path: Path) -> None:
+    from gankit.sampling import load_generator
+    from gankit.training.checkpoint import CheckpointError
+
+    cfg = make_tiny_cfg("cgan", tmp_path, **{"train.max_steps": 1})
+    train(cfg, tmp_path / "run", log=lambda m: None)
+    snap = tmp_path / "run" / "checkpoints" / "G_last.pt"
+    assert load_generator(snap).family.name == "cgan"  # today's format loads
+    state = torch.load(snap, weights_only=True)
+    state["format"] = 1
+    torch.save(state, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="LeakyReLU"):
+        load_generator(tmp_path / "old.pt")

@@ -10,7 +10,7 @@ Python use mirrors the CLI::
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Lazy attributes: `import gankit` (and so `gankit list`) stays fast; torch loads on first use.
 _EXPORTS = {

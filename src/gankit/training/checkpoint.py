@@ -59,6 +59,13 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"{path}: not a readable gankit checkpoint ({_load_failure(e)})") from None
     if not isinstance(obj, dict) or "config" not in obj or "G" not in obj:
         raise CheckpointError(f"{path}: not a gankit checkpoint (no config/generator inside)")
+    if obj.get("family") == "cgan" and int(obj.get("format", 1)) < 2:
+        # format 1 cGAN generators used ReLU; the course notes' (and gankit's since format 2) use
+        # LeakyReLU(0.2): the same weights would silently give other images
+        raise CheckpointError(
+            f"{path}: a cGAN checkpoint of gankit 0.1, whose generator used ReLU where the course notes "
+            f"use LeakyReLU(0.2); its weights do not fit today's generator. Retrain it: gankit train cgan"
+        )
     return obj
 
 

@@ -52,7 +52,8 @@ from gankit.training.ema import EMA
 from gankit.training.stats import JsonlLog, StatsAccumulator, plot_losses
 from gankit.visualize import paired_triplets, save_grid, to_display
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+"""2: cGAN generators use LeakyReLU(0.2) (format-1 cGAN checkpoints are refused on load)."""
 
 
 @dataclass
