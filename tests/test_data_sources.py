@@ -203,3 +203,15 @@ def test_data_info_of_old_checkpoints_still_loads(tmp_path: Path) -> None:
     torch.save({"info": dataclasses.asdict(new)}, tmp_path / "c.pt")
     assert DataInfo(**torch.load(tmp_path / "c.pt", weights_only=True)["info"]) == new
     assert DataInfo.from_dict({**dataclasses.asdict(new), "added_later": 1}) == new
+
+
+def test_a_download_is_recorded_as_such(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_download(name: str) -> Path:  # stands in for torchvision: files land in the cache
+        return write_idx_dataset(mnist.cache_dir() / name / "FashionMNIST" / "raw", gz=True)
+
+    monkeypatch.setattr(mnist, "download", fake_download)
+    ds = build_dataset(DataConfig(name="fashion-mnist"), log=lambda m: None)
+    cache = tmp_path / "xdg_cache" / "gankit" / "fashion-mnist"
+    assert (ds.info.dataset, ds.info.source) == ("fashion-mnist", f"torchvision download into {cache}")
+    again = build_dataset(DataConfig(name="fashion-mnist"), log=lambda m: None)  # found in the cache now
+    assert again.info.source == str((cache / "FashionMNIST" / "raw").resolve())
