@@ -15,6 +15,7 @@ ratio to the first contestant (the baseline).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import multiprocessing as mp
@@ -28,6 +29,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -224,7 +226,9 @@ class GankitRunner:
         from gankit.training.stats import StatsAccumulator
 
         use_bench_cache()
-        self.cfg = make_config(preset, overrides={"train.device": device, "train.progress": False, **overrides})
+        # train.keep_memory=True as the gankit command sets it (the Python API default is off)
+        base = {"train.device": device, "train.progress": False, "train.keep_memory": True}
+        self.cfg = make_config(preset, overrides={**base, **overrides})
         self._tmp = tempfile.TemporaryDirectory(prefix="gankit-bench-")
         self.tr = Trainer(self.cfg, Path(self._tmp.name) / "run", log=lambda msg: None)
         self.tr.G.train()
@@ -397,10 +401,38 @@ def gemm_tflops(device: str, dtype_name: str = "float32", n: int = 4096, reps: i
 # ---------------------------------------------------------------------------------------------
 
 
+def _start_with_env(proc: Any, env: dict[str, str | None]) -> None:
+    """Start ``proc`` (spawned: it copies ``os.environ`` at start) with ``env`` applied (None = unset)."""
+    saved = {k: os.environ.get(k) for k in env}
+    try:
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        proc.start()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_contestants(
-    factory: Callable[[str, argparse.Namespace], Runner], names: list[str], args: argparse.Namespace
+    factory: Callable[[str, argparse.Namespace], Runner],
+    names: list[str],
+    args: argparse.Namespace,
+    *,
+    env: Callable[[str], dict[str, str | None]] | None = None,
+    around_round: Callable[[str], AbstractContextManager[Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Build every contestant in its own process, then time them in interleaved rounds."""
+    """Build every contestant in its own process, then time them in interleaved rounds.
+
+    ``env(name)``: environment variables of that contestant's process (None = unset), e.g. its own
+    ``OMP_WAIT_POLICY``; ``around_round(name)``: a context entered around each of its timed rounds
+    (e.g. a CPU-burning process that makes the machine busy for that contestant only).
+    """
     if args.omp_wait != "unset":  # read by OpenMP when a child first loads torch
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait.upper()
     ctx = mp.get_context("spawn")
@@ -411,7 +443,7 @@ def run_contestants(
         for name in names:  # imports and data loading overlap; warm-ups (compilation) run one at a time
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_child, args=(factory, name, args, child), daemon=False)
-            proc.start()
+            _start_with_env(proc, env(name) if env else {})
             child.close()
             started.append((name, parent, proc))
         for name, parent, proc in started:
@@ -436,8 +468,9 @@ def run_contestants(
         for r in range(args.rounds):
             for name in order if r % 2 == 0 else order[::-1]:
                 parent, proc = live[name]
-                parent.send(args.steps)
-                msg = _recv(parent, proc)
+                with around_round(name) if around_round else contextlib.nullcontext():
+                    parent.send(args.steps)
+                    msg = _recv(parent, proc)
                 if not msg.get("ok"):
                     print(f"  FAILED in round {r}: {name}\n{msg.get('error')}", file=sys.stderr, flush=True)
                     results[name].update(ok=False, error=msg.get("error"))
