@@ -372,9 +372,11 @@ def estimate_memory(
     f = 4 * n
     c_out, bpp = profile.out_channels, profile.peak_bytes_per_pixel * n
     px = h * w
+    # Each strategy has two moments of peak: during a generator call, and while its output is
+    # resized back (or, for tiles, blended) with the generator's intermediates already freed.
     if strategy == "resize":
         r = resolution * resolution
-        return int((f * c + bpp) * r + f * c_out * px)
+        return int(max(f * c * r + bpp * r, f * c_out * (r + px)))
     scaled = max_side is not None and max(h, w) > max_side
     if scaled:
         assert max_side is not None
@@ -385,9 +387,10 @@ def estimate_memory(
     if strategy == "pad":
         hp, wp = math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple
         padded = f * c * hp * wp if (hp, wp) != (h, w) else 0
-        return int(work + padded + bpp * hp * wp + back)
+        return int(work + padded + max(bpp * hp * wp, f * c_out * hp * wp + back))
     hp, wp = max(h, resolution), max(w, resolution)
     grown = f * c * hp * wp if (hp, wp) != (h, w) else 0
     accumulators = f * (c_out + 1) * hp * wp
-    per_tile = (bpp + f * c_out) * resolution * resolution
-    return int(work + grown + accumulators + max(per_tile, f * c_out * hp * wp) + back)
+    per_tile = (bpp + f * c_out) * resolution * resolution  # a tile's activations and its weighted copy
+    blended = f * c_out * hp * wp
+    return int(work + max(grown + accumulators + max(per_tile, blended), blended + back))

@@ -153,6 +153,10 @@ def translate_memory(loaded: LoadedGenerator, h: int, w: int, strategy: str, max
     return int(weights + KERNEL_OVERHEAD * (decoded + model_input + max(run, post)))
 
 
+def _size(nbytes: float) -> str:
+    return f"{nbytes / GB:.1f} GB" if nbytes >= 0.1 * GB else f"{nbytes / 1e6:.0f} MB"
+
+
 def default_memory_limit(device: torch.device) -> float:
     """Bytes a single translate may use: half of the machine's RAM, or 80% of the GPU's memory."""
     if device.type == "cuda":
@@ -203,16 +207,21 @@ def plan_strategies(
         if need <= limit:
             continue
         tiled = translate_memory(loaded, h, w, "tile", max_side)
-        what = f"{job.src}: {h}x{w} needs about {need / GB:.1f} GB with --strategy {chosen}"
+        what = f"{job.src}: {h}x{w} needs about {_size(need)} with --strategy {chosen}"
         if strategy is None and chosen != "tile" and tiled <= limit:
-            say(f"{what} (limit {limit / GB:.1f} GB); using --strategy tile (about {tiled / GB:.1f} GB)")
+            say(f"{what} (limit {_size(limit)}); using --strategy tile (about {_size(tiled)})")
             out[job.src] = "tile"
             continue
-        side = max(h, w)
-        fits = next((s for s in (4096, 2048, 1024, 512) if s < side and translate_memory(loaded, h, w, chosen, s) <= limit), None)
-        hints = [f"--strategy tile (about {tiled / GB:.1f} GB)"] if chosen != "tile" and tiled <= limit else []
-        hints += [f"--max-side {fits}"] if fits else []
-        raise DataError(f"{what}, over the limit of {limit / GB:.1f} GB; use {', '.join(hints + ['or raise --max-memory GB'])}")
+        hints = [f"--strategy tile (about {_size(tiled)})"] if chosen != "tile" and tiled <= limit else []
+        side = max(h, w) // 2
+        while side >= loaded.info.resolution // 2 and translate_memory(loaded, h, w, chosen, side) > limit:
+            side //= 2
+        fits = side >= loaded.info.resolution // 2  # the halving above stopped because it fit
+        if fits and (max_side is None or side < max_side):
+            hints.append(f"--max-side {side} (about {_size(translate_memory(loaded, h, w, chosen, side))})")
+        hints.append("a higher --max-memory GB")
+        options = ", ".join(hints[:-1]) + (" or " if len(hints) > 1 else "") + hints[-1]
+        raise DataError(f"{what}, over the limit of {_size(limit)}; use {options}")
     return out
 
 
