@@ -17,9 +17,11 @@
 
 Every export is verified before it is renamed into place: onnxruntime and PyTorch run the same
 random inputs at two sizes (two batch sizes for noise models) and the largest absolute difference
-must be at most ``tolerance`` (1e-4). The pipeline's uint8 output is compared with gankit's
-``colorize_image``, allowing only the rounding of values within ``tolerance`` of a half level. A
-mismatch raises :class:`ExportError` and leaves no file behind. Requires ``pip install 'gankit[export]'``.
+must be at most ``tolerance`` (1e-4). The pipeline's uint8 output is compared with what
+``gankit colorize`` writes for the same image and may differ by at most one level in a few pixels:
+float32 rounding differences of ~1e-5 in L and ab (the resize, the cube roots) grow to ~1e-4 through
+the sRGB companding and flip the rounding of pixels that sit on a half level. A mismatch raises
+:class:`ExportError` and leaves no file behind. Requires ``pip install 'gankit[export]'``.
 """
 
 from __future__ import annotations
@@ -38,11 +40,14 @@ from torch import Tensor, nn
 
 from gankit.color import model_to_rgb, rgb_to_model
 from gankit.sampling import LoadedGenerator, load_generator
-from gankit.training.checkpoint import CheckpointError
 
 OPSET = 18
 """Opset 18 has Resize with antialiasing, which the colorize pipeline needs."""
 TOLERANCE = 1e-4
+PIPELINE_TOLERANCE = 1
+"""uint8 levels the pipeline may differ from ``gankit colorize`` by (rounding flips, see above)."""
+MAX_DIFFERING = 0.01
+"""Pipeline: the largest fraction of output values allowed to differ at all (flips are ~0.03%)."""
 
 
 class ExportError(ValueError):
@@ -157,19 +162,26 @@ class ExportReport:
     checks: list[tuple[str, float]] = field(default_factory=list)
     """(input shapes, max abs difference) per verification run."""
     tolerance: float = TOLERANCE
-    unit: str = ""
-    """Unit of the differences: empty for model outputs, ``'(0-255 levels beyond rounding)/255'`` for uint8."""
+    differing: float = 0.0
+    """Pipeline only: the fraction of output values that differ from PyTorch's (by one level)."""
 
     @property
     def max_abs_diff(self) -> float:
         return max(d for _, d in self.checks)
 
     def summary(self) -> str:
-        checks = "; ".join(f"{shape}: {diff:.2e}" for shape, diff in self.checks)
+        if self.graph == "pipeline":
+            checks = "; ".join(f"{shape}: {diff:.0f}" for shape, diff in self.checks)
+            diff = (
+                f"{self.max_abs_diff:.0f} uint8 level(s) <= {self.tolerance:g} "
+                f"({100 * self.differing:.3f}% of values differ) [{checks}]"
+            )
+        else:
+            checks = "; ".join(f"{shape}: {diff:.2e}" for shape, diff in self.checks)
+            diff = f"{self.max_abs_diff:.2e} <= {self.tolerance:g} [{checks}]"
         return (
             f"exported {self.family} {self.graph} to {self.path} "
-            f"({', '.join(self.inputs)} -> {', '.join(self.outputs)}); onnxruntime vs PyTorch max abs diff "
-            f"{self.max_abs_diff:.2e} <= {self.tolerance:g} [{checks}]"
+            f"({', '.join(self.inputs)} -> {', '.join(self.outputs)}); onnxruntime vs PyTorch max abs diff {diff}"
         )
 
 
@@ -191,20 +203,7 @@ def _require_onnx() -> tuple[Any, Any]:
 
 def load_for_export(run: str | Path, checkpoint: str = "last") -> LoadedGenerator:
     """The generator of ``run`` for ``checkpoint`` = ``best``, ``last`` or a checkpoint file path."""
-    if checkpoint not in ("best", "last"):
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise CheckpointError(f"--checkpoint {checkpoint}: no such checkpoint file (or pass best or last)")
-        return load_generator(path)
-    run_path = Path(run)
-    if checkpoint == "best" and run_path.is_dir():
-        ckpt = run_path / "checkpoints" if (run_path / "checkpoints").is_dir() else run_path
-        if not (ckpt / "G_best.pt").is_file():
-            raise CheckpointError(
-                f"--checkpoint best: {ckpt} has no G_best.pt (only image-to-image runs with validation keep one); "
-                "use --checkpoint last"
-            )
-    return load_generator(run_path, prefer_best=checkpoint == "best")
+    return load_generator(run, which=checkpoint)
 
 
 def _session(path: Path, ort: Any) -> Any:
@@ -270,7 +269,8 @@ def _reference(loaded: LoadedGenerator, graph: str, inputs: tuple[Tensor, ...]) 
 
         (image,) = inputs
         rgb01 = image.permute(2, 0, 1).unsqueeze(0).float().expand(1, 3, -1, -1) / 255.0
-        return colorize_image(loaded, rgb01)[0].clamp(0, 1).permute(1, 2, 0) * 255.0  # float, before rounding
+        # quantized as gankit colorize saves its PNGs
+        return (colorize_image(loaded, rgb01)[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
     if loaded.family.kind == "noise":
         return loaded.G(*inputs)
     from gankit.inference import run_any_size
@@ -279,18 +279,14 @@ def _reference(loaded: LoadedGenerator, graph: str, inputs: tuple[Tensor, ...]) 
     return run_any_size(G, inputs[0], multiple=G.multiple, resolution=loaded.info.resolution, strategy="pad")
 
 
-def _difference(graph: str, got: Any, want: Tensor) -> float:
+def _difference(got: Any, want: Tensor) -> tuple[float, float]:
+    """(max abs difference, fraction of values that differ); inf when the shapes differ."""
     import numpy as np
 
     if got.shape != tuple(want.shape):
-        return float("inf")
-    if graph == "pipeline":
-        # uint8 output: a float result within tolerance of PyTorch's may round to the neighbouring level
-        # where PyTorch's value is near a half level; report the excess over that half level, scaled
-        # back to [0, 1] so it is comparable with the tolerance.
-        excess = np.abs(got.astype(np.float64) - want.double().numpy()) - 0.5
-        return float(max(excess.max(), 0.0) / 255.0)
-    return float(np.abs(got.astype(np.float64) - want.double().numpy()).max())
+        return float("inf"), 1.0
+    diff = np.abs(got.astype(np.float64) - want.double().numpy())
+    return float(diff.max()), float((diff > 0).mean())
 
 
 def _dynamic_shapes(loaded: LoadedGenerator, graph: str) -> dict[str, Any]:
@@ -314,7 +310,7 @@ def export_onnx(
     checkpoint: str = "last",
     pipeline: bool = False,
     overwrite: bool = False,
-    tolerance: float = TOLERANCE,
+    tolerance: float | None = None,
     seed: int = 0,
     log: Any = print,
 ) -> ExportReport:
@@ -325,7 +321,8 @@ def export_onnx(
         out: the ``.onnx`` file to write; an existing file is an error unless ``overwrite``.
         checkpoint: ``last`` (default), ``best`` or a path to a checkpoint file.
         pipeline: colorize models only: export the uint8 image -> uint8 image pipeline.
-        tolerance: the largest onnxruntime-vs-PyTorch difference accepted.
+        tolerance: the largest onnxruntime-vs-PyTorch difference accepted: default :data:`TOLERANCE`
+            (:data:`PIPELINE_TOLERANCE` uint8 levels for the pipeline).
         seed: seed of the random verification inputs.
 
     Returns:
@@ -341,6 +338,8 @@ def export_onnx(
     loaded.G.float().eval()
     module, graph, facts = _graph_for(loaded, pipeline)
     module.eval()
+    if tolerance is None:
+        tolerance = PIPELINE_TOLERANCE if graph == "pipeline" else TOLERANCE
 
     examples = [_example_inputs(loaded, graph, v, seed + v) for v in (0, 1)]
     # Traced on the first example (RGB for the pipeline, so that the channel count stays dynamic).
@@ -355,12 +354,15 @@ def export_onnx(
         for inputs in examples:
             feed = {name: t.numpy() for name, t in zip(facts["inputs"], inputs)}
             (got,) = session.run(None, feed)
-            diff = _difference(graph, got, _reference(loaded, graph, inputs))
+            diff, differing = _difference(got, _reference(loaded, graph, inputs))
             report.checks.append((" ".join("x".join(map(str, t.shape)) for t in inputs), diff))
-        if not report.max_abs_diff <= tolerance:  # also catches NaN
+            report.differing = max(report.differing, differing)
+        # A systematic one-level offset would pass the pipeline's level check; rounding flips are rare.
+        if not report.max_abs_diff <= tolerance or report.differing > MAX_DIFFERING:  # "not <=" catches NaN
             raise ExportError(
-                f"{out}: the ONNX graph does not reproduce PyTorch (max abs difference {report.max_abs_diff:.3g} > "
-                f"{tolerance:g}); nothing was written. Please report this with the run's config.yaml"
+                f"{out}: the ONNX graph does not reproduce PyTorch (max abs difference {report.max_abs_diff:.3g}, "
+                f"tolerance {tolerance:g}; {100 * report.differing:.2f}% of values differ); nothing was written. "
+                "Please report this with the run's config.yaml"
             )
         os.replace(tmp, out)
     finally:
