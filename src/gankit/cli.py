@@ -431,6 +431,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """``gankit report RUN``: see :mod:`gankit.report`."""
+    from gankit.report import write_report
+
+    write_report(args.run, args.out, overwrite=args.overwrite, device=args.device)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gankit", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
@@ -586,6 +594,18 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--out", required=True, help="the run folder to create")
         q.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
 
+    rp = sub.add_parser(
+        "report",
+        help="one self-contained HTML page of a run (summary, curves, samples, eval)",
+        description="Write one HTML file that shows a run: summary, config, loss curves, validation and eval "
+        "metrics over time, every epoch's sample grid (slider), the final eval table, and for image-to-image "
+        "runs the best and worst val examples by L1. Images are embedded: it opens offline and can be mailed.",
+    )
+    rp.add_argument("run", help="run folder")
+    rp.add_argument("--out", help="the .html file to write (default: RUN/report.html)")
+    rp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    rp.add_argument("--device", default="auto", help="image-to-image runs: where val examples are scored")
+
     sub.add_parser("list", help="show families, presets and datasets", description="Show families, presets and datasets.")
     return parser
 
@@ -610,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         "colorize": cmd_translate,
         "export": cmd_export,
         "import": cmd_import,
+        "report": cmd_report,
     }
     try:
         return handlers[args.command](args)

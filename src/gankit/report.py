@@ -1,0 +1,642 @@
+"""``gankit report RUN``: one self-contained HTML page that shows a run.
+
+Everything a reader needs is inside the one file: the run summary (``run.json``), the config
+(``config.yaml``), loss curves (``stats.jsonl``), validation metrics (``metrics.jsonl``), eval
+metrics over time and the final eval table (``eval.jsonl``), every epoch's sample grid behind a
+slider, and for image-to-image runs the best and worst validation examples by L1. Images are
+embedded as ``data:`` URIs and the few lines of JavaScript are inline, so the page works offline
+and can be attached to an email; its Content-Security-Policy forbids any network access.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gankit.config import Config, ConfigError
+from gankit.data import build_dataset
+from gankit.data.errors import DataError
+from gankit.families import get_family
+from gankit.training.stats import read_jsonl
+
+NOT_COMPUTED = "not computed yet — run <code>gankit eval {run}</code>"
+
+_NOT_METRICS = {"step", "time", "split", "n", "n_ref", "seed", "seconds", "checkpoint", "classifier"}
+"""Columns of ``eval.jsonl`` that describe the evaluation rather than score it."""
+
+_LOWER = ("l1", "fid", "kid", "lpips")
+_HIGHER = ("psnr", "ssim", "precision", "recall", "density", "coverage", "cls_acc")
+
+MAX_EMBEDDED_GRID_MB = 15.0
+"""Above this total, the sample grids are re-encoded as JPEG (and the report says so) to keep the file mailable."""
+
+N_EXAMPLES = 3
+"""Best and worst validation examples shown for image-to-image runs."""
+
+
+def better(metric: str) -> str:
+    """"lower is better", "higher is better" (or what else is known) for a metric or loss name."""
+    name = metric.removeprefix("val_").removeprefix("eval_")
+    if name.startswith("colorfulness"):
+        return "closer to the real photos' (colorfulness_real) is better"
+    if any(name == k or name.startswith(k + "_") for k in _LOWER):
+        return "lower is better"
+    if any(name == k or name.startswith(k + "_") for k in _HIGHER):
+        return "higher is better"
+    return "no better direction known"
+
+
+# ----------------------------------------------------------------------------- reading a run
+
+
+@dataclass
+class RunRecords:
+    """What a run folder holds, read once."""
+
+    run: Path
+    cfg: Config
+    config_text: str
+    record: dict[str, Any]
+    stats: list[dict[str, Any]]
+    metrics: list[dict[str, Any]]
+    evals: list[dict[str, Any]]
+    samples: list[tuple[str, Path]] = field(default_factory=list)
+    """(label, path) of every sample grid, in training order."""
+
+
+def find_run(path: str | Path) -> Path:
+    """The run folder ``path`` names (its ``checkpoints/`` folder also works), else a ConfigError."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: no such run folder; pass the folder that 'gankit train' wrote")
+    if not p.is_dir():
+        raise ConfigError(f"{p} is a file, not a run folder; pass the folder that holds config.yaml")
+    if p.name == "checkpoints" and (p.parent / "config.yaml").is_file():
+        p = p.parent
+    if not (p / "config.yaml").is_file():
+        raise ConfigError(f"{p} is not a gankit run folder (no config.yaml); pass the folder that 'gankit train' wrote")
+    return p
+
+
+def read_run(run: Path) -> RunRecords:
+    """Read the records of ``run`` (a folder checked by :func:`find_run`); missing logs are empty."""
+    text = (run / "config.yaml").read_text()
+    try:
+        cfg = Config.from_dict(yaml.safe_load(text), source=str(run / "config.yaml"))
+    except (yaml.YAMLError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{run / 'config.yaml'}: unreadable config ({str(e).splitlines()[0]})") from None
+    record: dict[str, Any] = {}
+    if (run / "run.json").is_file():
+        try:
+            record = json.loads((run / "run.json").read_text())
+        except ValueError:
+            record = {}  # a damaged record: the summary says "not recorded" rather than failing
+    metrics = read_jsonl(run / "metrics.jsonl")
+    records = RunRecords(
+        run=run,
+        cfg=cfg,
+        config_text=text,
+        record=record,
+        stats=read_jsonl(run / "stats.jsonl"),
+        metrics=metrics,
+        evals=sorted(read_jsonl(run / "eval.jsonl"), key=lambda r: r.get("step", 0)),
+    )
+    records.samples = sample_grids(run / "samples", metrics)
+    return records
+
+
+def sample_grids(folder: Path, metrics: list[dict[str, Any]]) -> list[tuple[str, Path]]:
+    """The grids ``samples/epoch_NNNN.png`` (and a final ``step_NNNNNNN.png``), ordered by training step."""
+    epoch_step = {int(r["epoch"]): int(r["step"]) for r in metrics if "epoch" in r and "step" in r}
+    found = []
+    for p in sorted(folder.glob("*.png")) if folder.is_dir() else []:
+        kind, _, num = p.stem.partition("_")
+        if not num.isdigit():
+            continue
+        n = int(num)
+        if kind == "epoch":
+            step = epoch_step.get(n)
+            label = f"epoch {n}" + (f", step {step}" if step is not None else "")
+            # without metrics.jsonl the epoch number still orders the grids; a final step_ grid comes last
+            found.append(((0, step) if step is not None else (1, n), label, p))
+        elif kind == "step":
+            found.append(((0, n), f"step {n} (end of training)", p))
+    found.sort(key=lambda t: t[0])
+    return [(label, p) for _, label, p in found]
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _png_uri(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+
+
+def _figure_uri(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return _png_uri(buf.getvalue())
+
+
+def _smoothed(ys: list[float]) -> list[float]:
+    """A trailing moving average over ~1/50 of the points (as loss.png draws it)."""
+    w = max(1, len(ys) // 50)
+    out, total = [], 0.0
+    for i, y in enumerate(ys):
+        total += y
+        if i >= w:
+            total -= ys[i - w]
+        out.append(total / min(i + 1, w))
+    return out
+
+
+def _series(rows: Iterable[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), int | float) and math.isfinite(r[key])]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _new_axes(title: str) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.0))
+    ax.set_title(title, fontsize=9.5)
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+@dataclass
+class Plot:
+    title: str
+    uri: str
+
+
+ADVERSARIAL = ("d_loss", "g_adv", "gp")
+"""Losses of the G-vs-D game: their level says who is ahead, not how good the images are."""
+
+
+def loss_plots(stats: list[dict[str, Any]]) -> list[Plot]:
+    """The adversarial losses in one panel (a balance, neither lower nor higher is better), then each
+    reconstruction loss (``g_l1``, and the total ``g_loss`` of image-to-image runs) in its own."""
+    if not stats:
+        return []
+    keys = list(dict.fromkeys(k for r in stats for k in r if k.endswith("loss") or k in ("g_l1", "g_adv", "gp")))
+    paired = "g_adv" in keys
+    adversarial = [k for k in keys if k in ADVERSARIAL or (k == "g_loss" and not paired)]
+    panels: list[tuple[str, list[str]]] = []
+    if adversarial:
+        panels.append(("adversarial losses (a G-vs-D balance: neither lower nor higher is better)", adversarial))
+    for k in keys:
+        if k not in adversarial:
+            what = "g_loss = g_adv + l1_weight x g_l1" if k == "g_loss" else k
+            panels.append((f"{what} (lower is better)", [k]))
+    plots = []
+    for title, panel in panels:
+        fig, ax = _new_axes(title)
+        for k in panel:
+            xs, ys = _series(stats, k)
+            if not xs:
+                continue
+            (line,) = ax.plot(xs, ys, alpha=0.3 if len(ys) >= 100 else 1.0, linewidth=0.8, label=k)
+            if len(ys) >= 100:
+                line.set_label(None)
+                ax.plot(xs, _smoothed(ys), color=line.get_color(), linewidth=1.2, label=k)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        plots.append(Plot(title, _figure_uri(fig)))
+    return plots
+
+
+def metric_plots(rows: list[dict[str, Any]], keys: list[str], *, prefix: str = "") -> list[Plot]:
+    """One panel per metric against the step (with ``KEY_std`` error bars where the rows have them);
+    ``colorfulness`` and ``colorfulness_real`` share one."""
+    plots = []
+    for k in keys:
+        if k == "colorfulness_real" and "colorfulness" in keys:
+            continue
+        title = f"{prefix}{k} ({better(k)})"
+        fig, ax = _new_axes(title)
+        for key in [k, "colorfulness_real"] if k == "colorfulness" and "colorfulness_real" in keys else [k]:
+            xs, ys = _series(rows, key)
+            stds = [r.get(f"{key}_std", 0.0) for r in rows if isinstance(r.get(key), int | float)]
+            if len(stds) == len(xs) and any(stds):
+                ax.errorbar(xs, ys, yerr=stds, marker="o", ms=3, capsize=2, label=key)
+            else:
+                ax.plot(xs, ys, marker="o", ms=3, label=key)
+        if k == "colorfulness":
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        plots.append(Plot(title, _figure_uri(fig)))
+    return plots
+
+
+def val_keys(metrics: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(k for r in metrics for k in r if k.startswith("val_")))
+
+
+def eval_keys(evals: list[dict[str, Any]]) -> list[str]:
+    """The metric columns of ``eval.jsonl`` (without std columns and per-class accuracies)."""
+    return list(
+        dict.fromkeys(
+            k
+            for r in evals
+            for k, v in r.items()
+            if k not in _NOT_METRICS
+            and isinstance(v, int | float)
+            and not k.endswith("_std")
+            and not (k.startswith("cls_acc_") and k[8:].isdigit())
+        )
+    )
+
+
+# ----------------------------------------------------------------------------- best / worst
+
+
+@dataclass
+class Examples:
+    """Best and worst validation examples of an image-to-image run, or why there are none."""
+
+    message: str = ""
+    best: list[tuple[str, float, str]] = field(default_factory=list)
+    """(name, L1, image data URI), lowest L1 first."""
+    worst: list[tuple[str, float, str]] = field(default_factory=list)
+    """(name, L1, image data URI), highest L1 first."""
+    mean_l1: float = math.nan
+    n: int = 0
+    checkpoint: str = ""
+
+
+def _val_data_config(records: RunRecords) -> tuple[Any, str]:
+    """The run's data config for its val split, or ``(None, why not)`` when the data are not here.
+
+    Never lets the data loader download: facades without a path is looked for where training found it.
+    """
+    data = records.cfg.data
+    if data.path:
+        if not Path(data.path).expanduser().exists():
+            return None, f"the val data are not at {data.path} (data.path in config.yaml)"
+        return data, ""
+    if data.name == "facades":
+        candidates = [records.record.get("dataset", {}).get("source") or ""]
+        if os.environ.get("GANKIT_DATA"):
+            candidates.append(str(Path(os.environ["GANKIT_DATA"]).expanduser() / "facades"))
+        candidates.append(str(Path.home() / ".cache" / "gankit" / "facades"))
+        for c in candidates:
+            if c and Path(c).is_dir():
+                return dataclasses.replace(data, path=c), ""
+        return None, "the facades data set is not on this machine (it would have to be downloaded)"
+    return None, f"the run's config has no data.path for dataset '{data.name}'"
+
+
+def best_worst(records: RunRecords, *, device: str = "auto", k: int = N_EXAMPLES, log: Callable[[str], None] = print) -> Examples:
+    """Score every val image with the run's generator (``G_last.pt``, as ``gankit eval``) by L1 in the
+    model's [-1, 1] range, as the training loop's validation does, and render the ``k`` best and worst
+    as input | output | target."""
+    import torch
+
+    from gankit.sampling import load_generator
+    from gankit.training.checkpoint import CheckpointError
+    from gankit.training.loop import resolve_device
+    from gankit.visualize import paired_triplets, save_grid
+
+    data_cfg, why = _val_data_config(records)
+    if data_cfg is None:
+        return Examples(message=why)
+    try:
+        loaded = load_generator(records.run, device=resolve_device(device))
+    except CheckpointError as e:
+        return Examples(message=f"no generator to score with ({e})")
+    try:
+        val = build_dataset(data_cfg, "val", log=lambda msg: None)
+    except (DataError, OSError) as e:
+        return Examples(message=f"the val data could not be loaded ({str(e).splitlines()[0]})")
+    if len(val) == 0:
+        return Examples(message="the val split is empty")
+    dev = next(loaded.G.parameters()).device
+    l1s = []
+    with torch.no_grad():
+        for start in range(0, len(val), 16):
+            b = val.batch(torch.arange(start, min(start + 16, len(val))), device=dev, generator=None)
+            out = loaded.G(b["input"]).float()
+            l1s.append((out - b["target"].float()).abs().flatten(1).mean(1).cpu())
+    scores = torch.cat(l1s)
+    order = scores.argsort(stable=True).tolist()
+    k = min(k, len(order))
+    names = list(getattr(val, "names", [])) or [str(i) for i in range(len(val))]
+    space = loaded.info.space
+
+    def render(indices: list[int]) -> list[tuple[str, float, str]]:
+        if not indices:
+            return []
+        b = val.batch(torch.tensor(indices), device=dev, generator=None)
+        with torch.no_grad():
+            out = loaded.G(b["input"]).float()
+        triplets = paired_triplets(b["input"].float().cpu(), out.cpu(), b["target"].float().cpu(), space)
+        shown = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for j, i in enumerate(indices):
+                path = Path(tmp) / f"{j}.png"
+                save_grid(triplets[3 * j : 3 * j + 3], path, nrow=3, column_labels=["input", "output", "target"], min_width=384)
+                shown.append((names[i], float(scores[i]), _png_uri(path.read_bytes())))
+        return shown
+
+    # with fewer than 2k images the worst list repeats none of the best
+    worst = [i for i in reversed(order) if i not in order[:k]][:k]
+    return Examples(
+        best=render(order[:k]),
+        worst=render(worst),
+        mean_l1=float(scores.mean()),
+        n=len(scores),
+        checkpoint=loaded.path.name,
+    )
+
+
+# ----------------------------------------------------------------------------- HTML
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
+main{max-width:1240px;margin:0 auto;padding:18px 24px 40px}
+h1{font-size:22px;margin:4px 0 2px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #d9dde3;padding-bottom:4px}
+.sub{color:#5b6472;margin:0 0 10px}
+table{border-collapse:collapse;background:#fff}td,th{border:1px solid #e0e3e8;padding:3px 9px;text-align:left;vertical-align:top}
+th{background:#eef0f3;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.summary{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:2px 24px}
+.summary div{padding:2px 0}.summary b{display:inline-block;min-width:108px;color:#5b6472;font-weight:500}
+.plots{display:flex;flex-wrap:wrap;gap:10px}.plots figure{margin:0;background:#fff;border:1px solid #e0e3e8}
+.plots img{display:block;width:460px;max-width:100%}
+.missing{color:#8a5a00;background:#fff6e0;border:1px solid #f0dca8;padding:6px 10px;display:inline-block}
+.config{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.config table{font-size:12.5px}
+.grids img{max-width:100%;image-rendering:pixelated;background:#fff;border:1px solid #e0e3e8}
+.slider{display:flex;align-items:center;gap:12px;margin:6px 0 10px}.slider input{width:420px}
+.examples{display:flex;flex-wrap:wrap;gap:10px}.examples figure{margin:0;background:#fff;border:1px solid #e0e3e8;padding:4px}
+.examples img{display:block;width:384px;image-rendering:pixelated}figcaption{font-size:12.5px;color:#3b4350;padding:2px}
+code{background:#eef0f3;padding:0 4px;border-radius:3px}footer{color:#8a919c;font-size:12px;margin-top:30px}
+"""
+
+# Shows one grid at a time; the range input also moves with the arrow keys once focused.
+_JS = """
+(function(){
+  var s=document.getElementById('grid-slider');if(!s)return;
+  var imgs=document.querySelectorAll('#grids img'),lab=document.getElementById('grid-label');
+  function show(i){for(var k=0;k<imgs.length;k++){imgs[k].hidden=(k!==i);}lab.textContent=imgs[i].getAttribute('data-label')+' ('+(i+1)+' of '+imgs.length+')';}
+  s.addEventListener('input',function(){show(parseInt(s.value,10));});
+  show(parseInt(s.value,10));
+})();
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if v == v else "nan"
+    if isinstance(v, list):
+        return ", ".join(_fmt(x) for x in v) or "[]"
+    return str(v)
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    h, m = divmod(s // 60, 60)
+    return f"{h} h {m:02d} min" if h else (f"{m} min {s % 60:02d} s" if m else f"{seconds:.1f} s")
+
+
+def _summary(r: RunRecords) -> list[tuple[str, str]]:
+    rec, cfg = r.record, r.cfg
+    ds = rec.get("dataset", {}) if isinstance(rec.get("dataset"), dict) else {}
+    last_step = max([int(x.get("step", 0)) for x in (*r.stats, *r.metrics)] or [0])
+    last_epoch = max([int(x.get("epoch", 0)) for x in r.metrics] or [0])
+    t = cfg.train
+    total_epochs = t.pretrain_epochs + t.epochs + cfg.optim.decay_epochs
+    seconds = sum(float(x.get("seconds", 0.0)) for x in r.metrics)
+    speeds = [float(x["images_per_s"]) for x in r.metrics if "images_per_s" in x]
+    nr = "not recorded"
+    data = _e(ds.get("name") or cfg.data.name)
+    if ds.get("source") or cfg.data.path:
+        data += f" <small>from {_e(ds.get('source') or cfg.data.path)}</small>"
+    images = f"{ds['train_images']} train" if "train_images" in ds else nr
+    if ds.get("val_images"):
+        images += f", {ds['val_images']} val" + (f" ({_e(ds['val_source'])})" if ds.get("val_source") else "")
+    rows = [
+        ("family", _e(cfg.family)),
+        ("preset", _e(cfg.preset)),
+        ("data", data),
+        ("images", images),
+        ("steps", f"{last_step}" + (f" (max_steps {t.max_steps})" if t.max_steps else "")),
+        ("epochs", f"{last_epoch} of {total_epochs}"),
+        ("batch size", f"{t.batch_size}" + (f" x {rec['world_size']} processes" if rec.get("world_size", 1) > 1 else "")),
+        ("wall time", f"{_duration(seconds)} of training" if r.metrics else nr),
+        ("speed", f"{sum(speeds) / len(speeds):.0f} img/s (mean over epochs)" if speeds else nr),
+        ("device", _e(rec.get("device", nr)) + (f", amp {_e(t.amp)}" if t.amp != "none" else "")),
+        ("versions", f"gankit {_e(rec.get('gankit', '?'))}, torch {_e(rec.get('torch', '?'))}, python {_e(rec.get('python', '?'))}"),
+        ("started", _e(rec.get("started", nr).replace("T", " "))),
+    ]
+    return rows
+
+
+def _config_tables(text: str) -> str:
+    """config.yaml as one small key/value table per section (top-level scalars first)."""
+    d = yaml.safe_load(text) or {}
+    top = {k: v for k, v in d.items() if not isinstance(v, dict)}
+    sections = {k: v for k, v in d.items() if isinstance(v, dict)}
+    parts = []
+    if top:
+        parts.append(
+            "<table><tr><th colspan=2>run</th></tr>"
+            + "".join(f"<tr><td>{_e(k)}</td><td>{_e(_fmt(v))}</td></tr>" for k, v in top.items())
+            + "</table>"
+        )
+    for name, sec in sections.items():
+        parts.append(
+            f"<table><tr><th colspan=2>{_e(name)}</th></tr>"
+            + "".join(f"<tr><td>{_e(k)}</td><td>{_e(_fmt(v))}</td></tr>" for k, v in sec.items())
+            + "</table>"
+        )
+    return '<div class="config">' + "".join(parts) + "</div>"
+
+
+def _plots_html(plots: list[Plot]) -> str:
+    return (
+        '<div class="plots">'
+        + "".join(f'<figure><img src="{p.uri}" alt="{_e(p.title)}" title="{_e(p.title)}"></figure>' for p in plots)
+        + "</div>"
+    )
+
+
+def _eval_table(row: dict[str, Any], count: int) -> str:
+    meta = [
+        f"step {_e(row.get('step', '?'))}",
+        f"checkpoint {_e(row.get('checkpoint', '?'))}",
+        f"split {_e(row.get('split', '?'))}",
+        f"n {_e(row.get('n', '?'))}" + (f" vs {_e(row['n_ref'])} reference images" if "n_ref" in row else ""),
+        f"seed {_e(row.get('seed', '?'))}",
+    ]
+    if row.get("classifier"):
+        meta.append(f"classifier {_e(Path(str(row['classifier'])).name)}")
+    if "time" in row:
+        meta.append("on " + time.strftime("%Y-%m-%d %H:%M", time.localtime(float(row["time"]))))
+    if "seconds" in row:
+        meta.append(f"took {_duration(float(row['seconds']))}")
+    body = ""
+    for k, v in row.items():
+        if k in _NOT_METRICS or k.endswith("_std") or not isinstance(v, int | float):
+            continue
+        std = row.get(f"{k}_std")
+        value = _fmt(float(v)) + (f" ± {_fmt(float(std))}" if isinstance(std, int | float) else "")
+        body += f'<tr><td>{_e(k)}</td><td class="num">{_e(value)}</td><td>{_e(better(k))}</td></tr>'
+    note = f" (the last of {count} evaluations)" if count > 1 else ""
+    return (
+        f'<p class="sub">{"; ".join(meta)}{note}</p>'
+        f"<table><tr><th>metric</th><th>value</th><th></th></tr>{body}</table>"
+    )
+
+
+def _examples_html(ex: Examples, r: RunRecords) -> str:
+    if ex.message:
+        return f'<p class="missing">Best and worst examples not shown: {_e(ex.message)}.</p>'
+    last_val = [x["val_l1"] for x in r.metrics if isinstance(x.get("val_l1"), int | float)]
+    check = f"; the last epoch's validation gave val_l1 {last_val[-1]:.4f}" if last_val else ""
+    parts = [
+        f'<p class="sub">{ex.n} val images scored with {_e(ex.checkpoint)}: L1 in the model\'s [-1, 1] range '
+        f"(lower is better), mean {ex.mean_l1:.4f}{check}.</p>"
+    ]
+    for title, items in (("best (lowest L1)", ex.best), ("worst (highest L1)", ex.worst)):
+        figs = "".join(
+            f'<figure><img src="{uri}" alt="{_e(name)}"><figcaption>{_e(name)}: L1 {l1:.4f}</figcaption></figure>'
+            for name, l1, uri in items
+        )
+        parts.append(f'<h3>{title}</h3><div class="examples" id="examples-{title.split()[0]}">{figs}</div>')
+    return "".join(parts)
+
+
+def _grids_html(samples: list[tuple[str, Path]], run: Path) -> str:
+    if not samples:
+        return f'<p class="missing">No sample grids in {_e(run / "samples")} yet (one is written at the end of every epoch).</p>'
+    total = sum(p.stat().st_size for _, p in samples) / 2**20
+    reencode = total > MAX_EMBEDDED_GRID_MB
+    imgs = []
+    for label, p in samples:
+        data = p.read_bytes()
+        mime = "image/png"
+        if reencode:  # PNGs of noisy samples compress poorly; JPEG keeps a long run's report mailable
+            from PIL import Image
+
+            buf = io.BytesIO()
+            Image.open(io.BytesIO(data)).convert("RGB").save(buf, format="JPEG", quality=90)
+            data, mime = buf.getvalue(), "image/jpeg"
+        imgs.append(f'<img src="{_png_uri(data, mime)}" data-label="{_e(label)}" alt="{_e(label)}">')
+    n = len(samples)
+    note = (
+        f'<p class="sub">The {n} grids ({total:.0f} MB as PNG) are embedded as JPEG (quality 90) to keep this file small; '
+        f"the originals are in {_e(run / 'samples')}.</p>"
+        if reencode
+        else ""
+    )
+    return (
+        f'<div class="slider"><input type="range" id="grid-slider" min="0" max="{n - 1}" value="{n - 1}" step="1"'
+        f'{" disabled" if n == 1 else ""} aria-label="sample grid"><span id="grid-label">{_e(samples[-1][0])}</span></div>'
+        f'{note}<div class="grids" id="grids">{"".join(imgs)}</div>'
+    )
+
+
+def render_html(r: RunRecords, examples: Examples | None) -> str:
+    """The report page of ``r`` (``examples``: the best/worst section of image-to-image runs)."""
+    run_arg = _e(r.run)
+    missing = NOT_COMPUTED.format(run=run_arg)
+    summary = "".join(f"<div><b>{k}</b> {v}</div>" for k, v in _summary(r))
+    paired = examples is not None
+
+    loss = loss_plots(r.stats)
+    losses = _plots_html(loss) if loss else f'<p class="missing">No losses logged yet ({_e(r.run / "stats.jsonl")}).</p>'
+
+    vk = val_keys(r.metrics)
+    if vk:
+        val = _plots_html(metric_plots(r.metrics, vk))
+    elif paired:
+        val = f'<p class="missing">Validation metrics: {missing}.</p>'
+    else:
+        val = '<p class="sub">Noise-to-image runs have no validation split: their scores are the eval metrics below.</p>'
+
+    ek = eval_keys(r.evals)
+    evals = _plots_html(metric_plots(r.evals, ek)) if ek else f'<p class="missing">Eval metrics: {missing}.</p>'
+    final = _eval_table(r.evals[-1], len(r.evals)) if ek else f'<p class="missing">{missing}.</p>'
+
+    sections = [
+        f"<h1>gankit run {_e(r.run.name)}</h1>"
+        f'<p class="sub">{_e(r.cfg.family)} run in {_e(r.run.resolve())}; report written '
+        f'{time.strftime("%Y-%m-%d %H:%M %Z")}</p>',
+        f'<h2 id="summary">Summary</h2><div class="summary">{summary}</div>',
+        f'<h2 id="losses">Losses</h2>{losses}',
+        f'<h2 id="validation">Validation metrics</h2>{val}',
+        f'<h2 id="eval">Eval metrics over time</h2>{evals}',
+        f'<h2 id="final-eval">Final eval</h2>{final}',
+        f'<h2 id="samples">Samples of every epoch</h2>{_grids_html(r.samples, r.run)}',
+    ]
+    if examples is not None:
+        sections.append(f'<h2 id="examples">Best and worst val examples by L1</h2>{_examples_html(examples, r)}')
+    sections.append(f'<h2 id="config">Config</h2>{_config_tables(r.config_text)}')
+    sections.append(f"<footer>config.yaml, run.json, stats.jsonl, metrics.jsonl, eval.jsonl and samples/ of {run_arg}</footer>")
+    # the CSP keeps the page offline: no request can leave it, whatever a future edit embeds
+    csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+    return (
+        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>gankit report: {_e(r.run.name)}</title><style>{_CSS}</style></head>\n"
+        f"<body><main>{''.join(sections)}</main><script>{_JS}</script></body></html>\n"
+    )
+
+
+def write_report(
+    run: str | Path,
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    device: str = "auto",
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Write the HTML report of ``run`` to ``out`` (default ``RUN/report.html``) and return its path.
+
+    An existing ``out`` is replaced only with ``overwrite``; a folder that is not a run is a
+    :class:`~gankit.config.ConfigError`. Missing records (no eval yet, no validation) are shown as
+    such in the page rather than failing.
+    """
+    run_dir = find_run(run)
+    path = Path(out) if out is not None else run_dir / "report.html"
+    if path.is_dir():
+        raise ConfigError(f"--out {path} is a folder; pass a file name such as {path / 'report.html'}")
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path} already exists; pass --overwrite to replace it, or --out NEW.html")
+    records = read_run(run_dir)
+    examples = None
+    if get_family(records.cfg.family).kind == "paired":  # pix2pix, colorize
+        examples = best_worst(records, device=device, log=log)
+    page = render_html(records, examples)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".tmp_" + path.name)
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    log(f"wrote {path} ({len(page.encode()) / 2**20:.1f} MB); open it in a browser, or attach it to an email")
+    return path
