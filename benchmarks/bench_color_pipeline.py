@@ -1,7 +1,9 @@
 """The colorization data path alone: the reference per-sample pipeline vs gankit's ``ColorizationDataset``.
 
-Seed: per photo, PIL open + resize to 256 (bicubic) + random flip + ``skimage.color.rgb2lab`` +
-L/50 - 1, ab/110, batched by a DataLoader (``--num-workers``; the list runs one contestant each).
+Seed: the reference ``ColorizationDataset`` (``junyanz/pytorch-CycleGAN-and-pix2pix``) run with
+``--load_size 256 --crop_size 256`` (gankit's preset sizes, so both sides produce the same tensors): per
+photo, PIL open + resize to 256 (bicubic) + random flip + ``skimage.color.rgb2lab`` + L/50 - 1, ab/110,
+batched by a DataLoader (``--num-workers``; the list runs one contestant each).
 gankit: :func:`gankit.data.colorization.load_colorization` decodes, resizes and converts every
 photo to Lab once (the first-epoch cost, reported separately), then each ``batch()`` crops/flips
 the float16 Lab cache and casts it. Both produce the same tensors: (B, 1, 256, 256) L and

@@ -1,11 +1,14 @@
 """Lab colorization (pix2pix L -> ab, Isola et al. 2017 Sec. 4.7) on BSDS500 photos: the reference
 training step vs gankit's ``colorize`` preset.
 
-Baseline (:mod:`seed_pix2pix` with 1 input and 2 output channels): the pix2pix step, fed by the
-reference ``ColorizationDataset`` path per sample (PIL open + resize 256, random flip,
-``skimage.color.rgb2lab``, L/50 - 1 and ab/110) through a DataLoader. gankit decodes the photos
-once and converts whole batches to Lab in torch. The reference colorization runs use batch 1, so
-that is the default here (the gankit preset itself trains with 16); ``--resolution 128`` for quick checks.
+Baseline = ``junyanz/pytorch-CycleGAN-and-pix2pix`` ``--model colorization`` as published
+(:mod:`seed_pix2pix` with 1 input and 2 output channels): the pix2pix step with its defaults (batch 1,
+``DataLoader(shuffle=True, num_workers=4)``), fed by its ``ColorizationDataset`` per sample
+(``Resize([286, 286], BICUBIC)``, ``RandomCrop(256)``, ``RandomHorizontalFlip``, ``skimage.color.rgb2lab``,
+L/50 - 1 and ab/110; :class:`seed_data.SeedColorization`). gankit's ``colorize`` preset loads at 256
+without a crop (``data.load_size 256``) and keeps the photos in memory as Lab. The reference trains
+with batch 1, so that is the default here (the gankit preset itself trains with 16); ``--resolution 128``
+for quick checks (reference load 143).
 
     python benchmarks/bench_colorize.py [--batch-size 1|4|16] [--resolution 256|128] [--options all] [--synthetic]
 """
@@ -28,7 +31,8 @@ def build(name: str, args: argparse.Namespace) -> common.Runner:
             args,
             {"data.path": str(root), "data.resolution": args.resolution, "data.load_size": args.resolution},
         )
-    ds = seed_data.SeedColorization(root / "train", load_size=args.resolution, crop_size=args.resolution)
+    load = round(286 * args.resolution / 256)  # the reference's --load_size 286 for a 256 crop
+    ds = seed_data.SeedColorization(root / "train", load_size=load, crop_size=args.resolution)
     return seed_pix2pix.baseline_runner(name, ds, 1, 2, args)
 
 

@@ -1,12 +1,17 @@
 """DCGAN (Radford et al. 2016), 64x64: the PyTorch-examples training step vs gankit's ``dcgan`` presets.
 
-Baseline, as ``pytorch/examples/dcgan``: nz=100, ngf=ndf=64, transposed-conv G with BatchNorm + ReLU
-and Tanh, strided-conv D with BatchNorm + LeakyReLU(0.2) and a final Sigmoid, ``nn.BCELoss``, weights
-N(0, 0.02) (BatchNorm scale N(1, 0.02)), Adam(2e-4, (0.5, 0.999)); D backpropagates the real and
-the fake half separately, then G steps on the same fakes. Data: ``--data celeba`` reads JPEGs
-per sample (ImageFolder-style, Resize(64) + CenterCrop(64) + ToTensor + Normalize; the 32
-celeba-tiny files repeated to 2048), ``--data fmnist`` resizes Fashion-MNIST 28 -> 64 per sample
-(preset ``dcgan-fmnist``). The example's defaults: batch 64, 2 DataLoader workers.
+Baseline = ``pytorch/examples`` ``dcgan/main.py`` as published, with its defaults (``--batchSize 64``,
+``--workers 2``, ``--imageSize 64``, ``--nz 100``, ``--ngf 64``, ``--ndf 64``, ``--lr 0.0002``,
+``--beta1 0.5``): transposed-conv G with BatchNorm + ReLU and Tanh, strided-conv D with BatchNorm +
+LeakyReLU(0.2) and a final Sigmoid, ``nn.BCELoss``, ``weights_init`` (conv N(0, 0.02), BatchNorm scale
+N(1, 0.02), bias 0), ``Adam(lr, betas=(beta1, 0.999))`` for both; D backpropagates the real and the
+fake half separately, then G steps on the same fakes (D's weight gradients included, as there); the
+``.item()`` statistics of every iteration are kept, its printing and image saving are not timed.
+Data: ``--data celeba`` = the example's ``--dataset folder`` path, ``torchvision.datasets.ImageFolder``
+with ``Resize(64)``, ``CenterCrop(64)``, ``ToTensor``, ``Normalize`` (the 32 celeba-tiny files repeated
+to 2048), ``DataLoader(shuffle=True, num_workers=2)``; ``--data fmnist`` = its ``--dataset mnist``
+branch (``Resize(64)``, ``ToTensor``, ``Normalize((0.5,), (0.5,))``) over torchvision's ``FashionMNIST``,
+against the preset ``dcgan-fmnist``.
 
     python benchmarks/bench_dcgan.py [--data celeba|fmnist] [--options all] [--synthetic]
 """
@@ -79,18 +84,26 @@ def seed_step(device: torch.device, nc: int):
         n = real.shape[0]
         D.zero_grad()
         label = torch.full((n,), 1.0, device=device)
-        err_real = bce(D(real), label)
+        output = D(real)
+        err_real = bce(output, label)
         err_real.backward()
+        output.mean().item()  # D_x
         fake = G(torch.randn(n, NZ, 1, 1, device=device))
         label.fill_(0.0)
-        err_fake = bce(D(fake.detach()), label)
+        output = D(fake.detach())
+        err_fake = bce(output, label)
         err_fake.backward()
+        output.mean().item()  # D_G_z1
+        (err_real + err_fake).item()  # errD, printed there every iteration
         opt_D.step()
         G.zero_grad()
         label.fill_(1.0)
-        err_g = bce(D(fake), label)
+        output = D(fake)
+        err_g = bce(output, label)
         err_g.backward()
+        output.mean().item()  # D_G_z2
         opt_G.step()
+        err_g.item()
 
     return step
 
@@ -104,12 +117,13 @@ def build(name: str, args: argparse.Namespace) -> common.Runner:
     if name.startswith("gankit"):
         return common.gankit_runner(preset, name, args, {"data.path": str(root)})
     ds = (
-        seed_data.SeedImageFolder(root, 64, 3)
+        seed_data.dcgan_image_folder(root, 64)
         if args.data == "celeba"
-        else seed_data.SeedMNIST(root, seed_data.mnist_transform(64))
+        else seed_data.fashion_mnist(root, seed_data.mnist_transform(64))
     )
     workers = int(name.split("nw=")[1])
-    loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True)
+    # as the example (no drop_last): 2048 images are 32 full batches of 64 anyway
+    loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers)
     return common.BaselineRunner(loader, seed_step(torch.device(args.device), nc), args.batch_size)
 
 

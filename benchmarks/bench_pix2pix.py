@@ -1,10 +1,12 @@
 """pix2pix (Isola et al. 2017) on CMP facades: the reference training step vs gankit's ``pix2pix`` preset.
 
-Baseline (:mod:`seed_pix2pix`): ``unet_256`` + ``basic`` PatchGAN with BatchNorm, dropout 0.5,
-GANLoss 'vanilla' (BCEWithLogits), L1 x 100, D loss 0.5 * (real + fake), Adam(2e-4, (0.5, 0.999)),
-fed by the ``AlignedDataset`` path per sample (A|B JPEG, resize 286 bicubic, shared random crop 256
-and flip) through a DataLoader. Both sides read the same A|B files: gankit's build of the CMP base
-set (label map -> photo). ``--resolution 128`` halves the side (load 143, a 7-level U-Net) for quick checks.
+Baseline = ``junyanz/pytorch-CycleGAN-and-pix2pix`` ``--model pix2pix`` as published (:mod:`seed_pix2pix`):
+``unet_256`` + ``basic`` PatchGAN with BatchNorm, dropout 0.5, GANLoss 'vanilla' (BCEWithLogits), L1 x 100,
+D loss 0.5 * (real + fake), Adam(2e-4, (0.5, 0.999)), batch 1, fed by its ``AlignedDataset`` per sample
+(A|B JPEG, ``Resize([286, 286], BICUBIC)``, shared random crop 256 and flip, :class:`seed_data.SeedAligned`)
+through ``DataLoader(shuffle=True, num_workers=4)`` (``--num_threads 4``). Both sides read the same A|B
+files: gankit's build of the CMP base set (label map -> photo). ``--resolution 128`` halves the side
+(load 143, a 7-level U-Net) for quick checks.
 
     python benchmarks/bench_pix2pix.py [--batch-size 1|4] [--resolution 256|128] [--options all] [--synthetic]
 """

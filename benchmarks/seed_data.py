@@ -1,15 +1,16 @@
-"""Data for the baselines: per-sample ``Dataset`` classes as the seed/reference code reads its data,
-and synthetic stand-ins for the real data sets (written to disk once, so gankit reads them too).
+"""Data for the baselines: the Dataset classes the seed/reference code reads its data with, and
+synthetic stand-ins for the real data sets (written to disk once, so gankit reads them too).
 
-The per-sample pipelines follow the published code paths they stand for:
+Each baseline pipeline is the published one, built from the same torchvision classes:
 
-* :class:`SeedMNIST`: torchvision's ``FashionMNIST`` (uint8 array in memory, one PIL image per item,
-  ``ToTensor`` + ``Normalize``);
-* :class:`SeedImageFolder`: ``ImageFolder`` + ``Resize(64)``, ``CenterCrop(64)`` of the PyTorch DCGAN example;
-* :class:`SeedAligned`: the pix2pix ``AlignedDataset`` (A|B jpg, split, resize 286 bicubic, shared
-  random crop 256 and flip, ``ToTensor`` + ``Normalize``);
-* :class:`SeedColorization`: the pix2pix ``ColorizationDataset`` (PIL resize, ``skimage.color.rgb2lab``
-  per image, L/50 - 1 and ab/110).
+* Fashion-MNIST (course notes' GAN/cGAN; ``dcgan-fmnist``): ``torchvision.datasets.FashionMNIST``
+  itself (one PIL image per item, ``ToTensor`` + ``Normalize((0.5,), (0.5,))``), reading an
+  uncompressed copy of the IDX files in torchvision's ``FashionMNIST/raw`` layout (:func:`fashion_mnist`);
+* folders of photos (``pytorch/examples/dcgan``, ``--dataset folder``): ``torchvision.datasets.ImageFolder``
+  with ``Resize(64)``, ``CenterCrop(64)``, ``ToTensor``, ``Normalize`` (:func:`dcgan_image_folder`);
+* aligned pairs (``junyanz/pytorch-CycleGAN-and-pix2pix``, ``data/aligned_dataset.py`` +
+  ``data/base_dataset.py``, ``--preprocess resize_and_crop``): :class:`SeedAligned`;
+* colour photos (same repository, ``data/colorization_dataset.py``): :class:`SeedColorization`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from __future__ import annotations
 import argparse
 import functools
 import gzip
+import hashlib
+import os
 import random
+import shutil
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -41,14 +45,6 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 # ---------------------------------------------------------------------------------------------
 
 
-def read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def _write_idx(path: Path, array: np.ndarray) -> None:
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     with gzip.open(path, "wb", compresslevel=1) as f:
@@ -69,23 +65,34 @@ def fashion_mnist_root(data_root: Path, synthetic: bool) -> Path:
     return root
 
 
-class SeedMNIST(Dataset):
-    """As ``torchvision.datasets.FashionMNIST``: a PIL image per item, then the transform."""
+def _torchvision_layout(gz_root: Path) -> Path:
+    """A root holding ``FashionMNIST/raw/<name>-ubyte``: the four IDX files of ``gz_root`` uncompressed
+    (torchvision reads the raw files; it only decompresses what it downloaded itself). Written once."""
+    key = f"{gz_root.name}-{hashlib.sha1(str(gz_root.resolve()).encode()).hexdigest()[:8]}"
+    root = CACHE_DIR / "torchvision" / key
+    raw = root / "FashionMNIST" / "raw"
+    names = [f"{s}-{k}-idx{d}-ubyte" for s in ("train", "t10k") for k, d in (("images", 3), ("labels", 1))]
+    if not all((raw / n).is_file() for n in names):
+        raw.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            with gzip.open(gz_root / f"{n}.gz", "rb") as f:
+                data = f.read()
+            tmp = raw / f"{n}.{os.getpid()}.tmp"  # contestants start in parallel
+            tmp.write_bytes(data)
+            tmp.replace(raw / n)
+    return root
 
-    def __init__(self, root: Path, transform: transforms.Compose) -> None:
-        self.images = torch.from_numpy(read_idx(root / "train-images-idx3-ubyte.gz").copy())
-        self.labels = torch.from_numpy(read_idx(root / "train-labels-idx1-ubyte.gz").astype(np.int64))
-        self.transform = transform
 
-    def __len__(self) -> int:
-        return len(self.images)
+def fashion_mnist(gz_root: Path, transform: transforms.Compose) -> Dataset:
+    """``torchvision.datasets.FashionMNIST`` (train split) over the IDX files of ``gz_root``."""
+    from torchvision import datasets
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        img = Image.fromarray(self.images[i].numpy())
-        return self.transform(img), int(self.labels[i])
+    return datasets.FashionMNIST(str(_torchvision_layout(gz_root)), train=True, download=False, transform=transform)
 
 
 def mnist_transform(resolution: int = 28) -> transforms.Compose:
+    """The notes' transform (``ToTensor`` + ``Normalize((0.5,), (0.5,))``); with ``Resize`` first for the
+    DCGAN example's ``--dataset mnist`` branch."""
     steps = [transforms.Resize(resolution)] if resolution != 28 else []
     return transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
 
@@ -93,9 +100,9 @@ def mnist_transform(resolution: int = 28) -> transforms.Compose:
 class InMemoryLoader:
     """Shuffled batches sliced from one pre-normalized tensor (no per-sample work)."""
 
-    def __init__(self, ds: SeedMNIST, batch_size: int) -> None:
-        self.images = ds.images.float().div(127.5).sub(1.0).unsqueeze(1)
-        self.labels = ds.labels
+    def __init__(self, ds: Any, batch_size: int) -> None:
+        self.images = ds.data.float().div(127.5).sub(1.0).unsqueeze(1)
+        self.labels = ds.targets
         self.batch_size = batch_size
 
     def __iter__(self):
@@ -106,8 +113,9 @@ class InMemoryLoader:
 
 
 def mnist_seed_loader(name: str, root: Path, batch_size: int) -> Any:
-    """The baseline's batches for contestant ``name``: "seed in-memory" or "seed nw=K" (a DataLoader)."""
-    ds = SeedMNIST(root, mnist_transform())
+    """The baseline's batches for contestant ``name``: "seed in-memory" or "seed nw=K" (the notes'
+    ``DataLoader(dataset, batch_size, shuffle=True)`` over torchvision's ``FashionMNIST``)."""
+    ds = fashion_mnist(root, mnist_transform())
     if name == "seed in-memory":
         return InMemoryLoader(ds, batch_size)
     return DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=workers_of(name), drop_last=True)
@@ -177,12 +185,19 @@ def repeated_folder(src: Path, n: int, name: str) -> Path:
     files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTS)
     dst = CACHE_DIR / "repeated" / f"{name}-{n}"
     if not dst.is_dir() or len(list(dst.iterdir())) != n:
-        dst.mkdir(parents=True, exist_ok=True)
-        for old in dst.iterdir():
-            old.unlink()
+        # built aside and renamed into place: the contestants start in parallel and may all get here
+        tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         for i in range(n):
             f = files[i % len(files)]
-            (dst / f"{i:06d}{f.suffix}").symlink_to(f.resolve())
+            (tmp / f"{i:06d}{f.suffix}").symlink_to(f.resolve())
+        if dst.is_dir() and len(list(dst.iterdir())) != n:
+            shutil.rmtree(dst, ignore_errors=True)
+        try:
+            tmp.rename(dst)
+        except OSError:  # another contestant's copy is already in place
+            shutil.rmtree(tmp, ignore_errors=True)
     return dst
 
 
@@ -199,28 +214,27 @@ def celeba_folder(data_root: Path, synthetic: bool, n: int = 2048) -> Path:
     return repeated_folder(src, n, "celeba-synthetic")
 
 
-class SeedImageFolder(Dataset):
-    """As ``ImageFolder`` (PIL open + convert RGB) with the DCGAN example's transform."""
+def dcgan_image_folder(flat: Path, resolution: int = 64) -> Dataset:
+    """``torchvision.datasets.ImageFolder`` with the DCGAN example's transform, over a flat folder of
+    images (ImageFolder wants class subfolders: a one-class root whose only class links to ``flat``)."""
+    from torchvision import datasets
 
-    def __init__(self, root: Path, resolution: int = 64, channels: int = 3) -> None:
-        self.files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-        self.transform = transforms.Compose(
-            [
-                transforms.Resize(resolution),
-                transforms.CenterCrop(resolution),
-                transforms.ToTensor(),
-                transforms.Normalize((0.5,) * channels, (0.5,) * channels),
-            ]
-        )
-        self.channels = channels
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        with open(self.files[i], "rb") as f:
-            img = Image.open(f).convert("RGB" if self.channels == 3 else "L")
-        return self.transform(img), 0
+    root = flat.parent / f"{flat.name}.imagefolder"
+    if not (root / "images").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            (root / "images").symlink_to(flat.resolve(), target_is_directory=True)
+        except FileExistsError:  # made by a contestant starting at the same time
+            pass
+    transform = transforms.Compose(
+        [
+            transforms.Resize(resolution),
+            transforms.CenterCrop(resolution),
+            transforms.ToTensor(),
+            transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+        ]
+    )
+    return datasets.ImageFolder(root=str(root), transform=transform)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,33 +252,45 @@ def facades_root(data_root: Path, synthetic: bool) -> Path:
     return _synthetic_splits("facades", 512, 256, {"train": 400, "val": 20})
 
 
+def _crop_at(img: Image.Image, pos: tuple[int, int], size: int) -> Image.Image:
+    x, y = pos
+    if img.width > size or img.height > size:
+        return img.crop((x, y, x + size, y + size))
+    return img
+
+
 class SeedAligned(Dataset):
-    """As pix2pix's ``AlignedDataset`` with ``--preprocess resize_and_crop`` (load 286, crop 256, flip)."""
+    """As pix2pix's ``AlignedDataset`` with its defaults (``--preprocess resize_and_crop``, load 286,
+    crop 256, flip): split A|B, draw one crop position and flip (``get_params``), then per half the
+    ``get_transform`` pipeline: ``Resize([286, 286], BICUBIC)``, crop, flip, ``ToTensor``, ``Normalize``."""
 
     def __init__(self, root: Path, *, load_size: int = 286, crop_size: int = 256) -> None:
-        self.files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
         self.load_size, self.crop_size = load_size, crop_size
-        self.normalize = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def _transform(self, img: Image.Image, x: int, y: int, flip: bool) -> torch.Tensor:
-        img = img.resize((self.load_size, self.load_size), Image.Resampling.BICUBIC)
-        img = img.crop((x, y, x + self.crop_size, y + self.crop_size))
+    def _transform(self, pos: tuple[int, int], flip: bool) -> transforms.Compose:
+        steps: list[Any] = [
+            transforms.Resize([self.load_size, self.load_size], transforms.InterpolationMode.BICUBIC),
+            transforms.Lambda(lambda img: _crop_at(img, pos, self.crop_size)),
+        ]
         if flip:
-            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return self.normalize(img)
+            steps.append(transforms.Lambda(lambda img: img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+        steps += [transforms.ToTensor(), transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]
+        return transforms.Compose(steps)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> dict[str, Any]:
         ab = Image.open(self.files[i]).convert("RGB")
         w, h = ab.size
         a, b = ab.crop((0, 0, w // 2, h)), ab.crop((w // 2, 0, w, h))
-        # one crop position and one flip for both halves
+        # get_params: one crop position and one flip for both halves
         x = random.randint(0, max(0, self.load_size - self.crop_size))
         y = random.randint(0, max(0, self.load_size - self.crop_size))
         flip = random.random() > 0.5
-        return {"A": self._transform(a, x, y, flip), "B": self._transform(b, x, y, flip)}
+        t = self._transform((x, y), flip)
+        return {"A": t(a), "B": t(b), "A_paths": str(self.files[i]), "B_paths": str(self.files[i])}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,28 +306,30 @@ def colorization_root(data_root: Path, synthetic: bool) -> Path:
 
 
 class SeedColorization(Dataset):
-    """As pix2pix's ``ColorizationDataset``: PIL resize (+ crop, flip), ``skimage.color.rgb2lab`` per image."""
+    """As pix2pix's ``ColorizationDataset`` with its defaults: ``get_transform(convert=False)``
+    (``Resize([286, 286], BICUBIC)``, ``RandomCrop(256)``, ``RandomHorizontalFlip``), then
+    ``skimage.color.rgb2lab`` per image, ``ToTensor``, L/50 - 1 and ab/110."""
 
-    def __init__(self, root: Path, *, load_size: int = 256, crop_size: int = 256, flip: bool = True) -> None:
+    def __init__(self, root: Path, *, load_size: int = 286, crop_size: int = 256, flip: bool = True) -> None:
         import skimage.color  # noqa: F401  (imported once here, not in every DataLoader worker)
 
         self.files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
-        self.load_size, self.crop_size, self.flip = load_size, crop_size, flip
+        steps: list[Any] = [
+            transforms.Resize([load_size, load_size], transforms.InterpolationMode.BICUBIC),
+            transforms.RandomCrop(crop_size),
+        ]
+        if flip:
+            steps.append(transforms.RandomHorizontalFlip())
+        self.transform = transforms.Compose(steps)
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> dict[str, Any]:
         from skimage import color
 
-        im = Image.open(self.files[i]).convert("RGB")
-        im = im.resize((self.load_size, self.load_size), Image.Resampling.BICUBIC)
-        if self.load_size > self.crop_size:
-            x = random.randint(0, self.load_size - self.crop_size)
-            y = random.randint(0, self.load_size - self.crop_size)
-            im = im.crop((x, y, x + self.crop_size, y + self.crop_size))
-        if self.flip and random.random() > 0.5:
-            im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        path = self.files[i]
+        im = self.transform(Image.open(path).convert("RGB"))
         lab = color.rgb2lab(np.array(im)).astype(np.float32)
         lab_t = transforms.ToTensor()(lab)
-        return {"A": lab_t[[0], ...] / 50.0 - 1.0, "B": lab_t[[1, 2], ...] / 110.0}
+        return {"A": lab_t[[0], ...] / 50.0 - 1.0, "B": lab_t[[1, 2], ...] / 110.0, "A_paths": str(path)}

@@ -1,7 +1,19 @@
-"""The pix2pix reference networks and training step (Isola et al. 2017, after the authors' PyTorch
-code), written out for the pix2pix and colorization benchmarks: a recursive U-Net of skip blocks
-(``unet_256``), the 70x70 PatchGAN (``basic``, 3 layers), BatchNorm, GANLoss 'vanilla'
-(``BCEWithLogitsLoss`` against a target map), L1 x 100 and the discriminator loss 0.5 * (real + fake).
+"""The pix2pix reference networks and training step (Isola et al. 2017), written out for the pix2pix
+and colorization benchmarks after the authors' code, ``junyanz/pytorch-CycleGAN-and-pix2pix``, with
+the defaults of ``--model pix2pix`` / ``--model colorization``:
+
+* ``models/networks.py``: the recursive U-Net of skip blocks (``--netG unet_256``, ``--ngf 64``,
+  dropout 0.5 in the 8*ngf middle levels since ``--no_dropout`` is off), the 70x70 PatchGAN
+  (``--netD basic``, ``--ndf 64``), ``--norm batch``, ``init_weights`` 'normal' with gain 0.02,
+  ``GANLoss`` 'vanilla' (``BCEWithLogitsLoss`` against a target map);
+* ``models/pix2pix_model.py`` ``optimize_parameters``: forward G; D step on the detached fake pair and
+  the real pair, loss 0.5 * (fake + real); D frozen (``set_requires_grad``); G step on GAN + 100 * L1
+  (``--lambda_L1 100``, ``--pool_size 0``); ``Adam(lr=0.0002, betas=(0.5, 0.999))`` for both
+  (``--lr``, ``--beta1`` of ``options/train_options.py``);
+* ``data/__init__.py``: ``DataLoader(batch_size=1, shuffle=True, num_workers=4)`` (``--batch_size 1``,
+  ``--serial_batches`` off, ``--num_threads 4``); the datasets are in :mod:`seed_data`.
+
+Not timed: the per-epoch learning-rate update, logging, visdom/HTML output and checkpoints.
 """
 
 from __future__ import annotations
@@ -174,10 +186,9 @@ def pix2pix_step(in_ch: int, out_ch: int, device: torch.device, *, resolution: i
 
 
 def baseline_runner(name: str, ds: Dataset, in_ch: int, out_ch: int, args: argparse.Namespace) -> common.Runner:
-    """The reference step fed by ``ds`` through a DataLoader with the workers named in ``name``."""
-    loader = DataLoader(
-        ds, batch_size=args.batch_size, shuffle=True, num_workers=seed_data.workers_of(name), drop_last=True
-    )
+    """The reference step fed by ``ds`` through a DataLoader with the workers named in ``name``
+    (``shuffle=not serial_batches``, no ``drop_last``, as the reference's ``CustomDatasetDataLoader``)."""
+    loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=seed_data.workers_of(name))
     step = pix2pix_step(in_ch, out_ch, torch.device(args.device), resolution=args.resolution)
     return common.BaselineRunner(loader, step, args.batch_size, {"train_images": len(ds)})
 
@@ -185,7 +196,7 @@ def baseline_runner(name: str, ds: Dataset, in_ch: int, out_ch: int, args: argpa
 def main(doc: str, build: Callable[[str, argparse.Namespace], common.Runner], title: str, data: str) -> None:
     """Command line, contestants and report of a U-Net benchmark (``title`` gets data, size, batch, device)."""
     p = common.base_parser(
-        doc.splitlines()[0], batch_size=1, num_workers="2", rounds=3, steps=3, warmup=2, options="default,channels_last"
+        doc.splitlines()[0], batch_size=1, num_workers="4", rounds=3, steps=3, warmup=2, options="default,channels_last"
     )
     p.add_argument("--resolution", type=int, default=256, choices=[128, 256])
     args = p.parse_args()

@@ -1,0 +1,166 @@
+"""Quality: Adam beta1 for the MLP presets (issue 10).
+
+The course notes create both MLP optimizers as ``Adam(lr=0.0002)``, i.e. betas (0.9, 0.999); gankit's
+``gan`` and ``cgan`` presets use (0.5, 0.999), the DCGAN paper's setting. This script trains each
+preset with both values of ``optim.beta1`` for a few epochs and several seeds through the real CLI,
+scores every run with ``gankit eval`` against the Fashion-MNIST test split in the feature space of
+one fixed domain classifier (``fid_clf``; ``cls_acc`` too for the conditional model: the share of
+samples the classifier assigns to the label they were generated for) and prints a table: per
+setting, both seeds and their mean.
+
+    python benchmarks/quality_beta1.py --classifier CLF.pt [--families gan,cgan] [--betas 0.5,0.9]
+        [--seeds 0,1] [--epochs 5] [--n 10000] [--out /tmp/beta] [--reuse]
+
+Every run is ``gankit train FAMILY --epochs E --seed S --set optim.beta1=B --out OUT/FAMILY-bB-sS
+--no-progress --data DATA`` then ``gankit eval OUT/FAMILY-bB-sS --n N --classifier CLF`` (the
+commands are printed and recorded). ``--reuse`` keeps a finished run folder (its ``metrics.jsonl``
+reaches epoch E) and its last evaluation with the same classifier and n, instead of refusing.
+One line per invocation is appended to ``results.jsonl`` (runs, commands, numbers, machine).
+Runs go one after the other (the machine is shared; nothing here is timed against anything else).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+
+REPO = common.BENCH_DIR.parent
+GANKIT = REPO / ".venv" / "bin" / "gankit"
+METRICS = {"gan": ["fid_clf"], "cgan": ["fid_clf", "cls_acc"]}
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _run(cmd: list[str], log: Path) -> float:
+    """Run ``cmd`` (output to ``log``); its wall time in s; exit with its output's tail if it fails."""
+    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+    t = time.perf_counter()
+    with log.open("a") as f:
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+    if rc != 0:
+        tail = log.read_text().strip().splitlines()[-5:]
+        raise SystemExit(f"command failed (exit {rc}), see {log}:\n" + "\n".join(tail))
+    return time.perf_counter() - t
+
+
+def finished(run: Path, epochs: int) -> bool:
+    return (run / "checkpoints" / "G_last.pt").is_file() and any(
+        r.get("epoch") == epochs for r in _rows(run / "metrics.jsonl")
+    )
+
+
+def one_run(family: str, beta1: float, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Train (unless reused) and evaluate one setting; the numbers and the commands."""
+    run = args.out / f"{family}-b{beta1:g}-s{seed}"
+    train_cmd = [str(GANKIT), "train", family, "--epochs", str(args.epochs), "--seed", str(seed)]
+    train_cmd += ["--set", f"optim.beta1={beta1:g}", "--out", str(run), "--no-progress", "--data", str(args.data)]
+    eval_cmd = [str(GANKIT), "eval", str(run), "--n", str(args.n), "--classifier", str(args.classifier)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / f"{run.name}.log"
+    out: dict[str, Any] = {"family": family, "beta1": beta1, "seed": seed, "run": str(run)}
+    if args.reuse and finished(run, args.epochs):
+        out["train_s"] = None
+    else:
+        if run.exists():
+            raise SystemExit(f"{run} exists and is not a finished {args.epochs}-epoch run; remove it or pick --out")
+        out["train_s"] = round(_run(train_cmd, log), 1)
+    evals = [
+        r
+        for r in _rows(run / "eval.jsonl")
+        if r.get("classifier") == str(args.classifier) and r.get("n") == args.n and "fid_clf" in r
+    ]
+    if not (args.reuse and evals):
+        out["eval_s"] = round(_run(eval_cmd, log), 1)
+        evals = [r for r in _rows(run / "eval.jsonl") if "fid_clf" in r]
+    last = evals[-1]
+    epochs = [r for r in _rows(run / "metrics.jsonl") if "images_per_s" in r]
+    out.update({m: last.get(m) for m in METRICS[family]})
+    out["train_images_per_s"] = statistics.median(r["images_per_s"] for r in epochs) if epochs else None
+    out["commands"] = [" ".join(shlex.quote(c) for c in train_cmd), " ".join(shlex.quote(c) for c in eval_cmd)]
+    print(f"  {run.name}: " + ", ".join(f"{m} {out[m]:.4g}" for m in METRICS[family] if out[m] is not None), flush=True)
+    return out
+
+
+def table(runs: list[dict[str, Any]], seeds: list[int]) -> str:
+    """Markdown table: one row per (family, beta1), each metric per seed and the mean."""
+    lines = []
+    head = ["family", "beta1"]
+    for m in ("fid_clf", "cls_acc"):
+        head += [f"{m} s{s}" for s in seeds] + [f"{m} mean"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * 2 + "---:|" * (len(head) - 2))
+    keys = sorted({(r["family"], r["beta1"]) for r in runs}, key=lambda k: (k[0] != "gan", k[0], k[1]))
+    for fam, b in keys:
+        cells = [fam, f"{b:g}" + (" (notes)" if b == 0.9 else " (preset)" if b == 0.5 else "")]
+        for m in ("fid_clf", "cls_acc"):
+            vals = {r["seed"]: r.get(m) for r in runs if (r["family"], r["beta1"]) == (fam, b)}
+            got = [vals.get(s) for s in seeds]
+            fmt = "{:.1f}" if m == "fid_clf" else "{:.3f}"
+            cells += [fmt.format(v) if v is not None else "-" for v in got]
+            ok = [v for v in got if v is not None]
+            cells.append(f"**{fmt.format(statistics.mean(ok))}**" if ok and len(ok) == len(got) else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--classifier", type=Path, help="domain classifier for every eval (default: the shipped one)")
+    p.add_argument("--families", default="gan,cgan")
+    p.add_argument("--betas", default="0.5,0.9")
+    p.add_argument("--seeds", default="0,1")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--n", type=int, default=10000, help="samples (and test images) per evaluation")
+    p.add_argument("--data", type=Path, default=common.DEFAULT_DATA_ROOT / "fashion-mnist")
+    p.add_argument("--out", type=Path, default=Path("/tmp/beta"), help="folder of the run folders")
+    p.add_argument("--reuse", action="store_true", help="keep finished runs and their evaluations")
+    p.add_argument("--no-save", action="store_true", help=f"do not append to {common.RESULTS_FILE.name}")
+    args = p.parse_args()
+    families = [f for f in args.families.split(",") if f]
+    if bad := [f for f in families if f not in METRICS]:
+        raise SystemExit(f"--families: unknown {', '.join(bad)} (known: {', '.join(METRICS)})")
+    betas = [float(b) for b in args.betas.split(",") if b]
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    if args.classifier is None:
+        sys.path.insert(0, str(REPO / "src"))
+        from gankit.metrics.classifier import shipped_classifier
+
+        args.classifier = shipped_classifier("fashion-mnist")
+        if args.classifier is None:
+            raise SystemExit("no shipped Fashion-MNIST classifier: pass --classifier CLF.pt (gankit train classifier)")
+    args.classifier = args.classifier.resolve()
+    if not args.classifier.is_file():
+        raise SystemExit(f"--classifier {args.classifier}: no such file")
+    # the run's speed does not matter here, but OpenMP spinning on a shared machine wastes everyone's CPU
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    started = time.time()
+    runs = [one_run(f, b, s, args) for f in families for b in betas for s in seeds]
+    text = table(runs, seeds)
+    print(f"\nQuality after {args.epochs} epochs (gankit eval --n {args.n}, classifier {args.classifier}):")
+    print(text)
+    if not args.no_save:
+        args.no_save = False
+        common.write_results(
+            f"quality: Adam beta1 for the MLP presets ({args.epochs} epochs, n={args.n})",
+            runs,
+            argparse.Namespace(device="cpu", **{k: v for k, v in vars(args).items() if k != "device"}),
+            {"table": text, "wall_s": round(time.time() - started, 1)},
+        )
+
+
+if __name__ == "__main__":
+    main()
