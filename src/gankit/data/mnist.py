@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -71,7 +72,7 @@ def read_idx(path: str | Path) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read IDX file ({e})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
@@ -186,7 +187,7 @@ def _identify_file(path: str, size: int, mtime_ns: int) -> IdxIdentity:
         with opener(p, "rb") as f:
             while chunk := f.read(1 << 22):
                 digest.update(chunk)
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{p}: cannot read IDX file ({e})") from None
     known = IMAGES_MD5.get(digest.hexdigest())
     if known is not None:
