@@ -35,6 +35,7 @@ NOT_RUN = {
     "torchrun --nnodes": "needs two machines",
     "export": "shell variable",
     "cd": "shell navigation",
+    "tensorboard": "TensorBoard's own viewer (a server)",
 }
 TRAIN_STEPS = 2
 TRAIN_BATCH = 4
