@@ -439,6 +439,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``gankit serve RUN [RUN ...]``: see :mod:`gankit.serve` (gradio is imported there)."""
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"--port {args.port}: must be 1..65535")
+    from gankit.serve import serve
+
+    serve(args.runs, host=args.host, port=args.port, share=args.share, device=args.device)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gankit", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
@@ -606,6 +616,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     rp.add_argument("--device", default="auto", help="image-to-image runs: where val examples are scored")
 
+    sv = sub.add_parser(
+        "serve",
+        help="a local web demo of trained runs (gradio; pip install 'gankit[demo]')",
+        description="Serve a web page with one tab per run: sample grids and latent walks (gan, cgan, dcgan), "
+        "draw or upload a label map (pix2pix), upload a photo (colorize).\nBinds 127.0.0.1 unless --host; "
+        "no public link unless --share.",
+    )
+    sv.add_argument("runs", nargs="+", metavar="RUN", help="run folders or checkpoint files")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface of this machine)")
+    sv.add_argument("--port", type=int, default=7860, help="port to listen on")
+    sv.add_argument("--share", action="store_true", help="also make a public gradio.live link (off by default)")
+    sv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+
     sub.add_parser("list", help="show families, presets and datasets", description="Show families, presets and datasets.")
     return parser
 
@@ -631,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         "export": cmd_export,
         "import": cmd_import,
         "report": cmd_report,
+        "serve": cmd_serve,
     }
     try:
         return handlers[args.command](args)
