@@ -266,3 +266,22 @@ def test_old_relu_cgan_checkpoints_are_refused_not_silently_misread(tmp_path: Pa
     torch.save(state, tmp_path / "old.pt")
     with pytest.raises(CheckpointError, match="LeakyReLU"):
         load_generator(tmp_path / "old.pt")
+
+
+def test_six_photos_train_colorize_at_its_default_batch(tmp_path: Path, no_loss_plot) -> None:
+    import numpy as np
+    import yaml
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(photos / f"p{i}.jpg")
+    over = {"data.path": str(photos), "train.batch_size": 16, "train.max_steps": 2, "train.epochs": 3}
+    cfg = make_tiny_cfg("colorize", tmp_path, **over)
+    lines: list[str] = []
+    result = train(cfg, tmp_path / "run", log=lines.append)
+    assert result.step == 2
+    assert any("training with train.batch_size=6" in line for line in lines), lines
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["train"]["batch_size"] == 6

@@ -158,6 +158,14 @@ class Trainer:
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.ema = EMA(self.G, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
 
+        n, ws = len(self.data), self.dist.world_size
+        if 0 < n < cfg.train.batch_size * ws and n >= ws:
+            # a handful of photos: one smaller batch per step beats refusing to train
+            log(
+                f"warning: {n} training images is less than one batch of {cfg.train.batch_size} x {ws} "
+                f"process(es); training with train.batch_size={n // ws} (recorded in config.yaml)"
+            )
+            cfg.train.batch_size = n // ws
         self.sampler = EpochSampler(
             len(self.data), cfg.train.batch_size, cfg.train.seed, rank=self.dist.rank, world_size=self.dist.world_size
         )
