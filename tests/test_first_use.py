@@ -285,3 +285,20 @@ def test_six_photos_train_colorize_at_its_default_batch(tmp_path: Path, no_loss_
     assert any("training with train.batch_size=6" in line for line in lines), lines
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["train"]["batch_size"] == 6
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    import argparse
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, name: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub_name, sub in action.choices.items():
+                    walk(sub, f"{name} {sub_name}")
+            elif not action.help:
+                missing.append(f"{name} {action.option_strings or action.dest}")
+
+    walk(build_parser(), "gankit")
+    assert not missing

@@ -507,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="dropout on and per-image statistics, as the reference pix2pix test script",
         )
-        t.add_argument("--device", default="auto")
+        t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
         if name == "translate":
             # No default here: an explicit --strategy is refused above --max-memory, while the
             # default gives way to tiles (gankit.translate.plan_strategies).
