@@ -134,7 +134,9 @@ def test_module_prefix_is_removed(tmp_path: Path) -> None:
 
 
 def reference_param_count(sd: dict[str, torch.Tensor]) -> int:
-    return sum(v.numel() for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    return sum(
+        v.numel() for k, v in sd.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
 
 
 @pytest.mark.parametrize(
@@ -149,7 +151,11 @@ def test_full_size_unet_layouts_map_onto_gankit(name: str, in_ch: int, out_ch: i
     reference = keys_layout(name)
     sd, facts = convert_jz_unet(reference, Path(name))
     assert (facts.in_channels, facts.out_channels, facts.ngf, facts.resolution, facts.norm) == (
-        in_ch, out_ch, 64, 256, norm
+        in_ch,
+        out_ch,
+        64,
+        256,
+        norm,
     )
     G = UNetGenerator(in_ch, out_ch, resolution=256, ngf=64, norm=norm)
     G.load_state_dict(sd)  # strict: every key of gankit's module is filled, none left over
@@ -199,7 +205,9 @@ def test_n_layers_patchgan_and_no_norm_are_exact() -> None:
 def test_unexpected_key_is_named(tmp_path: Path) -> None:
     sd = dict(fixture("jz_unet128_ngf4_batch_G")["state_dict"])
     sd["model.model.1.extra.weight"] = torch.zeros(3)
-    with pytest.raises(InteropError, match=r"expected a unet_256/unet_128 .* unexpected key 'model.model.1.extra.weight'"):
+    with pytest.raises(
+        InteropError, match=r"expected a unet_256/unet_128 .* unexpected key 'model.model.1.extra.weight'"
+    ):
         import_pix2pix_repo(as_pth(tmp_path, "x", sd), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
@@ -214,7 +222,12 @@ def test_resnet_generator_is_refused_with_a_hint(tmp_path: Path) -> None:
     ("source", "netG", "netD", "message"),
     [
         ("pix2pix", "pe_dcgan_nz16_ngf8_G", None, r"expected a unet_256/unet_128 .* found first key 'main.0.weight'"),
-        ("dcgan", "jz_basic_ndf8_batch_D", None, r"expected the Generator of pytorch/examples dcgan .* 'model.0.weight'"),
+        (
+            "dcgan",
+            "jz_basic_ndf8_batch_D",
+            None,
+            r"expected the Generator of pytorch/examples dcgan .* 'model.0.weight'",
+        ),
         ("dcgan", "pe_dcgan_nz16_ngf8_G", "jz_basic_ndf8_batch_D", r"--netD .* expected the Discriminator"),
         ("pix2pix", "jz_unet128_ngf4_batch_G", "pe_dcgan_ndf8_D", r"--netD .* expected a basic/n_layers PatchGAN"),
         ("pix2pix", "jz_unet128_ngf4_instance_1to2_G", None, r"colorization model; pass --task colorize"),

@@ -183,11 +183,15 @@ class PatchFacts:
     norm: str
 
 
-def convert_jz_patchgan(sd: dict[str, Tensor], path: Path, what: str = "--netD") -> tuple[dict[str, Tensor], PatchFacts]:
+def convert_jz_patchgan(
+    sd: dict[str, Tensor], path: Path, what: str = "--netD"
+) -> tuple[dict[str, Tensor], PatchFacts]:
     """Map a junyanz ``NLayerDiscriminator`` (``basic`` / ``n_layers``) onto gankit's PatchDiscriminator."""
     keys = list(sd)
     expected_layout = "a basic/n_layers PatchGAN of junyanz/pytorch-CycleGAN-and-pix2pix (keys model.N.*)"
-    conv_idx = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r"model\.(\d+)\.weight", k)) and sd[k].dim() == 4)
+    conv_idx = sorted(
+        int(m.group(1)) for k in keys if (m := re.fullmatch(r"model\.(\d+)\.weight", k)) and sd[k].dim() == 4
+    )
     if not conv_idx or conv_idx[0] != 0:
         raise _fail(what, path, expected_layout, f"first key '{keys[0]}'")
     n_layers = len(conv_idx) - 2
@@ -218,7 +222,9 @@ def _conv_indices(sd: dict[str, Tensor]) -> list[int]:
     return sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"main\.(\d+)\.weight", k)) and sd[k].dim() == 4)
 
 
-def _check_dcgan_keys(sd: dict[str, Tensor], path: Path, what: str, expected_layout: str, *, generator: bool) -> list[int]:
+def _check_dcgan_keys(
+    sd: dict[str, Tensor], path: Path, what: str, expected_layout: str, *, generator: bool
+) -> list[int]:
     """The conv indices of a ``main`` Sequential laid out as the DCGAN example's G (or D); errors otherwise.
 
     G: ConvT at 0, 3, 6, ... with BatchNorm right after each but the last. D: Conv at 0, then 2, 5, 8, ...
@@ -232,7 +238,9 @@ def _check_dcgan_keys(sd: dict[str, Tensor], path: Path, what: str, expected_lay
         found = f"first key '{keys[0]}'" if not idx else f"convolutions at main.{idx}"
         raise _fail(what, path, expected_layout, found)
     norm_idx = {i + 1 for i in (idx[:-1] if generator else idx[1:-1])}
-    expected = {f"main.{i}.weight" for i in idx} | {f"main.{i}.{s}" for i in norm_idx for s in ("weight", "bias", *_STAT_KEYS)}
+    expected = {f"main.{i}.weight" for i in idx} | {
+        f"main.{i}.{s}" for i in norm_idx for s in ("weight", "bias", *_STAT_KEYS)
+    }
     bad = _first_unexpected(keys, expected)
     if bad is not None:
         raise _fail(what, path, expected_layout, f"unexpected key '{bad}'")
@@ -276,7 +284,9 @@ def _load_into(module: nn.Module, sd: dict[str, Tensor], path: Path, what: str, 
                 sd[k] = torch.zeros_like(v)
     for k, v in sd.items():
         if k in own and own[k].shape != v.shape:
-            raise InteropError(f"{what} {path}: '{k}' has shape {tuple(v.shape)}, gankit's layer needs {tuple(own[k].shape)}")
+            raise InteropError(
+                f"{what} {path}: '{k}' has shape {tuple(v.shape)}, gankit's layer needs {tuple(own[k].shape)}"
+            )
     try:
         module.load_state_dict(sd)
     except RuntimeError as e:
@@ -288,7 +298,9 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         raise InteropError(f"--out {out} is a file; pass a folder for the new run")
     taken = [p for p in (out / "config.yaml", out / "checkpoints") if p.exists()]
     if taken and not overwrite:
-        raise InteropError(f"--out {out} already holds a run ({taken[0].name}); pass --overwrite or choose another folder")
+        raise InteropError(
+            f"--out {out} already holds a run ({taken[0].name}); pass --overwrite or choose another folder"
+        )
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
 
 
@@ -310,7 +322,12 @@ def _write_run(
 ) -> Path:
     from gankit.training.loop import CHECKPOINT_FORMAT
 
-    base = {"format": CHECKPOINT_FORMAT, "family": cfg.family, "config": cfg.to_dict(), "info": dataclasses.asdict(info)}
+    base = {
+        "format": CHECKPOINT_FORMAT,
+        "family": cfg.family,
+        "config": cfg.to_dict(),
+        "info": dataclasses.asdict(info),
+    }
     ckpt = out / "checkpoints"
     atomic_save({**base, "G": G.state_dict(), "step": 0, "ema": False, "imported": record}, ckpt / "G_last.pt")
     if D is not None:
@@ -350,7 +367,8 @@ def import_pix2pix_repo(
     lab = (gf.in_channels, gf.out_channels) == (1, 2)
     if task == "colorize" and not lab:
         raise InteropError(
-            f"netG {g_path}: --task colorize needs a 1 -> 2 channel (L -> ab) U-Net, found {gf.in_channels} -> {gf.out_channels}"
+            f"netG {g_path}: --task colorize needs a 1 -> 2 channel (L -> ab) U-Net, "
+            f"found {gf.in_channels} -> {gf.out_channels}"
         )
     if task == "pix2pix" and lab:
         raise InteropError(f"netG {g_path}: a 1 -> 2 channel U-Net is a colorization model; pass --task colorize")
@@ -360,11 +378,13 @@ def import_pix2pix_repo(
         d_sd, df = convert_jz_patchgan(load_reference_state(d_path, "--netD"), d_path)
         if df.in_channels != gf.in_channels + gf.out_channels:
             raise InteropError(
-                f"--netD {d_path}: the discriminator sees {df.in_channels} channels, but the generator's input + output "
-                f"is {gf.in_channels} + {gf.out_channels}; pass the D trained with this G"
+                f"--netD {d_path}: the discriminator sees {df.in_channels} channels, but the generator's "
+                f"input + output is {gf.in_channels} + {gf.out_channels}; pass the D trained with this G"
             )
         if df.norm != gf.norm:
-            raise InteropError(f"--netD {d_path}: {df.norm} norm, but the generator has {gf.norm} norm; gankit uses one norm for both")
+            raise InteropError(
+                f"--netD {d_path}: {df.norm} norm, but the generator has {gf.norm} norm; gankit uses one norm for both"
+            )
     res = gf.resolution
     overrides: dict[str, Any] = {
         "model.ngf": gf.ngf,
@@ -377,7 +397,10 @@ def import_pix2pix_repo(
         overrides.update({"model.ndf": df.ndf, "model.n_layers": df.n_layers})
     cfg = make_config(task, overrides=overrides)
     info = DataInfo(
-        channels=gf.out_channels, resolution=res, in_channels=gf.in_channels, space="lab" if task == "colorize" else "rgb"
+        channels=gf.out_channels,
+        resolution=res,
+        in_channels=gf.in_channels,
+        space="lab" if task == "colorize" else "rgb",
     )
     G, D = get_family(task).build(cfg, info, init=False)
     _load_into(G, g_sd, g_path, "netG", gf.norm)
@@ -411,8 +434,8 @@ def import_dcgan_example(
         df = dcgan_discriminator_facts(d_sd, d_path)
         if (df["nc"], df["resolution"]) != (gf["nc"], gf["resolution"]):
             raise InteropError(
-                f"--netD {d_path}: a discriminator for {df['nc']}-channel {df['resolution']}px images, but the generator "
-                f"makes {gf['nc']}-channel {gf['resolution']}px images"
+                f"--netD {d_path}: a discriminator for {df['nc']}-channel {df['resolution']}px images, but the "
+                f"generator makes {gf['nc']}-channel {gf['resolution']}px images"
             )
     overrides: dict[str, Any] = {
         "model.z_dim": gf["nz"],
@@ -430,9 +453,16 @@ def import_dcgan_example(
     if d_sd is not None:
         _load_into(D, d_sd, Path(netD), "--netD", norm)  # type: ignore[arg-type]
     _prepare_out(out, overwrite)
-    record: dict[str, Any] = {"source": "dcgan-example (pytorch/examples dcgan/main.py)", "netG": {**_source("Generator", g_path), **gf}}
+    record: dict[str, Any] = {
+        "source": "dcgan-example (pytorch/examples dcgan/main.py)",
+        "netG": {**_source("Generator", g_path), **gf},
+    }
     if df is not None:
-        record["netD"] = {**_source("Discriminator", Path(netD)), **df, "note": "gankit's D returns logits (no Sigmoid)"}  # type: ignore[arg-type]
+        record["netD"] = {
+            **_source("Discriminator", Path(netD)),
+            **df,
+            "note": "gankit's D returns logits (no Sigmoid)",
+        }  # type: ignore[arg-type]
     return _write_run(out, cfg, info, G, D if d_sd is not None else None, record)
 
 
