@@ -12,7 +12,7 @@ import torch
 from gankit.metrics import METRICS, MissingWeightsError
 from gankit.metrics.classifier import find_classifier, load_classifier, train_classifier
 from gankit.metrics.colorfulness import colorfulness
-from gankit.metrics.features import ClassifierFeatures, InceptionFeatures
+from gankit.metrics.features import INCEPTION_URL, ClassifierFeatures, InceptionFeatures
 from gankit.metrics.fid import FeatureStats, fid_from_features, frechet_distance
 from gankit.metrics.kid import kid, mmd2_unbiased
 from gankit.metrics.lpips import LPIPS
@@ -163,6 +163,13 @@ def test_missing_inception_weights_name_the_file_and_place(empty_torch_hub: Path
     assert "weights-inception-2015-12-05-6726825d.pth" in str(e.value)
     assert str(empty_torch_hub) in str(e.value)
     assert isinstance(e.value, RuntimeError)
+    # short lines: what is missing, where to put it, where to get it (not one 450-character line)
+    lines = str(e.value).splitlines()
+    assert lines[0].startswith("FID Inception-v3 weights not found: weights-inception-2015-12-05-6726825d.pth")
+    assert lines[1].startswith("  put it in:") and str(empty_torch_hub) in lines[1]
+    assert lines[2] == "  get it from: " + INCEPTION_URL
+    assert all(len(line.replace(str(empty_torch_hub), "DIR")) <= 125 for line in lines) and len(lines) >= 4
+    assert str(empty_torch_hub) in e.value.fix
 
 
 def test_missing_lpips_backbone_names_the_file(empty_torch_hub: Path) -> None:
@@ -200,24 +207,36 @@ def test_classifier_trains_saves_and_gives_features(
     tiny_idx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from gankit.config import DataConfig
+    from gankit.data import build_dataset
+    from gankit.metrics.classifier import accuracy
 
     out = tmp_path / "clf" / "fashion-mnist.pt"
-    result = train_classifier(DataConfig(path=str(tiny_idx)), out, epochs=1, batch_size=50, log=lambda s: None)
-    assert result["steps"] == 4 and 0.0 <= result["test_accuracy"] <= 1.0
+    cfg = DataConfig(path=str(tiny_idx))
+    result = train_classifier(cfg, out, epochs=3, batch_size=50, log=lambda s: None)
+    # tiny_idx is separable (the class is the position of a bright bar): a working classifier gets it
+    assert result["steps"] == 12 and result["test_accuracy"] > 0.9
     state = torch.load(out, weights_only=True)
-    assert state["kind"] == "classifier" and state["num_classes"] == 10
+    assert state["kind"] == "classifier" and state["num_classes"] == 10 and state["dataset"] == "fashion-mnist"
     assert (state["channels"], state["resolution"]) == (1, 28) and state["config"]["name"] == "fashion-mnist"
     model = load_classifier(out)
     assert model.dataset == "fashion-mnist" and not model.training
+    test = build_dataset(cfg, "test", log=lambda s: None)
+    assert accuracy(model, test) == pytest.approx(result["test_accuracy"])
+    test.labels = test.labels[torch.randperm(len(test.labels), generator=gen(0))]
+    assert accuracy(model, test) < 0.5  # it really compares predictions with labels
     ext = ClassifierFeatures(out, batch_size=4)
     feats = ext(torch.rand(10, 3, 64, 64) * 2 - 1)  # any size and channels are adapted
     assert feats.shape == (10, ext.dim) == (10, 128)
     assert ext.name.startswith("classifier-fashion-mnist-")
+    conv = ClassifierFeatures(out, layer="conv", batch_size=4)
+    cf = conv(torch.rand(10, 1, 28, 28) * 2 - 1)
+    assert cf.shape == (10, 576) and torch.allclose(cf.norm(dim=1), torch.ones(10)) and conv.name != ext.name
     monkeypatch.setenv("GANKIT_DATA", str(tmp_path))
     (tmp_path / "classifiers").mkdir()
     (tmp_path / "classifiers" / "fashion-mnist.pt").write_bytes(out.read_bytes())
     assert find_classifier("fashion-mnist") == tmp_path / "classifiers" / "fashion-mnist.pt"
-    assert find_classifier("mnist") is None
+    assert find_classifier("mnist").parent.name == "weights"  # type: ignore[union-attr]  # the shipped one
+    assert find_classifier("idx") is None
 
 
 # -------------------------------------------------------------------------------- registry

@@ -176,7 +176,7 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     """
     from gankit.config import DataConfig
     from gankit.data import infer_dataset_name
-    from gankit.metrics.classifier import default_classifier_path, train_classifier
+    from gankit.metrics.classifier import default_classifier_path, train_classifier, user_classifier_paths
 
     name, path = infer_dataset_name(args.data or "fashion-mnist", "fashion-mnist")
     data_cfg = DataConfig(name=name, path=path)
@@ -199,8 +199,10 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
         f"classifier ({result['dataset']}, {result['steps']} steps): test accuracy {result['test_accuracy']:.4f}; "
         f"saved to {out}"
     )
-    if out == default_classifier_path(name, path):
-        print(f"gankit eval now uses it for '{result['dataset']}' runs (before any shipped classifier)")
+    looked_at = user_classifier_paths(name, path)
+    if out.parent in {p.parent for p in looked_at}:  # where gankit eval looks, by dataset key (the file stem)
+        what = "runs on this data" if out in looked_at else f"'{out.stem}' runs"
+        print(f"gankit eval finds it there and uses it for {what} (before any shipped classifier)")
     else:
         print(f"use it with: gankit eval RUN --classifier {out}")
     return 0

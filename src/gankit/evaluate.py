@@ -27,7 +27,7 @@ from gankit.config import DataConfig
 from gankit.data import build_dataset
 from gankit.data.mnist import cache_dir
 from gankit.metrics import METRICS, MetricUnavailable, get_metric
-from gankit.metrics.classifier import default_classifier_path, find_classifier
+from gankit.metrics.classifier import ClassifierChoice, locate_classifier, user_classifier_paths
 from gankit.metrics.features import ClassifierFeatures, FeatureExtractor, InceptionFeatures
 from gankit.sampling import LoadedGenerator, choose_labels, load_generator
 from gankit.training.checkpoint import safe_load
@@ -36,7 +36,14 @@ from gankit.training.stats import JsonlLog, read_jsonl
 from gankit.visualize import lab_to_display, to_display
 
 Log = Callable[[str], None]
-_NOT_METRICS = {"step", "time", "split", "n", "seed", "seconds", "checkpoint"}
+_NOT_METRICS = {"step", "time", "split", "n", "n_ref", "seed", "seconds", "checkpoint", "classifier"}
+
+
+class NoMetricsComputed(MetricUnavailable, ValueError):
+    """Not one of the asked metrics could be computed; the message lists why and the commands that fix it.
+
+    Also a ValueError, so callers that treat bad input alike (the CLI, ``train.eval_every``) catch it.
+    """
 
 
 def stats_dir() -> Path:
@@ -45,7 +52,7 @@ def stats_dir() -> Path:
 
 
 def default_metrics(kind: str, *, space: str = "rgb", conditional: bool = False, classifier: bool = False) -> list[str]:
-    """The metrics :func:`evaluate` computes when none are named."""
+    """The metrics :func:`evaluate` computes when none are named (``classifier``: the data has class labels)."""
     if kind == "paired":
         return ["l1", "psnr", "ssim", "lpips"] + (["colorfulness"] if space == "lab" else [])
     names = ["fid", "kid", "pr"]
@@ -74,12 +81,17 @@ class Evaluation:
         loaded: LoadedGenerator | None = None,
         other_split: str | None = None,
         paired_groups: set[str] | None = None,
+        dataset: str | None = None,
         log: Log = print,
     ) -> None:
         self.data_cfg = dataclasses.replace(data_cfg, max_images=0)  # references use the whole split
         self.split, self.n, self.seed, self.batch_size, self.device = split, n, seed, batch_size, device
         self.classifier, self.loaded, self.other_split, self.log = classifier, loaded, other_split, log
         self.paired_groups = paired_groups or set()
+        self.dataset = dataset or data_cfg.name
+        """The dataset actually loaded (``DataInfo.dataset``; the config's name for older runs)."""
+        self.counts: dict[str, int] = {}
+        """Images actually used: ``reference`` (the split), ``generated`` or ``other`` (real_vs_real), ``pairs``."""
         self._extractors: dict[str, FeatureExtractor | MetricUnavailable] = {}
         self._features: dict[str, tuple[Tensor, Tensor]] = {}
         self._paired: dict[str, dict[str, float] | MetricUnavailable] | None = None
@@ -90,8 +102,8 @@ class Evaluation:
             try:
                 if space == "inception":
                     self._extractors[space] = InceptionFeatures(device=self.device, batch_size=min(self.batch_size, 64))
-                elif space == "classifier":
-                    self._extractors[space] = self._classifier_features()
+                elif space in ("classifier", "classifier_conv"):
+                    self._extractors[space] = self._classifier_features("embed" if space == "classifier" else "conv")
                 else:
                     raise ValueError(f"unknown feature space '{space}'")
             except MetricUnavailable as e:  # remembered, so fid, kid and pr fail with the same message
@@ -101,19 +113,17 @@ class Evaluation:
             raise ext
         return ext
 
-    def _classifier_features(self) -> ClassifierFeatures:
+    def _classifier_features(self, layer: str) -> ClassifierFeatures:
         if self.classifier is None:
+            paths = user_classifier_paths(self.dataset, self.data_cfg.path)
             raise MetricUnavailable(
-                f"no classifier for '{self.data_cfg.name}' (looked in $GANKIT_DATA/classifiers/ and "
-                f"{default_classifier_path(self.data_cfg.name)}); train one with gankit.metrics.classifier."
-                f"train_classifier, or pass classifier=PATH"
+                f"no domain classifier for '{self.dataset}' (none is shipped for it; looked at "
+                f"{', '.join(str(p) for p in paths)})",
+                fix=f"gankit train classifier --data {self.data_cfg.path or self.data_cfg.name} --out {paths[-1]}",
             )
-        ext = ClassifierFeatures(self.classifier, device=self.device, batch_size=self.batch_size)
-        if ext.model.dataset != self.data_cfg.name:
-            self.log(
-                f"warning: classifier {self.classifier} was trained on '{ext.model.dataset}', "
-                f"not '{self.data_cfg.name}'"
-            )
+        ext = ClassifierFeatures(self.classifier, layer=layer, device=self.device, batch_size=self.batch_size)
+        if layer == "embed" and ext.model.dataset != self.dataset:
+            self.log(f"warning: classifier {self.classifier} was trained on '{ext.model.dataset}', not '{self.dataset}'")
         return ext
 
     def features(self, space: str) -> tuple[Tensor, Tensor]:
@@ -131,6 +141,9 @@ class Evaluation:
         """Features of (a seeded subset of ``n``) images of ``split``, cached on disk."""
         data = build_dataset(self.data_cfg, split, log=self.log)
         index = torch.arange(len(data))
+        self.counts["other" if split == self.other_split and split != self.split else "reference"] = min(
+            len(data), self.n
+        )
         if len(data) > self.n:
             perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
             index = perm[: self.n].sort().values
@@ -156,6 +169,7 @@ class Evaluation:
     def generated(self) -> Iterator[tuple[Tensor, Tensor | None]]:
         """``n`` samples in batches with their labels (balanced over classes); same noise as ``gankit sample``."""
         loaded = self._need_generator("noise")
+        self.counts["generated"] = self.n
         g = torch.Generator().manual_seed(self.seed)
         z = torch.randn(self.n, loaded.cfg.model.z_dim, generator=g)
         labels = choose_labels(self.n, loaded.info.num_classes, balanced=True)
@@ -217,6 +231,7 @@ class Evaluation:
                 out["lpips"] = e
         sums = {"lpips": 0.0, "colorfulness": 0.0, "colorfulness_real": 0.0}
         total = min(self.n, len(data))
+        self.counts["pairs"] = total
         for s in range(0, total, self.batch_size):
             b = data.batch(torch.arange(s, min(s + self.batch_size, total)), device=self.device, generator=None)
             pred = loaded.G(b["input"]).float()
@@ -237,16 +252,40 @@ class Evaluation:
 
     # ------------------------------------------------------------------ running
     def run(self, names: list[str]) -> dict[str, float]:
-        """Compute ``names`` in order; a metric that cannot run here is logged and skipped."""
+        """Compute ``names`` in order; a metric that cannot run here is logged and skipped.
+
+        Raises :class:`NoMetricsComputed` (listing the reasons and the fixes) when none could run.
+        """
         results: dict[str, float] = {}
-        reasons: set[str] = set()
+        reasons: dict[str, list[str]] = {}  # message -> the metrics it stopped
+        fixes: list[str] = []
         for name in names:
             try:
                 results.update(get_metric(name).compute(self))
             except MetricUnavailable as e:
-                self.log(f"{name}: skipped ({'same reason as above' if str(e) in reasons else e})")
-                reasons.add(str(e))
+                msg = str(e)
+                if msg in reasons:
+                    self.log(f"{name}: skipped (same reason as {reasons[msg][0]})")
+                else:
+                    self.log(f"{name}: skipped: {msg}")
+                reasons.setdefault(msg, []).append(name)
+                if e.fix and e.fix not in fixes:
+                    fixes.append(e.fix)
+        if not results:
+            lines = [f"{', '.join(ms)}: {msg.splitlines()[0]}" for msg, ms in reasons.items()]
+            lines += [f"fix: {f}" for f in fixes]
+            raise NoMetricsComputed("no metric could be computed\n  " + "\n  ".join(lines))
         return results
+
+    def header(self) -> str:
+        """What was compared, with the numbers of images actually used (not the requested ``n``)."""
+        c = self.counts
+        if "pairs" in c:
+            return f"{self.split} split, {c['pairs']} pairs"
+        if "other" in c:
+            return f"{c['other']} {self.other_split} vs {c.get('reference', 0)} {self.split} images"
+        ref = f", {c['reference']} reference {self.split} images" if "reference" in c else ""
+        return f"{self.split} split: {c.get('generated', 0)} generated{ref}"
 
 
 def _check_names(names: list[str], kind: str) -> None:
@@ -264,6 +303,20 @@ def _run_dir(path: Path) -> Path | None:
     return path.parent.parent if path.parent.name == "checkpoints" else None
 
 
+def run_dataset(loaded: LoadedGenerator) -> str:
+    """The dataset a run actually trained on: ``DataInfo.dataset``, or the config's name for older runs."""
+    return getattr(loaded.info, "dataset", "") or loaded.cfg.data.name
+
+
+def _choose_classifier(
+    dataset: str, data_cfg: DataConfig, classifier: str | Path | None, log: Log
+) -> ClassifierChoice | None:
+    choice = locate_classifier(dataset, classifier, data_path=data_cfg.path)
+    if choice is not None:
+        log(f"classifier: {choice.describe()}")
+    return choice
+
+
 def evaluate(
     run_or_ckpt: str | Path,
     *,
@@ -271,6 +324,7 @@ def evaluate(
     n: int = 10000,
     split: str | None = None,
     classifier: str | Path | None = None,
+    checkpoint: str | Path = "last",
     device: str = "auto",
     seed: int = 0,
     batch_size: int = 256,
@@ -278,26 +332,28 @@ def evaluate(
 ) -> dict[str, float]:
     """Score a run folder or generator checkpoint; append a row to ``RUN/eval.jsonl`` and return the numbers.
 
-    ``split`` defaults to ``test`` for noise models (IDX test set; folder data has no splits and is
-    compared with itself) and ``val`` for image-to-image ones. ``n`` is the number of samples (and
-    at most that many reference images). ``classifier`` defaults to the one found by
-    :func:`~gankit.metrics.classifier.find_classifier` for the run's dataset.
+    ``checkpoint`` picks the snapshot of a run folder: ``last`` (default, ``G_last.pt``), ``best``
+    (``G_best.pt``, image-to-image runs; an error where there is none) or a checkpoint path
+    (:func:`~gankit.sampling.resolve_checkpoint`). ``split`` defaults to ``test`` for
+    noise models (IDX test set; folder data has no splits and is compared with itself) and ``val``
+    for image-to-image ones. ``n`` is the number of samples (and at most that many reference
+    images); the log line and the row give the numbers actually used (``n``, ``n_ref``).
+    ``classifier`` defaults to a user-trained one for the run's dataset, else the shipped one
+    (:func:`~gankit.metrics.classifier.locate_classifier`). Raises :class:`NoMetricsComputed`
+    (and appends nothing) when not one metric can be computed.
     """
     start = time.monotonic()
     dev = resolve_device(device)
-    loaded = load_generator(run_or_ckpt, device=dev)
+    loaded = load_generator(run_or_ckpt, device=dev, which=checkpoint)
     kind = loaded.family.kind
     split = split or ("test" if kind == "noise" else "val")
-    clf = find_classifier(loaded.cfg.data.name, classifier) if kind == "noise" else None
+    dataset = run_dataset(loaded)
+    labelled = loaded.info.num_classes >= 2
+    clf = _choose_classifier(dataset, loaded.cfg.data, classifier, log) if kind == "noise" and labelled else None
     if metrics is None:
         metrics = default_metrics(
-            kind, space=loaded.info.space, conditional=loaded.family.name == "cgan", classifier=clf is not None
+            kind, space=loaded.info.space, conditional=loaded.family.name == "cgan", classifier=labelled
         )
-        if kind == "noise" and clf is None and loaded.info.num_classes >= 2:
-            log(
-                f"no classifier for {loaded.cfg.data.name} (looked in $GANKIT_DATA/classifiers/ and "
-                f"{default_classifier_path(loaded.cfg.data.name)}): classifier-space metrics skipped"
-            )
     _check_names(metrics, kind)
     ev = Evaluation(
         loaded.cfg.data,
@@ -306,24 +362,31 @@ def evaluate(
         seed=seed,
         batch_size=batch_size,
         device=dev,
-        classifier=clf,
+        classifier=clf.path if clf else None,
         loaded=loaded,
         paired_groups={get_metric(m).needs for m in metrics},
+        dataset=dataset,
         log=log,
     )
-    results = ev.run(metrics)
-    log(f"{loaded.path} ({split}, n={n}): " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
-    run_dir = _run_dir(Path(run_or_ckpt))
+    try:
+        results = ev.run(metrics)
+    except NoMetricsComputed as e:
+        raise NoMetricsComputed(f"{loaded.path}: {e}") from None
+    log(f"{loaded.path} ({ev.header()}): " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
+    run_dir = _run_dir(Path(run_or_ckpt)) or _run_dir(loaded.path)
     if run_dir is not None:
         step = safe_load(loaded.path).get("step", -1)
+        c = ev.counts
         JsonlLog(run_dir / "eval.jsonl").append(
             {
                 "step": step,
                 "time": round(time.time(), 3),
                 "checkpoint": loaded.path.name,
                 "split": split,
-                "n": n,
+                "n": c.get("pairs", c.get("generated", 0)),
+                **({"n_ref": c["reference"]} if "reference" in c else {}),
                 "seed": seed,
+                **({"classifier": str(clf.path)} if clf else {}),
                 **results,
                 "seconds": round(time.monotonic() - start, 2),
             }
@@ -345,9 +408,9 @@ def real_vs_real(
     log: Log = print,
 ) -> dict[str, float]:
     """The floor of the feature metrics: ``n`` images of the train split scored against the test split."""
-    clf = find_classifier(data_cfg.name, classifier)
+    clf = _choose_classifier(data_cfg.name, data_cfg, classifier, log)
     if metrics is None:
-        metrics = default_metrics("noise", classifier=clf is not None)
+        metrics = default_metrics("noise", classifier=True)
     metrics = [m for m in metrics if m != "cls_acc"]
     _check_names(metrics, "noise")
     ev = Evaluation(
@@ -357,12 +420,12 @@ def real_vs_real(
         seed=seed,
         batch_size=batch_size,
         device=resolve_device(device),
-        classifier=clf,
+        classifier=clf.path if clf else None,
         other_split=train_split,
         log=log,
     )
     results = ev.run(metrics)
-    log(f"{data_cfg.name} {train_split} vs {test_split}: " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
+    log(f"{data_cfg.name} ({ev.header()}): " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
     return results
 
 

@@ -12,7 +12,9 @@ name           kind    what
 fid            noise   Fréchet Inception Distance (Heusel et al. 2017), Inception-v3 pool3
 kid            noise   Kernel Inception Distance (Binkowski et al. 2018), mean and std
 pr             noise   precision/recall (Kynkäänniemi et al. 2019) + density/coverage (Naeem et al. 2020)
-fid_clf ...    noise   the same three in the 128-d space of gankit's domain classifier
+fid_clf ...    noise   the same three in the space of gankit's domain classifier (fid_clf, kid_clf:
+                       its 128-d embedding; pr_clf: its L2-normalized 576-d conv features, see
+                       :class:`~gankit.metrics.features.ClassifierFeatures`)
 cls_acc        noise   class-conditional models: classifier accuracy on samples of each label
 l1             paired  mean absolute error in the model's [-1, 1] range
 psnr, ssim     paired  on RGB in [0, 1] (SSIM: Wang et al. 2004)
@@ -41,7 +43,7 @@ class EvalContext(Protocol):
     seed: int
 
     def features(self, space: str) -> tuple[Tensor, Tensor]:
-        """(reference, generated) features in ``inception`` or ``classifier`` space."""
+        """(reference, generated) features in ``inception``, ``classifier`` or ``classifier_conv`` space."""
         ...
 
     def class_accuracy(self) -> dict[str, float]:
@@ -91,7 +93,9 @@ def list_metrics(kind: str | None = None) -> list[str]:
     return [m.name for m in METRICS.values() if kind is None or m.kind == kind]
 
 
-def _register_feature_metrics(space: str, suffix: str, where: str) -> None:
+def _register_feature_metrics(space: str, suffix: str, where: str, *, pr_space: str = "", pr_where: str = "") -> None:
+    pr_space, pr_where = pr_space or space, pr_where or where
+
     @register_metric(f"fid{suffix}", kind="noise", needs=space, description=f"Fréchet distance in {where}")
     def _fid(ctx: EvalContext) -> dict[str, float]:
         return {f"fid{suffix}": fid_from_features(*ctx.features(space))}
@@ -103,14 +107,24 @@ def _register_feature_metrics(space: str, suffix: str, where: str) -> None:
         return {f"kid{suffix}": mean, f"kid{suffix}_std": std}
 
     @register_metric(
-        f"pr{suffix}", kind="noise", needs=space, description=f"precision, recall (k=3), density, coverage in {where}"
+        f"pr{suffix}",
+        kind="noise",
+        needs=pr_space,
+        description=f"precision, recall (k=3), density, coverage in {pr_where}",
     )
     def _pr(ctx: EvalContext) -> dict[str, float]:
-        return {f"{k}{suffix}": v for k, v in precision_recall(*ctx.features(space)).items()}
+        return {f"{k}{suffix}": v for k, v in precision_recall(*ctx.features(pr_space)).items()}
 
 
 _register_feature_metrics("inception", "", "Inception-v3 pool3 space")
-_register_feature_metrics("classifier", "_clf", "the domain classifier's feature space")
+# precision/recall do not use the embedding: it collapses any input into a class cluster (noise got precision ~1)
+_register_feature_metrics(
+    "classifier",
+    "_clf",
+    "the domain classifier's 128-d embedding",
+    pr_space="classifier_conv",
+    pr_where="the domain classifier's L2-normalized conv features",
+)
 
 
 @register_metric(

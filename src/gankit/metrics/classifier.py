@@ -11,6 +11,8 @@ accuracy on samples drawn for each label). The network is a VGG-like stack of co
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import time
@@ -88,34 +90,44 @@ def train_classifier(
     out: str | Path,
     *,
     epochs: int = 5,
+    max_steps: int = 0,
     batch_size: int = 128,
     lr: float = 1e-3,
     seed: int = 0,
     device: str = "cpu",
+    overwrite: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train :class:`SmallClassifier` on the train split of ``data_cfg``; save it to ``out``.
 
-    Adam with a cosine-decayed rate, no augmentation. Returns the test (or val) accuracy, the
-    training time and the checkpoint path.
+    Adam with a cosine-decayed rate, no augmentation, ``epochs`` epochs or ``max_steps`` steps
+    (whichever ends first; 0 = no step limit). An existing ``out`` is an error unless
+    ``overwrite``, so neither the shipped weights nor a cached classifier are replaced by accident.
+    Returns the test (or val) accuracy, the training time, the steps and the checkpoint path.
     """
     from gankit.training.loop import resolve_device
 
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass another --out or --overwrite to replace it")
     torch.manual_seed(seed)
     dev = resolve_device(device)
     data = build_dataset(data_cfg, "train", log=log)
     info = data.info
+    dataset = getattr(info, "dataset", "") or data_cfg.name  # what was actually loaded (older DataInfo: the name)
     if info.num_classes < 2:
-        raise ValueError(f"dataset '{data_cfg.name}' has no class labels; the classifier needs them")
+        raise ValueError(f"dataset '{dataset}' has no class labels; the classifier needs them")
     # channels_last makes the CPU convolutions ~1.5x faster
     model = SmallClassifier(info.channels, info.num_classes, info.resolution).to(dev, memory_format=torch.channels_last)
     sampler = EpochSampler(len(data), min(batch_size, len(data)), seed)
     total = max(1, epochs * sampler.steps_per_epoch)
+    if max_steps:
+        total = min(total, max_steps)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     start = time.monotonic()
     model.train()
-    loss_sum = torch.zeros((), device=dev)
+    loss_sum, loss_n = torch.zeros((), device=dev), 0
     for step in range(total):
         b = data.batch(sampler.indices(step), device=dev)
         loss = F.cross_entropy(model(b["image"].contiguous(memory_format=torch.channels_last)), b["label"])
@@ -124,60 +136,162 @@ def train_classifier(
         opt.step()
         sched.step()
         loss_sum += loss.detach()
-        if (step + 1) % sampler.steps_per_epoch == 0:
+        loss_n += 1
+        if (step + 1) % sampler.steps_per_epoch == 0 or step + 1 == total:
             log(
-                f"classifier epoch {(step + 1) // sampler.steps_per_epoch}/{epochs}: "
-                f"loss {loss_sum.item() / sampler.steps_per_epoch:.4f} ({time.monotonic() - start:.0f} s)"
+                f"classifier step {step + 1}/{total} ({(step + 1) / sampler.steps_per_epoch:.2f} epochs): "
+                f"loss {loss_sum.item() / loss_n:.4f} ({time.monotonic() - start:.0f} s)"
             )
             loss_sum.zero_()
+            loss_n = 0
     seconds = time.monotonic() - start
     test_acc = accuracy(model, _eval_split(data_cfg, log), device=dev)
     log(f"classifier test accuracy {test_acc:.4f} after {seconds:.0f} s of training")
+    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_save(
         {
             "kind": "classifier",
+            "dataset": dataset,
             "config": dataclasses.asdict(data_cfg),
-            "model": model.state_dict(),
+            "model": {k: v.contiguous() for k, v in model.state_dict().items()},
             "num_classes": info.num_classes,
             "channels": info.channels,
             "resolution": info.resolution,
             "class_names": list(info.class_names),
             "test_accuracy": test_acc,
+            "steps": total,
+            "batch_size": sampler.batch_size,
+            "seed": seed,
         },
         out,
     )
-    return {"test_accuracy": test_acc, "seconds": seconds, "steps": total, "path": str(out)}
+    return {"test_accuracy": test_acc, "seconds": seconds, "steps": total, "path": str(out), "dataset": dataset}
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> SmallClassifier:
-    """Rebuild a classifier saved by :func:`train_classifier` (weights_only load), in eval mode."""
+    """Rebuild a classifier saved by :func:`train_classifier` (weights_only load), in eval mode.
+
+    A file of the shipped set (``gankit/metrics/weights/``) is checked against its manifest sha256 first.
+    """
     path = Path(path)
+    if path.is_file() and path.resolve().parent == WEIGHTS_DIR.resolve():
+        verify_shipped(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # missing, truncated, not a checkpoint
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable classifier checkpoint ({first})") from None
     if not isinstance(state, dict) or state.get("kind") != "classifier":
-        raise CheckpointError(f"{path}: not a gankit classifier checkpoint (train one with train_classifier)")
+        raise CheckpointError(f"{path}: not a gankit classifier checkpoint (make one with: gankit train classifier)")
     model = SmallClassifier(state["channels"], state["num_classes"], state["resolution"])
-    model.load_state_dict(state["model"])
-    model.dataset = str(state["config"].get("name", ""))
+    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+    model.dataset = str(state.get("dataset") or state["config"].get("name", ""))
     return model.to(device).eval()
 
 
-def default_classifier_path(dataset: str) -> Path:
-    """Where :func:`find_classifier` looks last: ``$XDG_CACHE_HOME/gankit/classifiers/<dataset>.pt``."""
+# ----------------------------------------------------------------------------- finding one
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+"""The classifiers shipped inside the package, with ``manifest.json`` (sha256, command, accuracy, date)."""
+
+NAMED_DATASETS = ("fashion-mnist", "mnist")
+"""Datasets whose identity does not depend on a path; any other dataset's classifier is keyed by its path."""
+
+
+def shipped_manifest() -> dict[str, dict[str, Any]]:
+    """``{dataset: {"file", "sha256", "command", "test_accuracy", "date", ...}}`` of the shipped classifiers."""
+    path = WEIGHTS_DIR / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def verify_shipped(path: Path) -> None:
+    """Raise a one-line :class:`CheckpointError` when a shipped file does not match its manifest sha256."""
+    entry = next((e for e in shipped_manifest().values() if e["file"] == path.name), None)
+    if entry is None:
+        raise CheckpointError(f"{path}: not listed in {WEIGHTS_DIR / 'manifest.json'}; reinstall gankit")
+    digest = _sha256(path)
+    if digest != entry["sha256"]:
+        raise CheckpointError(
+            f"{path}: sha256 {digest[:12]}... does not match the manifest ({entry['sha256'][:12]}...); "
+            f"the file is damaged or was replaced: reinstall gankit"
+        )
+
+
+def shipped_classifier(dataset: str) -> Path | None:
+    """The verified shipped classifier of ``dataset`` (fashion-mnist, mnist), or None when none is shipped."""
+    entry = shipped_manifest().get(dataset)
+    if entry is None:
+        return None
+    path = WEIGHTS_DIR / entry["file"]
+    if not path.is_file():
+        raise CheckpointError(f"{path}: the shipped {dataset} classifier is missing; reinstall gankit")
+    verify_shipped(path)
+    return path
+
+
+def classifier_key(dataset: str, data_path: str | Path | None = None) -> str:
+    """File stem of a user-trained classifier: the dataset name, plus a hash of the data path for
+    generic datasets (``idx``, ``folder``, ...), whose name alone says nothing about the images."""
+    if dataset in NAMED_DATASETS or not data_path:
+        return dataset
+    return f"{dataset}-{hashlib.sha256(str(Path(data_path).resolve()).encode()).hexdigest()[:8]}"
+
+
+def default_classifier_path(dataset: str, data_path: str | Path | None = None) -> Path:
+    """Where ``gankit train classifier`` writes by default: ``$XDG_CACHE_HOME/gankit/classifiers/<key>.pt``."""
     from gankit.data.mnist import cache_dir
 
-    return cache_dir() / "classifiers" / f"{dataset}.pt"
+    return cache_dir() / "classifiers" / f"{classifier_key(dataset, data_path)}.pt"
 
 
-def find_classifier(dataset: str, path: str | Path | None = None) -> Path | None:
-    """``path`` if given (it must exist), else ``$GANKIT_DATA/classifiers/<dataset>.pt``, else the cache one."""
+def user_classifier_paths(dataset: str, data_path: str | Path | None = None) -> list[Path]:
+    """Where user-trained classifiers are looked for: ``$GANKIT_DATA/classifiers/``, then the cache."""
+    name = f"{classifier_key(dataset, data_path)}.pt"
+    env = os.environ.get("GANKIT_DATA")
+    return ([Path(env) / "classifiers" / name] if env else []) + [default_classifier_path(dataset, data_path)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierChoice:
+    """A classifier file and where it came from: ``given`` (explicit), ``user-trained`` or ``shipped``."""
+
+    path: Path
+    source: str
+
+    def describe(self) -> str:
+        """One line for the log, e.g. ``shipped fashion-mnist classifier .../fashion-mnist.pt``."""
+        if self.source == "shipped":
+            entry = next((e for e in shipped_manifest().values() if e["file"] == self.path.name), {})
+            acc = f", test accuracy {entry['test_accuracy']:.4f}" if "test_accuracy" in entry else ""
+            return f"the shipped classifier {self.path} (sha256 verified{acc})"
+        if self.source == "user-trained":
+            return f"the user-trained classifier {self.path} (it takes precedence over a shipped one)"
+        return f"the classifier {self.path}"
+
+
+def locate_classifier(
+    dataset: str, path: str | Path | None = None, *, data_path: str | Path | None = None
+) -> ClassifierChoice | None:
+    """The classifier for ``dataset``: ``path`` if given (it must exist), else a user-trained one
+    (:func:`user_classifier_paths`), else the shipped one; None when there is none."""
     if path is not None:
         if not Path(path).is_file():
-            raise CheckpointError(f"{path}: classifier checkpoint not found")
-        return Path(path)
-    env = os.environ.get("GANKIT_DATA")
-    candidates = ([Path(env) / "classifiers" / f"{dataset}.pt"] if env else []) + [default_classifier_path(dataset)]
-    return next((p for p in candidates if p.is_file()), None)
+            raise CheckpointError(f"--classifier {path}: no such file")
+        return ClassifierChoice(Path(path), "given")
+    found = next((p for p in user_classifier_paths(dataset, data_path) if p.is_file()), None)
+    if found is not None:
+        return ClassifierChoice(found, "user-trained")
+    shipped = shipped_classifier(dataset)
+    return ClassifierChoice(shipped, "shipped") if shipped is not None else None
+
+
+def find_classifier(
+    dataset: str, path: str | Path | None = None, *, data_path: str | Path | None = None
+) -> Path | None:
+    """The path of :func:`locate_classifier`'s choice (None when there is none)."""
+    choice = locate_classifier(dataset, path, data_path=data_path)
+    return choice.path if choice else None

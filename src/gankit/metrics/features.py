@@ -25,7 +25,14 @@ from gankit.data.base import to_uint8
 
 
 class MetricUnavailable(RuntimeError):
-    """A metric cannot be computed here (no weights, no classifier, wrong kind of model); it is skipped."""
+    """A metric cannot be computed here (no weights, no classifier, wrong kind of model); it is skipped.
+
+    ``fix``, when known, is the one thing the user can do about it (a command, a file to put somewhere).
+    """
+
+    def __init__(self, message: str, *, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
 
 
 class MissingWeightsError(MetricUnavailable):
@@ -56,11 +63,17 @@ def inception_weights_path() -> Path:
     for p in candidates:
         if p.is_file():
             return p
-    note = "" if _has_torch_fidelity() else " torch-fidelity is not installed either: pip install torch-fidelity."
+    # short lines: what is missing, where it goes, how to get it (the URL alone is 110 characters)
+    lines = [
+        f"FID Inception-v3 weights not found: {INCEPTION_FILES[0]} (gankit never downloads them)",
+        f"  put it in:   {hub_checkpoints_dir()}/  (or point ${INCEPTION_ENV} at the file)",
+        f"  get it from: {INCEPTION_URL}",
+        f"  looked for:  {' and '.join(INCEPTION_FILES)} there" + (f", and at {env}" if env else ""),
+    ]
+    if not _has_torch_fidelity():
+        lines.append("  also needed: pip install torch-fidelity")
     raise MissingWeightsError(
-        f"FID Inception-v3 weights {INCEPTION_FILES[0]} not found (gankit does not download them). Looked at: "
-        f"{', '.join(str(p) for p in candidates)}. Download {INCEPTION_URL} on a machine with internet and put it "
-        f"in {hub_checkpoints_dir()}/ (or point ${INCEPTION_ENV} at the file).{note}"
+        "\n".join(lines), fix=f"download {INCEPTION_FILES[0]} into {hub_checkpoints_dir()}/ (URL above)"
     )
 
 
@@ -120,16 +133,34 @@ def file_digest(path: str | Path, length: int = 10) -> str:
 
 
 class ClassifierFeatures(FeatureExtractor):
-    """128-d penultimate features of a classifier saved by :func:`~gankit.metrics.classifier.train_classifier`."""
+    """Features of a classifier saved by :func:`~gankit.metrics.classifier.train_classifier`.
 
-    dim = 128
+    ``layer="embed"``: the 128-d penultimate embedding (input of the linear head), for FID and KID.
+    ``layer="conv"``: the 576-d output of the last conv block (64 channels x 3 x 3), L2-normalized,
+    for precision/recall. The embedding is trained to collapse everything it sees into one of ten
+    class clusters, so samples of an untrained generator, all "bags" to the classifier, landed
+    inside the real manifold there (precision 0.92 on Fashion-MNIST); in the conv space they get
+    0.00 while real test vs real train images get 0.84 (the unit norm keeps the k-NN balls of
+    unusually bright or dark images from swallowing everything).
+    """
 
-    def __init__(self, checkpoint: str | Path, *, device: str | torch.device = "cpu", batch_size: int = 256) -> None:
+    LAYERS = {"embed": 128, "conv": 576}
+
+    def __init__(
+        self, checkpoint: str | Path, *, layer: str = "embed", device: str | torch.device = "cpu", batch_size: int = 256
+    ) -> None:
         from gankit.metrics.classifier import load_classifier
 
+        if layer not in self.LAYERS:
+            raise ValueError(f"unknown classifier layer '{layer}'; choose from {', '.join(self.LAYERS)}")
         super().__init__(device=device, batch_size=batch_size)
         self.model = load_classifier(checkpoint, self.device)
-        self.name = f"classifier-{self.model.dataset}-{file_digest(checkpoint)}"
+        self.layer, self.dim = layer, self.LAYERS[layer]
+        suffix = "" if layer == "embed" else f"-{layer}"
+        self.name = f"classifier-{self.model.dataset}-{file_digest(checkpoint)}{suffix}"
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.model.features(self.model.prepare(images))
+        x = self.model.prepare(images)
+        if self.layer == "conv":
+            return torch.nn.functional.normalize(self.model.body(x).flatten(1), dim=1)
+        return self.model.features(x)
