@@ -30,6 +30,7 @@ from gankit.inference import (
 from gankit.models.unet import UNetGenerator
 from gankit.sampling import DEFAULT_CHECKPOINT, load_generator, resolve_checkpoint
 from gankit.training.checkpoint import CheckpointError, atomic_save
+from gankit.training.loop import CHECKPOINT_FORMAT
 from gankit.translate import Job, check_overwrite, plan_outputs, plan_strategies, translate_memory
 
 RES = 32
@@ -47,7 +48,7 @@ def _snapshot(G: torch.nn.Module, family: str = "pix2pix", ngf: int = 4) -> dict
     space, cin, cout = ("lab", 1, 2) if family == "colorize" else ("rgb", 3, 3)
     info = DataInfo(channels=cout, resolution=RES, in_channels=cin, space=space)
     return {
-        "format": 1,
+        "format": CHECKPOINT_FORMAT,
         "family": family,
         "config": cfg.to_dict(),
         "info": dataclasses.asdict(info),
