@@ -45,6 +45,7 @@ from gankit.data.facades import data_root
 from gankit.inference import run_any_size
 from gankit.metrics.paired import PairedMetrics
 from gankit.sampling import LoadedGenerator, load_generator
+from gankit.translate import translate_memory
 
 STRATEGIES = {  # name -> (strategy, taps zeroed)
     "pad (taps as saved)": ("pad", False),
@@ -146,7 +147,9 @@ def memory(args: argparse.Namespace) -> None:
             img[y : y + rng.integers(50, 600), x : x + rng.integers(50, 600)] = colours[rng.integers(len(colours))]
         Image.fromarray(img).save(tmp / "big.png")
         gankit = Path(sys.executable).with_name("gankit")
-        print(f"| strategy | peak RSS GB | gankit's estimate | seconds |  ({args.height}x{args.width}, ngf={args.ngf})")
+        big = load_generator(tmp / "G.pt")
+        print(f"{args.height}x{args.width} label map, ngf={args.ngf}, {torch.get_num_threads()} thread(s)")
+        print("| strategy | peak RSS GB | gankit's estimate GB | seconds |")
         print("|---|---|---|---|")
         for strategy in ("pad", "tile", "resize"):
             cmd = [str(gankit), "translate", str(tmp / "G.pt"), str(tmp / "big.png"), "--out", str(tmp / strategy)]
@@ -161,11 +164,11 @@ def memory(args: argparse.Namespace) -> None:
             out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, env=os.environ)
             head, _, log = out.stdout.partition("\n")
             rc, kb, secs = head.split()
-            est = next((line for line in log.splitlines() if "estimated" in line), "")
+            est = translate_memory(big, args.height, args.width, strategy) / 1e9
             if rc != "0":
                 print(f"| {strategy} | failed (rc {rc}): {log.strip()[-200:]} | | |")
                 continue
-            print(f"| {strategy} | {int(kb) / 1e6:.2f} | {est.strip()} | {float(secs):.0f} |")
+            print(f"| {strategy} | {int(kb) / 1e6:.2f} | {est:.2f} | {float(secs):.0f} |", flush=True)
 
 
 def main() -> None:

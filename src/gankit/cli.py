@@ -516,8 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
             t.add_argument(
                 "--strategy",
                 choices=["pad", "resize", "tile"],
-                help="how to fit any size to the U-Net: tile (default: training-size tiles, blended), "
-                "pad (whole image, reflect-padded: most memory), resize (to the training size and back)",
+                help="how to fit any size to the U-Net: resize (default: to the training size and back; "
+                "best in benchmarks/quality_strategies.py), tile (training-size tiles, blended), "
+                "pad (whole image, reflect-padded: most memory)",
             )
             t.add_argument(
                 "--max-side",

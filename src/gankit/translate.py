@@ -2,10 +2,11 @@
 
 Both accept images of any size and aspect ratio and write outputs of exactly the input's size.
 
-* translate: the U-Net runs on tiles of its training size (or on the whole image reflect-padded
-  to a multiple of its stride, or resized; see :func:`gankit.inference.run_any_size`). Before
-  anything runs, the memory each image needs is estimated; above ``--max-memory`` the default
-  strategy gives way to ``tile`` (with a note), and an explicitly chosen one is refused.
+* translate: the U-Net runs on the image resized to its training size (by default), on the
+  whole image reflect-padded to a multiple of its stride, or on blended training-size tiles (see
+  :func:`gankit.inference.run_any_size`). Before anything runs, the memory each image needs is
+  estimated; above ``--max-memory`` the default strategy gives way to ``tile`` (with a note),
+  and an explicitly chosen one is refused with the options that would fit.
 * colorize: ab is predicted at the model's training resolution from a resized copy, upsampled
   to the full size and combined with the photo's own full-resolution L channel, so edges and fine
   detail come from the original, only the colour from the network.
