@@ -204,7 +204,7 @@ def loss_plots(stats: list[dict[str, Any]]) -> list[Plot]:
     adversarial = [k for k in keys if k in ADVERSARIAL or (k == "g_loss" and not paired)]
     panels: list[tuple[str, list[str]]] = []
     if adversarial:
-        panels.append(("adversarial losses (a G-vs-D balance: neither lower nor higher is better)", adversarial))
+        panels.append(("adversarial losses\n(a G-vs-D balance: neither lower nor higher is better)", adversarial))
     for k in keys:
         if k not in adversarial:
             what = "g_loss = g_adv + l1_weight x g_l1" if k == "g_loss" else k
@@ -379,7 +379,7 @@ h1{font-size:22px;margin:4px 0 2px}h2{font-size:17px;margin:26px 0 8px;border-bo
 .sub{color:#5b6472;margin:0 0 10px}
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #e0e3e8;padding:3px 9px;text-align:left;vertical-align:top}
 th{background:#eef0f3;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.summary{display:grid;grid-template-columns:repeat(auto-fill,minmax(280px,1fr));gap:2px 24px}
+.summary{display:grid;grid-template-columns:repeat(auto-fill,minmax(370px,1fr));gap:2px 24px}
 .summary div{padding:2px 0}.summary b{display:inline-block;min-width:108px;color:#5b6472;font-weight:500}
 .plots{display:flex;flex-wrap:wrap;gap:10px}.plots figure{margin:0;background:#fff;border:1px solid #e0e3e8}
 .plots img{display:block;width:460px;max-width:100%}
@@ -479,7 +479,7 @@ def _config_tables(text: str) -> str:
 def _plots_html(plots: list[Plot]) -> str:
     return (
         '<div class="plots">'
-        + "".join(f'<figure><img src="{p.uri}" alt="{_e(p.title)}" title="{_e(p.title)}"></figure>' for p in plots)
+        + "".join(f'<figure><img src="{p.uri}" alt="{_e(p.title)}" title="{_e(p.title.replace(chr(10), " "))}"></figure>' for p in plots)
         + "</div>"
     )
 
@@ -588,10 +588,10 @@ def render_html(r: RunRecords, examples: Examples | None) -> str:
         f'{time.strftime("%Y-%m-%d %H:%M %Z")}</p>',
         f'<h2 id="summary">Summary</h2><div class="summary">{summary}</div>',
         f'<h2 id="losses">Losses</h2>{losses}',
+        f'<h2 id="samples">Samples of every epoch</h2>{_grids_html(r.samples, r.run)}',
         f'<h2 id="validation">Validation metrics</h2>{val}',
         f'<h2 id="eval">Eval metrics over time</h2>{evals}',
         f'<h2 id="final-eval">Final eval</h2>{final}',
-        f'<h2 id="samples">Samples of every epoch</h2>{_grids_html(r.samples, r.run)}',
     ]
     if examples is not None:
         sections.append(f'<h2 id="examples">Best and worst val examples by L1</h2>{_examples_html(examples, r)}')
