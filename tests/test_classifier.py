@@ -52,7 +52,9 @@ def real_images() -> tuple[torch.Tensor, torch.Tensor]:
 def test_train_classifier_honours_max_steps_and_never_overwrites(tiny_idx: Path, tmp_path: Path) -> None:
     out = tmp_path / "c.pt"
     logs: list[str] = []
-    result = train_classifier(DataConfig(path=str(tiny_idx)), out, epochs=5, max_steps=3, batch_size=50, log=logs.append)
+    result = train_classifier(
+        DataConfig(path=str(tiny_idx)), out, epochs=5, max_steps=3, batch_size=50, log=logs.append
+    )
     assert result["steps"] == 3 and torch.load(out, weights_only=True)["steps"] == 3
     assert any(line.startswith("classifier step 3/3") for line in logs)
     before = out.read_bytes()
@@ -128,7 +130,9 @@ def test_lookup_order_explicit_then_user_trained_then_shipped(tmp_path: Path) ->
     cache.parent.mkdir(parents=True)
     shutil.copy(fm.path, cache)
     found = locate_classifier("fashion-mnist")
-    assert found is not None and (found.path, found.source) == (cache, "user-trained") and str(cache) in found.describe()
+    assert (
+        found is not None and (found.path, found.source) == (cache, "user-trained") and str(cache) in found.describe()
+    )
     env = tmp_path / "gankit_data_env" / "classifiers" / "fashion-mnist.pt"  # $GANKIT_DATA/classifiers/
     env.parent.mkdir(parents=True)
     shutil.copy(fm.path, env)
@@ -138,7 +142,10 @@ def test_lookup_order_explicit_then_user_trained_then_shipped(tmp_path: Path) ->
     with pytest.raises(CheckpointError, match="no such file"):
         locate_classifier("fashion-mnist", tmp_path / "missing.pt")
     # a generic dataset's user-trained classifier is keyed by its data path, not only by "idx"
-    a, b = clf_mod.default_classifier_path("idx", tmp_path / "a"), clf_mod.default_classifier_path("idx", tmp_path / "b")
+    a, b = (
+        clf_mod.default_classifier_path("idx", tmp_path / "a"),
+        clf_mod.default_classifier_path("idx", tmp_path / "b"),
+    )
     assert a != b and a.name.startswith("idx-")
 
 
@@ -190,7 +197,9 @@ def oracle_cgan(tmp_path: Path, tiny_cfg: Callable[..., Config], *, shuffle: boo
         def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             if shuffle:
                 y = torch.randint(0, 10, y.shape, generator=g)
-            return torch.stack([by_class[int(k)][int(torch.randint(len(by_class[int(k)]), (), generator=g))] for k in y])
+            return torch.stack(
+                [by_class[int(k)][int(torch.randint(len(by_class[int(k)]), (), generator=g))] for k in y]
+            )
 
     cfg = tiny_cfg("cgan", tmp_path)
     info = DataInfo(channels=1, resolution=28, num_classes=10)

@@ -227,7 +227,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             )
             return 0
         if not args.run:
-            raise ConfigError("gankit eval needs a RUN folder or checkpoint (or --real DATASET for the real-data floor)")
+            raise ConfigError("gankit eval needs a RUN folder or checkpoint (or --real DATASET: the real-data floor)")
         evaluate(
             args.run,
             metrics=args.metrics,

@@ -2,10 +2,13 @@
 
 Noise-to-image models are compared with a real split in feature spaces (FID, KID, precision/recall
 in Inception-v3 space when its weights are on the machine, and in the space of gankit's own domain
-classifier when one has been trained); class-conditional ones also by the classifier's accuracy on
-their samples. Image-to-image models are scored on their paired split (L1, PSNR, SSIM, LPIPS,
-colourfulness for colorization). :func:`real_vs_real` gives the floor of the feature metrics:
-the train split scored against the test split. Reference features are cached per dataset, split
+classifier: shipped in the package for MNIST and Fashion-MNIST, trained with ``gankit train
+classifier`` for other labelled data); class-conditional ones also by the classifier's accuracy on
+their samples. When not one metric can be computed, :func:`evaluate` raises
+:class:`NoMetricsComputed` with the commands that fix it, and appends nothing. Image-to-image
+models are scored on their paired split (L1, PSNR, SSIM, LPIPS, colourfulness for colorization).
+:func:`real_vs_real` gives the floor of the feature metrics: the train split scored against the
+test split. Reference features are cached per dataset, split
 and feature extractor in ``$XDG_CACHE_HOME/gankit/stats``; everything is seeded, so evaluating the
 same checkpoint twice gives the same numbers.
 """
@@ -123,7 +126,9 @@ class Evaluation:
             )
         ext = ClassifierFeatures(self.classifier, layer=layer, device=self.device, batch_size=self.batch_size)
         if layer == "embed" and ext.model.dataset != self.dataset:
-            self.log(f"warning: classifier {self.classifier} was trained on '{ext.model.dataset}', not '{self.dataset}'")
+            self.log(
+                f"warning: classifier {self.classifier} was trained on '{ext.model.dataset}', not '{self.dataset}'"
+            )
         return ext
 
     def features(self, space: str) -> tuple[Tensor, Tensor]:

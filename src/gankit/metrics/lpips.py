@@ -31,10 +31,12 @@ def backbone_weights_path(net: str = "alex") -> Path:
         raise ValueError(f"unknown LPIPS backbone '{net}'; known: {', '.join(BACKBONE_FILES)}")
     path = hub_checkpoints_dir() / BACKBONE_FILES[net]
     if not path.is_file():
+        url = f"https://download.pytorch.org/models/{BACKBONE_FILES[net]}"
         raise MissingWeightsError(
-            f"LPIPS needs the torchvision backbone weights {BACKBONE_FILES[net]}, not found at {path} "
-            f"(gankit does not download them). Download https://download.pytorch.org/models/{BACKBONE_FILES[net]} "
-            f"on a machine with internet and put it in {path.parent}/ (the torch hub cache; see TORCH_HOME)."
+            f"LPIPS backbone weights not found: {BACKBONE_FILES[net]} (gankit never downloads them)\n"
+            f"  put it in:   {path.parent}/  (the torch hub cache; see TORCH_HOME)\n"
+            f"  get it from: {url}",
+            fix=f"download {BACKBONE_FILES[net]} into {path.parent}/ (URL above)",
         )
     return path
 
