@@ -177,7 +177,7 @@ def _new_axes(title: str) -> tuple[Any, Any]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.6, 3.0))
+    fig, ax = plt.subplots(figsize=(3.85, 2.7))
     ax.set_title(title, fontsize=9.5)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
@@ -382,7 +382,7 @@ th{background:#eef0f3;font-weight:600}td.num{text-align:right;font-variant-numer
 .summary{display:grid;grid-template-columns:repeat(auto-fill,minmax(370px,1fr));gap:2px 24px}
 .summary div{padding:2px 0}.summary b{display:inline-block;min-width:108px;color:#5b6472;font-weight:500}
 .plots{display:flex;flex-wrap:wrap;gap:10px}.plots figure{margin:0;background:#fff;border:1px solid #e0e3e8}
-.plots img{display:block;width:460px;max-width:100%}
+.plots img{display:block;width:385px;max-width:100%}
 .missing{color:#8a5a00;background:#fff6e0;border:1px solid #f0dca8;padding:6px 10px;display:inline-block}
 .config{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.config table{font-size:12.5px}
 .grids img{max-width:100%;image-rendering:pixelated;background:#fff;border:1px solid #e0e3e8}
@@ -489,7 +489,7 @@ def _eval_table(row: dict[str, Any], count: int) -> str:
         f"step {_e(row.get('step', '?'))}",
         f"checkpoint {_e(row.get('checkpoint', '?'))}",
         f"split {_e(row.get('split', '?'))}",
-        f"n {_e(row.get('n', '?'))}" + (f" vs {_e(row['n_ref'])} reference images" if "n_ref" in row else ""),
+        f"{_e(row.get('n', '?'))} " + (f"generated vs {_e(row['n_ref'])} reference images" if "n_ref" in row else "pairs"),
         f"seed {_e(row.get('seed', '?'))}",
     ]
     if row.get("classifier"):
