@@ -302,3 +302,14 @@ def test_every_option_of_every_command_has_help() -> None:
 
     walk(build_parser(), "gankit")
     assert not missing
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_folder_with_only_generator_weights_is_never_trained_over(resume: bool, tmp_path: Path) -> None:
+    cfg = make_tiny_cfg("gan", tmp_path, **{"train.max_steps": 1})
+    ckpt = tmp_path / "imported" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "G_last.pt").write_bytes(b"weights someone imported")
+    with pytest.raises(ConfigError, match="no training state"):
+        train(cfg, tmp_path / "imported", resume=resume)
+    assert (ckpt / "G_last.pt").read_bytes() == b"weights someone imported"

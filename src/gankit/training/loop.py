@@ -265,6 +265,11 @@ class Trainer:
             raise ConfigError(
                 f"{self.out_dir} already holds a run; pass --resume to continue it or choose another --out"
             )
+        if state is None and (self.ckpt_dir / "G_last.pt").exists():  # never train over a generator
+            raise ConfigError(
+                f"{self.out_dir} holds generator weights (checkpoints/G_last.pt) but no training state to "
+                f"resume (an imported or copied model?); train into another --out"
+            )
         if state is not None and state.get("family") != self.cfg.family:
             raise CheckpointError(
                 f"{self.ckpt_dir / 'last.pt'}: checkpoint of family '{state.get('family')}', not '{self.cfg.family}'"
