@@ -259,7 +259,9 @@ def test_memory_estimate_matches_the_tensors_actually_held(strategy: str, hw: tu
         x = src.clone()  # made inside, so the tracker always counts it (the estimate does not)
         y = run_any_size(G, x, multiple=G.multiple, resolution=RES, strategy=strategy, max_side=max_side)
         del y
-    est = estimate_memory(prof, tuple(x.shape), multiple=G.multiple, resolution=RES, strategy=strategy, max_side=max_side)
+    est = estimate_memory(
+        prof, tuple(x.shape), multiple=G.multiple, resolution=RES, strategy=strategy, max_side=max_side
+    )
     measured = tracker.peak - x.numel() * 4
     assert 0.75 * measured <= est <= 1.35 * measured
 
@@ -271,7 +273,9 @@ def test_memory_guard_refuses_or_tiles_before_anything_runs(run_dir: Path, tmp_p
     assert tile < pad
     limit_gb = (tile + (pad - tile) / 2) / 1e9  # room for tiles, not for the padded whole
     out = tmp_path / "out"
-    res = _run("translate", str(run_dir), str(src), "--out", str(out), "--strategy", "pad", "--max-memory", str(limit_gb))
+    res = _run(
+        "translate", str(run_dir), str(src), "--out", str(out), "--strategy", "pad", "--max-memory", str(limit_gb)
+    )
     line = res.stderr.strip()
     assert res.returncode == 1 and "\n" not in line
     assert "big.png: 300x400 needs about" in line and "--strategy tile" in line and "--max-memory" in line

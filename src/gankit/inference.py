@@ -224,7 +224,9 @@ def run_any_size(
 # ------------------------------------------------------------------------------ untrained taps
 
 
-def _used_taps(n_in: int, n_out: int, kernel: int, stride: int, padding: int, dilation: int, *, transposed: bool) -> Tensor:
+def _used_taps(
+    n_in: int, n_out: int, kernel: int, stride: int, padding: int, dilation: int, *, transposed: bool
+) -> Tensor:
     """Which of a conv's ``kernel`` taps along one axis ever touch a real (non-padding) position.
 
     Conv: output ``o`` reads input ``o*stride - padding + j*dilation`` with tap ``j``. Transposed
