@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import write_idx_dataset
 from PIL import Image
 
@@ -98,6 +99,17 @@ def _make_world(home: Path, work: Path, data: Path) -> None:
     idx[10:30, 10:30] = 5
     Image.fromarray(idx).convert("P").save(work / "labels.png")
     _photo(work / "old_photo.jpg", 7, (90, 70))
+    # reference checkpoints as the reference repositories write them (plain state dicts)
+    fixtures = Path(__file__).parent / "fixtures" / "interop"
+    for name, dest in (
+        ("jz_unet128_ngf4_batch_G.pt", "checkpoints/facades_pix2pix/latest_net_G.pth"),
+        ("jz_basic_ndf8_batch_D.pt", "checkpoints/facades_pix2pix/latest_net_D.pth"),
+        ("jz_unet128_ngf4_instance_1to2_G.pt", "checkpoints/color_pix2pix/latest_net_G.pth"),
+        ("pe_dcgan_nz16_ngf8_G.pt", "netG_epoch_24.pth"),
+        ("pe_dcgan_ndf8_D.pt", "netD_epoch_24.pth"),
+    ):
+        (work / dest).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(torch.load(fixtures / name, weights_only=True)["state_dict"], work / dest)
     _photo(work / "photo.jpg", 8, (90, 70))
 
 
@@ -150,6 +162,12 @@ def _check_promise(argv: list[str], work: Path, before: set[Path]) -> None:
             assert (work / outs["--grid"]).is_file()
     elif cmd in ("translate", "colorize"):
         assert any((work / outs["--out"]).rglob("*.*")), f"{' '.join(argv)}: nothing written"
+    elif cmd == "export":
+        assert (work / outs["--out"]).is_file()
+    elif cmd == "import":
+        assert (work / outs["--out"] / "checkpoints" / "G_last.pt").is_file()
+    elif cmd == "report":
+        assert (work / outs.get("--out", f"{argv[1]}/report.html")).is_file()
     elif cmd == "eval" and "--real" not in argv:
         assert (work / argv[1] / "eval.jsonl").is_file()
 

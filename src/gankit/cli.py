@@ -537,10 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "eval",
         help="metrics of a trained model (FID/KID/precision-recall, L1/PSNR/SSIM, ...)",
-        description="Score a run and append the numbers to RUN/eval.jsonl (plotted in RUN/metrics.png). "
-        "Noise models are compared with the real test split (Inception space when its weights are here; "
-        "the domain classifier's space always for MNIST and Fashion-MNIST, whose classifiers ship with gankit); "
-        "image-to-image models are scored on their val split. Exits 1, writing nothing, when no metric can run.",
+        description="Score a run and append the numbers to RUN/eval.jsonl (plotted in RUN/metrics.png).\n"
+        "Noise models are compared with the real test split: in Inception-v3 space when its weights\n"
+        "are on the machine, and in the space of gankit's domain classifier (shipped for MNIST and\n"
+        "Fashion-MNIST; `gankit train classifier` makes one for other labelled data).\n"
+        "Image-to-image models are scored on their val split.\n"
+        "When no metric can be computed, eval writes nothing, prints the fix and exits 1.",
     )
     e.add_argument("run", nargs="?", help="run folder or checkpoint file")
     e.add_argument("--metrics", nargs="+", help="metric names (default: the family's standard set)")
@@ -596,7 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     jz.add_argument("netG", help="the generator's .pth file (e.g. checkpoints/NAME/latest_net_G.pth)")
     jz.add_argument("--netD", help="the discriminator's .pth file (latest_net_D.pth), optional")
-    jz.add_argument("--task", choices=["pix2pix", "colorize"], default="pix2pix", help="default: pix2pix")
+    jz.add_argument("--task", choices=["pix2pix", "colorize"], default="pix2pix", help="what the model does: pix2pix (image -> image) or colorize (L -> ab)")
     jz.add_argument(
         "--no-dropout", action="store_true", help="the model was trained with --no_dropout (matters in --train-mode)"
     )
