@@ -102,7 +102,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         help="family or preset: " + ", ".join(PRESETS) + "; or 'classifier'",
     )
     p.add_argument("--data", help="dataset name or path: IDX folder, image folder, facades, paired folders, photos")
-    p.add_argument("--out", help="run folder (default: runs/PRESET-DATE-TIME)")
+    p.add_argument(
+        "--out",
+        help="run folder (default: runs/PRESET-DATE-TIME); for 'classifier' the .pt file (default: "
+        "~/.cache/gankit/classifiers/DATA.pt, where gankit eval finds it; an existing file needs --overwrite)",
+    )
     p.add_argument("--epochs", type=int, help="epochs of training (default: the preset's)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
     p.add_argument("--batch-size", type=int, help="images per step and process (default: the preset's)")
