@@ -206,10 +206,16 @@ def test_cli_errors_and_no_overwrite(gan_run: Path, tmp_path: Path, capsys: pyte
     first = (run / "report.html").read_bytes()
     assert main(["report", str(run)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"gankit report: error: {run / 'report.html'} already exists; pass --overwrite to replace it, or --out NEW.html"
+    assert err == (
+        f"gankit report: error: {run / 'report.html'} already exists; pass --overwrite to replace it, or --out NEW.html"
+    )
     assert (run / "report.html").read_bytes() == first
     assert main(["report", str(run), "--overwrite", "--device", "cpu"]) == 0
-    for bad, why in ((tmp_path, "not a gankit run folder"), (run / "config.yaml", "is a file"), (tmp_path / "x", "no such")):
+    for bad, why in (
+        (tmp_path, "not a gankit run folder"),
+        (run / "config.yaml", "is a file"),
+        (tmp_path / "x", "no such"),
+    ):
         capsys.readouterr()
         assert main(["report", str(bad)]) == 2
         err = capsys.readouterr().err
@@ -259,9 +265,7 @@ def test_report_in_headless_chromium(pix2pix_run: tuple[Path, Any], tmp_path: Pa
         driver.get(out.as_uri())
         severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert severe == []
-        widths = driver.execute_script(
-            "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)"
-        )
+        widths = driver.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
         assert len(widths) >= 2 + 6 + 6 and all(w > 0 for w in widths)  # grids, examples, plots
         visible = "return Array.from(document.querySelectorAll('#grids img')).map(i => !i.hidden)"
         assert driver.execute_script(visible) == [False, True]  # the last epoch is shown first
@@ -270,7 +274,9 @@ def test_report_in_headless_chromium(pix2pix_run: tuple[Path, Any], tmp_path: Pa
         assert driver.execute_script(visible) == [True, False]
         assert driver.find_element(By.ID, "grid-label").text != label
         assert driver.find_element(By.ID, "grid-label").text.startswith("epoch 1")
-        shown = driver.execute_script("return document.querySelector('#grids img:not([hidden])').getBoundingClientRect().height")
+        shown = driver.execute_script(
+            "return document.querySelector('#grids img:not([hidden])').getBoundingClientRect().height"
+        )
         assert shown > 0
         shot = tmp_path / "report.png"
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
@@ -278,3 +284,13 @@ def test_report_in_headless_chromium(pix2pix_run: tuple[Path, Any], tmp_path: Pa
     finally:
         driver.quit()
 
+
+def test_large_grids_are_embedded_as_jpeg_and_the_report_says_so(
+    gan_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gankit.report.MAX_EMBEDDED_GRID_MB", 0.0)
+    page, tags = _report(gan_run, "jpeg.html")
+    grids = grid_images(tags)
+    assert len(grids) == 2 and all(g["src"].startswith("data:image/jpeg;base64,") for g in grids)
+    assert decoded(grids[0]["src"])[:2] == b"\xff\xd8"  # really JPEG
+    assert "are embedded as JPEG (quality 90)" in page and str(gan_run / "samples") in page

@@ -48,7 +48,7 @@ N_EXAMPLES = 3
 
 
 def better(metric: str) -> str:
-    """"lower is better", "higher is better" (or what else is known) for a metric or loss name."""
+    """Which way a metric or loss name improves: "lower is better", "higher is better", or what else is known."""
     name = metric.removeprefix("val_").removeprefix("eval_")
     if name.startswith("colorfulness"):
         return "closer to the real photos' (colorfulness_real) is better"
@@ -307,7 +307,9 @@ def _val_data_config(records: RunRecords) -> tuple[Any, str]:
     return None, f"the run's config has no data.path for dataset '{data.name}'"
 
 
-def best_worst(records: RunRecords, *, device: str = "auto", k: int = N_EXAMPLES, log: Callable[[str], None] = print) -> Examples:
+def best_worst(
+    records: RunRecords, *, device: str = "auto", k: int = N_EXAMPLES, log: Callable[[str], None] = print
+) -> Examples:
     """Score every val image with the run's generator (``G_last.pt``, as ``gankit eval``) by L1 in the
     model's [-1, 1] range, as the training loop's validation does, and render the ``k`` best and worst
     as input | output | target."""
@@ -355,7 +357,13 @@ def best_worst(records: RunRecords, *, device: str = "auto", k: int = N_EXAMPLES
         with tempfile.TemporaryDirectory() as tmp:
             for j, i in enumerate(indices):
                 path = Path(tmp) / f"{j}.png"
-                save_grid(triplets[3 * j : 3 * j + 3], path, nrow=3, column_labels=["input", "output", "target"], min_width=384)
+                save_grid(
+                    triplets[3 * j : 3 * j + 3],
+                    path,
+                    nrow=3,
+                    column_labels=["input", "output", "target"],
+                    min_width=384,
+                )
                 shown.append((names[i], float(scores[i]), _png_uri(path.read_bytes())))
         return shown
 
@@ -375,9 +383,11 @@ def best_worst(records: RunRecords, *, device: str = "auto", k: int = N_EXAMPLES
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
 main{max-width:1240px;margin:0 auto;padding:18px 24px 40px}
-h1{font-size:22px;margin:4px 0 2px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #d9dde3;padding-bottom:4px}
+h1{font-size:22px;margin:4px 0 2px}
+h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #d9dde3;padding-bottom:4px}
 .sub{color:#5b6472;margin:0 0 10px}
-table{border-collapse:collapse;background:#fff}td,th{border:1px solid #e0e3e8;padding:3px 9px;text-align:left;vertical-align:top}
+table{border-collapse:collapse;background:#fff}
+td,th{border:1px solid #e0e3e8;padding:3px 9px;text-align:left;vertical-align:top}
 th{background:#eef0f3;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .summary{display:grid;grid-template-columns:repeat(auto-fill,minmax(370px,1fr));gap:2px 24px}
 .summary div{padding:2px 0}.summary b{display:inline-block;min-width:108px;color:#5b6472;font-weight:500}
@@ -387,7 +397,8 @@ th{background:#eef0f3;font-weight:600}td.num{text-align:right;font-variant-numer
 .config{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.config table{font-size:12.5px}
 .grids img{max-width:100%;image-rendering:pixelated;background:#fff;border:1px solid #e0e3e8}
 .slider{display:flex;align-items:center;gap:12px;margin:6px 0 10px}.slider input{width:420px}
-.examples{display:flex;flex-wrap:wrap;gap:10px}.examples figure{margin:0;background:#fff;border:1px solid #e0e3e8;padding:4px}
+.examples{display:flex;flex-wrap:wrap;gap:10px}
+.examples figure{margin:0;background:#fff;border:1px solid #e0e3e8;padding:4px}
 .examples img{display:block;width:384px;image-rendering:pixelated}figcaption{font-size:12.5px;color:#3b4350;padding:2px}
 code{background:#eef0f3;padding:0 4px;border-radius:3px}footer{color:#8a919c;font-size:12px;margin-top:30px}
 """
@@ -397,7 +408,10 @@ _JS = """
 (function(){
   var s=document.getElementById('grid-slider');if(!s)return;
   var imgs=document.querySelectorAll('#grids img'),lab=document.getElementById('grid-label');
-  function show(i){for(var k=0;k<imgs.length;k++){imgs[k].hidden=(k!==i);}lab.textContent=imgs[i].getAttribute('data-label')+' ('+(i+1)+' of '+imgs.length+')';}
+  function show(i){
+    for(var k=0;k<imgs.length;k++){imgs[k].hidden=(k!==i);}
+    lab.textContent=imgs[i].getAttribute('data-label')+' ('+(i+1)+' of '+imgs.length+')';
+  }
   s.addEventListener('input',function(){show(parseInt(s.value,10));});
   show(parseInt(s.value,10));
 })();
@@ -445,11 +459,17 @@ def _summary(r: RunRecords) -> list[tuple[str, str]]:
         ("images", images),
         ("steps", f"{last_step}" + (f" (max_steps {t.max_steps})" if t.max_steps else "")),
         ("epochs", f"{last_epoch} of {total_epochs}"),
-        ("batch size", f"{t.batch_size}" + (f" x {rec['world_size']} processes" if rec.get("world_size", 1) > 1 else "")),
+        (
+            "batch size",
+            f"{t.batch_size}" + (f" x {rec['world_size']} processes" if rec.get("world_size", 1) > 1 else ""),
+        ),
         ("wall time", f"{_duration(seconds)} of training" if r.metrics else nr),
         ("speed", f"{sum(speeds) / len(speeds):.0f} img/s (mean over epochs)" if speeds else nr),
         ("device", _e(rec.get("device", nr)) + (f", amp {_e(t.amp)}" if t.amp != "none" else "")),
-        ("versions", f"gankit {_e(rec.get('gankit', '?'))}, torch {_e(rec.get('torch', '?'))}, python {_e(rec.get('python', '?'))}"),
+        (
+            "versions",
+            ", ".join(f"{k} {_e(rec.get(k, '?'))}" for k in ("gankit", "torch", "python")),
+        ),
         ("started", _e(rec.get("started", nr).replace("T", " "))),
     ]
     return rows
@@ -479,7 +499,10 @@ def _config_tables(text: str) -> str:
 def _plots_html(plots: list[Plot]) -> str:
     return (
         '<div class="plots">'
-        + "".join(f'<figure><img src="{p.uri}" alt="{_e(p.title)}" title="{_e(p.title.replace(chr(10), " "))}"></figure>' for p in plots)
+        + "".join(
+            f'<figure><img src="{p.uri}" alt="{_e(p.title)}" title="{_e(p.title.replace(chr(10), " "))}"></figure>'
+            for p in plots
+        )
         + "</div>"
     )
 
@@ -489,7 +512,8 @@ def _eval_table(row: dict[str, Any], count: int) -> str:
         f"step {_e(row.get('step', '?'))}",
         f"checkpoint {_e(row.get('checkpoint', '?'))}",
         f"split {_e(row.get('split', '?'))}",
-        f"{_e(row.get('n', '?'))} " + (f"generated vs {_e(row['n_ref'])} reference images" if "n_ref" in row else "pairs"),
+        f"{_e(row.get('n', '?'))} "
+        + (f"generated vs {_e(row['n_ref'])} reference images" if "n_ref" in row else "pairs"),
         f"seed {_e(row.get('seed', '?'))}",
     ]
     if row.get("classifier"):
@@ -532,7 +556,8 @@ def _examples_html(ex: Examples, r: RunRecords) -> str:
 
 def _grids_html(samples: list[tuple[str, Path]], run: Path) -> str:
     if not samples:
-        return f'<p class="missing">No sample grids in {_e(run / "samples")} yet (one is written at the end of every epoch).</p>'
+        where = _e(run / "samples")
+        return f'<p class="missing">No sample grids in {where} yet (one is written at the end of every epoch).</p>'
     total = sum(p.stat().st_size for _, p in samples) / 2**20
     reencode = total > MAX_EMBEDDED_GRID_MB
     imgs = []
@@ -548,14 +573,16 @@ def _grids_html(samples: list[tuple[str, Path]], run: Path) -> str:
         imgs.append(f'<img src="{_png_uri(data, mime)}" data-label="{_e(label)}" alt="{_e(label)}">')
     n = len(samples)
     note = (
-        f'<p class="sub">The {n} grids ({total:.0f} MB as PNG) are embedded as JPEG (quality 90) to keep this file small; '
+        f'<p class="sub">The {n} grids ({total:.0f} MB as PNG) are embedded as JPEG (quality 90) '
+        "to keep this file small; "
         f"the originals are in {_e(run / 'samples')}.</p>"
         if reencode
         else ""
     )
     return (
         f'<div class="slider"><input type="range" id="grid-slider" min="0" max="{n - 1}" value="{n - 1}" step="1"'
-        f'{" disabled" if n == 1 else ""} aria-label="sample grid"><span id="grid-label">{_e(samples[-1][0])}</span></div>'
+        f'{" disabled" if n == 1 else ""} aria-label="sample grid">'
+        f'<span id="grid-label">{_e(samples[-1][0])}</span></div>'
         f'{note}<div class="grids" id="grids">{"".join(imgs)}</div>'
     )
 
@@ -568,7 +595,9 @@ def render_html(r: RunRecords, examples: Examples | None) -> str:
     paired = examples is not None
 
     loss = loss_plots(r.stats)
-    losses = _plots_html(loss) if loss else f'<p class="missing">No losses logged yet ({_e(r.run / "stats.jsonl")}).</p>'
+    losses = (
+        _plots_html(loss) if loss else f'<p class="missing">No losses logged yet ({_e(r.run / "stats.jsonl")}).</p>'
+    )
 
     vk = val_keys(r.metrics)
     if vk:
@@ -576,7 +605,9 @@ def render_html(r: RunRecords, examples: Examples | None) -> str:
     elif paired:
         val = f'<p class="missing">Validation metrics: {missing}.</p>'
     else:
-        val = '<p class="sub">Noise-to-image runs have no validation split: their scores are the eval metrics below.</p>'
+        val = (
+            '<p class="sub">Noise-to-image runs have no validation split: their scores are the eval metrics below.</p>'
+        )
 
     ek = eval_keys(r.evals)
     evals = _plots_html(metric_plots(r.evals, ek)) if ek else f'<p class="missing">Eval metrics: {missing}.</p>'
@@ -585,7 +616,7 @@ def render_html(r: RunRecords, examples: Examples | None) -> str:
     sections = [
         f"<h1>gankit run {_e(r.run.name)}</h1>"
         f'<p class="sub">{_e(r.cfg.family)} run in {_e(r.run.resolve())}; report written '
-        f'{time.strftime("%Y-%m-%d %H:%M %Z")}</p>',
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}</p>",
         f'<h2 id="summary">Summary</h2><div class="summary">{summary}</div>',
         f'<h2 id="losses">Losses</h2>{losses}',
         f'<h2 id="samples">Samples of every epoch</h2>{_grids_html(r.samples, r.run)}',
@@ -596,7 +627,9 @@ def render_html(r: RunRecords, examples: Examples | None) -> str:
     if examples is not None:
         sections.append(f'<h2 id="examples">Best and worst val examples by L1</h2>{_examples_html(examples, r)}')
     sections.append(f'<h2 id="config">Config</h2>{_config_tables(r.config_text)}')
-    sections.append(f"<footer>config.yaml, run.json, stats.jsonl, metrics.jsonl, eval.jsonl and samples/ of {run_arg}</footer>")
+    sections.append(
+        f"<footer>config.yaml, run.json, stats.jsonl, metrics.jsonl, eval.jsonl and samples/ of {run_arg}</footer>"
+    )
     # the CSP keeps the page offline: no request can leave it, whatever a future edit embeds
     csp = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
     return (
