@@ -288,6 +288,14 @@ def test_memory_guard_refuses_or_tiles_before_anything_runs(run_dir: Path, tmp_p
         src: "tile"
     }
     assert len(notes) == 1 and "using --strategy tile" in notes[0]
+    # Under the limit, a large estimate is still told (the largest image's only).
+    notes.clear()
+    monkeypatch.setattr("gankit.translate.LARGE", tile / 2)
+    _img(tmp_path / "in" / "small.png", 40, 40)
+    plan_strategies(
+        loaded, plan_outputs([tmp_path / "in"], out), strategy="tile", max_side=None, limit=pad, say=notes.append
+    )
+    assert len(notes) == 1 and "big.png: 300x400 needs about" in notes[0] and "--max-memory" in notes[0]
     # Where shrinking would help, the error offers a --max-side that fits.
     limit = translate_memory(loaded, 300, 400, "pad", max_side=200) * 1.01
     with pytest.raises(DataError, match=r"--max-side 200 .* or a higher --max-memory"):

@@ -40,6 +40,8 @@ FORMATS = {"png": "PNG", "jpg": "JPEG"}
 DEFAULT_JPEG_QUALITY = 95
 
 GB = 1e9
+LARGE = 2 * GB
+"""Estimates above this are printed before the run starts (the largest image's), even under the limit."""
 KERNEL_OVERHEAD = 1.6
 """Measured peak RSS / counted tensor bytes of a large CPU translate (oneDNN keeps blocked copies
 of conv inputs and outputs); see benchmarks/quality_strategies.py --memory."""
@@ -194,10 +196,12 @@ def plan_strategies(
     With ``strategy=None`` (the default, :data:`gankit.inference.DEFAULT_STRATEGY`), an image
     whose estimate exceeds ``limit`` is tiled instead, with a one-line note; an explicitly chosen
     strategy over the limit, or an image too large even for tiles, is a :class:`DataError` that
-    names the options that help.
+    names the options that help. Under the limit, the largest estimate is still printed if it is
+    over :data:`LARGE`.
     """
     chosen = strategy or DEFAULT_STRATEGY
     out: dict[Path, str] = {}
+    largest: tuple[int, str] = (0, "")
     for job in jobs:
         size = _image_size(job.src)
         out[job.src] = chosen
@@ -206,6 +210,7 @@ def plan_strategies(
         h, w = size
         need = translate_memory(loaded, h, w, chosen, max_side)
         if need <= limit:
+            largest = max(largest, (need, f"{job.src}: {h}x{w} needs about {_size(need)} with --strategy {chosen}"))
             continue
         tiled = translate_memory(loaded, h, w, "tile", max_side)
         what = f"{job.src}: {h}x{w} needs about {_size(need)} with --strategy {chosen}"
@@ -223,6 +228,8 @@ def plan_strategies(
         hints.append("a higher --max-memory GB")
         options = ", ".join(hints[:-1]) + (" or " if len(hints) > 1 else "") + hints[-1]
         raise DataError(f"{what}, over the limit of {_size(limit)}; use {options}")
+    if largest[0] > LARGE:  # worth knowing before a long run; one line for the largest image only
+        say(f"{largest[1]} (limit {_size(limit)}, --max-memory)")
     return out
 
 
