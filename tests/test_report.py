@@ -294,3 +294,22 @@ def test_large_grids_are_embedded_as_jpeg_and_the_report_says_so(
     assert len(grids) == 2 and all(g["src"].startswith("data:image/jpeg;base64,") for g in grids)
     assert decoded(grids[0]["src"])[:2] == b"\xff\xd8"  # really JPEG
     assert "are embedded as JPEG (quality 90)" in page and str(gan_run / "samples") in page
+
+
+def test_colorize_report_shows_lab_examples(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    cfg = make_tiny_cfg(
+        "colorize", tmp_path, **{"train.epochs": 1, "optim.decay_epochs": 0, "data.path": str(tmp_path / "photos")}
+    )
+    sets = {"train": fake_paired_for(cfg, 4), "val": FakePairedSet(4, 1, 2, cfg.data.resolution, space="lab", seed=2)}
+    with pytest.MonkeyPatch.context() as mp:
+        fake = lambda data_cfg, split="train", **kw: sets[split]  # noqa: E731
+        mp.setattr("gankit.training.loop.build_dataset", fake)
+        mp.setattr("gankit.report.build_dataset", fake)
+        train(cfg, tmp_path / "run", log=quiet)
+        page, tags = _report(tmp_path / "run")
+    assert_self_contained(page, tags)
+    captions = re.findall(r"<figcaption>([^<]*): L1 ([0-9.]+)</figcaption>", page)
+    assert len(captions) == 4  # 3 best, and the one image left for the worst
+    mean = float(re.search(r"mean ([0-9.]+);", page).group(1))
+    assert mean == pytest.approx(read_jsonl(tmp_path / "run" / "metrics.jsonl")[-1]["val_l1"], abs=2e-4)

@@ -334,6 +334,7 @@ def best_worst(
     if len(val) == 0:
         return Examples(message="the val split is empty")
     dev = next(loaded.G.parameters()).device
+    log(f"scoring {len(val)} val images with {loaded.path.name} for the best and worst examples")
     l1s = []
     with torch.no_grad():
         for start in range(0, len(val), 16):
@@ -395,7 +396,7 @@ th{background:#eef0f3;font-weight:600}td.num{text-align:right;font-variant-numer
 .plots img{display:block;width:385px;max-width:100%}
 .missing{color:#8a5a00;background:#fff6e0;border:1px solid #f0dca8;padding:6px 10px;display:inline-block}
 .config{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.config table{font-size:12.5px}
-.grids img{max-width:100%;image-rendering:pixelated;background:#fff;border:1px solid #e0e3e8}
+.grids img{max-width:100%;max-height:85vh;image-rendering:pixelated;background:#fff;border:1px solid #e0e3e8}
 .slider{display:flex;align-items:center;gap:12px;margin:6px 0 10px}.slider input{width:420px}
 .examples{display:flex;flex-wrap:wrap;gap:10px}
 .examples figure{margin:0;background:#fff;border:1px solid #e0e3e8;padding:4px}
