@@ -24,6 +24,11 @@ from PIL import Image
 from conftest import make_tiny_cfg, write_idx_dataset
 
 FAMILIES = ("gan", "cgan", "dcgan", "pix2pix", "colorize")
+# gradio's queue calls pandas options that pandas 3 deprecates: not ours to fix
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
 
 
 # ------------------------------------------------------------------------------------ tiny runs

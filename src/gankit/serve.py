@@ -597,7 +597,7 @@ def launch(
         max_file_size=MAX_UPLOAD_BYTES,
         allowed_paths=[],
         ssr_mode=False,
-        quiet=True,
+        quiet=not share,  # gradio prints the public link it made
         footer_links=["api"],
     )
     return app
@@ -618,6 +618,7 @@ def serve(runs: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860, 
         try:
             launch(app, host=host, port=port, share=share, block=True)
         except OSError as e:
-            raise DataError(f"--port {port}: cannot listen on {host}:{port} ({str(e).splitlines()[0]}); try another --port") from None
+            why = "in use" if "empty port" in str(e) else (str(e).splitlines() or ["cannot bind"])[0][:120]
+            raise DataError(f"--port {port}: cannot listen on {host}:{port} ({why}); try another --port") from None
     finally:
         out.cleanup()
