@@ -88,11 +88,22 @@ def _read(path: Path) -> np.ndarray:
 # ------------------------------------------------------------------------------ output tree
 
 
-def test_folder_tree_is_mirrored_and_same_names_do_not_collide(run_dir: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def colorize_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("col")
+    atomic_save(_snapshot(_build("colorize"), "colorize"), run / "checkpoints" / "G_last.pt")
+    return run
+
+
+@pytest.mark.parametrize("command", ["translate", "colorize"])
+def test_folder_tree_is_mirrored_and_same_names_do_not_collide(
+    run_dir: Path, colorize_dir: Path, tmp_path: Path, command: str
+) -> None:
     _img(tmp_path / "in" / "a" / "x.jpg", 40, 40, seed=1)
     _img(tmp_path / "in" / "b" / "x.jpg", 40, 40, seed=2)
     _img(tmp_path / "in" / "top.png", 40, 40, seed=3)
-    res = _run("translate", str(run_dir), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--device", "cpu")
+    run = run_dir if command == "translate" else colorize_dir
+    res = _run(command, str(run), str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--device", "cpu")
     assert res.returncode == 0, res.stderr
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
     assert written == ["a/x.png", "b/x.png", "top.png"]
