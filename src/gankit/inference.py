@@ -36,11 +36,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 STRATEGIES = ("pad", "resize", "tile")
 DEFAULT_STRATEGY = "resize"
-"""The strategy used unless told otherwise, chosen by measurement (benchmarks/quality_strategies.py,
-a facades model on its 37 val pairs): at the training size all strategies agree (val L1 0.368);
-on the pairs upscaled to 512 only ``resize`` stays as good (L1 0.358, PSNR 13.2 dB, against 0.375
-and 12.8 dB for ``pad`` and 0.377 / 12.8 dB for ``tile``), likewise at 384; on two facades side by
-side (256x512) all four are within 0.001 L1. It also needs the least memory."""
+"""The strategy used unless told otherwise, chosen by measurement (benchmarks/quality_strategies.py:
+an early facades model, ngf=32 after 240 steps on a busy CPU, on its 37 val pairs). At the training
+size all strategies agree (val L1 0.368). On the pairs upscaled to 512 only ``resize`` stays as
+good (L1 0.358, PSNR 13.2 dB, against 0.375 / 12.8 dB for ``pad`` and 0.377 / 12.8 dB for
+``tile``), likewise at 384; on two facades side by side (256x512) all four are within 0.001 L1.
+It also needs the least memory."""
 PAD_MODES = ("reflect", "replicate", "constant")
 
 Padding = tuple[int, int, int, int]
