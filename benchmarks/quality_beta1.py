@@ -8,8 +8,8 @@ one fixed domain classifier (``fid_clf``; ``cls_acc`` too for the conditional mo
 samples the classifier assigns to the label they were generated for) and prints a table: per
 setting, both seeds and their mean.
 
-    python benchmarks/quality_beta1.py --classifier CLF.pt [--families gan,cgan] [--betas 0.5,0.9]
-        [--seeds 0,1] [--epochs 5] [--n 10000] [--out /tmp/beta] [--reuse]
+    python benchmarks/quality_beta1.py [--classifier CLF.pt] [--families gan,cgan] [--betas 0.5,0.9]
+        [--seeds 0,1] [--epochs 5] [--n 10000] [--out /tmp/beta] [--reuse] [--parallel 8 --threads 1]
 
 Every run is ``gankit train FAMILY --epochs E --seed S --set optim.beta1=B --out OUT/FAMILY-bB-sS
 --no-progress --data DATA`` then ``gankit eval OUT/FAMILY-bB-sS --n N --classifier CLF`` (the
@@ -45,54 +45,91 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _run(cmd: list[str], log: Path) -> float:
-    """Run ``cmd`` (output to ``log``); its wall time in s; exit with its output's tail if it fails."""
-    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    t = time.perf_counter()
-    with log.open("a") as f:
-        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
-    if rc != 0:
-        tail = log.read_text().strip().splitlines()[-5:]
-        raise SystemExit(f"command failed (exit {rc}), see {log}:\n" + "\n".join(tail))
-    return time.perf_counter() - t
-
-
 def finished(run: Path, epochs: int) -> bool:
     return (run / "checkpoints" / "G_last.pt").is_file() and any(
         r.get("epoch") == epochs for r in _rows(run / "metrics.jsonl")
     )
 
 
-def one_run(family: str, beta1: float, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Train (unless reused) and evaluate one setting; the numbers and the commands."""
-    run = args.out / f"{family}-b{beta1:g}-s{seed}"
-    train_cmd = [str(GANKIT), "train", family, "--epochs", str(args.epochs), "--seed", str(seed)]
-    train_cmd += ["--set", f"optim.beta1={beta1:g}", "--out", str(run), "--no-progress", "--data", str(args.data)]
-    eval_cmd = [str(GANKIT), "eval", str(run), "--n", str(args.n), "--classifier", str(args.classifier)]
-    args.out.mkdir(parents=True, exist_ok=True)
-    log = args.out / f"{run.name}.log"
-    out: dict[str, Any] = {"family": family, "beta1": beta1, "seed": seed, "run": str(run)}
-    if args.reuse and finished(run, args.epochs):
-        out["train_s"] = None
-    else:
-        if run.exists():
-            raise SystemExit(f"{run} exists and is not a finished {args.epochs}-epoch run; remove it or pick --out")
-        out["train_s"] = round(_run(train_cmd, log), 1)
-    evals = [
+def run_folder(family: str, beta1: float, seed: int, args: argparse.Namespace) -> Path:
+    return args.out / f"{family}-b{beta1:g}-s{seed}"
+
+
+def train_command(family: str, beta1: float, seed: int, args: argparse.Namespace) -> list[str]:
+    run = run_folder(family, beta1, seed, args)
+    cmd = [str(GANKIT), "train", family, "--epochs", str(args.epochs), "--seed", str(seed)]
+    return cmd + ["--set", f"optim.beta1={beta1:g}", "--out", str(run), "--no-progress", "--data", str(args.data)]
+
+
+def eval_command(run: Path, args: argparse.Namespace) -> list[str]:
+    return [str(GANKIT), "eval", str(run), "--n", str(args.n), "--classifier", str(args.classifier)]
+
+
+def matching_evals(run: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The run's evaluations with this classifier and sample count."""
+    return [
         r
         for r in _rows(run / "eval.jsonl")
         if r.get("classifier") == str(args.classifier) and r.get("n") == args.n and "fid_clf" in r
     ]
-    if not (args.reuse and evals):
-        out["eval_s"] = round(_run(eval_cmd, log), 1)
-        evals = [r for r in _rows(run / "eval.jsonl") if "fid_clf" in r]
-    last = evals[-1]
+
+
+def collect(family: str, beta1: float, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The numbers of one trained and evaluated setting, with the commands that made them."""
+    run = run_folder(family, beta1, seed, args)
+    last = matching_evals(run, args)[-1]
     epochs = [r for r in _rows(run / "metrics.jsonl") if "images_per_s" in r]
+    out: dict[str, Any] = {"family": family, "beta1": beta1, "seed": seed, "run": str(run)}
     out.update({m: last.get(m) for m in METRICS[family]})
-    out["train_images_per_s"] = statistics.median(r["images_per_s"] for r in epochs) if epochs else None
-    out["commands"] = [" ".join(shlex.quote(c) for c in train_cmd), " ".join(shlex.quote(c) for c in eval_cmd)]
+    out["train_s"] = round(sum(r.get("seconds", 0) for r in epochs), 1)
+    out["eval_s"] = last.get("seconds")
+    out["commands"] = [shlex.join(train_command(family, beta1, seed, args)), shlex.join(eval_command(run, args))]
     print(f"  {run.name}: " + ", ".join(f"{m} {out[m]:.4g}" for m in METRICS[family] if out[m] is not None), flush=True)
     return out
+
+
+def run_pool(jobs: list[tuple[list[str], Path]], args: argparse.Namespace) -> None:
+    """Run ``(command, log file)`` jobs, ``--parallel`` at a time, each with ``--threads`` torch threads."""
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
+    todo = list(jobs)
+    running: list[tuple[subprocess.Popen[bytes], Path, float]] = []
+    try:
+        while todo or running:
+            while todo and len(running) < args.parallel:
+                cmd, log = todo.pop(0)
+                print("$ " + shlex.join(cmd), flush=True)
+                with log.open("a") as f:
+                    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+                running.append((proc, log, time.perf_counter()))
+            time.sleep(2)
+            for item in [r for r in running if r[0].poll() is not None]:
+                running.remove(item)
+                proc, log, t = item
+                if proc.returncode != 0:
+                    tail = "\n".join(log.read_text().strip().splitlines()[-5:])
+                    raise SystemExit(f"command failed (exit {proc.returncode}), see {log}:\n{tail}")
+                print(f"  done in {time.perf_counter() - t:.0f} s ({log.name})", flush=True)
+    finally:  # a failure or Ctrl-C must not leave trainings behind
+        for proc, _, _ in running:
+            proc.terminate()
+
+
+def train_all(settings: list[tuple[str, float, int]], args: argparse.Namespace) -> None:
+    """Train every setting whose run folder is not a finished run."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    todo = [x for x in settings if not finished(run_folder(*x, args), args.epochs)]
+    for x in todo:
+        if run_folder(*x, args).exists():
+            raise SystemExit(f"{run_folder(*x, args)} exists and is not a finished {args.epochs}-epoch run; remove it")
+    run_pool([(train_command(*x, args), args.out / f"{run_folder(*x, args).name}.log") for x in todo], args)
+
+
+def eval_all(settings: list[tuple[str, float, int]], args: argparse.Namespace) -> None:
+    """Evaluate every run that has no evaluation with this classifier and n yet."""
+    runs = [run_folder(*x, args) for x in settings]
+    run_pool([(eval_command(r, args), args.out / f"{r.name}.log") for r in runs if not matching_evals(r, args)], args)
 
 
 def table(runs: list[dict[str, Any]], seeds: list[int]) -> str:
@@ -128,6 +165,13 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=common.DEFAULT_DATA_ROOT / "fashion-mnist")
     p.add_argument("--out", type=Path, default=Path("/tmp/beta"), help="folder of the run folders")
     p.add_argument("--reuse", action="store_true", help="keep finished runs and their evaluations")
+    p.add_argument("--parallel", type=int, default=1, help="trainings at once (results do not depend on it)")
+    p.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS of every training (0: torch's default)")
+    p.add_argument(
+        "--train-only",
+        action="store_true",
+        help="only train (e.g. while the classifier is still being made); evaluate later with --reuse",
+    )
     p.add_argument("--no-save", action="store_true", help=f"do not append to {common.RESULTS_FILE.name}")
     args = p.parse_args()
     families = [f for f in args.families.split(",") if f]
@@ -135,6 +179,9 @@ def main() -> None:
         raise SystemExit(f"--families: unknown {', '.join(bad)} (known: {', '.join(METRICS)})")
     betas = [float(b) for b in args.betas.split(",") if b]
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    if args.train_only:
+        train_all([(f, b, s) for f in families for b in betas for s in seeds], args)
+        return
     if args.classifier is None:
         sys.path.insert(0, str(REPO / "src"))
         from gankit.metrics.classifier import shipped_classifier
@@ -148,12 +195,18 @@ def main() -> None:
     # the run's speed does not matter here, but OpenMP spinning on a shared machine wastes everyone's CPU
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.time()
-    runs = [one_run(f, b, s, args) for f in families for b in betas for s in seeds]
+    settings = [(f, b, s) for f in families for b in betas for s in seeds]
+    if not args.reuse:
+        for x in settings:
+            if run_folder(*x, args).exists():
+                raise SystemExit(f"{run_folder(*x, args)} exists; remove it, pick --out, or pass --reuse")
+    train_all(settings, args)
+    eval_all(settings, args)
+    runs = [collect(f, b, s, args) for f, b, s in settings]
     text = table(runs, seeds)
     print(f"\nQuality after {args.epochs} epochs (gankit eval --n {args.n}, classifier {args.classifier}):")
     print(text)
     if not args.no_save:
-        args.no_save = False
         common.write_results(
             f"quality: Adam beta1 for the MLP presets ({args.epochs} epochs, n={args.n})",
             runs,
