@@ -165,8 +165,15 @@ def test_pages_in_headless_chromium(server, browser, shots: Path, tmp_path: Path
     _open_tab(browser, "pix2pix")
     _upload(browser, "run3-upload", tmp_path / "labels.png")
     browser.find_element(By.ID, "run3-translate").click()
+    _, _, uploaded = _output_size(browser, "run3-photo")
     assert _output_size(browser, "run3-photo")[:2] == (200, 180)
     _shot(browser, shots, "pix2pix")
+    # the drawing canvas (256x256, all facade to start with) gives a 256x256 photo
+    next(b for b in browser.find_elements(By.CSS_SELECTOR, "button[role='tab']") if b.text == "draw one").click()
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#run3-canvas canvas"))
+    browser.find_element(By.ID, "run3-translate-drawing").click()
+    assert _output_size(browser, "run3-photo", previous=uploaded)[:2] == (256, 256)
+    _shot(browser, shots, "pix2pix_draw")
 
     # colorize: upload a grayscale photo, get it in colour at full size
     gray = np.tile(np.linspace(0, 255, 300, dtype=np.uint8), (220, 1))
