@@ -18,6 +18,7 @@ from gankit.cli import main
 from gankit.config import Config
 from gankit.evaluate import NoMetricsComputed, evaluate, plot_metrics, real_vs_real
 from gankit.metrics.classifier import train_classifier
+from gankit.metrics.features import INCEPTION_URL
 from gankit.training.checkpoint import CheckpointError
 from gankit.training.loop import train
 
@@ -136,7 +137,7 @@ def test_no_computable_metric_is_an_error_that_names_the_fix(
     err = capsys.readouterr().err
     assert err.startswith("gankit eval: error: ") and "no metric could be computed" in err
     assert f"fix: gankit train classifier --data {cfg.data.path} --out " in err
-    assert "fix: download weights-inception-2015-12-05-6726825d.pth into" in err
+    assert f"fix: download {INCEPTION_URL} into {tmp_path / 'torch_home' / 'hub' / 'checkpoints'}/" in err
     assert not (run / "eval.jsonl").exists()
     # the printed command is the fix: afterwards the same eval works and says which classifier it used
     fix = err.split("fix: gankit ")[1].splitlines()[0].split()

@@ -72,9 +72,7 @@ def inception_weights_path() -> Path:
     ]
     if not _has_torch_fidelity():
         lines.append("  also needed: pip install torch-fidelity")
-    raise MissingWeightsError(
-        "\n".join(lines), fix=f"download {INCEPTION_FILES[0]} into {hub_checkpoints_dir()}/ (URL above)"
-    )
+    raise MissingWeightsError("\n".join(lines), fix=f"download {INCEPTION_URL} into {hub_checkpoints_dir()}/")
 
 
 class FeatureExtractor(ABC):

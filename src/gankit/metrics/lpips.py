@@ -36,7 +36,7 @@ def backbone_weights_path(net: str = "alex") -> Path:
             f"LPIPS backbone weights not found: {BACKBONE_FILES[net]} (gankit never downloads them)\n"
             f"  put it in:   {path.parent}/  (the torch hub cache; see TORCH_HOME)\n"
             f"  get it from: {url}",
-            fix=f"download {BACKBONE_FILES[net]} into {path.parent}/ (URL above)",
+            fix=f"download {url} into {path.parent}/",
         )
     return path
 
