@@ -102,9 +102,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from gradio_client import Client, handle_file
-
     from gankit import serve as sv
+    from gradio_client import Client, handle_file
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     runs = [make_run(tmp, p) for p in ("gan", "pix2pix", "colorize")]

@@ -12,16 +12,14 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import make_tiny_cfg, write_idx_dataset
+from PIL import Image
 
 FAMILIES = ("gan", "cgan", "dcgan", "pix2pix", "colorize")
 # gradio's queue calls pandas options that pandas 3 deprecates: not ours to fix
@@ -148,7 +146,7 @@ def test_grid_is_the_grid_gankit_sample_writes(app: dict, family: str) -> None:
 
     path, how = app["client"].predict(7, 12, api_name=_api(app, family, "grid"))
     rm = app["models"][family]
-    assert f"--n 12 --seed 7" in how and str(rm.run) in how
+    assert "--n 12 --seed 7" in how and str(rm.run) in how
     ref = app["out"].dir / f"ref-{family}.png"
     save_grid(to_display(sample(rm.loaded, 12, seed=7)), ref, nrow=8, caption=f"{family} {family}, seed 7")
     assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(Image.open(ref).convert("RGB")))
@@ -268,7 +266,9 @@ def test_a_4000x3000_photo_passes_the_limits(app: dict, tmp_path: Path, monkeypa
     arr = np.zeros((3000, 4000), dtype=np.uint8)
     arr[:, 2000:] = 200  # compresses to a few kB
     src = _png(tmp_path, arr, "big.png")
-    shown, download, _ = app["client"].predict(gradio_client.handle_file(src), api_name=_api(app, "colorize", "colorize"))
+    shown, download, _ = app["client"].predict(
+        gradio_client.handle_file(src), api_name=_api(app, "colorize", "colorize")
+    )
     assert seen == [(1, 3, 3000, 4000)]
     assert Image.open(download).size == (4000, 3000)
     assert np.asarray(Image.open(download))[0, 3999].tolist() == [200, 200, 200]
@@ -300,10 +300,14 @@ def test_bad_numbers_are_refused(app: dict) -> None:
 def test_uploads_limited_in_bytes(app: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sv, "MAX_UPLOAD_BYTES", 1000)
     src = _png(tmp_path, np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
-    assert "uploads are limited to 0 MB" in _error(app, gradio_client.handle_file(src), api_name=_api(app, "pix2pix", "translate"))
+    assert "uploads are limited to 0 MB" in _error(
+        app, gradio_client.handle_file(src), api_name=_api(app, "pix2pix", "translate")
+    )
 
 
-def test_translate_refuses_an_image_over_the_memory_limit(app: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_translate_refuses_an_image_over_the_memory_limit(
+    app: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("gankit.translate.default_memory_limit", lambda device: 1e6)
     src = _png(tmp_path, np.zeros((300, 400, 3), dtype=np.uint8))
     msg = _error(app, gradio_client.handle_file(src), api_name=_api(app, "pix2pix", "translate"))

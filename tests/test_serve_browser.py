@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import subprocess_env
+from PIL import Image
 from test_serve import FAMILIES, free_port, make_runs
 
 pytest.importorskip("gradio", reason="gankit serve needs gradio (pip install 'gankit[demo]')")
@@ -73,7 +72,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, mpl_config_dir: Path):
 def browser():
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,1100"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1100",
+    ):
         opts.add_argument(arg)
     os.environ["SE_OFFLINE"] = "true"  # selenium must not look for a driver online
     try:
@@ -93,7 +98,10 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _open_tab(driver, family: str) -> None:
     tab = WebDriverWait(driver, WAIT).until(
-        lambda d: next((b for b in d.find_elements(By.CSS_SELECTOR, "button[role='tab']") if b.text == f"{family} ({family})"), None)
+        lambda d: next(
+            (b for b in d.find_elements(By.CSS_SELECTOR, "button[role='tab']") if b.text == f"{family} ({family})"),
+            None,
+        )
     )
     tab.click()
 
@@ -113,7 +121,9 @@ def _output_size(driver, elem_id: str, previous: str | None = None) -> tuple[int
 
 
 def _upload(driver, elem_id: str, path: Path) -> None:
-    field = WebDriverWait(driver, WAIT).until(lambda d: d.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type='file']"))
+    field = WebDriverWait(driver, WAIT).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type='file']")
+    )
     field.send_keys(str(path))
     # the upload shows a preview before the button may be pressed
     WebDriverWait(driver, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#{elem_id} img"))

@@ -285,7 +285,9 @@ def action_grid(rm: RunModel, out: Outputs, seed: Any, n: Any, label: Any = None
     with rm.lock:
         images = sample(rm.loaded, n, labels=labels, seed=seed)
     what = f", class {_class_name(rm, k)}" if k is not None else ""
-    path = _grid(images, out.path(f"grid-seed{seed}"), nrow=min(8, n), caption=f"{rm.task} {rm.name}, seed {seed}{what}")
+    path = _grid(
+        images, out.path(f"grid-seed{seed}"), nrow=min(8, n), caption=f"{rm.task} {rm.name}, seed {seed}{what}"
+    )
     cmd = f"gankit sample {rm.run} --n {n} --seed {seed}" + (f" --label {k}" if k is not None else "") + " --out OUT"
     return str(path), f"seed **{seed}** · the same images: `{cmd}`"
 
@@ -477,7 +479,9 @@ def _noise_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> None:
             seed_b = gr.Number(value=1, precision=0, minimum=0, maximum=MAX_SEED, label="to seed")
             steps = gr.Slider(2, MAX_WALK, value=8, step=1, label="steps")
         walk_btn = gr.Button("walk", elem_id=f"{group}-walk")
-        walk = gr.Image(label="walk (first image of each seed, spherical interpolation)", format="png", interactive=False)
+        walk = gr.Image(
+            label="walk (first image of each seed, spherical interpolation)", format="png", interactive=False
+        )
 
     def walk_fn(a: Any, b: Any, k: Any, *lab: Any) -> str:
         return action_walk(rm, out, a, b, k, *lab)
@@ -515,7 +519,9 @@ def _pix2pix_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> None:
                 if examples:
                     gr.Examples([[p] for p in examples], inputs=[upload], label="val split (click one)")
             with gr.Tab("draw one"):
-                fill = np.zeros((CANVAS_SIZE, CANVAS_SIZE, 3), dtype=np.uint8) + np.array(CMP_PALETTE[CANVAS_FILL], np.uint8)
+                fill = np.zeros((CANVAS_SIZE, CANVAS_SIZE, 3), dtype=np.uint8) + np.array(
+                    CMP_PALETTE[CANVAS_FILL], np.uint8
+                )
                 colors = [f"rgb{rgb}" for rgb in CMP_PALETTE.values()]
                 canvas = gr.ImageEditor(
                     value={"background": fill, "layers": [], "composite": fill},
@@ -525,7 +531,9 @@ def _pix2pix_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> None:
                 )  # fmt: skip
                 draw_btn = gr.Button("translate drawing", variant="primary", elem_id=f"{group}-translate-drawing")
         with gr.Column():
-            photo = gr.Image(label="photo (the input's size)", format="png", interactive=False, elem_id=f"{group}-photo")
+            photo = gr.Image(
+                label="photo (the input's size)", format="png", interactive=False, elem_id=f"{group}-photo"
+            )
             note = gr.Markdown()
 
     def up_fn(p: Any) -> tuple[str, str]:
@@ -548,7 +556,9 @@ def _colorize_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> None:
             )  # fmt: skip
             btn = gr.Button("colorize", variant="primary", elem_id=f"{group}-colorize")
         with gr.Column():
-            result = gr.Image(label="colourized (full resolution)", format="png", interactive=False, elem_id=f"{group}-result")
+            result = gr.Image(
+                label="colourized (full resolution)", format="png", interactive=False, elem_id=f"{group}-result"
+            )
             download = gr.DownloadButton("download full-size PNG", elem_id=f"{group}-download")
             note = gr.Markdown()
 
@@ -561,7 +571,13 @@ def _colorize_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> None:
 def build_app(runs: list[RunModel], out: Outputs) -> Any:
     """The gradio Blocks: one tab per run; each run's events share one queue slot (concurrency 1)."""
     gr = _require_gradio()
-    builders = {"gan": _noise_tab, "cgan": _noise_tab, "dcgan": _noise_tab, "pix2pix": _pix2pix_tab, "colorize": _colorize_tab}
+    builders = {
+        "gan": _noise_tab,
+        "cgan": _noise_tab,
+        "dcgan": _noise_tab,
+        "pix2pix": _pix2pix_tab,
+        "colorize": _colorize_tab,
+    }
     with gr.Blocks(title="gankit serve", analytics_enabled=False) as app:
         gr.Markdown("# gankit serve\nTrained runs, one tab each. Everything runs on this machine.")
         with gr.Tabs():
@@ -603,7 +619,9 @@ def launch(
     return app
 
 
-def serve(runs: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860, share: bool = False, device: str = "auto") -> None:
+def serve(
+    runs: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860, share: bool = False, device: str = "auto"
+) -> None:
     """``gankit serve RUN [RUN ...]``: load every run once, then serve the page until interrupted."""
     _require_gradio()
     from gankit.training.loop import resolve_device
@@ -614,7 +632,9 @@ def serve(runs: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860, 
     try:
         app = build_app(models, out)
         where = f"http://{host if host not in ('0.0.0.0', '::') else 'localhost'}:{port}"
-        print(f"serving {len(models)} run(s) at {where} ({', '.join(m.name for m in models)}); Ctrl+C stops", flush=True)
+        print(
+            f"serving {len(models)} run(s) at {where} ({', '.join(m.name for m in models)}); Ctrl+C stops", flush=True
+        )
         try:
             launch(app, host=host, port=port, share=share, block=True)
         except OSError as e:
