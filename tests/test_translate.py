@@ -308,7 +308,8 @@ def test_memory_guard_refuses_or_tiles_before_anything_runs(run_dir: Path, tmp_p
     )
     assert len(notes) == 1 and "big.png: 300x400 needs about" in notes[0] and "--max-memory" in notes[0]
     # Where shrinking would help, the error offers a --max-side that fits.
-    limit = translate_memory(loaded, 300, 400, "pad", max_side=200) * 1.01
+    shrunk = translate_memory(loaded, 300, 400, "pad", max_side=200)
+    limit = shrunk + (pad - shrunk) * 0.1
     with pytest.raises(DataError, match=r"--max-side 200 .* or a higher --max-memory"):
         plan_strategies(loaded, jobs, strategy="pad", max_side=None, limit=limit)
 

@@ -42,9 +42,12 @@ DEFAULT_JPEG_QUALITY = 95
 GB = 1e9
 LARGE = 2 * GB
 """Estimates above this are printed before the run starts (the largest image's), even under the limit."""
-KERNEL_OVERHEAD = 1.6
-"""Measured peak RSS / counted tensor bytes of a large CPU translate (oneDNN keeps blocked copies
-of conv inputs and outputs); see benchmarks/quality_strategies.py --memory."""
+KERNEL_OVERHEAD = 1.36
+PROCESS_BASELINE = 0.53 * GB
+"""Peak RSS = PROCESS_BASELINE + weights + KERNEL_OVERHEAD x counted tensor bytes, fitted to the
+peaks of 3000x4000 CPU translates (ngf=64: pad 7.09 GB, tile 1.65 GB, resize 1.66 GB; see
+benchmarks/quality_strategies.py --memory). The overhead is what kernels keep beyond the tensors
+(oneDNN's blocked copies of conv inputs and outputs); the baseline is Python, torch and PIL."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +142,8 @@ def translate_memory(loaded: LoadedGenerator, h: int, w: int, strategy: str, max
     """Estimated peak bytes of :func:`translate_image` on an h x w image, weights included.
 
     The tensors are counted exactly (:func:`gankit.inference.estimate_memory`, plus the decoded
-    image and the [0, 1] output) and scaled by :data:`KERNEL_OVERHEAD` for what kernels keep.
+    image and the [0, 1] output), scaled by :data:`KERNEL_OVERHEAD` for what kernels keep, plus
+    the weights and :data:`PROCESS_BASELINE`: an estimate of the process's peak RSS.
     """
     G = loaded.G
     assert loaded.profile is not None, "load_generator profiles image-to-image models"
@@ -153,7 +157,7 @@ def translate_memory(loaded: LoadedGenerator, h: int, w: int, strategy: str, max
     model_input = 4 * c * px
     post = 2 * 12 * px  # (y + 1) / 2 and its temporary
     weights = sum(t.numel() * t.element_size() for t in [*G.parameters(), *G.buffers()])
-    return int(weights + KERNEL_OVERHEAD * (decoded + model_input + max(run, post)))
+    return int(PROCESS_BASELINE + weights + KERNEL_OVERHEAD * (decoded + model_input + max(run, post)))
 
 
 def _size(nbytes: float) -> str:
