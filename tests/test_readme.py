@@ -88,6 +88,7 @@ def _cmp_base_set(root: Path, n: int = 12) -> None:
 def _make_world(home: Path, work: Path, data: Path) -> None:
     """The data where the README says it is: Fashion-MNIST in $GANKIT_DATA, faces, facades, photos."""
     write_idx_dataset(data / "fashion-mnist", n_train=200, n_test=50)
+    write_idx_dataset(data / "mnist", n_train=200, n_test=50)
     for i in range(12):
         _photo(home / "data" / "celeba" / "img_align_celeba" / f"{i + 1:06d}.jpg", i, (44, 54))
         _photo(home / "celeba" / f"{i + 1:06d}.jpg", i, (44, 54))
