@@ -266,3 +266,30 @@ def subprocess_env(tmp_path: Path, mpl_config_dir: Path) -> dict[str, str]:
 
 
 GANKIT = [sys.executable, "-m", "gankit"]
+
+
+# ------------------------------------------------------------------------------ browser tests in CI
+
+REQUIRE_BROWSER = bool(os.environ.get("GANKIT_REQUIRE_BROWSER"))
+"""Set by .ci/run: a browser test that would skip (no chromium, driver, selenium or gradio) fails instead."""
+
+
+def _is_browser_test(nodeid: str) -> bool:
+    return "browser" in nodeid or "chromium" in nodeid
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_BROWSER and report.skipped and _is_browser_test(item.nodeid):
+        report.outcome = "failed"
+        report.longrepr = f"GANKIT_REQUIRE_BROWSER is set but the browser test skipped: {report.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_BROWSER and report.skipped and _is_browser_test(report.nodeid):
+        report.outcome = "failed"
