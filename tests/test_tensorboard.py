@@ -57,3 +57,16 @@ def test_missing_tensorboard_is_a_clear_error(tmp_path: Path, monkeypatch: pytes
     with pytest.raises(ConfigError, match=r"pip install 'gankit\[tensorboard\]'"):
         train(make_tiny_cfg("gan", tmp_path, **{"train.tensorboard": True, "train.max_steps": 1}), tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_tensorboard_image_to_image_logs_validation(tmp_path: Path, no_loss_plot, fake_paired_data) -> None:
+    over = {"train.tensorboard": True, "train.epochs": 2, "optim.decay_epochs": 0, "train.batch_size": 2}
+    cfg = make_tiny_cfg("pix2pix", tmp_path, **over)
+    fake_paired_data(cfg, n=8)
+    train(cfg, tmp_path / "run", log=lambda m: None)
+    acc = _events(tmp_path / "run")
+    tags = set(acc.Tags()["scalars"])
+    assert {"loss/d_loss", "loss/g_l1", "loss/g_adv", "val/l1", "val/psnr"} <= tags
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [round(e.value, 5) for e in acc.Scalars("val/l1")] == [round(m["val_l1"], 5) for m in metrics]
+    assert len(acc.Images("samples")) == 2  # one input | output | target grid per epoch
