@@ -229,7 +229,10 @@ def test_cgan_train_and_sample_by_label(tmp_path: Path, monkeypatch: pytest.Monk
     assert main(["sample", str(run), "--n", "2", "--label", "7", "--out", str(out), "--overwrite"]) == 0
 
 
-FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FMNIST_CLASSES = [
+    *("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"),
+    *("Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+]
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from conftest import GANKIT, make_tiny_cfg, subprocess_env, write_idx_dataset
 from PIL import Image
 
 from gankit.cli import _cli_overrides, build_parser, main
-from gankit.config import Config, ConfigError, TrainConfig
+from gankit.config import ConfigError, TrainConfig
 from gankit.training.loop import Trainer, train
 from gankit.training.stats import loss_panels, plot_losses, read_jsonl
 from gankit.visualize import save_grid
@@ -44,7 +44,10 @@ def test_help_list_and_argument_errors_do_not_import_torch(argv: list[str]) -> N
 
 
 def test_openmp_waits_passively_unless_the_user_chose() -> None:
-    code = "import os; from gankit.cli import _set_thread_waiting; _set_thread_waiting(); print(os.environ['OMP_WAIT_POLICY'])"
+    code = (
+        "import os; from gankit.cli import _set_thread_waiting; "
+        "_set_thread_waiting(); print(os.environ['OMP_WAIT_POLICY'])"
+    )
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     assert _run_python(code, env).stdout.strip() == "PASSIVE"
     assert _run_python(code, {**env, "OMP_WAIT_POLICY": "ACTIVE"}).stdout.strip() == "ACTIVE"
@@ -197,8 +200,15 @@ def test_image_to_image_loss_plot_gives_g_loss_its_own_panel(tmp_path: Path) -> 
     assert loss_panels(["d_loss", "g_adv", "g_l1", "g_loss"]) == [["d_loss", "g_adv", "g_l1"], ["g_loss"]]
     assert loss_panels(["d_loss", "g_loss"]) == [["d_loss", "g_loss"]]
     stats, metrics = tmp_path / "stats.jsonl", tmp_path / "metrics.jsonl"
-    stats.write_text("".join(json.dumps({"step": s, "d_loss": 0.6, "g_adv": 1.0, "g_l1": 0.3, "g_loss": 31.0}) + "\n" for s in range(1, 30)))
-    metrics.write_text("".join(json.dumps({"step": s, "epoch": s // 10, "val_l1": 0.3, "val_psnr": 12.0}) + "\n" for s in (10, 20)))
+    stats.write_text(
+        "".join(
+            json.dumps({"step": s, "d_loss": 0.6, "g_adv": 1.0, "g_l1": 0.3, "g_loss": 31.0}) + "\n"
+            for s in range(1, 30)
+        )
+    )
+    metrics.write_text(
+        "".join(json.dumps({"step": s, "epoch": s // 10, "val_l1": 0.3, "val_psnr": 12.0}) + "\n" for s in (10, 20))
+    )
     plot_losses(stats, tmp_path / "one.png")
     plot_losses(stats, tmp_path / "four.png", metrics_path=metrics)
     with Image.open(tmp_path / "one.png") as one, Image.open(tmp_path / "four.png") as four:
@@ -237,7 +247,11 @@ def test_other_ranks_wait_for_rank_zero_beyond_the_collective_timeout(mode: str,
     for rank in range(2):
         env = dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1")
         env["MASTER_PORT"] = str(29_400 + (os.getpid() % 500) + (mode == "wait"))
-        procs.append(subprocess.Popen([sys.executable, str(script), mode], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(script), mode], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     outs = [p.communicate(timeout=120) for p in procs]
     ok = [p.returncode == 0 and "ok" in o[0] for p, o in zip(procs, outs)]
     if mode == "wait":

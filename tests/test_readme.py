@@ -194,8 +194,12 @@ def test_readme_commands_run_as_written(tmp_path: Path, monkeypatch: pytest.Monk
             argv = _resolve(words[words.index("gankit") + 1 :], work)
             cmd = [sys.executable, "-m", "torch.distributed.run", *words[1 : words.index("-m")], "-m", "gankit"]
             proc = subprocess.run(
-                cmd + _train_argv(argv, work), cwd=work, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                capture_output=True, text=True, timeout=600,
+                cmd + _train_argv(argv, work),
+                cwd=work,
+                env=dict(os.environ, OMP_NUM_THREADS="1"),
+                capture_output=True,
+                text=True,
+                timeout=600,
             )
             assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr[-3000:]}"
             _check_promise(argv, work, set())

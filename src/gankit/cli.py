@@ -135,7 +135,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tensorboard",
         action="store_true",
-        help="also write TensorBoard logs to RUN/tb/ (= --set train.tensorboard=true; pip install 'gankit[tensorboard]')",
+        help="also write TensorBoard logs to RUN/tb/ (= --set train.tensorboard=true; "
+        "pip install 'gankit[tensorboard]')",
     )
     p.add_argument(
         "--overwrite",
@@ -603,7 +604,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     jz.add_argument("netG", help="the generator's .pth file (e.g. checkpoints/NAME/latest_net_G.pth)")
     jz.add_argument("--netD", help="the discriminator's .pth file (latest_net_D.pth), optional")
-    jz.add_argument("--task", choices=["pix2pix", "colorize"], default="pix2pix", help="what the model does: pix2pix (image -> image) or colorize (L -> ab)")
+    jz.add_argument(
+        "--task",
+        choices=["pix2pix", "colorize"],
+        default="pix2pix",
+        help="what the model does: pix2pix (image -> image) or colorize (L -> ab)",
+    )
     jz.add_argument(
         "--no-dropout", action="store_true", help="the model was trained with --no_dropout (matters in --train-mode)"
     )
@@ -639,7 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--share", action="store_true", help="also make a public gradio.live link (off by default)")
     sv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
-    sub.add_parser("list", help="show families, presets and datasets", description="Show families, presets and datasets.")
+    sub.add_parser(
+        "list", help="show families, presets and datasets", description="Show families, presets and datasets."
+    )
     return parser
 
 

@@ -33,7 +33,6 @@ from torch import Tensor
 from ..color import rgb_to_model
 from .base import Batch, DataInfo, DeviceCopies, crop_flip
 from .errors import DataError
-from .splits import VAL_SPLIT, describe, holdout
 from .images import (
     ImageReadError,
     SkipReport,
@@ -45,6 +44,7 @@ from .images import (
     stack_square,
     to_rgb,
 )
+from .splits import VAL_SPLIT, describe, holdout
 
 __all__ = ["ColorizationDataset", "load_colorization", "to_lab_cache", "MIN_PHOTO_SIDE", "LAB_CACHE_DTYPE"]
 

@@ -34,7 +34,6 @@ from torch import Tensor
 
 from .base import Batch, DataInfo, DeviceCopies, crop_flip, to_unit_range
 from .errors import DataError
-from .splits import HOLDOUT_FRACTION, VAL_SPLIT, Holdout, describe, holdout
 from .images import (
     ImageReadError,
     SkipReport,
@@ -45,6 +44,7 @@ from .images import (
     stack_square,
     to_rgb,
 )
+from .splits import HOLDOUT_FRACTION, VAL_SPLIT, Holdout, describe, holdout
 
 __all__ = [
     "PairedDataset",
