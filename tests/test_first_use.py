@@ -266,7 +266,7 @@ def test_the_torch_free_catalog_matches_the_registries() -> None:
     from gankit.families import FAMILIES
 
     assert catalog.FAMILIES == {f.name: (f.kind, f.description) for f in FAMILIES.values()}
-    assert catalog.DATASETS == DATASETS
+    assert DATASETS is catalog.DATASETS
 
 
 def test_old_relu_cgan_checkpoints_are_refused_not_silently_misread(tmp_path: Path) -> None:

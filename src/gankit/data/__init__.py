@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gankit.catalog import DATASETS
 from gankit.config import DataConfig
 from gankit.data.errors import DataError
 
@@ -32,17 +33,6 @@ def __getattr__(name: str) -> Any:
         return getattr(base, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-DATASETS: dict[str, str] = {
-    "fashion-mnist": "Fashion-MNIST IDX files (60k/10k, 28x28, 10 classes); Debian: dataset-fashion-mnist",
-    "mnist": "MNIST IDX files (60k/10k, 28x28, 10 digits)",
-    "idx": "any other folder of IDX files (train-images/-labels, t10k-...): no domain classifier",
-    "folder": "any folder of images, flat or one subfolder per class (resize + center crop)",
-    "celeba": "CelebA aligned faces (img_align_celeba), a folder of images",
-    "aligned": "pix2pix format: A|B side by side in train/ val/ test/",
-    "pair-folders": "two folders a/ and b/ with matching file names (or train/a, train/b, ...)",
-    "facades": "CMP Facade base set or the pix2pix facades release (aligned, or train/a, train/b, ...)",
-    "colorization": "any folder of colour photos (COCO-like); L -> ab in Lab space",
-}
 
 PAIRED = ("aligned", "pair-folders", "facades")
 IDX_NAMES = ("fashion-mnist", "mnist", "idx")
