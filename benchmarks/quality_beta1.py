@@ -51,6 +51,12 @@ def finished(run: Path, epochs: int) -> bool:
     )
 
 
+def snapshot(run: Path, args: argparse.Namespace) -> Path:
+    """The generator that is scored: ``G_last.pt``, or with ``--eval-epoch K`` the epoch-K snapshot."""
+    name = f"G_epoch{args.eval_epoch:04d}.pt" if args.eval_epoch else "G_last.pt"
+    return run / "checkpoints" / name
+
+
 def run_folder(family: str, beta1: float, seed: int, args: argparse.Namespace) -> Path:
     return args.out / f"{family}-b{beta1:g}-s{seed}"
 
@@ -62,7 +68,8 @@ def train_command(family: str, beta1: float, seed: int, args: argparse.Namespace
 
 
 def eval_command(run: Path, args: argparse.Namespace) -> list[str]:
-    return [str(GANKIT), "eval", str(run), "--n", str(args.n), "--classifier", str(args.classifier)]
+    target = snapshot(run, args) if args.eval_epoch else run
+    return [str(GANKIT), "eval", str(target), "--n", str(args.n), "--classifier", str(args.classifier)]
 
 
 def matching_evals(run: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -70,7 +77,10 @@ def matching_evals(run: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     return [
         r
         for r in _rows(run / "eval.jsonl")
-        if r.get("classifier") == str(args.classifier) and r.get("n") == args.n and "fid_clf" in r
+        if r.get("classifier") == str(args.classifier)
+        and r.get("n") == args.n
+        and r.get("checkpoint") == snapshot(run, args).name
+        and "fid_clf" in r
     ]
 
 
@@ -78,8 +88,10 @@ def collect(family: str, beta1: float, seed: int, args: argparse.Namespace) -> d
     """The numbers of one trained and evaluated setting, with the commands that made them."""
     run = run_folder(family, beta1, seed, args)
     last = matching_evals(run, args)[-1]
-    epochs = [r for r in _rows(run / "metrics.jsonl") if "images_per_s" in r]
     out: dict[str, Any] = {"family": family, "beta1": beta1, "seed": seed, "run": str(run)}
+    out["epochs"] = args.eval_epoch or args.epochs
+    epochs = [r for r in _rows(run / "metrics.jsonl") if "images_per_s" in r and r["epoch"] <= out["epochs"]]
+    out["checkpoint"] = last.get("checkpoint")
     out.update({m: last.get(m) for m in METRICS[family]})
     out["train_s"] = round(sum(r.get("seconds", 0) for r in epochs), 1)
     out["eval_s"] = last.get("seconds")
@@ -117,8 +129,13 @@ def run_pool(jobs: list[tuple[list[str], Path]], args: argparse.Namespace) -> No
 
 
 def train_all(settings: list[tuple[str, float, int]], args: argparse.Namespace) -> None:
-    """Train every setting whose run folder is not a finished run."""
+    """Train every setting whose run folder is not a finished run (with ``--eval-epoch``: has no such snapshot)."""
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.eval_epoch:
+        missing = [run_folder(*x, args) for x in settings if not snapshot(run_folder(*x, args), args).is_file()]
+        if missing:
+            raise SystemExit(f"--eval-epoch {args.eval_epoch}: no such snapshot in {', '.join(map(str, missing))}")
+        return
     todo = [x for x in settings if not finished(run_folder(*x, args), args.epochs)]
     for x in todo:
         if run_folder(*x, args).exists():
@@ -172,6 +189,12 @@ def main() -> None:
         action="store_true",
         help="only train (e.g. while the classifier is still being made); evaluate later with --reuse",
     )
+    p.add_argument(
+        "--eval-epoch",
+        type=int,
+        default=0,
+        help="score the epoch-K snapshots (G_epoch000K.pt) instead of G_last.pt, e.g. of runs still training",
+    )
     p.add_argument("--no-save", action="store_true", help=f"do not append to {common.RESULTS_FILE.name}")
     args = p.parse_args()
     families = [f for f in args.families.split(",") if f]
@@ -204,11 +227,11 @@ def main() -> None:
     eval_all(settings, args)
     runs = [collect(f, b, s, args) for f, b, s in settings]
     text = table(runs, seeds)
-    print(f"\nQuality after {args.epochs} epochs (gankit eval --n {args.n}, classifier {args.classifier}):")
+    print(f"\nQuality after {args.eval_epoch or args.epochs} epochs (gankit eval --n {args.n}, {args.classifier}):")
     print(text)
     if not args.no_save:
         common.write_results(
-            f"quality: Adam beta1 for the MLP presets ({args.epochs} epochs, n={args.n})",
+            f"quality: Adam beta1 for the MLP presets ({args.eval_epoch or args.epochs} epochs, n={args.n})",
             runs,
             argparse.Namespace(device="cpu", **{k: v for k, v in vars(args).items() if k != "device"}),
             {"table": text, "wall_s": round(time.time() - started, 1)},
