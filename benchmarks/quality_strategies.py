@@ -39,13 +39,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-
 from gankit.data.facades import data_root
 from gankit.inference import run_any_size
 from gankit.metrics.paired import PairedMetrics
 from gankit.sampling import LoadedGenerator, load_generator
 from gankit.translate import translate_memory
+from PIL import Image
 
 STRATEGIES = {  # name -> (strategy, taps zeroed)
     "pad (taps as saved)": ("pad", False),
