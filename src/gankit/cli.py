@@ -385,7 +385,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             raise ConfigError(f"--grid {grid} exists; pass --overwrite to replace it")
         balanced = args.labels == "balanced" and loaded.num_classes
         nrow = loaded.num_classes if balanced else 8
-        caption = f"{loaded.family.name} {Path(args.run).name}, seed {args.seed}"
+        caption = f"{Path(args.run).name} ({loaded.family.name}), seed {args.seed}"
         k = loaded.num_classes
         columns = (loaded.info.class_names[:k] or [str(i) for i in range(k)]) if balanced else None
         save_grid(to_display(images), grid, nrow=nrow, caption=caption, column_labels=columns)
