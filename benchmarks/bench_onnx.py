@@ -15,7 +15,6 @@ also ``--pipeline``: the colorize uint8 pipeline vs gankit's ``colorize_image`` 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import tempfile
@@ -32,8 +31,7 @@ from gankit.export import export_onnx  # noqa: E402
 from gankit.families import get_family  # noqa: E402
 from gankit.inference import run_any_size  # noqa: E402
 from gankit.sampling import load_generator  # noqa: E402
-from gankit.training.checkpoint import atomic_save  # noqa: E402
-from gankit.training.loop import CHECKPOINT_FORMAT  # noqa: E402
+from gankit.training.checkpoint import atomic_save, generator_snapshot  # noqa: E402
 
 INFOS = {
     "gan": DataInfo(channels=1, resolution=28),
@@ -54,16 +52,7 @@ def make_run(family: str, root: Path) -> Path:
                 m.running_mean.normal_(0, 0.2)
                 m.running_var.uniform_(0.5, 2.0)
     run = root / family
-    snapshot = {
-        "format": CHECKPOINT_FORMAT,
-        "family": family,
-        "config": cfg.to_dict(),
-        "info": dataclasses.asdict(INFOS[family]),
-        "G": G.state_dict(),
-        "step": 0,
-        "ema": False,
-    }
-    atomic_save(snapshot, run / "checkpoints" / "G_last.pt")
+    atomic_save(generator_snapshot(cfg, INFOS[family], G.state_dict()), run / "checkpoints" / "G_last.pt")
     cfg.save(run / "config.yaml")
     return run
 

@@ -14,7 +14,6 @@ Chromium (navigation start to the tabs drawn).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import socket
 import statistics
@@ -35,8 +34,7 @@ def make_run(root: Path, preset: str) -> Path:
     from gankit.config import make_config
     from gankit.data.base import DataInfo
     from gankit.families import get_family
-    from gankit.training.checkpoint import atomic_save
-    from gankit.training.loop import CHECKPOINT_FORMAT
+    from gankit.training.checkpoint import atomic_save, generator_snapshot
 
     cfg = make_config(preset, overrides={"train.device": "cpu"})
     info = {
@@ -45,10 +43,7 @@ def make_run(root: Path, preset: str) -> Path:
         "colorize": DataInfo(channels=2, resolution=256, in_channels=1, space="lab", dataset="colorization"),
     }[preset]
     G, _ = get_family(cfg.family).build(cfg, info)
-    state = {
-        "format": CHECKPOINT_FORMAT, "family": cfg.family, "config": cfg.to_dict(),
-        "info": dataclasses.asdict(info), "G": G.state_dict(), "step": 0, "ema": False,
-    }  # fmt: skip
+    state = generator_snapshot(cfg, info, G.state_dict())
     run = root / preset
     atomic_save(state, run / "checkpoints" / "G_last.pt")
     return run

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +24,7 @@ from gankit.families import get_family  # noqa: E402
 from gankit.inference import pad_to_multiple, run_any_size  # noqa: E402
 from gankit.models.layers import init_weights  # noqa: E402
 from gankit.sampling import load_generator  # noqa: E402
-from gankit.training.checkpoint import atomic_save  # noqa: E402
-from gankit.training.loop import CHECKPOINT_FORMAT  # noqa: E402
+from gankit.training.checkpoint import atomic_save, generator_snapshot  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "interop"
@@ -56,16 +54,7 @@ def make_run(family: str, root: Path) -> Path:
     run = root / f"run-{family}"
     (run / "checkpoints").mkdir(parents=True)
     cfg.save(run / "config.yaml")
-    snapshot = {
-        "format": CHECKPOINT_FORMAT,
-        "family": family,
-        "config": cfg.to_dict(),
-        "info": dataclasses.asdict(info),
-        "G": G.state_dict(),
-        "step": 3,
-        "ema": False,
-    }
-    atomic_save(snapshot, run / "checkpoints" / "G_last.pt")
+    atomic_save(generator_snapshot(cfg, info, G.state_dict(), step=3), run / "checkpoints" / "G_last.pt")
     return run
 
 

@@ -4,7 +4,6 @@ grids and a best snapshot; translate/colorize keep any input size."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import subprocess
@@ -22,8 +21,8 @@ from gankit.config import make_config
 from gankit.data.base import DataInfo
 from gankit.families import get_family
 from gankit.sampling import load_generator
-from gankit.training.checkpoint import atomic_save, safe_load
-from gankit.training.loop import CHECKPOINT_FORMAT, train
+from gankit.training.checkpoint import atomic_save, generator_snapshot, safe_load
+from gankit.training.loop import train
 
 TINY = {
     "data.resolution": 32,
@@ -112,8 +111,7 @@ def _snapshot(G: torch.nn.Module, family: str, overrides: dict) -> dict:
     cfg = make_config(family, overrides=overrides)
     space, cin, cout = ("lab", 1, 2) if family == "colorize" else ("rgb", 3, 3)
     info = DataInfo(channels=cout, resolution=cfg.data.resolution, in_channels=cin, space=space)
-    return {"format": CHECKPOINT_FORMAT, "family": family, "config": cfg.to_dict(), "info": dataclasses.asdict(info),
-            "G": G.state_dict(), "step": 0, "ema": False}  # fmt: skip
+    return generator_snapshot(cfg, info, G.state_dict())
 
 
 def _tanh_unet(path: Path) -> Path:

@@ -4,7 +4,6 @@ the memory guard, and what the U-Net does at sizes other than its training size.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import subprocess
 from pathlib import Path
@@ -29,8 +28,7 @@ from gankit.inference import (
 )
 from gankit.models.unet import UNetGenerator
 from gankit.sampling import DEFAULT_CHECKPOINT, load_generator, resolve_checkpoint
-from gankit.training.checkpoint import CheckpointError, atomic_save
-from gankit.training.loop import CHECKPOINT_FORMAT
+from gankit.training.checkpoint import CheckpointError, atomic_save, generator_snapshot
 from gankit.translate import Job, check_overwrite, plan_outputs, plan_strategies, translate_memory
 
 RES = 32
@@ -47,15 +45,7 @@ def _snapshot(G: torch.nn.Module, family: str = "pix2pix", ngf: int = 4) -> dict
     cfg = make_config(family, overrides={"data.resolution": RES, "model.ngf": ngf, "model.ndf": 4})
     space, cin, cout = ("lab", 1, 2) if family == "colorize" else ("rgb", 3, 3)
     info = DataInfo(channels=cout, resolution=RES, in_channels=cin, space=space)
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "family": family,
-        "config": cfg.to_dict(),
-        "info": dataclasses.asdict(info),
-        "G": G.state_dict(),
-        "step": 0,
-        "ema": False,
-    }
+    return generator_snapshot(cfg, info, G.state_dict())
 
 
 def _build(family: str = "pix2pix", ngf: int = 4, seed: int = 0) -> torch.nn.Module:

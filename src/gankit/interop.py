@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from gankit.config import Config, make_config
 from gankit.data.base import DataInfo
 from gankit.families import get_family
-from gankit.training.checkpoint import _load_failure, atomic_save
+from gankit.training.checkpoint import _load_failure, atomic_save, generator_snapshot
 
 SOURCES = ("pix2pix-repo", "dcgan-example")
 _STAT_KEYS = ("running_mean", "running_var", "num_batches_tracked")
@@ -320,18 +320,12 @@ def _write_run(
     D: nn.Module | None,
     record: dict[str, Any],
 ) -> Path:
-    from gankit.training.loop import CHECKPOINT_FORMAT
-
-    base = {
-        "format": CHECKPOINT_FORMAT,
-        "family": cfg.family,
-        "config": cfg.to_dict(),
-        "info": dataclasses.asdict(info),
-    }
     ckpt = out / "checkpoints"
-    atomic_save({**base, "G": G.state_dict(), "step": 0, "ema": False, "imported": record}, ckpt / "G_last.pt")
-    if D is not None:
-        atomic_save({**base, "D": D.state_dict(), "imported": record}, ckpt / "D_imported.pt")
+    snapshot = generator_snapshot(cfg, info, G.state_dict(), imported=record)
+    atomic_save(snapshot, ckpt / "G_last.pt")
+    if D is not None:  # the discriminator beside it, with the same config and data facts
+        meta = {k: snapshot[k] for k in ("format", "family", "config", "info", "imported")}
+        atomic_save({**meta, "D": D.state_dict()}, ckpt / "D_imported.pt")
     cfg.save(out / "config.yaml")
     (out / "imported.json").write_text(json.dumps(record, indent=2) + "\n")
     return out

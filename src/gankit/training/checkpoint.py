@@ -12,6 +12,7 @@ Both kinds hold only state dicts, tensors and plain Python values, so they load 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import re
@@ -44,6 +45,31 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+CHECKPOINT_FORMAT = 2
+"""2: cGAN generators use LeakyReLU(0.2) (format-1 cGAN checkpoints are refused on load)."""
+
+
+def generator_snapshot(
+    cfg: Any, info: Any, G_state: dict[str, Any], *, step: int = 0, ema: bool = False, **extra: Any
+) -> dict[str, Any]:
+    """The generator-only checkpoint (``G_last.pt``, ``G_best.pt``, ...) that sampling, translate,
+    eval, export and serve load: the config and data facts rebuild the network, ``G`` fills it.
+
+    ``cfg`` is a :class:`~gankit.config.Config`, ``info`` a :class:`~gankit.data.base.DataInfo`;
+    ``extra`` keys (e.g. ``imported``) are stored alongside.
+    """
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "family": cfg.family,
+        "config": cfg.to_dict(),
+        "info": dataclasses.asdict(info),
+        "G": G_state,
+        "step": step,
+        "ema": ema,
+        **extra,
+    }
 
 
 def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

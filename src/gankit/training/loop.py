@@ -41,8 +41,10 @@ from gankit.families import get_family
 from gankit.objectives import ImageToImage, NoiseToImage, build_objective
 from gankit.training import distributed, performance
 from gankit.training.checkpoint import (
+    CHECKPOINT_FORMAT,
     CheckpointError,
     atomic_save,
+    generator_snapshot,
     load_training_state,
     rng_state,
     save_training_state,
@@ -51,9 +53,6 @@ from gankit.training.checkpoint import (
 from gankit.training.ema import EMA
 from gankit.training.stats import JsonlLog, StatsAccumulator, plot_losses
 from gankit.visualize import paired_triplets, save_grid, to_display
-
-CHECKPOINT_FORMAT = 2
-"""2: cGAN generators use LeakyReLU(0.2) (format-1 cGAN checkpoints are refused on load)."""
 
 
 @dataclass
@@ -357,15 +356,7 @@ class Trainer:
     def snapshot(self) -> dict[str, Any]:
         """Generator-only checkpoint for sampling and inference (EMA weights when enabled)."""
         G = self.ema.shadow if self.ema else self.G
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "family": self.cfg.family,
-            "config": self.cfg.to_dict(),
-            "info": dataclasses.asdict(self.info),
-            "G": G.state_dict(),
-            "step": self.logged_step,
-            "ema": self.ema is not None,
-        }
+        return generator_snapshot(self.cfg, self.info, G.state_dict(), step=self.logged_step, ema=self.ema is not None)
 
     def save(self, *, snapshot_name: str | None = None) -> None:
         """Full state to ``last.pt`` plus generator snapshots (rank 0 only)."""
