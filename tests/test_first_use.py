@@ -328,3 +328,15 @@ def test_a_folder_with_only_generator_weights_is_never_trained_over(resume: bool
     with pytest.raises(ConfigError, match="no training state"):
         train(cfg, tmp_path / "imported", resume=resume)
     assert (ckpt / "G_last.pt").read_bytes() == b"weights someone imported"
+
+
+def test_help_states_each_default_once_and_checkpoint_defaults_agree() -> None:
+    from gankit.sampling import DEFAULT_CHECKPOINT
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    for name in ("translate", "colorize", "eval", "export"):
+        text = subs[name].format_help()
+        assert text.count("(default: last)") == 1, name
+        assert subs[name].get_default("checkpoint") == DEFAULT_CHECKPOINT
+    assert "(default: onnx) (default" not in subs["export"].format_help()

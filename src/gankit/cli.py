@@ -59,7 +59,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if "%(default)" in text or default is None or default is False or default in (argparse.SUPPRESS, []):
+        stated = "%(default)" in text or "(default" in text  # the help text already says it
+        if stated or default is None or default is False or default in (argparse.SUPPRESS, []):
             return text
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             text += " (default: %(default)s)"
@@ -457,6 +458,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_checkpoint_option(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` with the one default of translate, colorize, eval and export
+    (gankit.sampling.DEFAULT_CHECKPOINT; a test keeps the two equal)."""
+    p.add_argument(
+        "--checkpoint",
+        default="last",
+        metavar="best|last|PATH",
+        help="snapshot of a run folder: last (G_last.pt), best (G_best.pt, lowest val L1: often blurrier), "
+        "or a checkpoint file",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gankit", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
@@ -492,13 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("run", help="run folder or checkpoint file")
         t.add_argument("inputs", nargs="+", help="image files or folders")
         t.add_argument("--out", required=True, help="output folder (input folders' subfolders are mirrored)")
-        t.add_argument(
-            "--checkpoint",
-            default="last",
-            metavar="best|last|PATH",
-            help="snapshot of a run folder: last (G_last.pt, as gankit eval scores), best (G_best.pt, "
-            "lowest val L1: often blurrier), or a checkpoint file",
-        )
+        _add_checkpoint_option(t)
         t.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
         t.add_argument("--format", choices=["png", "jpg"], default="png", help="output file format")
         t.add_argument("--quality", type=int, metavar="N", help="JPEG quality 1-100 with --format jpg (default 95)")
@@ -554,12 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--metrics", nargs="+", help="metric names (default: the family's standard set)")
     e.add_argument("--n", type=int, default=10000, help="generated samples, and at most this many reference images")
     e.add_argument("--split", help="reference split: test (noise models, default) or val (image-to-image)")
-    e.add_argument(
-        "--checkpoint",
-        default="last",
-        metavar="best|last|PATH",
-        help="which generator of a run folder: G_last.pt, G_best.pt (by val L1) or a checkpoint file",
-    )
+    _add_checkpoint_option(e)
     e.add_argument(
         "--classifier",
         metavar="PATH",
@@ -578,10 +580,8 @@ def build_parser() -> argparse.ArgumentParser:
         "onnxruntime reproduces PyTorch on random inputs at two sizes (max abs difference <= 1e-4).",
     )
     x.add_argument("run", help="run folder or checkpoint file")
-    x.add_argument(
-        "--checkpoint", default="last", metavar="best|last|PATH", help="snapshot of a run folder (default: last)"
-    )
-    x.add_argument("--format", choices=["onnx"], default="onnx", help="output format (default: onnx)")
+    _add_checkpoint_option(x)
+    x.add_argument("--format", choices=["onnx"], default="onnx", help="output format")
     x.add_argument("--out", required=True, help="the .onnx file to write")
     x.add_argument(
         "--pipeline",
