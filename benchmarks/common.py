@@ -401,22 +401,23 @@ def gemm_tflops(device: str, dtype_name: str = "float32", n: int = 4096, reps: i
 # ---------------------------------------------------------------------------------------------
 
 
+def _set_environ(values: dict[str, str | None]) -> None:
+    """Set ``os.environ`` keys; None unsets."""
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 def _start_with_env(proc: Any, env: dict[str, str | None]) -> None:
     """Start ``proc`` (spawned: it copies ``os.environ`` at start) with ``env`` applied (None = unset)."""
     saved = {k: os.environ.get(k) for k in env}
     try:
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_environ(env)
         proc.start()
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_environ(saved)
 
 
 def run_contestants(
