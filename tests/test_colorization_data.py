@@ -126,7 +126,7 @@ def test_empty_or_colourless_folders_are_errors(tmp_path: Path) -> None:
     grey.mkdir()
     for i in range(3):
         Image.new("L", (40, 40), 50 * i).save(grey / f"{i}.png")
-    with pytest.raises(DataError, match=r"no usable colour photo in .*grey"):
+    with pytest.raises(DataError, match=r"no usable colour photos in .*grey"):
         load_colorization(grey, "train", resolution=16, log=_quiet)
     with pytest.raises(DataError, match="does not exist"):
         load_colorization(tmp_path / "nope", "train", resolution=16)

@@ -50,6 +50,12 @@ class DataConfig:
     """Random horizontal flips (paired data and colorization)."""
     max_images: int = 0
     """Use at most this many training images (0 = all); handy for smoke runs."""
+    storage: str = "auto"
+    """Where decoded images live: memory (each process's RAM), mmap (a cache file on disk shared by
+    all processes), stream (decoded per batch by worker processes) or auto (by size; see
+    :mod:`gankit.data.storage`). Batches are the same with every choice."""
+    workers: int = 0
+    """data.storage=stream: decoding worker processes per training process (0: up to 4)."""
 
 
 @dataclass
@@ -447,6 +453,11 @@ def validate(cfg: Config) -> None:
         ),
         (cfg.data.direction in ("AtoB", "BtoA"), "data.direction must be AtoB or BtoA"),
         (cfg.data.channels in (0, 1, 3), "data.channels must be 0, 1 or 3"),
+        (
+            cfg.data.storage in ("auto", "memory", "mmap", "stream"),
+            f"data.storage must be auto, memory, mmap or stream, not {cfg.data.storage!r}",
+        ),
+        (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (0.0 <= cfg.train.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
         (cfg.train.keep_snapshots >= 0, "train.keep_snapshots must be >= 0"),
         (cfg.train.dist_timeout_minutes > 0, "train.dist_timeout_minutes must be > 0"),

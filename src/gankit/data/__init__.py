@@ -49,9 +49,17 @@ def _has_idx(path: Path) -> bool:
     return path.is_dir() and (find_idx_files(path, "train") or find_idx_files(path, "test")) is not None
 
 
-def _record(ds: TrainSet, dataset: str, source: str) -> TrainSet:
-    """Write what was loaded into ``ds.info`` (``source``: the dataset's root, not the split folder)."""
+def _record(
+    ds: TrainSet, dataset: str, source: str, log: Callable[[str], None] = lambda m: None, split: str = "train"
+) -> TrainSet:
+    """Write what was loaded into ``ds.info`` (``source``: the dataset's root, not the split folder),
+    and say how its storage was chosen."""
     ds.info.dataset, ds.info.source, ds.info.num_images = dataset, source, len(ds)
+    store = getattr(ds, "store", None)
+    ds.info.storage = store.kind if store is not None else "memory"
+    choice = getattr(ds, "storage_choice", "")
+    if choice and (split == "train" or ds.info.storage != "memory"):
+        log(f"{choice} ({split} split)")
     return ds
 
 
@@ -72,6 +80,8 @@ def _build_idx(cfg: DataConfig, split: str, log: Callable[[str], None]) -> Train
         if split == "train":
             log(f"{folder}: {ident.how}; treated as {name}, as data.name says")
     names = {"fashion-mnist": FASHION_CLASSES, "mnist": DIGIT_CLASSES}.get(name)
+    if cfg.storage in ("mmap", "stream") and split == "train":
+        log(f"{name}: IDX data are small and held in memory (data.storage={cfg.storage} applies to image files)")
     ds = ImageTensorDataset(
         loaded.images, loaded.labels, resolution=cfg.resolution, channels=cfg.channels, class_names=names
     )
@@ -101,10 +111,16 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
         if root.is_file():
             raise DataError(f"{root} is a file, not a folder; pass the folder that holds it ({root.parent})")
         ds = load_image_folder(
-            root, resolution=cfg.resolution or 64, channels=cfg.channels or 3, max_images=cfg.max_images, log=log
+            root,
+            resolution=cfg.resolution or 64,
+            channels=cfg.channels or 3,
+            max_images=cfg.max_images,
+            storage=cfg.storage,
+            workers=cfg.workers,
+            log=log,
         )
         ds.resolution = ds.info.resolution = cfg.resolution or 64
-        return _record(ds, name, str(root.resolve()))
+        return _record(ds, name, str(root.resolve()), log, split)
     if name in PAIRED:
         from gankit.data import paired
 
@@ -115,6 +131,8 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
             direction=cfg.direction,
             train=split == "train",
             max_images=cfg.max_images if split == "train" else 0,
+            storage=cfg.storage,
+            workers=cfg.workers,
             log=log,
         )
         if name == "facades":
@@ -128,11 +146,11 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
             if split == "train":
                 log(f"facades in {root}: {found.how}; labels -> photo is {natural}")
             load = paired.load_pair_folders if found.layout == "pair-folders" else paired.load_aligned
-            return _record(load(root, split, **common), name, str(root.resolve()))
+            return _record(load(root, split, **common), name, str(root.resolve()), log, split)
         if not cfg.path:
             raise DataError(f"dataset '{name}' needs a path: --data FOLDER")
         load = paired.load_aligned if name == "aligned" else paired.load_pair_folders
-        return _record(load(cfg.path, split, **common), name, str(Path(cfg.path).resolve()))
+        return _record(load(cfg.path, split, **common), name, str(Path(cfg.path).resolve()), log, split)
     # colorization
     from gankit.data.colorization import load_colorization
 
@@ -145,9 +163,11 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
         load_size=cfg.load_size,
         flip=cfg.flip,
         max_images=cfg.max_images if split == "train" else 0,
+        storage=cfg.storage,
+        workers=cfg.workers,
         log=log,
     )
-    return _record(ds, name, str(Path(cfg.path).resolve()))
+    return _record(ds, name, str(Path(cfg.path).resolve()), log, split)
 
 
 def _paired_kind(p: Path, default: str) -> str:

@@ -1,7 +1,8 @@
 """What every gankit dataset provides to the training loop.
 
-A dataset holds its images in memory (uint8, decoded once) and hands out whole batches that are
-already on the training device and normalized to [-1, 1]. Batches are chosen by
+A dataset keeps its images as decoded uint8 items in a store (:mod:`.storage`: RAM, a memory-mapped
+cache, or streamed from the files) and hands out whole batches that are already on the training
+device and normalized to [-1, 1]. Batches are chosen by
 :class:`EpochSampler`, whose order depends only on (seed, epoch): the loop can therefore resume in
 the middle of an epoch without saving any data-loader state.
 """
@@ -13,6 +14,8 @@ from typing import Protocol
 
 import torch
 from torch import Tensor
+
+from .storage import MemoryStore, Store
 
 
 @dataclass
@@ -37,6 +40,8 @@ class DataInfo:
     """Where it came from: a resolved absolute path, or e.g. "torchvision download into ~/.cache/gankit/mnist"."""
     num_images: int = 0
     """Items in this split (pairs for paired data), after ``data.max_images``."""
+    storage: str = ""
+    """Where the decoded images lived: memory, mmap or stream (:mod:`.storage`); "" in older checkpoints."""
     val_source: str = ""
     """Paired data: where validation comes from ("val/ split", "held out every 10th pair of train
     (40 of 400, deterministic by name)", "train (too few photos to hold out: 6 < 10)"); see
@@ -76,31 +81,36 @@ def to_uint8(images: Tensor) -> Tensor:
 
 
 class ImageTensorDataset:
-    """Images (N, C, H, W uint8) and optional labels held in memory.
+    """Images (N, C, H, W uint8) and optional labels, in any storage backend (:mod:`.storage`).
 
+    ``images`` is a uint8 tensor (held in memory) or a store from :func:`.storage.open_store`.
     Resizing to the model resolution happens per batch on the device (antialiased bilinear), so a
     28x28 dataset can feed a 64x64 DCGAN without storing a 64x64 copy.
     """
 
     def __init__(
         self,
-        images: Tensor,
+        images: Tensor | Store,
         labels: Tensor | None = None,
         *,
         resolution: int = 0,
         channels: int = 0,
         class_names: list[str] | None = None,
     ) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-        if labels is not None and len(labels) != len(images):
-            raise ValueError(f"{len(labels)} labels for {len(images)} images")
-        self.images = images
+        if isinstance(images, Tensor):
+            if images.dtype != torch.uint8 or images.dim() != 4:
+                raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+            images = MemoryStore(images)
+        self.store = images
+        n = len(images)
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"{len(labels)} labels for {n} images")
         self.labels = labels.long() if labels is not None else None
-        self.out_channels = channels or images.shape[1]
-        if self.out_channels not in (1, 3) or images.shape[1] not in (1, 3):
-            raise ValueError(f"only 1- or 3-channel images are supported, got {images.shape[1]} -> {self.out_channels}")
-        self.resolution = resolution or images.shape[-1]
+        in_channels, _, side = images.item_shape
+        self.out_channels = channels or in_channels
+        if self.out_channels not in (1, 3) or in_channels not in (1, 3):
+            raise ValueError(f"only 1- or 3-channel images are supported, got {in_channels} -> {self.out_channels}")
+        self.resolution = resolution or side
         names = class_names or []
         num_classes = int(labels.max()) + 1 if labels is not None and len(labels) else 0
         self.info = DataInfo(
@@ -109,16 +119,20 @@ class ImageTensorDataset:
             num_classes=max(num_classes, len(names)) if labels is not None else 0,
             class_names=names,
         )
-        self._source = DeviceCopies(images)  # small datasets live on the accelerator once
+
+    @property
+    def images(self) -> Tensor:
+        """All images, uint8 (N, C, H, W) (memory and mmap storage)."""
+        return self.store.pixels
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.store)
 
     def subset(self, n: int) -> ImageTensorDataset:
         """The first ``n`` items (for quick runs)."""
         labels = self.labels[:n] if self.labels is not None else None
         ds = ImageTensorDataset(
-            self.images[:n],
+            self.store.head(n),
             labels,
             resolution=self.resolution,
             channels=self.out_channels,
@@ -128,8 +142,13 @@ class ImageTensorDataset:
         return ds
 
     def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
-        src = self._source.get(device)
-        x = to_unit_range(src[index.to(src.device)])
+        return self.from_pixels(self.store.gather(index, device), index, device=device)
+
+    def from_pixels(
+        self, pixels: Tensor, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None
+    ) -> Batch:
+        """The batch of the items ``index`` whose uint8 pixels are ``pixels`` (see :mod:`.feed`)."""
+        x = to_unit_range(pixels.to(device, non_blocking=True))
         x = adapt_images(x, self.out_channels, self.resolution)
         out: Batch = {"image": x}
         if self.labels is not None:

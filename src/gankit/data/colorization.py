@@ -12,6 +12,11 @@ faster than converting per batch on a CPU and about 30x faster than the referenc
 pixel (393 KB a 256x256 photo, twice a uint8 RGB cache), rounding L* by at most 0.013 and a*, b* by
 0.03, far below the 8-bit quantization of the photos themselves.
 
+That is the ``memory`` storage path (:mod:`.storage`), right for a CPU and for sets that fit in RAM.
+With ``mmap`` or ``stream`` storage (large sets: COCO, ImageNet) the photos stay uint8 RGB, 3 bytes a
+pixel, and each batch is converted on the training device (cheap on a GPU), then rounded to
+float16 exactly as the cache is, so every backend gives the same batches.
+
 Grayscale photos carry no colour to learn and are skipped, as are unreadable and tiny files; one
 summary line reports how many.
 
@@ -25,18 +30,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from ..color import rgb_to_model
-from .base import Batch, DataInfo, DeviceCopies, crop_flip
+from .base import Batch, DataInfo, crop_flip
 from .errors import DataError
 from .images import (
     ImageReadError,
-    SkipReport,
-    decode_many,
     is_grayscale,
     list_images,
     open_image,
@@ -44,6 +48,7 @@ from .images import (
     stack_square,
     to_rgb,
 )
+from .storage import ItemSource, MemoryStore, Store, open_store
 from .splits import VAL_SPLIT, describe, holdout
 
 __all__ = ["ColorizationDataset", "load_colorization", "to_lab_cache", "MIN_PHOTO_SIDE", "LAB_CACHE_DTYPE"]
@@ -58,13 +63,17 @@ _CONVERT_CHUNK = 16
 
 
 class ColorizationDataset:
-    """Colour photos held as model-scaled Lab, float16 (N, 3, load_size, load_size); implements the
-    ``TrainSet`` protocol.
+    """Colour photos for Lab colorization; implements the ``TrainSet`` protocol.
 
     Built from uint8 RGB photos (a (N, 3, H, W) tensor or a list of (3, H, W); resized to
-    ``load_size`` if needed). ``batch`` crops to ``resolution`` (random with a generator, centred
-    without), flips at random when ``flip`` and a generator are given, and returns
+    ``load_size`` if needed), or with :meth:`from_store` from a store of uint8 RGB photos.
+    ``batch`` crops to ``resolution`` (random with a generator, centred without), flips at random
+    when ``flip`` and a generator are given, and returns
     ``{"input": L / 50 - 1 (N, 1, R, R), "target": ab / 110 (N, 2, R, R)}`` in float32.
+
+    With ``lab_at_load`` (photos in memory) the photos are converted once into a float16 Lab
+    cache; otherwise (mmap and stream storage: 3 bytes a pixel) each batch is converted on the
+    training device and rounded to float16 the same way, so both give identical batches.
     """
 
     def __init__(
@@ -84,32 +93,72 @@ class ColorizationDataset:
         rgb = stack_square(images, load_size, "images")
         if rgb.shape[1] != 3:
             raise ValueError(f"colorization needs RGB photos, got {rgb.shape[1]} channels")
-        self._init(to_lab_cache(rgb), resolution=resolution, flip=flip, names=names)
+        self._init(MemoryStore(rgb), resolution=resolution, flip=flip, names=names, lab_at_load=True)
 
-    def _init(self, lab: Tensor, *, resolution: int, flip: bool, names: Sequence[str] | None) -> None:
-        self.lab = lab
-        self.resolution, self.load_size, self.flip = resolution, lab.shape[-1], flip
-        self.names = list(names) if names is not None else [str(i) for i in range(len(lab))]
-        if len(self.names) != len(lab):
-            raise ValueError(f"{len(self.names)} names for {len(lab)} photos")
-        self._source = DeviceCopies(lab)
+    @classmethod
+    def from_store(
+        cls,
+        store: Store,
+        *,
+        resolution: int,
+        flip: bool = True,
+        names: Sequence[str] | None = None,
+        lab_at_load: bool | None = None,
+    ) -> ColorizationDataset:
+        """Photos whose uint8 RGB items are in ``store``; ``lab_at_load`` defaults to memory storage."""
+        ds = cls.__new__(cls)
+        at_load = store.kind == "memory" if lab_at_load is None else lab_at_load
+        ds._init(store, resolution=resolution, flip=flip, names=names, lab_at_load=at_load)
+        return ds
+
+    def _init(
+        self, store: Store, *, resolution: int, flip: bool, names: Sequence[str] | None, lab_at_load: bool
+    ) -> None:
+        self.store = store
+        self.resolution, self.load_size, self.flip = resolution, store.item_shape[-1], flip
+        if self.load_size < resolution:
+            raise ValueError(f"load_size ({self.load_size}) must be >= resolution ({resolution})")
+        self.names = list(names) if names is not None else [str(i) for i in range(len(store))]
+        if len(self.names) != len(store):
+            raise ValueError(f"{len(self.names)} names for {len(store)} photos")
+        self._lab = MemoryStore(to_lab_cache(store.pixels)) if lab_at_load else None
         self.info = DataInfo(channels=2, resolution=resolution, in_channels=1, space="lab")
 
+    @property
+    def lab_at_load(self) -> bool:
+        return self._lab is not None
+
+    @property
+    def lab(self) -> Tensor:
+        """All photos as model-scaled float16 Lab (N, 3, load_size, load_size) (computed if not cached)."""
+        return self._lab.pixels if self._lab is not None else to_lab_cache(self.store.pixels)
+
     def __len__(self) -> int:
-        return len(self.lab)
+        return len(self.store)
 
     def subset(self, n: int) -> ColorizationDataset:
         """The first ``n`` photos (for quick runs)."""
         ds = ColorizationDataset.__new__(ColorizationDataset)
-        ds._init(self.lab[:n], resolution=self.resolution, flip=self.flip, names=self.names[:n])
+        ds.store, ds.resolution, ds.load_size, ds.flip = self.store.head(n), self.resolution, self.load_size, self.flip
+        ds.names = self.names[:n]
+        ds._lab = self._lab.head(n) if self._lab is not None else None
         ds.info = replace(self.info, num_images=len(ds) if self.info.num_images else 0)
         return ds
 
     def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
-        src = self._source.get(device)
-        x = crop_flip(src[index.to(src.device)], self.resolution, generator, flip=self.flip)
-        x = x.to(device, non_blocking=True).float()
-        return {"input": x[:, :1], "target": x[:, 1:]}
+        if self._lab is not None:
+            x = crop_flip(self._lab.gather(index, device), self.resolution, generator, flip=self.flip)
+            x = x.to(device, non_blocking=True).float()
+            return {"input": x[:, :1], "target": x[:, 1:]}
+        return self.from_pixels(self.store.gather(index, device), index, device=device, generator=generator)
+
+    def from_pixels(
+        self, pixels: Tensor, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None
+    ) -> Batch:
+        """The batch of the photos ``index`` from their uint8 RGB ``pixels``, converted to Lab here."""
+        x = crop_flip(pixels.to(device, non_blocking=True), self.resolution, generator, flip=self.flip)
+        L, ab = rgb_to_model(x.float().div_(255.0))
+        return {"input": L.to(LAB_CACHE_DTYPE).float(), "target": ab.to(LAB_CACHE_DTYPE).float()}
 
 
 def to_lab_cache(rgb: Tensor) -> Tensor:
@@ -132,6 +181,7 @@ def load_colorization(
     max_images: int = 0,
     val_fraction: float = 0.1,
     min_side: int = MIN_PHOTO_SIDE,
+    storage: str = "auto",
     workers: int = 0,
     log: Callable[[str], None] = print,
 ) -> ColorizationDataset:
@@ -182,26 +232,32 @@ def load_colorization(
     train = split == "train"
     size = (load_size or resolution) if train else resolution
 
-    def decode(path: Path) -> Tensor:
-        img = open_image(path)
-        if min(img.size) < min_side:
-            raise ImageReadError(path, "too small", f"{img.size[0]}x{img.size[1]}, need a side >= {min_side}")
-        if is_grayscale(img):
-            raise ImageReadError(path, "grayscale")
-        return resize_square(to_rgb(img), size)
-
-    report = SkipReport(f"{folder}")
-    done = decode_many(files, decode, report=report, desc=f"decoding {folder.name or folder}", workers=workers)
-    if report.total:
-        log(report.summary())
-    if not done:
-        raise DataError(f"no usable colour photo in {folder}" + (f" ({report.summary()})" if report.total else ""))
-    ds = ColorizationDataset(
-        [img for _, img in done],
-        resolution=resolution,
-        load_size=size,
-        flip=flip and train,
-        names=[str(files[i].relative_to(folder)) for i, _ in done],
+    source = ItemSource(
+        kind="photos",
+        root=folder,
+        items=files,
+        decode=partial(_decode_photo, size=size, min_side=min_side),
+        shape=(3, size, size),
+        params=f"{size}px-rgb",
+        what="colour photos",
     )
+    # in memory the photos are kept as float16 Lab: 2 bytes for every decoded byte
+    stored = open_store(source, storage, log=log, workers=workers, memory_factor=2.0)
+    ds = ColorizationDataset.from_store(
+        stored.store,
+        resolution=resolution,
+        flip=flip and train,
+        names=[str(files[i].relative_to(folder)) for i in stored.kept],
+    )
+    ds.storage_choice = stored.choice
     ds.info.source, ds.info.val_source = str(folder.resolve()), val_source
     return ds
+
+
+def _decode_photo(path: Path, size: int, min_side: int) -> Tensor:
+    img = open_image(path)
+    if min(img.size) < min_side:
+        raise ImageReadError(path, "too small", f"{img.size[0]}x{img.size[1]}, need a side >= {min_side}")
+    if is_grayscale(img):
+        raise ImageReadError(path, "grayscale")
+    return resize_square(to_rgb(img), size)

@@ -40,7 +40,8 @@ from tqdm import tqdm
 
 from .errors import DataError
 from .images import ImageReadError, SkipReport, list_images, open_image, to_rgb
-from .paired import _pair_dirs, decode_many
+from .images import decode_many
+from .paired import _pair_dirs
 
 __all__ = [
     "CMP_PALETTE",

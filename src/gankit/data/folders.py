@@ -1,27 +1,28 @@
-"""Any folder of images (flat, or one subfolder per class) as an in-memory dataset.
+"""Any folder of images (flat, or one subfolder per class) as a dataset.
 
 Images are decoded once, resized so the shorter side equals the resolution and center-cropped
-(as the PyTorch DCGAN example does), and kept as uint8. The decoded tensor is cached on disk
-(keyed by the file list, sizes and resolution), so the next run on the same folder starts at once.
+(as the PyTorch DCGAN example does), and kept as uint8 in the storage backend of
+:mod:`gankit.data.storage` (RAM, a shared memory-mapped cache, or streamed from the files). The
+decoded images are cached on disk (keyed by the file list, sizes, dates and resolution), so the
+next run on the same folder starts at once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import Tensor
-from tqdm import tqdm
 
 from gankit.data.base import ImageTensorDataset
 from gankit.data.errors import DataError
-from gankit.data.images import ImageReadError, SkipReport, list_images, open_image, pil_to_tensor, to_rgb
+from gankit.data.images import list_images, open_image, pil_to_tensor, to_rgb
 from gankit.data.mnist import cache_dir
+from gankit.data.storage import ItemSource, open_store
 
 
 def _resize_center_crop(img: Image.Image, size: int) -> Image.Image:
@@ -59,9 +60,15 @@ def load_image_folder(
     channels: int = 3,
     max_images: int = 0,
     use_cache: bool = True,
+    storage: str = "auto",
+    workers: int = 0,
     log: Callable[[str], None] = print,
 ) -> ImageTensorDataset:
-    """Decode every image under ``root`` to ``channels`` x ``resolution`` x ``resolution`` uint8."""
+    """Every image under ``root`` as ``channels`` x ``resolution`` x ``resolution`` uint8.
+
+    ``storage`` is the backend of :mod:`gankit.data.storage`; with ``memory`` the decoded images
+    are also cached on disk (unless ``use_cache`` is false), so the next run starts at once.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: image folder not found")
@@ -72,57 +79,20 @@ def load_image_folder(
         raise DataError(f"{root}: no image files found (looked for .jpg, .png, .bmp, .webp, .tif)")
     channels = channels or 3
     classes = _classes(root, files)
-
-    key = hashlib.sha1(
-        f"{root.resolve()}|{resolution}|{channels}|".encode()
-        + "".join(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files).encode()
-    ).hexdigest()[:16]
-    cache_file = cache_dir() / "folders" / f"{root.name}-{resolution}px-{channels}c-{key}.pt"
-    if use_cache and cache_file.is_file():
-        try:
-            blob = torch.load(cache_file, weights_only=True)
-            if blob.get("skipped"):
-                log(blob["skipped"])
-            return ImageTensorDataset(blob["images"], blob.get("labels"), class_names=blob.get("class_names") or None)
-        except Exception:  # a stale or damaged cache is rebuilt below
-            pass
-
-    report = SkipReport(str(root))
-    images: list[Tensor] = []
-    kept: list[int] = []
-
-    def work(i: int) -> tuple[int, Tensor | ImageReadError]:
-        try:
-            return i, _decode(files[i], resolution, channels)
-        except ImageReadError as e:
-            return i, e
-
-    workers = min(8, (os.cpu_count() or 2) * 2)
-    with ThreadPoolExecutor(workers) as pool:  # PIL releases the GIL while decoding
-        results = pool.map(work, range(len(files)))
-        quiet = True if len(files) < 500 else None  # None: a bar only on a terminal
-        for i, res in tqdm(results, total=len(files), desc=f"decoding {root.name}", disable=quiet, unit="img"):
-            if isinstance(res, ImageReadError):
-                report.add(res)
-            else:
-                images.append(res)
-                kept.append(i)
-    if report.total:
-        log(report.summary())
-    if not images:
-        raise DataError(f"{root}: none of the {len(files)} image files could be used")
-    stacked = torch.stack(images)
-    labels = torch.tensor([classes[1][i] for i in kept]) if classes else None
-    names = classes[0] if classes else None
-    if use_cache:
-        try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(".tmp")
-            torch.save({"images": stacked, "labels": labels, "class_names": names, "skipped": report.summary()}, tmp)
-            os.replace(tmp, cache_file)
-        except OSError:
-            pass  # caching is an optimization only
-    return ImageTensorDataset(stacked, labels, class_names=names)
+    source = ItemSource(
+        kind="folder",
+        root=root,
+        items=files,
+        decode=partial(_decode, size=resolution, channels=channels),
+        shape=(channels, resolution, resolution),
+        params=f"{resolution}px-{channels}c",
+        persist=use_cache,
+    )
+    stored = open_store(source, storage, log=log, workers=workers)
+    labels = torch.tensor([classes[1][i] for i in stored.kept]) if classes else None
+    ds = ImageTensorDataset(stored.store, labels, class_names=classes[0] if classes else None)
+    ds.storage_choice = stored.choice
+    return ds
 
 
 def find_celeba(path: str | Path | None) -> Path:

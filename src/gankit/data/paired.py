@@ -27,23 +27,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .base import Batch, DataInfo, DeviceCopies, crop_flip, to_unit_range
+from .base import Batch, DataInfo, crop_flip, to_unit_range
 from .errors import DataError
 from .images import (
     ImageReadError,
-    SkipReport,
-    decode_many,
     list_images,
     open_image,
     resize_square,
     stack_square,
     to_rgb,
 )
+from .storage import ItemSource, MemoryStore, Store, open_store
 from .splits import HOLDOUT_FRACTION, VAL_SPLIT, Holdout, describe, holdout
 
 __all__ = [
@@ -64,13 +64,16 @@ PAIR_FOLDER_VAL_FRACTION = float(HOLDOUT_FRACTION)
 
 
 class PairedDataset:
-    """Aligned (A, B) image pairs held in memory as uint8; implements the ``TrainSet`` protocol.
+    """Aligned (A, B) image pairs as uint8, in any storage backend; implements the ``TrainSet`` protocol.
 
     ``batch`` returns ``{"input", "target"}`` in [-1, 1] of shape (N, C, resolution, resolution).
     ``direction="BtoA"`` makes B the input and A the target. In training mode the pairs are stored
     at ``load_size`` and each batch is randomly cropped to ``resolution`` (and flipped if ``flip``)
     with one crop/flip per pair; called with ``generator=None`` a training set gives the centre
     crop, unflipped. Out of training mode the pairs are stored at ``resolution``.
+
+    Built from ``a`` and ``b`` images (tensors or lists, held in memory), or with
+    :meth:`from_store` from a store whose items are A and B stacked along the channels.
     """
 
     def __init__(
@@ -85,8 +88,6 @@ class PairedDataset:
         direction: str = "AtoB",
         names: Sequence[str] | None = None,
     ) -> None:
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         load_size = load_size or resolution
         if load_size < resolution:
             raise ValueError(f"load_size ({load_size}) must be >= resolution ({resolution})")
@@ -94,29 +95,72 @@ class PairedDataset:
             raise ValueError(f"{len(a)} A images for {len(b)} B images")
         if len(a) == 0:
             raise DataError("a paired dataset needs at least one pair")
+        size = load_size if train else resolution
+        a_t, b_t = stack_square(a, size, "a"), stack_square(b, size, "b")
+        # A and B side by side along C, so one gather crops and flips both identically.
+        store = MemoryStore(torch.cat([a_t, b_t], dim=1))
+        self._init(store, a_t.shape[1], resolution=resolution, train=train, flip=flip, direction=direction, names=names)
+
+    @classmethod
+    def from_store(
+        cls,
+        store: Store,
+        a_channels: int,
+        *,
+        resolution: int,
+        train: bool = True,
+        flip: bool = True,
+        direction: str = "AtoB",
+        names: Sequence[str] | None = None,
+    ) -> PairedDataset:
+        """Pairs whose items in ``store`` are A (``a_channels``) and B stacked along the channels."""
+        ds = cls.__new__(cls)
+        ds._init(store, a_channels, resolution=resolution, train=train, flip=flip, direction=direction, names=names)
+        return ds
+
+    def _init(
+        self,
+        store: Store,
+        a_channels: int,
+        *,
+        resolution: int,
+        train: bool,
+        flip: bool,
+        direction: str,
+        names: Sequence[str] | None,
+    ) -> None:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        self.store, self.a_channels = store, a_channels
+        channels, side, _ = store.item_shape
         self.resolution, self.train, self.flip, self.direction = resolution, train, flip, direction
-        self.load_size = load_size if train else resolution
-        self.a = stack_square(a, self.load_size, "a")
-        self.b = stack_square(b, self.load_size, "b")
-        self.names = list(names) if names is not None else [str(i) for i in range(len(self.a))]
-        if len(self.names) != len(self.a):
-            raise ValueError(f"{len(self.names)} names for {len(self.a)} pairs")
-        inputs, targets = (self.a, self.b) if direction == "AtoB" else (self.b, self.a)
-        self._split = inputs.shape[1]
-        # Inputs and targets side by side along C, so one gather crops and flips both identically.
-        self._joint = DeviceCopies(torch.cat([inputs, targets], dim=1))
-        self.info = DataInfo(channels=targets.shape[1], resolution=resolution, in_channels=inputs.shape[1], space="rgb")
+        self.load_size = side
+        self.names = list(names) if names is not None else [str(i) for i in range(len(store))]
+        if len(self.names) != len(store):
+            raise ValueError(f"{len(self.names)} names for {len(store)} pairs")
+        a_ch, b_ch = a_channels, channels - a_channels
+        in_ch, out_ch = (a_ch, b_ch) if direction == "AtoB" else (b_ch, a_ch)
+        self.info = DataInfo(channels=out_ch, resolution=resolution, in_channels=in_ch, space="rgb")
+
+    @property
+    def a(self) -> Tensor:
+        """All A images, uint8 (memory and mmap storage)."""
+        return self.store.pixels[:, : self.a_channels]
+
+    @property
+    def b(self) -> Tensor:
+        """All B images, uint8 (memory and mmap storage)."""
+        return self.store.pixels[:, self.a_channels :]
 
     def __len__(self) -> int:
-        return len(self.a)
+        return len(self.store)
 
     def subset(self, n: int) -> PairedDataset:
         """The first ``n`` pairs (for quick runs)."""
-        ds = PairedDataset(
-            self.a[:n],
-            self.b[:n],
+        ds = PairedDataset.from_store(
+            self.store.head(n),
+            self.a_channels,
             resolution=self.resolution,
-            load_size=self.load_size,
             train=self.train,
             flip=self.flip,
             direction=self.direction,
@@ -126,11 +170,17 @@ class PairedDataset:
         return ds
 
     def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
-        src = self._joint.get(device)
-        x = src[index.to(src.device)]
-        x = crop_flip(x, self.resolution, generator if self.train else None, flip=self.flip)
+        return self.from_pixels(self.store.gather(index, device), index, device=device, generator=generator)
+
+    def from_pixels(
+        self, pixels: Tensor, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None
+    ) -> Batch:
+        """The batch of the pairs ``index`` whose uint8 A|B items are ``pixels`` (see :mod:`.feed`)."""
+        x = crop_flip(pixels, self.resolution, generator if self.train else None, flip=self.flip)
         x = to_unit_range(x.to(device, non_blocking=True))
-        return {"input": x[:, : self._split].contiguous(), "target": x[:, self._split :].contiguous()}
+        a, b = x[:, : self.a_channels], x[:, self.a_channels :]
+        inputs, targets = (a, b) if self.direction == "AtoB" else (b, a)
+        return {"input": inputs.contiguous(), "target": targets.contiguous()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,23 +197,40 @@ def _missing_split(root: Path, split: str) -> DataError:
 
 
 def _finish(
-    a: list[Tensor],
-    b: list[Tensor],
+    source: ItemSource,
     names: list[str],
-    report: SkipReport,
-    folder: Path,
-    log: Callable[[str], None],
     *,
+    storage: str,
+    workers: int,
+    log: Callable[[str], None],
     val_source: str,
     **kwargs: object,
 ) -> PairedDataset:
-    if report.total:
-        log(report.summary())
-    if not a:
-        raise DataError(f"no usable image pairs in {folder}" + (f" ({report.summary()})" if report.total else ""))
-    ds = PairedDataset(a, b, names=names, **kwargs)  # type: ignore[arg-type]
-    ds.info.source, ds.info.val_source = str(folder.resolve()), val_source
+    stored = open_store(source, storage, log=log, workers=workers)
+    ds = PairedDataset.from_store(stored.store, 3, names=[names[i] for i in stored.kept], **kwargs)  # type: ignore[arg-type]
+    ds.storage_choice = stored.choice
+    ds.info.source, ds.info.val_source = str(source.root.resolve()), val_source
     return ds
+
+
+def _decode_aligned(path: Path, size: int) -> Tensor:
+    """One A|B side-by-side file -> A and B stacked along the channels (6, size, size)."""
+    img = to_rgb(open_image(path))
+    w, h = img.size
+    if w % 2:
+        raise ImageReadError(path, "odd width", f"{w}x{h} cannot be cut into equal A|B halves")
+    return torch.cat([resize_square(img.crop((0, 0, w // 2, h)), size), resize_square(img.crop((w // 2, 0, w, h)), size)])
+
+
+def _decode_pair(paths: tuple[Path, Path], size: int) -> Tensor:
+    """Partner files A and B -> stacked along the channels (6, size, size)."""
+    pa, pb = paths
+    ia, ib = to_rgb(open_image(pa)), to_rgb(open_image(pb))
+    if ia.size != ib.size:
+        raise DataError(
+            f"partners differ in size: {pa} is {ia.size[0]}x{ia.size[1]} but {pb} is {ib.size[0]}x{ib.size[1]}"
+        )
+    return torch.cat([resize_square(ia, size), resize_square(ib, size)])
 
 
 def _held_out(
@@ -189,6 +256,7 @@ def load_aligned(
     direction: str = "AtoB",
     train: bool | None = None,
     max_images: int = 0,
+    storage: str = "auto",
     workers: int = 0,
     log: Callable[[str], None] = print,
 ) -> PairedDataset:
@@ -223,25 +291,23 @@ def load_aligned(
         files = files[:max_images]
     size = (load_size or resolution) if train else resolution
 
-    def decode(path: Path) -> tuple[Tensor, Tensor]:
-        img = to_rgb(open_image(path))
-        w, h = img.size
-        if w % 2:
-            raise ImageReadError(path, "odd width", f"{w}x{h} cannot be cut into equal A|B halves")
-        return resize_square(img.crop((0, 0, w // 2, h)), size), resize_square(img.crop((w // 2, 0, w, h)), size)
-
-    report = SkipReport(f"{folder}")
-    done = decode_many(files, decode, report=report, desc=f"decoding {folder.name}", workers=workers)
+    source = ItemSource(
+        kind="aligned-pairs",
+        root=folder,
+        items=files,
+        decode=partial(_decode_aligned, size=size),
+        shape=(6, size, size),
+        params=f"{size}px",
+        what="image pairs",
+    )
     return _finish(
-        [r[0] for _, r in done],
-        [r[1] for _, r in done],
-        [files[i].name for i, _ in done],
-        report,
-        folder,
-        log,
+        source,
+        [f.name for f in files],
+        storage=storage,
+        workers=workers,
+        log=log,
         val_source=val_source,
         resolution=resolution,
-        load_size=load_size,
         train=train,
         flip=flip,
         direction=direction,
@@ -285,6 +351,7 @@ def load_pair_folders(
     direction: str = "AtoB",
     train: bool | None = None,
     max_images: int = 0,
+    storage: str = "auto",
     workers: int = 0,
     log: Callable[[str], None] = print,
 ) -> PairedDataset:
@@ -335,27 +402,23 @@ def load_pair_folders(
         stems = stems[:max_images]
     size = (load_size or resolution) if train else resolution
 
-    def decode(stem: str) -> tuple[Tensor, Tensor]:
-        pa, pb = a_files[stem], b_files[stem]
-        ia, ib = to_rgb(open_image(pa)), to_rgb(open_image(pb))
-        if ia.size != ib.size:
-            raise DataError(
-                f"partners differ in size: {pa} is {ia.size[0]}x{ia.size[1]} but {pb} is {ib.size[0]}x{ib.size[1]}"
-            )
-        return resize_square(ia, size), resize_square(ib, size)
-
-    report = SkipReport(f"{a_dir.parent}")
-    done = decode_many(stems, decode, report=report, desc=f"decoding {a_dir.parent.name}", workers=workers)
+    source = ItemSource(
+        kind="pair-folders",
+        root=a_dir.parent,
+        items=[(a_files[st], b_files[st]) for st in stems],
+        decode=partial(_decode_pair, size=size),
+        shape=(6, size, size),
+        params=f"{size}px",
+        what="image pairs",
+    )
     return _finish(
-        [r[0] for _, r in done],
-        [r[1] for _, r in done],
-        [a_files[stems[i]].name for i, _ in done],
-        report,
-        a_dir.parent,
-        log,
+        source,
+        [a_files[st].name for st in stems],
+        storage=storage,
+        workers=workers,
+        log=log,
         val_source=val_source,
         resolution=resolution,
-        load_size=load_size,
         train=train,
         flip=flip,
         direction=direction,

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from gankit.config import Config, ConfigError, describe_changes, diff_configs
 from gankit.data import EpochSampler, build_dataset
+from gankit.data.feed import batches
 from gankit.data.base import Batch
 from gankit.errors import NonFiniteLoss, TrainingInterrupted
 from gankit.families import get_family
@@ -492,16 +493,23 @@ class Trainer:
         current_epoch = -1
         self.G.train()
         self.D.train()
-        with _StopSignals() as stop:
+        # batches of steps self.step, self.step + 1, ...: the same whatever data.storage (see gankit.data.feed)
+        feed = batches(
+            self.data,
+            self.sampler,
+            start=self.step,
+            stop=self.total_steps,
+            device=self.device,
+            augment=self.family.kind == "paired",
+        )
+        with _StopSignals() as stop, closing(feed):
             while self.step < self.total_steps:
                 epoch = self.epoch_of(self.step)
                 if epoch != current_epoch:
                     self._set_lr(epoch)
                     current_epoch = epoch
                 pretrain = epoch < cfg.train.pretrain_epochs
-                index = self.sampler.indices(self.step)
-                gen = self.sampler.augment_generator(self.step) if self.family.kind == "paired" else None
-                batch = self.data.batch(index, device=self.device, generator=gen)
+                batch = next(feed)
                 if self.channels_last:
                     batch = {
                         k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v

@@ -1,0 +1,584 @@
+"""Where a dataset's decoded pixels live: in RAM, in a memory-mapped cache on disk, or nowhere (streamed).
+
+A dataset is a list of items (image files, or pairs of them) that decode to uint8 tensors of one
+shape, (C, H, W). What a batch *means* (noise-to-image images, aligned pairs, Lab) is the
+dataset's business; this module only stores and fetches the decoded uint8 items, through one of
+three backends chosen by ``data.storage``:
+
+``memory``
+    Every item decoded into this process's RAM (fastest, and the right choice for Fashion-MNIST,
+    facades or a few thousand photos). Each process of a torchrun job holds its own copy.
+``mmap``
+    The decoded items written once to a cache file on disk (raw uint8, ``N x C x H x W``, with a
+    ``meta.json`` beside it) and opened read-only with :class:`numpy.memmap`: every process of a
+    node, and every later run, shares the one copy the kernel keeps in its page cache, so memory
+    stays flat in the dataset size and in the number of processes. The cache is built in parallel
+    (threads: PIL releases the GIL while decoding), atomically (a temporary file renamed into
+    place), under a file lock (two processes building the same cache wait for one build), and it is
+    keyed by every file's path, size and modification time and by the decoding parameters, so a
+    changed folder is rebuilt. A raw file rather than safetensors: it can be written item by item,
+    while safetensors serializes whole in-memory tensors, which for COCO would need the 23 GB in RAM.
+``stream``
+    Nothing stored: the items of each step are decoded from the files by DataLoader worker
+    processes while the previous step trains (:mod:`gankit.data.feed`). For datasets larger than
+    the cache disk. A one-time scan (cached like the pixels, but only ``meta.json``) decodes every
+    file once to learn which are usable, so the item list, and hence every batch, is exactly the
+    one the other backends serve.
+
+``auto`` (the default) picks by the decoded size against available RAM and cache-disk space
+(:func:`choose`) and logs what it chose and why. Whatever the backend, item ``i`` is the same
+uint8 tensor, so batches, exact resume and bitwise-equal resumes do not depend on the choice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from .errors import DataError
+from .images import ImageReadError, SkipReport
+
+STORAGES = ("auto", "memory", "mmap", "stream")
+CACHE_FORMAT = 1
+"""Bumped when the cache layout or a decoder changes, so old caches are not reused."""
+MEMORY_MAX_BYTES = 500_000_000
+"""``auto`` keeps a dataset in RAM when all processes of this node together need at most this much
+(and at most :data:`MEMORY_MAX_FRACTION` of the available RAM); larger ones are memory-mapped."""
+MEMORY_MAX_FRACTION = 0.25
+DISK_MAX_FRACTION = 0.5
+"""``auto`` builds a cache only when it takes at most this fraction of the free space on the cache disk."""
+PROGRESS_MIN_ITEMS = 500
+
+
+# ---------------------------------------------------------------------------------------------
+# What is stored
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemSource:
+    """A dataset's items before decoding: what the storage layer needs to store or stream them.
+
+    ``decode`` must be picklable (a module-level function or a :func:`functools.partial` of one),
+    since stream workers run it in other processes; it returns a uint8 tensor of ``shape`` or raises
+    :class:`ImageReadError` to skip the item.
+    """
+
+    kind: str
+    """What the items are, e.g. "folder", "aligned-pairs", "photos" (part of the cache key)."""
+    root: Path
+    items: Sequence[Any]
+    """One entry per item: a path, or a tuple of paths."""
+    decode: Callable[[Any], Tensor]
+    shape: tuple[int, int, int]
+    params: str
+    """The decoding parameters, e.g. "64px-3c" (part of the cache key and the cache's name)."""
+    what: str = "images"
+    """What an item is, in messages ("image pairs", "colour photos")."""
+    persist: bool = False
+    """Whether ``memory`` also keeps a disk cache, so the next run starts without decoding."""
+
+    @property
+    def item_bytes(self) -> int:
+        c, h, w = self.shape
+        return c * h * w
+
+    def files(self) -> Iterator[Path]:
+        for item in self.items:
+            yield from (item if isinstance(item, tuple) else (item,))
+
+
+def storage_root() -> Path:
+    """The folder of the mmap caches and stream scans: ``$XDG_CACHE_HOME/gankit/storage``."""
+    from .mnist import cache_dir
+
+    return cache_dir() / "storage"
+
+
+def cache_key(source: ItemSource) -> tuple[str, str]:
+    """``(name, key)``: the cache folder's stable name prefix and a digest of the source's content."""
+    root = source.root.resolve()
+    head = hashlib.sha1(f"{CACHE_FORMAT}|{source.kind}|{source.params}|{root}".encode()).hexdigest()[:8]
+    h = hashlib.sha1(f"{CACHE_FORMAT}|{source.kind}|{source.params}|{source.shape}".encode())
+    for f in source.files():
+        st = f.stat()
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in root.name)[:40] or "data"
+    return f"{safe}-{source.params}-{head}", h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# The three stores: uint8 items by index
+# ---------------------------------------------------------------------------------------------
+
+
+class MemoryStore:
+    """Items held in RAM as one uint8 tensor (copied once to an accelerator when small enough)."""
+
+    kind = "memory"
+
+    def __init__(self, pixels: Tensor) -> None:
+        from .base import DeviceCopies
+
+        self.pixels = pixels
+        self._copies = DeviceCopies(pixels)
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def gather(self, index: Tensor, device: torch.device) -> Tensor:
+        src = self._copies.get(device)
+        return src[index.to(src.device)].to(device, non_blocking=True)
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        return tuple(self.pixels.shape[1:])
+
+    def head(self, n: int) -> MemoryStore:
+        return MemoryStore(self.pixels[:n])
+
+
+class MmapStore:
+    """Items read from a memory-mapped cache file (read-only; shared through the page cache)."""
+
+    kind = "mmap"
+
+    def __init__(self, path: Path, shape: tuple[int, ...], *, length: int | None = None) -> None:
+        self.path, self.shape = path, tuple(shape)
+        self.array = np.memmap(path, dtype=np.uint8, mode="r", shape=self.shape) if self.shape[0] else None
+        self.length = self.shape[0] if length is None else length
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def pixels(self) -> Tensor:
+        """All items as a (read-only) tensor view of the mapping."""
+        import warnings
+
+        with warnings.catch_warnings():  # the mapping is read-only; torch warns that it cannot write to it
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(self.array[: self.length])  # type: ignore[index]
+
+    def gather(self, index: Tensor, device: torch.device) -> Tensor:
+        idx = index.numpy()
+        order = np.argsort(idx, kind="stable")  # ascending reads are kinder to the disk
+        out = np.empty((len(idx), *self.shape[1:]), dtype=np.uint8)
+        out[order] = self.array[idx[order]]  # type: ignore[index]
+        t = torch.from_numpy(out)
+        if torch.device(device).type == "cuda":
+            t = t.pin_memory()
+        return t.to(device, non_blocking=True)
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
+    def head(self, n: int) -> MmapStore:
+        return MmapStore(self.path, self.shape, length=min(n, self.length))
+
+    # the memmap itself is not sent to DataLoader workers (it is reopened by path)
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "shape": self.shape, "length": self.length}
+
+    def __setstate__(self, s: dict[str, Any]) -> None:
+        self.__init__(s["path"], s["shape"], length=s["length"])  # type: ignore[misc]
+
+
+class StreamStore:
+    """Items decoded from their files on demand; :mod:`gankit.data.feed` decodes ahead in workers."""
+
+    kind = "stream"
+
+    def __init__(self, source: ItemSource, kept: Sequence[int], *, workers: int = 0) -> None:
+        self.source, self.kept = source, list(kept)
+        self.workers = workers or min(4, os.cpu_count() or 1)
+
+    def __len__(self) -> int:
+        return len(self.kept)
+
+    def decode_items(self, index: Tensor) -> Tensor:
+        """Decode the items at ``index`` (uint8, on the CPU); a file that fails now is a :class:`DataError`."""
+        out = torch.empty((len(index), *self.source.shape), dtype=torch.uint8)
+        for j, i in enumerate(index.tolist()):
+            item = self.source.items[self.kept[i]]
+            try:
+                out[j] = self.source.decode(item)
+            except ImageReadError as e:
+                raise DataError(
+                    f"{e} -- it decoded when the folder was scanned; the file changed during training "
+                    "(the next run rescans the folder)"
+                ) from None
+        return out
+
+    def gather(self, index: Tensor, device: torch.device) -> Tensor:
+        return self.decode_items(index).to(device)
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        return tuple(self.source.shape)
+
+    @property
+    def pixels(self) -> Tensor:
+        raise AttributeError("a streamed dataset keeps no pixels; use data.storage=memory or mmap to inspect them")
+
+    def head(self, n: int) -> StreamStore:
+        return StreamStore(self.source, self.kept[:n], workers=self.workers)
+
+
+Store = MemoryStore | MmapStore | StreamStore
+
+
+@dataclass
+class Stored:
+    """A stored dataset: its items, which source items they are (``kept``), and what was skipped."""
+
+    store: Store
+    kept: list[int]
+    skipped: str
+    """The one-line summary of skipped files ("" when none)."""
+    choice: str = ""
+    """How the backend was chosen, e.g. "data.storage=auto -> mmap: 50,000 images decode to ..."."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding everything once (in RAM, into a cache file, or only to scan)
+# ---------------------------------------------------------------------------------------------
+
+
+def _decode_in_order(
+    source: ItemSource, workers: int, desc: str
+) -> Iterator[tuple[int, Tensor | ImageReadError]]:
+    """Decode every item in a thread pool, yielding results in item order with a bounded window in flight."""
+    workers = workers or min(16, (os.cpu_count() or 1) * 2)
+    window = 8 * workers
+    n = len(source.items)
+
+    def work(i: int) -> Tensor | ImageReadError:
+        try:
+            return source.decode(source.items[i])
+        except ImageReadError as e:
+            return e
+
+    quiet = True if n < PROGRESS_MIN_ITEMS else None  # None: a bar only on a terminal
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=n, desc=desc, unit="img", disable=quiet, leave=False) as bar:
+        pending: list[Future] = []
+        nxt = 0
+        try:
+            for i in range(n):
+                while nxt < n and len(pending) < window:
+                    pending.append(pool.submit(work, nxt))
+                    nxt += 1
+                res = pending.pop(0).result()
+                bar.update()
+                yield i, res
+        finally:  # stopped early (Ctrl-C, an error): drop the rest
+            for f in pending:
+                f.cancel()
+
+
+def decode_all(
+    source: ItemSource, out: np.ndarray | Tensor | None, *, desc: str, workers: int = 0
+) -> tuple[list[int], SkipReport]:
+    """Decode every item of ``source``; usable ones are written, in order and compacted, into ``out``.
+
+    ``out`` (length ``len(source.items)``) may be a tensor in RAM, a writable memmap, or ``None``
+    to only learn which items are usable (a stream scan). Returns the kept item indices and the
+    report of skipped files. A :class:`DataError` from ``decode`` (the data set itself is wrong)
+    stops at once.
+    """
+    report = SkipReport(str(source.root))
+    kept: list[int] = []
+    for i, res in _decode_in_order(source, workers, desc):
+        if isinstance(res, ImageReadError):
+            report.add(res)
+            continue
+        if tuple(res.shape) != source.shape:
+            raise ValueError(f"{source.items[i]}: decoded to {tuple(res.shape)}, expected {source.shape}")
+        if out is not None:
+            out[len(kept)] = res if isinstance(out, Tensor) else res.numpy()
+        kept.append(i)
+    return kept, report
+
+
+def _fail_if_empty(source: ItemSource, kept: list[int], report: SkipReport) -> None:
+    if not kept:
+        raise DataError(
+            f"no usable {source.what} in {source.root} (of {len(source.items)})"
+            + (f" ({report.summary()})" if report.total else "")
+        )
+
+
+def load_in_memory(source: ItemSource, *, workers: int = 0) -> Stored:
+    """Decode every item into one preallocated uint8 tensor (no list of tensors, no second copy)."""
+    out = torch.empty((len(source.items), *source.shape), dtype=torch.uint8)
+    kept, report = decode_all(source, out, desc=f"decoding {source.root.name}", workers=workers)
+    _fail_if_empty(source, kept, report)
+    pixels = out[: len(kept)] if len(kept) == len(out) else out[: len(kept)].clone()
+    return Stored(MemoryStore(pixels), kept, report.summary())
+
+
+@contextmanager
+def _locked(path: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """An exclusive lock on ``path`` (a lock file); says so when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"waiting for another process that is preparing {path.with_suffix('').name} ...")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _read_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if meta.get("format") == CACHE_FORMAT else None
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def _remove_stale(root: Path, name: str, keep: Path) -> None:
+    """Delete older caches of the same folder and parameters (whose files changed since)."""
+    for old in root.glob(f"{name}-*"):
+        if old == keep or not old.is_dir():
+            continue
+        lock = old.with_suffix(".lock")
+        try:
+            with open(lock, "a+") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody is building it right now
+                shutil.rmtree(old, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+        except OSError:
+            continue
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def open_cache(
+    source: ItemSource, *, pixels: bool, log: Callable[[str], None], workers: int = 0
+) -> tuple[Path, dict[str, Any]]:
+    """The cache folder of ``source`` and its metadata, built first if needed.
+
+    With ``pixels`` the folder holds ``pixels.u8`` (the mmap cache); without, only ``meta.json``
+    (the scan a stream needs). Safe when several processes call it at once: one builds, the
+    others wait on the lock and then open what it built.
+    """
+    root = storage_root()
+    name, key = cache_key(source)
+    folder = root / f"{name}-{key}"
+
+    def ready() -> dict[str, Any] | None:
+        meta = _read_meta(folder)
+        if meta is None or (pixels and not meta.get("pixels")):
+            return None
+        return meta
+
+    meta = ready()
+    if meta is not None:
+        return folder, meta
+    with _locked(root / f"{name}-{key}.lock", log):
+        meta = ready()
+        if meta is not None:  # another process built it while this one waited
+            return folder, meta
+        folder.mkdir(parents=True, exist_ok=True)
+        n = len(source.items)
+        t0 = time.perf_counter()
+        if pixels:
+            tmp = folder / f"pixels.u8.tmp-{os.getpid()}"
+            total = n * source.item_bytes
+            free = shutil.disk_usage(folder).free
+            if total > free:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise DataError(
+                    f"{source.root}: the cache needs {_human(total)} but {root} has {_human(free)} free; "
+                    "free some space, set XDG_CACHE_HOME to a larger disk, or use data.storage=stream"
+                )
+            arr = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(max(n, 1), *source.shape))
+            try:
+                kept, report = decode_all(source, arr, desc=f"caching {source.root.name}", workers=workers)
+                arr.flush()
+                del arr
+                _fail_if_empty(source, kept, report)
+                os.truncate(tmp, len(kept) * source.item_bytes)
+                os.replace(tmp, folder / "pixels.u8")
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        else:
+            kept, report = decode_all(source, None, desc=f"scanning {source.root.name}", workers=workers)
+            _fail_if_empty(source, kept, report)
+        secs = time.perf_counter() - t0
+        meta = {
+            "format": CACHE_FORMAT,
+            "source": str(source.root.resolve()),
+            "kind": source.kind,
+            "params": source.params,
+            "shape": [len(kept), *source.shape],
+            "items": n,
+            "kept": kept if len(kept) < n else None,  # None: every item
+            "skipped": report.summary(),
+            "pixels": bool(pixels),
+            "seconds": round(secs, 2),
+        }
+        _write_json(folder / "meta.json", meta)
+        what = "cached" if pixels else "scanned"
+        log(
+            f"{what} {len(kept):,} {source.what} of {source.root} in {secs:.1f} s "
+            f"({n / max(secs, 1e-9):,.0f} img/s) into {folder}"
+        )
+    _remove_stale(root, name, folder)
+    return folder, meta
+
+
+def _kept(meta: dict[str, Any]) -> list[int]:
+    return meta["kept"] if meta["kept"] is not None else list(range(meta["items"]))
+
+
+def open_mmap(source: ItemSource, *, log: Callable[[str], None], workers: int = 0) -> Stored:
+    folder, meta = open_cache(source, pixels=True, log=log, workers=workers)
+    return Stored(MmapStore(folder / "pixels.u8", tuple(meta["shape"])), _kept(meta), meta["skipped"])
+
+
+def open_stream(source: ItemSource, *, log: Callable[[str], None], workers: int = 0) -> Stored:
+    _, meta = open_cache(source, pixels=False, log=log)
+    return Stored(StreamStore(source, _kept(meta), workers=workers), _kept(meta), meta["skipped"])
+
+
+def open_memory(source: ItemSource, *, log: Callable[[str], None]) -> Stored:
+    if not source.persist:
+        return load_in_memory(source)
+    try:  # quietly: building a small cache takes no longer than decoding did
+        folder, meta = open_cache(source, pixels=True, log=lambda m: None)
+    except OSError:  # the cache is an optimization only (a read-only home, a full disk)
+        return load_in_memory(source)
+    shape = tuple(meta["shape"])
+    pixels = torch.from_numpy(np.fromfile(folder / "pixels.u8", dtype=np.uint8).reshape(shape))
+    return Stored(MemoryStore(pixels), _kept(meta), meta["skipped"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing
+# ---------------------------------------------------------------------------------------------
+
+
+def available_ram() -> int:
+    """Bytes of RAM available to new allocations (MemAvailable), or 0 when unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _free_disk(path: Path) -> int:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return 0
+
+
+def local_processes() -> int:
+    """Processes of this job on this node (torchrun's ``LOCAL_WORLD_SIZE``), each of which loads the data."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def choose(source: ItemSource, *, memory_factor: float = 1.0) -> tuple[str, str]:
+    """``(backend, why)`` for ``data.storage=auto``.
+
+    ``memory_factor`` is what one decoded byte costs in RAM (colorization keeps float16 Lab in
+    memory: 2). memory when all local processes together need at most :data:`MEMORY_MAX_BYTES`
+    and a quarter of the available RAM; else mmap when the cache exists or fits in half the free
+    cache disk; else stream.
+    """
+    n = len(source.items)
+    decoded = n * source.item_bytes
+    procs = local_processes()
+    need = decoded * memory_factor * procs
+    ram = available_ram()
+    who = f"{procs} processes x " if procs > 1 else ""
+    in_ram = f"{who}{_human(decoded * memory_factor)} in RAM"
+    limit = min(MEMORY_MAX_BYTES, MEMORY_MAX_FRACTION * ram) if ram else MEMORY_MAX_BYTES
+    if need <= limit:
+        return "memory", f"{n:,} {source.what} decode to {_human(decoded)}; {in_ram} is within {_human(limit)}"
+    root = storage_root()
+    name, _ = cache_key(source)
+    over = f"{n:,} {source.what} decode to {_human(decoded)}; {in_ram} is more than {_human(limit)}"
+    free = _free_disk(root)
+    if decoded <= DISK_MAX_FRACTION * free:
+        return "mmap", f"{over}; a shared cache fits on {root} ({_human(free)} free)"
+    if any(root.glob(f"{name}-*/pixels.u8")):
+        return "mmap", f"{over}; a cache of this folder exists in {root}"
+    return "stream", f"{over}, and a cache would not fit in half of the {_human(free)} free on {root}"
+
+
+def open_store(
+    source: ItemSource,
+    storage: str,
+    *,
+    log: Callable[[str], None],
+    workers: int = 0,
+    memory_factor: float = 1.0,
+) -> Stored:
+    """Store ``source`` with the backend ``storage`` (auto, memory, mmap or stream).
+
+    What was chosen, and why, is in ``Stored.choice`` (callers put it in the run's log).
+    """
+    if storage not in STORAGES:
+        raise DataError(f"data.storage={storage}: unknown; choose one of {', '.join(STORAGES)}")
+    choice = f"data.storage={storage}"
+    if storage == "auto":
+        storage, why = choose(source, memory_factor=memory_factor)
+        choice = f"data.storage=auto -> {storage}: {why}"
+    if storage == "memory":
+        stored = open_memory(source, log=log)
+    elif storage == "mmap":
+        stored = open_mmap(source, log=log)
+    else:
+        stored = open_stream(source, log=log, workers=workers)
+    if stored.skipped:
+        log(stored.skipped)
+    stored.choice = choice
+    return stored
