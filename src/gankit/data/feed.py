@@ -68,6 +68,7 @@ def batches(
         prefetch_factor=PREFETCH_STEPS,
         pin_memory=torch.device(device).type == "cuda",
         worker_init_fn=_worker_init,
+        generator=torch.Generator(),  # the workers' seed must not be drawn from the global RNG (G's noise)
     )
     it = iter(loader)
     try:
