@@ -477,7 +477,7 @@ def open_stream(source: ItemSource, *, log: Callable[[str], None], workers: int 
 
 
 def open_memory(source: ItemSource, *, log: Callable[[str], None]) -> Stored:
-    if not source.persist:
+    if not source.persist or len(source.items) * source.item_bytes > _free_disk(storage_root()):
         return load_in_memory(source)
     try:  # quietly: building a small cache takes no longer than decoding did
         folder, meta = open_cache(source, pixels=True, log=lambda m: None)
