@@ -337,3 +337,51 @@ def test_read_errors_while_building_are_skipped_not_cached_as_pixels(tmp_path: P
     assert (folder / "pixels.u8").stat().st_size == 5 * 768
     with pytest.raises(ImageReadError):
         _source(root).decode(root / "img000.png")
+
+
+# ----------------------------------------------------------------------------- torchrun, 2 ranks
+
+DDP_WORKER = """
+import os, sys, torch
+from gankit.config import make_config
+from gankit.training import distributed
+from gankit.training.loop import Trainer
+data, out, storage = sys.argv[1:4]
+torch.set_num_threads(1)
+cfg = make_config("dcgan", overrides={
+    "data.name": "folder", "data.path": data, "data.resolution": 16, "data.storage": storage,
+    "data.workers": 1, "model.ngf": 4, "model.ndf": 4, "model.z_dim": 8, "train.batch_size": 4,
+    "train.max_steps": 6, "train.device": "cpu", "train.progress": False, "train.n_samples": 4,
+})
+t = Trainer(cfg, out, log=print)
+t.fit()
+torch.save(t.G.state_dict(), os.path.join(out, f"G_rank{t.dist.rank}.pt"))
+distributed.shutdown()
+"""
+
+
+def test_two_ranks_share_one_cache_and_every_backend_trains_alike(tmp_path: Path, mpl_config_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+    from test_distributed import _free_port
+
+    env = subprocess_env(tmp_path, mpl_config_dir)
+    data = write_image_folder(tmp_path / "faces", 24)
+    script = tmp_path / "worker.py"
+    script.write_text(DDP_WORKER)
+    weights = {}
+    for storage in ("mmap", "stream"):
+        out = tmp_path / storage
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(_free_port()), str(script), str(data), str(out), storage]  # fmt: skip
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+        g = [torch.load(out / f"G_rank{r}.pt", weights_only=True) for r in range(2)]
+        params = [{k: v for k, v in w.items() if "running" not in k and "num_batches" not in k} for w in g]
+        assert _deep_equal(params[0], params[1]) == []  # (BatchNorm statistics are per rank without sync_bn)
+        weights[storage] = g[0]
+    caches = list(Path(env["XDG_CACHE_HOME"], "gankit", "storage").glob("*/pixels.u8"))
+    assert len(caches) == 1  # both ranks of the mmap run opened the one cache file (one built it)
+    assert _deep_equal(weights["mmap"], weights["stream"]) == []
