@@ -4,6 +4,7 @@ atomically, safely under concurrency, and again when the folder changes."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import time
 from functools import partial
@@ -191,6 +192,9 @@ def test_the_cache_is_reused_and_rebuilt_when_the_folder_changes(tmp_path: Path)
     rebuilt, _ = st.open_cache(_source(root), pixels=True, log=lines.append)
     assert rebuilt != folder and len(lines) == 2
     assert not folder.exists()  # the stale cache of the same folder is removed
+    first_five = dataclasses.replace(_source(root), items=_source(root).items[:5])  # as data.max_images=5
+    quick, _ = st.open_cache(first_five, pixels=True, log=lines.append)
+    assert quick != rebuilt and rebuilt.exists()  # a quick run's cache does not evict the full one
     pixels = st.MmapStore(rebuilt / "pixels.u8", (10, 3, 16, 16)).pixels
     assert pixels[3, 0].min() >= 250 and pixels[3, 1:].max() <= 5  # the new red image (a JPEG: 254 or so)
 

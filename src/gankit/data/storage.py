@@ -111,7 +111,10 @@ def storage_root() -> Path:
 
 
 def cache_key(source: ItemSource) -> tuple[str, str]:
-    """``(name, key)``: the cache folder's stable name prefix and a digest of the source's content."""
+    """``(name, key)``: the cache folder's stable name prefix and a digest of the source's content.
+
+    Caches whose name matches and whose key differs are stale (files changed) and removed.
+    """
     root = source.root.resolve()
     head = hashlib.sha1(f"{CACHE_FORMAT}|{source.kind}|{source.params}|{root}".encode()).hexdigest()[:8]
     h = hashlib.sha1(f"{CACHE_FORMAT}|{source.kind}|{source.params}|{source.shape}".encode())
@@ -119,7 +122,9 @@ def cache_key(source: ItemSource) -> tuple[str, str]:
         st = f.stat()
         h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in root.name)[:40] or "data"
-    return f"{safe}-{source.params}-{head}", h.hexdigest()[:16]
+    # the count is in the name, so the caches of a quick data.max_images run and of the full set
+    # do not replace each other as stale
+    return f"{safe}-{source.params}-n{len(source.items)}-{head}", h.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------------------------
