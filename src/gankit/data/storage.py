@@ -266,58 +266,62 @@ class Stored:
 # ---------------------------------------------------------------------------------------------
 
 
-def _decode_in_order(
-    source: ItemSource, workers: int, desc: str
-) -> Iterator[tuple[int, Tensor | ImageReadError]]:
-    """Decode every item in a thread pool, yielding results in item order with a bounded window in flight."""
-    workers = workers or min(16, (os.cpu_count() or 1) * 2)
-    window = 8 * workers
-    n = len(source.items)
-
-    def work(i: int) -> Tensor | ImageReadError:
-        try:
-            return source.decode(source.items[i])
-        except ImageReadError as e:
-            return e
-
-    quiet = True if n < PROGRESS_MIN_ITEMS else None  # None: a bar only on a terminal
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=n, desc=desc, unit="img", disable=quiet, leave=False) as bar:
-        pending: list[Future] = []
-        nxt = 0
-        try:
-            for i in range(n):
-                while nxt < n and len(pending) < window:
-                    pending.append(pool.submit(work, nxt))
-                    nxt += 1
-                res = pending.pop(0).result()
-                bar.update()
-                yield i, res
-        finally:  # stopped early (Ctrl-C, an error): drop the rest
-            for f in pending:
-                f.cancel()
+DECODE_CHUNK = 64
+"""Items one decoding task handles (writing them straight into the output), to keep the
+coordinating thread idle: per-item futures cost about a tenth of the decode time on 2 cores."""
 
 
 def decode_all(
     source: ItemSource, out: np.ndarray | Tensor | None, *, desc: str, workers: int = 0
 ) -> tuple[list[int], SkipReport]:
-    """Decode every item of ``source``; usable ones are written, in order and compacted, into ``out``.
+    """Decode every item of ``source`` in a thread pool (PIL releases the GIL while decoding).
 
-    ``out`` (length ``len(source.items)``) may be a tensor in RAM, a writable memmap, or ``None``
-    to only learn which items are usable (a stream scan). Returns the kept item indices and the
-    report of skipped files. A :class:`DataError` from ``decode`` (the data set itself is wrong)
-    stops at once.
+    Usable items are written, in order and compacted, into ``out`` (length ``len(source.items)``):
+    a tensor in RAM, a writable memmap, or ``None`` to only learn which items are usable (a stream
+    scan). Returns the kept item indices and the report of skipped files. A :class:`DataError` from
+    ``decode`` (the data set itself is wrong) stops at once, as does Ctrl-C.
     """
+    n = len(source.items)
+    workers = workers or min(16, (os.cpu_count() or 1) * 2)
+    tensor_out = isinstance(out, Tensor)
+
+    def work(start: int) -> tuple[list[int], list[ImageReadError]]:
+        ok, errors = [], []
+        for i in range(start, min(start + DECODE_CHUNK, n)):
+            try:
+                x = source.decode(source.items[i])
+            except ImageReadError as e:
+                errors.append(e)
+                continue
+            if tuple(x.shape) != source.shape:
+                raise ValueError(f"{source.items[i]}: decoded to {tuple(x.shape)}, expected {source.shape}")
+            if out is not None:
+                out[i] = x if tensor_out else x.numpy()
+            ok.append(i)
+        return ok, errors
+
     report = SkipReport(str(source.root))
     kept: list[int] = []
-    for i, res in _decode_in_order(source, workers, desc):
-        if isinstance(res, ImageReadError):
-            report.add(res)
-            continue
-        if tuple(res.shape) != source.shape:
-            raise ValueError(f"{source.items[i]}: decoded to {tuple(res.shape)}, expected {source.shape}")
-        if out is not None:
-            out[len(kept)] = res if isinstance(out, Tensor) else res.numpy()
-        kept.append(i)
+    quiet = True if n < PROGRESS_MIN_ITEMS else None  # None: a bar only on a terminal
+    starts = iter(range(0, n, DECODE_CHUNK))
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=n, desc=desc, unit="img", disable=quiet, leave=False) as bar:
+        pending: list[Future] = [pool.submit(work, s) for _, s in zip(range(2 * workers), starts)]
+        try:
+            while pending:
+                ok, errors = pending.pop(0).result()
+                kept += ok
+                report.extend(errors)
+                bar.update(len(ok) + len(errors))
+                nxt = next(starts, None)
+                if nxt is not None:
+                    pending.append(pool.submit(work, nxt))
+        finally:  # stopped early (Ctrl-C, an error): drop what has not started
+            for f in pending:
+                f.cancel()
+    if out is not None and len(kept) < n:  # close the gaps of skipped items (j <= i: moving down is safe)
+        for j, i in enumerate(kept):
+            if j != i:
+                out[j] = out[i]
     return kept, report
 
 
