@@ -396,13 +396,14 @@ def _human(n: float) -> str:
 
 
 def open_cache(
-    source: ItemSource, *, pixels: bool, log: Callable[[str], None], workers: int = 0
+    source: ItemSource, *, pixels: bool, log: Callable[[str], None], workers: int = 0, quiet_small: bool = False
 ) -> tuple[Path, dict[str, Any]]:
     """The cache folder of ``source`` and its metadata, built first if needed.
 
     With ``pixels`` the folder holds ``pixels.u8`` (the mmap cache); without, only ``meta.json``
     (the scan a stream needs). Safe when several processes call it at once: one builds, the
-    others wait on the lock and then open what it built.
+    others wait on the lock and then open what it built. Building says so in ``log`` (before and
+    after, for :data:`PROGRESS_MIN_ITEMS` items or more; with ``quiet_small``, small builds are silent).
     """
     root = storage_root()
     name, key = cache_key(source)
@@ -423,6 +424,10 @@ def open_cache(
             return folder, meta
         folder.mkdir(parents=True, exist_ok=True)
         n = len(source.items)
+        big = n >= PROGRESS_MIN_ITEMS
+        if big:
+            doing = "caching the decoded" if pixels else "scanning (once: which files decode)"
+            log(f"{doing} {n:,} {source.what} of {source.root} ...")
         t0 = time.perf_counter()
         if pixels:
             tmp = folder / f"pixels.u8.tmp-{os.getpid()}"
@@ -444,6 +449,8 @@ def open_cache(
                 os.replace(tmp, folder / "pixels.u8")
             except BaseException:
                 tmp.unlink(missing_ok=True)
+                if not any(folder.iterdir()):
+                    folder.rmdir()
                 raise
         else:
             kept, report = decode_all(source, None, desc=f"scanning {source.root.name}", workers=workers)
@@ -463,10 +470,11 @@ def open_cache(
         }
         _write_json(folder / "meta.json", meta)
         what = "cached" if pixels else "scanned"
-        log(
-            f"{what} {len(kept):,} {source.what} of {source.root} in {secs:.1f} s "
-            f"({n / max(secs, 1e-9):,.0f} img/s) into {folder}"
-        )
+        if big or not quiet_small:
+            log(
+                f"{what} {len(kept):,} {source.what} of {source.root} in {secs:.1f} s "
+                f"({n / max(secs, 1e-9):,.0f} img/s) into {folder}"
+            )
     _remove_stale(root, name, folder)
     return folder, meta
 
@@ -488,8 +496,8 @@ def open_stream(source: ItemSource, *, log: Callable[[str], None], workers: int 
 def open_memory(source: ItemSource, *, log: Callable[[str], None]) -> Stored:
     if not source.persist or len(source.items) * source.item_bytes > _free_disk(storage_root()):
         return load_in_memory(source)
-    try:  # quietly: building a small cache takes no longer than decoding did
-        folder, meta = open_cache(source, pixels=True, log=lambda m: None)
+    try:  # a small cache is built quietly: it takes no longer than decoding did
+        folder, meta = open_cache(source, pixels=True, log=log, quiet_small=True)
     except OSError:  # the cache is an optimization only (a read-only home, a full disk)
         return load_in_memory(source)
     shape = tuple(meta["shape"])
