@@ -389,3 +389,30 @@ def test_two_ranks_share_one_cache_and_every_backend_trains_alike(tmp_path: Path
     caches = list(Path(env["XDG_CACHE_HOME"], "gankit", "storage").glob("*/pixels.u8"))
     assert len(caches) == 1  # both ranks of the mmap run opened the one cache file (one built it)
     assert _deep_equal(weights["mmap"], weights["stream"]) == []
+
+
+def test_gankit_cache_lists_and_clears_the_caches(tmp_path: Path, capsys) -> None:
+    from gankit.cli import main
+    from gankit.data.mnist import cache_dir
+
+    root = write_image_folder(tmp_path / "imgs", 10)
+    folder, _ = st.open_cache(_source(root), pixels=True, log=quiet)
+    st.open_cache(dataclasses.replace(_source(root), items=_source(root).items[:4]), pixels=False, log=quiet)
+    old = cache_dir() / "folders" / "imgs-64px-3c-0123.pt"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"x" * 1000)
+    assert main(["cache"]) == 0
+    out = capsys.readouterr().out
+    total = (folder / "pixels.u8").stat().st_size + 1000 + sum(f.stat().st_size for f in st.storage_root().rglob("*.json"))
+    assert total > 8680 and out.startswith(f"decoded-data caches in {st.storage_root()}: 3, {st._human(total)}")
+    line = next(x for x in out.splitlines() if folder.name in x)
+    assert line.split()[1:6] == ["7.9", "KB", "pixels", "10", "items"] and line.endswith(str(root))
+    assert "scan" in out and "(gankit <= 0.2 format, no longer read)" in out
+    assert main(["cache", "--clear", "nothing-like-this"]) == 1
+    assert "no cache named nothing-like-this*" in capsys.readouterr().err
+    assert main(["cache", "--clear", "imgs-16px"]) == 0  # the two caches of imgs/, by name prefix
+    assert capsys.readouterr().out.startswith("removed 2 cache(s)")
+    assert not folder.exists() and old.exists()
+    assert main(["cache", "--clear"]) == 0 and not old.exists()
+    main(["cache"])
+    assert ": 0, 0 B" in capsys.readouterr().out

@@ -410,6 +410,33 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    import time
+
+    from gankit.data.storage import _human, clear_caches, list_caches, storage_root
+
+    if args.clear is not None:
+        removed, busy = clear_caches(args.clear)
+        if args.clear and not removed and not busy:
+            print(f"gankit cache: no cache named {' or '.join(args.clear)}* (see: gankit cache)", file=sys.stderr)
+            return 1
+        freed = sum(e.bytes for e in removed)
+        print(f"removed {len(removed)} cache(s), {_human(freed)} freed")
+        for e in busy:
+            print(f"  kept {e.path.name}: another process is building it")
+        return 0
+    entries = list_caches()
+    total = sum(e.bytes for e in entries)
+    print(f"decoded-data caches in {storage_root()}: {len(entries)}, {_human(total)}")
+    for e in entries:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.used))
+        items = f"{e.items:,} items" if e.items else ""
+        print(f"  {e.path.name}  {_human(e.bytes):>9}  {e.what:<6} {items:>14}  used {used}  {e.source}")
+    if entries:
+        print("remove: gankit cache --clear [NAME ...]  (a NAME prefix, or all; the next run rebuilds what it needs)")
+    return 0
+
+
 def cmd_translate(args: argparse.Namespace) -> int:
     from gankit.translate import run_translate
 
@@ -648,6 +675,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "list", help="show families, presets and datasets", description="Show families, presets and datasets."
     )
+    ca = sub.add_parser(
+        "cache",
+        help="list or clear the caches of decoded datasets",
+        description="List the caches of decoded datasets (data.storage=mmap, and memory for image folders) "
+        "in $XDG_CACHE_HOME/gankit/storage, with their sizes; --clear removes them.",
+    )
+    ca.add_argument(
+        "--clear", nargs="*", metavar="NAME", help="remove the caches whose names start with NAME (all without NAME)"
+    )
     return parser
 
 
@@ -673,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         "import": cmd_import,
         "report": cmd_report,
         "serve": cmd_serve,
+        "cache": cmd_cache,
     }
     try:
         return handlers[args.command](args)

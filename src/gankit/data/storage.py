@@ -417,6 +417,7 @@ def open_cache(
 
     meta = ready()
     if meta is not None:
+        _touch(folder)
         return folder, meta
     with _locked(root / f"{name}-{key}.lock", log):
         meta = ready()
@@ -599,3 +600,75 @@ def open_store(
         log(stored.skipped)
     stored.choice = choice
     return stored
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeing and clearing the caches (gankit cache)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CacheEntry:
+    """One folder of :func:`storage_root` (or an unused cache file of an older gankit)."""
+
+    path: Path
+    bytes: int
+    source: str
+    items: int
+    what: str
+    """"pixels" (an mmap cache), "scan" (a stream's list of usable files) or "old" (unused)."""
+    used: float
+    """When it was last opened (seconds since the epoch)."""
+
+
+def _touch(folder: Path) -> None:
+    try:  # "last used", for gankit cache; a read-only cache still works
+        os.utime(folder / "meta.json")
+    except OSError:
+        pass
+
+
+def list_caches() -> list[CacheEntry]:
+    """Every cache gankit keeps for decoded data, most recently used first."""
+    from .mnist import cache_dir
+
+    out: list[CacheEntry] = []
+    root = storage_root()
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        meta = _read_meta(folder) if folder.is_dir() else None
+        if meta is None:
+            continue
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        what = "pixels" if meta.get("pixels") else "scan"
+        out.append(CacheEntry(folder, size, meta["source"], meta["shape"][0], what, (folder / "meta.json").stat().st_mtime))
+    old = cache_dir() / "folders"  # gankit <= 0.2 kept one .pt file per image folder here
+    for f in sorted(old.glob("*.pt")) if old.is_dir() else []:
+        st = f.stat()
+        out.append(CacheEntry(f, st.st_size, "(gankit <= 0.2 format, no longer read)", 0, "old", st.st_mtime))
+    return sorted(out, key=lambda e: -e.used)
+
+
+def clear_caches(names: Sequence[str] = ()) -> tuple[list[CacheEntry], list[CacheEntry]]:
+    """Remove the caches whose folder name starts with one of ``names`` (all when empty).
+
+    Returns ``(removed, busy)``: a cache being built by another process is left alone.
+    """
+    removed, busy = [], []
+    for e in list_caches():
+        if names and not any(e.path.name.startswith(n) for n in names):
+            continue
+        if e.what == "old":
+            e.path.unlink(missing_ok=True)
+            removed.append(e)
+            continue
+        lock = e.path.with_suffix(".lock")
+        with open(lock, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                busy.append(e)
+                continue
+            shutil.rmtree(e.path, ignore_errors=True)
+        lock.unlink(missing_ok=True)
+        removed.append(e)
+    return removed, busy
