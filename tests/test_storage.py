@@ -403,7 +403,9 @@ def test_gankit_cache_lists_and_clears_the_caches(tmp_path: Path, capsys) -> Non
     old.write_bytes(b"x" * 1000)
     assert main(["cache"]) == 0
     out = capsys.readouterr().out
-    total = (folder / "pixels.u8").stat().st_size + 1000 + sum(f.stat().st_size for f in st.storage_root().rglob("*.json"))
+    total = (
+        (folder / "pixels.u8").stat().st_size + 1000 + sum(f.stat().st_size for f in st.storage_root().rglob("*.json"))
+    )
     assert total > 8680 and out.startswith(f"decoded-data caches in {st.storage_root()}: 3, {st._human(total)}")
     line = next(x for x in out.splitlines() if folder.name in x)
     assert line.split()[1:6] == ["7.9", "KB", "pixels", "10", "items"] and line.endswith(str(root))

@@ -48,8 +48,8 @@ from .images import (
     stack_square,
     to_rgb,
 )
-from .storage import ItemSource, MemoryStore, Store, open_store
 from .splits import VAL_SPLIT, describe, holdout
+from .storage import ItemSource, MemoryStore, Store, open_store
 
 __all__ = ["ColorizationDataset", "load_colorization", "to_lab_cache", "MIN_PHOTO_SIDE", "LAB_CACHE_DTYPE"]
 

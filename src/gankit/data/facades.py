@@ -39,8 +39,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .errors import DataError
-from .images import ImageReadError, SkipReport, list_images, open_image, to_rgb
-from .images import decode_many
+from .images import ImageReadError, SkipReport, decode_many, list_images, open_image, to_rgb
 from .paired import _pair_dirs
 
 __all__ = [

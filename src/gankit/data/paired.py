@@ -43,8 +43,8 @@ from .images import (
     stack_square,
     to_rgb,
 )
-from .storage import ItemSource, MemoryStore, Store, open_store
 from .splits import HOLDOUT_FRACTION, VAL_SPLIT, Holdout, describe, holdout
+from .storage import ItemSource, MemoryStore, Store, open_store
 
 __all__ = [
     "PairedDataset",
@@ -219,7 +219,9 @@ def _decode_aligned(path: Path, size: int) -> Tensor:
     w, h = img.size
     if w % 2:
         raise ImageReadError(path, "odd width", f"{w}x{h} cannot be cut into equal A|B halves")
-    return torch.cat([resize_square(img.crop((0, 0, w // 2, h)), size), resize_square(img.crop((w // 2, 0, w, h)), size)])
+    return torch.cat(
+        [resize_square(img.crop((0, 0, w // 2, h)), size), resize_square(img.crop((w // 2, 0, w, h)), size)]
+    )
 
 
 def _decode_pair(paths: tuple[Path, Path], size: int) -> Tensor:
@@ -233,9 +235,7 @@ def _decode_pair(paths: tuple[Path, Path], size: int) -> Tensor:
     return torch.cat([resize_square(ia, size), resize_square(ib, size)])
 
 
-def _held_out(
-    items: list, split: str, where: Path, log: Callable[[str], None]
-) -> tuple[list, Holdout]:
+def _held_out(items: list, split: str, where: Path, log: Callable[[str], None]) -> tuple[list, Holdout]:
     """The items of ``split`` ("train" or "val") when validation is held out of ``items`` (sorted).
 
     Building the ``val`` split says where validation comes from (once per run: the loop builds it once).

@@ -185,10 +185,8 @@ class MmapStore:
         order = np.argsort(idx, kind="stable")  # ascending reads are kinder to the disk
         out = np.empty((len(idx), *self.shape[1:]), dtype=np.uint8)
         out[order] = self.array[idx[order]]  # type: ignore[index]
-        t = torch.from_numpy(out)
-        if torch.device(device).type == "cuda":
-            t = t.pin_memory()
-        return t.to(device, non_blocking=True)
+        # (not pinned: a fresh pinned buffer per step costs more than copying a batch from pageable memory)
+        return torch.from_numpy(out).to(device)
 
     @property
     def item_shape(self) -> tuple[int, ...]:
@@ -640,7 +638,9 @@ def list_caches() -> list[CacheEntry]:
             continue
         size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
         what = "pixels" if meta.get("pixels") else "scan"
-        out.append(CacheEntry(folder, size, meta["source"], meta["shape"][0], what, (folder / "meta.json").stat().st_mtime))
+        out.append(
+            CacheEntry(folder, size, meta["source"], meta["shape"][0], what, (folder / "meta.json").stat().st_mtime)
+        )
     old = cache_dir() / "folders"  # gankit <= 0.2 kept one .pt file per image folder here
     for f in sorted(old.glob("*.pt")) if old.is_dir() else []:
         st = f.stat()

@@ -35,8 +35,8 @@ from tqdm import tqdm
 
 from gankit.config import Config, ConfigError, describe_changes, diff_configs
 from gankit.data import EpochSampler, build_dataset
-from gankit.data.feed import batches
 from gankit.data.base import Batch
+from gankit.data.feed import batches
 from gankit.errors import NonFiniteLoss, TrainingInterrupted
 from gankit.families import get_family
 from gankit.objectives import ImageToImage, NoiseToImage, build_objective
