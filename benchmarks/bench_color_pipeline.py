@@ -6,7 +6,8 @@ photo, PIL open + resize to 256 (bicubic) + random flip + ``skimage.color.rgb2la
 batched by a DataLoader (``--num-workers``; the list runs one contestant each).
 gankit: :func:`gankit.data.colorization.load_colorization` decodes, resizes and converts every
 photo to Lab once (the first-epoch cost, reported separately), then each ``batch()`` crops/flips
-the float16 Lab cache and casts it. Both produce the same tensors: (B, 1, 256, 256) L and
+the float16 Lab cache and casts it. ``gankit storage=mmap`` is the large-data path: uint8 RGB in a
+memory-mapped cache, each batch converted to Lab on the device (the crossover of issue 14). Both produce the same tensors: (B, 1, 256, 256) L and
 (B, 2, 256, 256) ab in model scaling. Target: gankit >= 5x the seed pipeline.
 
     python benchmarks/bench_color_pipeline.py [--batch-size 16] [--num-workers 0,2] [--synthetic]
@@ -28,13 +29,16 @@ import seed_data
 class GankitColorData:
     """gankit's colorization data path as the training loop drives it: sampler -> ``batch()``."""
 
-    def __init__(self, root: Any, args: argparse.Namespace) -> None:
+    def __init__(self, root: Any, args: argparse.Namespace, name: str = "") -> None:
         from gankit.data.base import EpochSampler
         from gankit.data.colorization import load_colorization
 
+        # "gankit ColorizationDataset": memory storage, Lab converted once at load (float16);
+        # "gankit storage=mmap": uint8 RGB memory-mapped, Lab converted per batch on the device
+        storage = name.split("storage=")[1] if "storage=" in name else "memory"
         t = time.perf_counter()
         self.data = load_colorization(
-            root, "train", resolution=args.resolution, load_size=args.resolution, log=lambda msg: None
+            root, "train", resolution=args.resolution, load_size=args.resolution, storage=storage, log=lambda m: None
         )
         self.decode_s = time.perf_counter() - t
         self.sampler = EpochSampler(len(self.data), args.batch_size, seed=0)
@@ -59,7 +63,7 @@ class GankitColorData:
 def build(name: str, args: argparse.Namespace) -> common.Runner:
     root = seed_data.colorization_root(args.data_root, args.synthetic)
     if name.startswith("gankit"):
-        return GankitColorData(root, args)
+        return GankitColorData(root, args, name)
     device = torch.device(args.device)
     ds = seed_data.SeedColorization(root / "train", load_size=args.resolution, crop_size=args.resolution)
     workers = int(name.split("nw=")[1])
@@ -77,7 +81,10 @@ def main() -> None:
     )
     p.add_argument("--resolution", type=int, default=256)
     args = p.parse_args()
-    names = [f"seed nw={w}" for w in common.parse_workers(args.num_workers)] + ["gankit ColorizationDataset"]
+    names = [f"seed nw={w}" for w in common.parse_workers(args.num_workers)] + [
+        "gankit ColorizationDataset",
+        "gankit storage=mmap",
+    ]
     results = common.run_contestants(build, names, args)
     data = "synthetic" if args.synthetic else "bsds500 train"
     title = f"colorization data path ({data}, {args.resolution}px, batch {args.batch_size}, {args.device})"
