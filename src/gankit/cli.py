@@ -428,10 +428,11 @@ def cmd_cache(args: argparse.Namespace) -> int:
     entries = list_caches()
     total = sum(e.bytes for e in entries)
     print(f"decoded-data caches in {storage_root()}: {len(entries)}, {_human(total)}")
+    width = max((len(e.path.name) for e in entries), default=0)
     for e in entries:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.used))
         items = f"{e.items:,} items" if e.items else ""
-        print(f"  {e.path.name}  {_human(e.bytes):>9}  {e.what:<6} {items:>14}  used {used}  {e.source}")
+        print(f"  {e.path.name:<{width}}  {_human(e.bytes):>9}  {e.what:<6} {items:>14}  used {used}  {e.source}")
     if entries:
         print("remove: gankit cache --clear [NAME ...]  (a NAME prefix, or all; the next run rebuilds what it needs)")
     return 0

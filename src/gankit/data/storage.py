@@ -121,7 +121,10 @@ def cache_key(source: ItemSource) -> tuple[str, str]:
     for f in source.files():
         st = f.stat()
         h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in root.name)[:40] or "data"
+    label = root.name
+    if label.lower() in ("train", "val", "test", "a", "b") and root.parent.name:  # facades/train -> facades-train
+        label = f"{root.parent.name}-{label}"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:40] or "data"
     # the count is in the name, so the caches of a quick data.max_images run and of the full set
     # do not replace each other as stale
     return f"{safe}-{source.params}-n{len(source.items)}-{head}", h.hexdigest()[:16]
