@@ -5,6 +5,7 @@ atomically, safely under concurrency, and again when the folder changes."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing as mp
 import time
 from functools import partial
@@ -154,6 +155,7 @@ def test_training_and_resume_are_bitwise_equal_across_backends(
         resumed.fit()
         diffs = _deep_equal(_states(resumed), want)
         assert diffs == [], f"{storage}: {diffs[:3]}"
+        assert json.loads((tmp_path / storage / "run.json").read_text())["dataset"]["storage"] == storage
 
 
 # ------------------------------------------------------------------------------- the mmap cache

@@ -453,6 +453,8 @@ def _summary(r: RunRecords) -> list[tuple[str, str]]:
     images = f"{ds['train_images']} train" if "train_images" in ds else nr
     if ds.get("val_images"):
         images += f", {ds['val_images']} val" + (f" ({_e(ds['val_source'])})" if ds.get("val_source") else "")
+    if ds.get("storage"):
+        images += f" <small>(decoded images in {_e(ds['storage'])}; data.storage={_e(cfg.data.storage)})</small>"
     rows = [
         ("family", _e(cfg.family)),
         ("preset", _e(cfg.preset)),

@@ -231,6 +231,7 @@ class Trainer:
                 "train_images": len(self.data),
                 "val_images": len(self.val_data) if self.val_data is not None else 0,
                 "val_source": info.get("val_source", ""),
+                "storage": info.get("storage", ""),
             },
             "device": str(self.device),
             "world_size": self.dist.world_size,
