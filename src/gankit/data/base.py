@@ -59,7 +59,13 @@ Batch = dict[str, Tensor]
 
 
 class TrainSet(Protocol):
-    """The interface the loop relies on."""
+    """The interface the loop relies on.
+
+    gankit's datasets also have ``store`` (their :mod:`.storage` backend) and
+    ``from_pixels(pixels, index, device=, generator=)``, the part of ``batch`` after the uint8 items
+    are fetched; :func:`gankit.data.feed.batches` uses them to decode streamed items in worker
+    processes. A dataset without them (e.g. a test's fake) is served through ``batch`` alone.
+    """
 
     info: DataInfo
 
