@@ -309,7 +309,7 @@ def test_a_wrong_storage_name_is_a_config_error() -> None:
 def test_a_file_that_breaks_after_the_scan_stops_the_stream_in_one_line(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "imgs", 12)
     ds = load_image_folder(root, resolution=16, storage="stream", workers=1, log=quiet)
-    victim = ds.store.source.items[ds.store.kept[0]]
+    victim = Path(ds.store.source.items[ds.store.kept[0]])
     victim.write_bytes(b"broken now")
     sampler = EpochSampler(len(ds), 12, seed=0)  # every step reads every file
     with pytest.raises(DataError) as e:

@@ -55,14 +55,19 @@ class ImageReadError(ValueError):
 
 
 def list_images(folder: str | Path, *, recursive: bool = True) -> list[Path]:
-    """Image files under ``folder`` (by extension), sorted as paths sort (part by part), for a stable order.
+    """Image files under ``folder`` (by extension), sorted as paths sort (part by part), for a stable order."""
+    return [Path(p) for p in find_images(folder, recursive=recursive)]
 
-    Walks with :func:`os.scandir`, whose entries know their type without a ``stat`` per file:
-    50,000 files take a fraction of a second, where ``Path.rglob`` + ``is_file`` took seconds.
+
+def find_images(folder: str | Path, *, recursive: bool = True) -> list[str]:
+    """:func:`list_images` as strings: for folders of 100,000s of files, where making ``Path`` objects
+    costs more than finding the files.
+
+    Walks with :func:`os.scandir`, whose entries know their type without a ``stat`` per file
+    (50,000 files: 0.4 s, where ``Path.rglob`` + ``is_file`` took 0.7 s and more).
     """
-    root = Path(folder)
     found: list[str] = []
-    stack = [str(root)]
+    stack = [os.fspath(folder)]
     while stack:
         try:
             entries = list(os.scandir(stack.pop()))
@@ -77,7 +82,7 @@ def list_images(folder: str | Path, *, recursive: bool = True) -> list[Path]:
             except OSError:
                 continue
     found.sort(key=lambda p: p.split(os.sep))  # the order of sorted(Path, ...): part by part
-    return [Path(p) for p in found]
+    return found
 
 
 def _first_line(e: BaseException, limit: int = 160) -> str:

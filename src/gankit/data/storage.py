@@ -83,7 +83,7 @@ class ItemSource:
     """What the items are, e.g. "folder", "aligned-pairs", "photos" (part of the cache key)."""
     root: Path
     items: Sequence[Any]
-    """One entry per item: a path, or a tuple of paths."""
+    """One entry per item: a path (``str`` or ``Path``), or a tuple of paths."""
     decode: Callable[[Any], Tensor]
     shape: tuple[int, int, int]
     params: str
@@ -98,7 +98,7 @@ class ItemSource:
         c, h, w = self.shape
         return c * h * w
 
-    def files(self) -> Iterator[Path]:
+    def files(self) -> Iterator[str | Path]:
         for item in self.items:
             yield from (item if isinstance(item, tuple) else (item,))
 
@@ -118,8 +118,9 @@ def cache_key(source: ItemSource) -> tuple[str, str]:
     root = source.root.resolve()
     head = hashlib.sha1(f"{CACHE_FORMAT}|{source.kind}|{source.params}|{root}".encode()).hexdigest()[:8]
     h = hashlib.sha1(f"{CACHE_FORMAT}|{source.kind}|{source.params}|{source.shape}".encode())
+    stat = os.stat
     for f in source.files():
-        st = f.stat()
+        st = stat(f)
         h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     label = root.name
     if label.lower() in ("train", "val", "test", "a", "b") and root.parent.name:  # facades/train -> facades-train
