@@ -420,3 +420,33 @@ def test_gankit_cache_lists_and_clears_the_caches(tmp_path: Path, capsys) -> Non
     assert main(["cache", "--clear"]) == 0 and not old.exists()
     main(["cache"])
     assert ": 0, 0 B" in capsys.readouterr().out
+
+
+def test_a_disk_that_cannot_hold_the_cache_is_an_error_before_any_pixel_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    root = write_image_folder(tmp_path / "imgs", 10)
+
+    def full(fd: int, offset: int, length: int) -> None:  # the space check passed, then the disk filled up
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(st.os, "posix_fallocate", full)
+    with pytest.raises(DataError, match=r"the cache needs 7.7 KB .*free some space \(gankit cache\)"):
+        st.open_cache(_source(root), pixels=True, log=quiet)
+    assert [f for f in _cache_files() if not f.endswith(".lock")] == []
+
+
+def test_an_unwritable_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_image_folder(tmp_path / "imgs", 10)
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder would go")
+    monkeypatch.setattr(st, "storage_root", lambda: blocked / "storage")
+    with pytest.raises(DataError, match=r"cannot write the decoded-data cache in .*XDG_CACHE_HOME"):
+        load_image_folder(root, resolution=16, storage="mmap", log=quiet)
+    lines: list[str] = []
+    streamed = load_image_folder(root, resolution=16, storage="stream", log=lines.append)
+    assert len(streamed) == 10 and "scanning the folder without keeping the result" in lines[0]
+    in_ram = load_image_folder(root, resolution=16, storage="memory", log=quiet)  # the cache was only a speed-up
+    assert torch.equal(in_ram.images, streamed.store.decode_items(torch.arange(10)))

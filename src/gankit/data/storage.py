@@ -32,6 +32,7 @@ uint8 tensor, so batches, exact resume and bitwise-equal resumes do not depend o
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -129,6 +130,10 @@ def cache_key(source: ItemSource) -> tuple[str, str]:
     # the count is in the name, so the caches of a quick data.max_images run and of the full set
     # do not replace each other as stale
     return f"{safe}-{source.params}-n{len(source.items)}-{head}", h.hexdigest()[:16]
+
+
+class CacheUnwritable(DataError):
+    """The cache folder cannot be written (a read-only home, a shared cache of another user)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,6 +426,14 @@ def open_cache(
     if meta is not None:
         _touch(folder)
         return folder, meta
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / f"{name}-{key}.lock").touch()
+    except OSError as e:
+        raise CacheUnwritable(
+            f"cannot write the decoded-data cache in {root} ({e.strerror or e}); set XDG_CACHE_HOME to a "
+            "writable folder, or use data.storage=memory or stream"
+        ) from None
     with _locked(root / f"{name}-{key}.lock", log):
         meta = ready()
         if meta is not None:  # another process built it while this one waited
@@ -436,13 +449,27 @@ def open_cache(
             tmp = folder / f"pixels.u8.tmp-{os.getpid()}"
             total = n * source.item_bytes
             free = shutil.disk_usage(folder).free
+            no_room = (
+                f"{source.root}: the cache needs {_human(total)} but {root} has {_human(free)} free; "
+                "free some space (gankit cache), set XDG_CACHE_HOME to a larger disk, or use data.storage=stream"
+            )
             if total > free:
                 shutil.rmtree(folder, ignore_errors=True)
-                raise DataError(
-                    f"{source.root}: the cache needs {_human(total)} but {root} has {_human(free)} free; "
-                    "free some space, set XDG_CACHE_HOME to a larger disk, or use data.storage=stream"
-                )
-            arr = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(max(n, 1), *source.shape))
+                raise DataError(no_room)
+            # Reserve the space now: a disk that fills while pages of a memory map are written
+            # kills the process with SIGBUS, where a failed reservation is an error message.
+            with open(tmp, "wb") as f:
+                try:
+                    os.posix_fallocate(f.fileno(), 0, max(total, 1))
+                except OSError as e:
+                    tmp.unlink(missing_ok=True)
+                    if e.errno == errno.ENOSPC:
+                        shutil.rmtree(folder, ignore_errors=True)
+                        raise DataError(no_room) from None
+                    if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                        raise
+                    f.truncate(max(total, 1))  # a file system without fallocate: a sparse file
+            arr = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(max(n, 1), *source.shape))
             try:
                 kept, report = decode_all(source, arr, desc=f"caching {source.root.name}", workers=workers)
                 arr.flush()
@@ -492,7 +519,13 @@ def open_mmap(source: ItemSource, *, log: Callable[[str], None], workers: int = 
 
 
 def open_stream(source: ItemSource, *, log: Callable[[str], None], workers: int = 0) -> Stored:
-    _, meta = open_cache(source, pixels=False, log=log)
+    try:
+        _, meta = open_cache(source, pixels=False, log=log)
+    except CacheUnwritable as e:  # a stream needs no cache: scan again at every start instead
+        log(f"{e}; scanning the folder without keeping the result")
+        kept, report = decode_all(source, None, desc=f"scanning {source.root.name}")
+        _fail_if_empty(source, kept, report)
+        return Stored(StreamStore(source, kept, workers=workers), kept, report.summary())
     return Stored(StreamStore(source, _kept(meta), workers=workers), _kept(meta), meta["skipped"])
 
 
@@ -501,7 +534,7 @@ def open_memory(source: ItemSource, *, log: Callable[[str], None]) -> Stored:
         return load_in_memory(source)
     try:  # a small cache is built quietly: it takes no longer than decoding did
         folder, meta = open_cache(source, pixels=True, log=log, quiet_small=True)
-    except OSError:  # the cache is an optimization only (a read-only home, a full disk)
+    except (OSError, CacheUnwritable):  # the cache is an optimization only (a read-only home, a full disk)
         return load_in_memory(source)
     shape = tuple(meta["shape"])
     pixels = torch.from_numpy(np.fromfile(folder / "pixels.u8", dtype=np.uint8).reshape(shape))
