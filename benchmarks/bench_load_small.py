@@ -83,9 +83,8 @@ def main() -> None:
             f"({med['now'] / med['v0.2.0']:.2f}x)",
             flush=True,
         )
-    print(
-        "\n| dataset | items | first load, v0.2.0 | first load, now | warm load, v0.2.0 | warm load, now | now / v0.2.0 (warm) |"
-    )
+    head = ["dataset", "items", "first load, v0.2.0", "first load, now", "warm load, v0.2.0", "warm load, now"]
+    print("\n| " + " | ".join([*head, "now / v0.2.0 (warm)"]) + " |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for label, n, first, med in rows:
         print(
