@@ -8,7 +8,8 @@ gankit: :func:`gankit.data.colorization.load_colorization` decodes, resizes and 
 photo to Lab once (the first-epoch cost, reported separately), then each ``batch()`` crops/flips
 the float16 Lab cache and casts it. ``gankit storage=mmap`` is the large-data path: uint8 RGB in a
 memory-mapped cache, each batch converted to Lab on the device (the crossover of issue 14). All
-produce the same tensors: (B, 1, 256, 256) L and (B, 2, 256, 256) ab in model scaling. Target: gankit >= 5x the seed pipeline.
+produce the same tensors: (B, 1, 256, 256) L and (B, 2, 256, 256) ab in model scaling.
+Target: gankit >= 5x the seed pipeline.
 
     python benchmarks/bench_color_pipeline.py [--batch-size 16] [--num-workers 0,2] [--synthetic]
 """
