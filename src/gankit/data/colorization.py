@@ -122,6 +122,8 @@ class ColorizationDataset:
         if len(self.names) != len(store):
             raise ValueError(f"{len(self.names)} names for {len(store)} photos")
         self._lab = MemoryStore(to_lab_cache(store.pixels)) if lab_at_load else None
+        if self._lab is not None:  # the uint8 photos are not needed any more: keep one copy, not both
+            self.store = self._lab
         self.info = DataInfo(channels=2, resolution=resolution, in_channels=1, space="lab")
 
     @property
@@ -240,6 +242,7 @@ def load_colorization(
         shape=(3, size, size),
         params=f"{size}px-rgb",
         what="colour photos",
+        persist=True,  # the next start reads the decoded photos instead of decoding them
     )
     # in memory the photos are kept as float16 Lab: 2 bytes for every decoded byte
     stored = open_store(source, storage, log=log, workers=workers, memory_factor=2.0)

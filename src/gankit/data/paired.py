@@ -299,6 +299,7 @@ def load_aligned(
         shape=(6, size, size),
         params=f"{size}px",
         what="image pairs",
+        persist=True,  # the next start reads the decoded pairs instead of decoding them
     )
     return _finish(
         source,
@@ -410,6 +411,7 @@ def load_pair_folders(
         shape=(6, size, size),
         params=f"{size}px",
         what="image pairs",
+        persist=True,  # the next start reads the decoded pairs instead of decoding them
     )
     return _finish(
         source,
