@@ -245,7 +245,8 @@ def load_colorization(
         persist=True,  # the next start reads the decoded photos instead of decoding them
     )
     # in memory the photos are kept as float16 Lab: 2 bytes for every decoded byte
-    stored = open_store(source, storage, log=log, workers=workers, memory_factor=2.0)
+    # (and converts them from the mapped uint8 cache: no private uint8 copy beside the Lab)
+    stored = open_store(source, storage, log=log, workers=workers, memory_factor=2.0, memory_copy=False)
     ds = ColorizationDataset.from_store(
         stored.store,
         resolution=resolution,

@@ -529,7 +529,9 @@ def open_stream(source: ItemSource, *, log: Callable[[str], None], workers: int 
     return Stored(StreamStore(source, _kept(meta), workers=workers), _kept(meta), meta["skipped"])
 
 
-def open_memory(source: ItemSource, *, log: Callable[[str], None]) -> Stored:
+def open_memory(source: ItemSource, *, log: Callable[[str], None], copy: bool = True) -> Stored:
+    """All items in RAM. With ``copy=False`` the store reads a persisted cache through its mapping
+    (for a dataset that converts every item at once and keeps only the result, as colorization's Lab)."""
     if not source.persist or len(source.items) * source.item_bytes > _free_disk(storage_root()):
         return load_in_memory(source)
     try:  # a small cache is built quietly: it takes no longer than decoding did
@@ -537,7 +539,10 @@ def open_memory(source: ItemSource, *, log: Callable[[str], None]) -> Stored:
     except (OSError, CacheUnwritable):  # the cache is an optimization only (a read-only home, a full disk)
         return load_in_memory(source)
     shape = tuple(meta["shape"])
-    pixels = torch.from_numpy(np.fromfile(folder / "pixels.u8", dtype=np.uint8).reshape(shape))
+    if copy:
+        pixels = torch.from_numpy(np.fromfile(folder / "pixels.u8", dtype=np.uint8).reshape(shape))
+    else:
+        pixels = MmapStore(folder / "pixels.u8", shape).pixels
     return Stored(MemoryStore(pixels), _kept(meta), meta["skipped"])
 
 
@@ -614,8 +619,11 @@ def open_store(
     log: Callable[[str], None],
     workers: int = 0,
     memory_factor: float = 1.0,
+    memory_copy: bool = True,
 ) -> Stored:
     """Store ``source`` with the backend ``storage`` (auto, memory, mmap or stream).
+
+    ``memory_factor`` and ``memory_copy``: see :func:`choose` and :func:`open_memory`.
 
     What was chosen, and why, is in ``Stored.choice`` (callers put it in the run's log).
     """
@@ -626,7 +634,7 @@ def open_store(
         storage, why = choose(source, memory_factor=memory_factor)
         choice = f"data.storage=auto -> {storage}: {why}"
     if storage == "memory":
-        stored = open_memory(source, log=log)
+        stored = open_memory(source, log=log, copy=memory_copy)
     elif storage == "mmap":
         stored = open_mmap(source, log=log)
     else:
