@@ -535,19 +535,15 @@ def part_data(b: Bench) -> dict[str, Any]:
 _DECODE = r"""
 import json, sys, time
 from pathlib import Path
-from PIL import Image
-import numpy as np
+# the item decoders the cache build, the stream scan and the stream workers run
+from gankit.data.colorization import _decode_photo, MIN_PHOTO_SIDE
+from gankit.data.folders import _decode
 
-def crop(img, size):  # shorter side -> size (bicubic, reducing_gap 3), centre crop: gankit's folder loader
-    w, h = img.size
-    s = size / min(w, h)
-    nw, nh = max(size, round(w * s)), max(size, round(h * s))
-    img = img.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    l, t = (nw - size) // 2, (nh - size) // 2
-    return img.crop((l, t, l + size, t + size))
+def crop(path, size):  # image folders: shorter side -> size, centre crop, RGB
+    return _decode(path, size, 3)
 
-def square(img, size):  # plain square resize: the colorization loader
-    return img if img.size == (size, size) else img.resize((size, size), Image.Resampling.BICUBIC)
+def square(path, size):  # colorization: plain square resize, grayscale check
+    return _decode_photo(path, size, MIN_PHOTO_SIDE)
 
 out = {}
 for name, folder, fn, size, n in json.loads(sys.argv[1]):
@@ -558,10 +554,7 @@ for name, folder, fn, size, n in json.loads(sys.argv[1]):
     for _ in range(2):
         t = time.perf_counter()
         for f in files:
-            with Image.open(f) as im:
-                img = im.convert("RGB")
-            img = crop(img, size) if fn == "crop" else square(img, size)
-            np.asarray(img)
+            (crop if fn == "crop" else square)(f, size)
         best = max(best, len(files) / (time.perf_counter() - t))
     out[name] = {"images": len(files), "images_per_s_per_core": best}
 print(json.dumps(out))
@@ -578,8 +571,8 @@ def part_decode(b: Bench) -> dict[str, Any]:
         ("640x480 JPEG -> 256 (COCO size)", str(b.work / "decode-640x480"), "square", 256, max(20, n // 4)),
         ("640x480 JPEG -> 286 (COCO size)", str(b.work / "decode-640x480"), "square", 286, max(20, n // 4)),
     ]
-    print("decode rate, 1 process, 1 core (PIL, after reading the files once):", flush=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    print("decode rate, 1 process, 1 core (gankit's item decoders, after reading the files once):", flush=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(b.args.src))
     out = subprocess.run([PY, "-c", _DECODE, json.dumps(jobs)], capture_output=True, text=True, env=env)
     if out.returncode:
         print(out.stderr)
