@@ -167,7 +167,9 @@ def is_grayscale(img: Image.Image, tol: int = 2) -> bool:
     if img.mode in ("L", "1", "LA", "I", "I;16", "F"):
         return True
     rgb = img if img.mode == "RGB" else to_rgb(img)
-    small = np.asarray(rgb.resize((64, 64)), dtype=np.int16)
+    # reducing_gap: a box reduction first, then bicubic; half the time on photos, and the same answer
+    # as plain bicubic on 1,000 test photos (400 of them grey or near-grey), BENCHMARKS.md
+    small = np.asarray(rgb.resize((64, 64), reducing_gap=2.0), dtype=np.int16)
     return (
         int(np.abs(small[..., 0] - small[..., 1]).max()) <= tol
         and int(np.abs(small[..., 1] - small[..., 2]).max()) <= tol
