@@ -450,3 +450,16 @@ def test_an_unwritable_cache_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert len(streamed) == 10 and "scanning the folder without keeping the result" in lines[0]
     in_ram = load_image_folder(root, resolution=16, storage="memory", log=quiet)  # the cache was only a speed-up
     assert torch.equal(in_ram.images, streamed.store.decode_items(torch.arange(10)))
+
+
+def test_a_file_system_without_fallocate_still_gets_its_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    root = write_image_folder(tmp_path / "imgs", 10)
+
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(st.os, "posix_fallocate", unsupported)
+    folder, meta = st.open_cache(_source(root), pixels=True, log=quiet)
+    assert meta["shape"][0] == 10 and (folder / "pixels.u8").stat().st_size == 10 * 768

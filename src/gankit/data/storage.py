@@ -460,13 +460,15 @@ def open_cache(
             # kills the process with SIGBUS, where a failed reservation is an error message.
             with open(tmp, "wb") as f:
                 try:
+                    if not hasattr(os, "posix_fallocate"):  # macOS
+                        raise OSError(errno.EOPNOTSUPP, "no posix_fallocate")
                     os.posix_fallocate(f.fileno(), 0, max(total, 1))
                 except OSError as e:
-                    tmp.unlink(missing_ok=True)
-                    if e.errno == errno.ENOSPC:
-                        shutil.rmtree(folder, ignore_errors=True)
-                        raise DataError(no_room) from None
                     if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                        tmp.unlink(missing_ok=True)
+                        if e.errno == errno.ENOSPC:
+                            shutil.rmtree(folder, ignore_errors=True)
+                            raise DataError(no_room) from None
                         raise
                     f.truncate(max(total, 1))  # a file system without fallocate: a sparse file
             arr = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(max(n, 1), *source.shape))
