@@ -5,6 +5,7 @@ atomically, safely under concurrency, and again when the folder changes."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import json
 import multiprocessing as mp
 import time
@@ -463,3 +464,38 @@ def test_a_file_system_without_fallocate_still_gets_its_cache(tmp_path: Path, mo
     monkeypatch.setattr(st.os, "posix_fallocate", unsupported)
     folder, meta = st.open_cache(_source(root), pixels=True, log=quiet)
     assert meta["shape"][0] == 10 and (folder / "pixels.u8").stat().st_size == 10 * 768
+
+
+def test_ctrl_c_to_the_process_group_of_a_streaming_run_saves_and_resumes(tmp_path: Path, mpl_config_dir: Path) -> None:
+    """A terminal's Ctrl-C reaches the decode workers too; the run must still save, say so and resume."""
+    import signal
+    import subprocess
+
+    from conftest import GANKIT, subprocess_env
+    from test_resume import _wait_for_rows
+
+    data = write_image_folder(tmp_path / "faces", 40)
+    run = tmp_path / "run"
+    cmd = [*GANKIT, "train", "dcgan", "--data", str(data), "--out", str(run), "--device", "cpu", "--no-progress",
+           "--epochs", "1000", "--batch-size", "4", "--set", "data.resolution=16", "data.storage=stream",
+           "data.workers=2", "model.ngf=4", "model.ndf=4", "model.z_dim=8", "train.log_every=1",
+           "train.n_samples=4"]  # fmt: skip
+    env = subprocess_env(tmp_path, mpl_config_dir)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        _wait_for_rows(proc, run / "stats.jsonl", 3)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and "DataLoader worker" not in err, err
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert f"SIGINT: saved step {saved} to" in out + err
+    res = subprocess.run([*GANKIT, "train", "dcgan", "--resume", "--out", str(run), "--max-steps", str(saved + 2)],
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"resumed {run} at step {saved}" in res.stdout + res.stderr

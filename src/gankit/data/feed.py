@@ -42,8 +42,9 @@ class _StepItems(Dataset):
 
 
 def _worker_init(_: int) -> None:
-    # Ctrl-C reaches the whole process group: the training process saves a checkpoint and then
-    # stops the workers, so they must not die first (DataLoader would report them as crashed).
+    # Ctrl-C reaches the whole process group. The training process finishes its step, saves a
+    # checkpoint and closes the loader, which stops the workers; until then they keep serving
+    # (torch's worker loop would otherwise end quietly on the KeyboardInterrupt).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
