@@ -5,9 +5,9 @@ atomically, safely under concurrency, and again when the folder changes."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import json
 import multiprocessing as mp
+import os
 import time
 from functools import partial
 from pathlib import Path
