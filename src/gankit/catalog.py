@@ -27,3 +27,7 @@ DATASETS: dict[str, str] = {
     "colorization": "any folder of colour photos (COCO-like); L -> ab in Lab space",
 }
 """name -> description of the dataset kinds ``data.name`` takes."""
+
+
+STORAGES = ("auto", "memory", "mmap", "stream")
+"""The values of ``data.storage`` (:mod:`gankit.data.storage`); here so that config validation needs no torch."""

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from gankit.catalog import STORAGES
+
 
 class ConfigError(ValueError):
     """A config file, preset or ``--set`` override is invalid (unknown key, wrong type, bad value)."""
@@ -454,8 +456,8 @@ def validate(cfg: Config) -> None:
         (cfg.data.direction in ("AtoB", "BtoA"), "data.direction must be AtoB or BtoA"),
         (cfg.data.channels in (0, 1, 3), "data.channels must be 0, 1 or 3"),
         (
-            cfg.data.storage in ("auto", "memory", "mmap", "stream"),
-            f"data.storage must be auto, memory, mmap or stream, not {cfg.data.storage!r}",
+            cfg.data.storage in STORAGES,
+            f"data.storage must be {', '.join(STORAGES[:-1])} or {STORAGES[-1]}, not {cfg.data.storage!r}",
         ),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (0.0 <= cfg.train.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
@@ -464,8 +466,11 @@ def validate(cfg: Config) -> None:
         (
             re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device) is not None,
             f"--device {cfg.train.device}: not a device gankit can use; use auto, cpu, cuda or cuda:N"
-            + (" (gankit runs on NVIDIA GPUs through CUDA; Apple/Intel GPUs are not supported)"
-               if cfg.train.device.split(":")[0] in ("mps", "xpu", "gpu", "npu", "hip") else ""),
+            + (
+                " (gankit runs on NVIDIA GPUs through CUDA; Apple/Intel GPUs are not supported)"
+                if cfg.train.device.split(":")[0] in ("mps", "xpu", "gpu", "npu", "hip")
+                else ""
+            ),
         ),
     ]
     for ok, msg in checks:

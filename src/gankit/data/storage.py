@@ -51,10 +51,10 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ..catalog import STORAGES
 from .errors import DataError
 from .images import ImageReadError, SkipReport
 
-STORAGES = ("auto", "memory", "mmap", "stream")
 CACHE_FORMAT = 1
 """Bumped when the cache layout or a decoder changes, so old caches are not reused."""
 MEMORY_MAX_BYTES = 500_000_000
@@ -112,24 +112,30 @@ def storage_root() -> Path:
 
 
 def cache_key(source: ItemSource) -> tuple[str, str]:
-    """``(name, key)``: the cache folder's stable name prefix and a digest of the source's content.
+    """``(name, key)``: the cache folder's stable name prefix and a digest of the source's content
+    (every file's path, size and modification time: one ``stat`` per file).
 
     Caches whose name matches and whose key differs are stale (files changed) and removed.
     """
-    root = source.root.resolve()
-    head = hashlib.sha1(f"{CACHE_FORMAT}|{source.kind}|{source.params}|{root}".encode()).hexdigest()[:8]
     h = hashlib.sha1(f"{CACHE_FORMAT}|{source.kind}|{source.params}|{source.shape}".encode())
     stat = os.stat
     for f in source.files():
         st = stat(f)
         h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return cache_name(source), h.hexdigest()[:16]
+
+
+def cache_name(source: ItemSource) -> str:
+    """The stable part of the cache folder's name: the folder, decoding parameters and item count."""
+    root = source.root.resolve()
+    head = hashlib.sha1(f"{CACHE_FORMAT}|{source.kind}|{source.params}|{root}".encode()).hexdigest()[:8]
     label = root.name
     if label.lower() in ("train", "val", "test", "a", "b") and root.parent.name:  # facades/train -> facades-train
         label = f"{root.parent.name}-{label}"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in label)[:40] or "data"
     # the count is in the name, so the caches of a quick data.max_images run and of the full set
     # do not replace each other as stale
-    return f"{safe}-{source.params}-n{len(source.items)}-{head}", h.hexdigest()[:16]
+    return f"{safe}-{source.params}-n{len(source.items)}-{head}"
 
 
 class CacheUnwritable(DataError):
@@ -528,7 +534,8 @@ def open_stream(source: ItemSource, *, log: Callable[[str], None], workers: int 
         kept, report = decode_all(source, None, desc=f"scanning {source.root.name}")
         _fail_if_empty(source, kept, report)
         return Stored(StreamStore(source, kept, workers=workers), kept, report.summary())
-    return Stored(StreamStore(source, _kept(meta), workers=workers), _kept(meta), meta["skipped"])
+    kept = _kept(meta)
+    return Stored(StreamStore(source, kept, workers=workers), kept, meta["skipped"])
 
 
 def open_memory(source: ItemSource, *, log: Callable[[str], None], copy: bool = True) -> Stored:
@@ -604,12 +611,11 @@ def choose(source: ItemSource, *, memory_factor: float = 1.0) -> tuple[str, str]
     if need <= limit:
         return "memory", f"{n:,} {source.what} decode to {_human(decoded)}; {in_ram} is within {_human(limit)}"
     root = storage_root()
-    name, _ = cache_key(source)
     over = f"{n:,} {source.what} decode to {_human(decoded)}; {in_ram} is more than {_human(limit)}"
     free = _free_disk(root)
     if decoded <= DISK_MAX_FRACTION * free:
         return "mmap", f"{over}; a shared cache fits on {root} ({_human(free)} free)"
-    if any(root.glob(f"{name}-*/pixels.u8")):
+    if any(root.glob(f"{cache_name(source)}-*/pixels.u8")):
         return "mmap", f"{over}; a cache of this folder exists in {root}"
     return "stream", f"{over}, and a cache would not fit in half of the {_human(free)} free on {root}"
 
