@@ -162,6 +162,12 @@ DATA_FILE = "pixels.u8"
 """The storage layer's cache file (memory-mapped by data.storage=mmap)."""
 
 
+def _sum_fields(readings: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Each memory field summed over processes (missing fields count 0)."""
+    readings = list(readings)
+    return {k: sum(m.get(k, 0.0) for m in readings) for k in FIELDS}
+
+
 def read_map(pid: int) -> tuple[float, float] | None:
     """(Rss, Pss) in MiB of the process's mappings of gankit's cache file, from /proc/PID/smaps."""
     rss = pss = 0.0
@@ -329,30 +335,18 @@ class Watch:
         return m
 
     def _sample(self, ranks: list[int], workers: list[int]) -> None:
-        sums = dict.fromkeys(FIELDS, 0.0)
-        n = 0
-        for r in ranks:
-            m = self._mem(r)
-            if m is None:
-                continue
-            n += 1
+        by_rank = {r: m for r in ranks if (m := self._mem(r)) is not None}
+        by_worker = [m for w in workers if (m := self._mem(w)) is not None]
+        for r, m in by_rank.items():
             self.hwm[r] = max(self.hwm.get(r, 0.0), m.get("hwm", 0.0))
             for k in FIELDS:
-                sums[k] += m.get(k, 0.0)
                 self.peak_rank_max[k] = max(self.peak_rank_max[k], m.get(k, 0.0))
-        tree = dict(sums)
-        nw = 0
-        for w in workers:
-            m = self._mem(w)
-            if m is None:
-                continue
-            nw += 1
-            for k in FIELDS:
-                tree[k] += m.get(k, 0.0)
-        if n:
+        sums = _sum_fields(by_rank.values())
+        tree = _sum_fields([*by_rank.values(), *by_worker])
+        if by_rank:
             self.samples += 1
-            self.n_ranks = max(self.n_ranks, n)
-            self.n_workers = max(self.n_workers, nw)
+            self.n_ranks = max(self.n_ranks, len(by_rank))
+            self.n_workers = max(self.n_workers, len(by_worker))
             for k in FIELDS:
                 self.peak_ranks[k] = max(self.peak_ranks[k], sums[k])
                 self.peak_tree[k] = max(self.peak_tree[k], tree[k])
