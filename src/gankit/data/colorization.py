@@ -121,19 +121,15 @@ class ColorizationDataset:
         self.names = list(names) if names is not None else [str(i) for i in range(len(store))]
         if len(self.names) != len(store):
             raise ValueError(f"{len(self.names)} names for {len(store)} photos")
-        self._lab = MemoryStore(to_lab_cache(store.pixels)) if lab_at_load else None
-        if self._lab is not None:  # the uint8 photos are not needed any more: keep one copy, not both
-            self.store = self._lab
+        self.lab_at_load = lab_at_load  # store holds float16 Lab (converted here, once), not uint8 RGB
+        if lab_at_load:  # the uint8 photos are not needed any more: keep one copy, not both
+            self.store = MemoryStore(to_lab_cache(store.pixels))
         self.info = DataInfo(channels=2, resolution=resolution, in_channels=1, space="lab")
-
-    @property
-    def lab_at_load(self) -> bool:
-        return self._lab is not None
 
     @property
     def lab(self) -> Tensor:
         """All photos as model-scaled float16 Lab (N, 3, load_size, load_size) (computed if not cached)."""
-        return self._lab.pixels if self._lab is not None else to_lab_cache(self.store.pixels)
+        return self.store.pixels if self.lab_at_load else to_lab_cache(self.store.pixels)
 
     def __len__(self) -> int:
         return len(self.store)
@@ -142,14 +138,13 @@ class ColorizationDataset:
         """The first ``n`` photos (for quick runs)."""
         ds = ColorizationDataset.__new__(ColorizationDataset)
         ds.store, ds.resolution, ds.load_size, ds.flip = self.store.head(n), self.resolution, self.load_size, self.flip
-        ds.names = self.names[:n]
-        ds._lab = self._lab.head(n) if self._lab is not None else None
+        ds.names, ds.lab_at_load = self.names[:n], self.lab_at_load
         ds.info = replace(self.info, num_images=len(ds) if self.info.num_images else 0)
         return ds
 
     def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
-        if self._lab is not None:
-            x = crop_flip(self._lab.gather(index, device), self.resolution, generator, flip=self.flip)
+        if self.lab_at_load:
+            x = crop_flip(self.store.gather(index, device), self.resolution, generator, flip=self.flip)
             x = x.to(device, non_blocking=True).float()
             return {"input": x[:, :1], "target": x[:, 1:]}
         return self.from_pixels(self.store.gather(index, device), index, device=device, generator=generator)
