@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import urllib.error
 from collections import Counter
@@ -140,8 +141,10 @@ def test_find_facades_accepts_an_aligned_release_as_is(tmp_path: Path, monkeypat
 def test_find_facades_without_data_downloads_into_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[Path] = []
     monkeypatch.setattr(facades, "download_facades", lambda dest, log=print: asked.append(dest) or dest)
-    assert find_facades(log=lambda s: None) == tmp_path / "home" / ".cache" / "gankit" / "facades"
-    assert asked == [tmp_path / "home" / ".cache" / "gankit" / "facades"]
+    # XDG_CACHE_HOME (set by conftest) decides, as for every other cache
+    expected = Path(os.environ["XDG_CACHE_HOME"]) / "gankit" / "facades"
+    assert find_facades(log=lambda s: None) == expected
+    assert asked == [expected]
 
 
 def test_find_facades_rejects_other_folders(tmp_path: Path) -> None:

@@ -347,8 +347,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import torch
 
     from gankit.data.base import to_uint8
+    from gankit.devices import resolve_device
     from gankit.sampling import choose_labels, load_generator, sample
-    from gankit.training.loop import resolve_device
     from gankit.visualize import save_grid, save_png, to_display
 
     if args.n <= 0:

@@ -28,13 +28,13 @@ from torch import Tensor
 
 from gankit.config import DataConfig
 from gankit.data import build_dataset
-from gankit.data.mnist import cache_dir
+from gankit.devices import resolve_device
 from gankit.metrics import METRICS, MetricUnavailable, get_metric
 from gankit.metrics.classifier import ClassifierChoice, locate_classifier, user_classifier_paths
 from gankit.metrics.features import ClassifierFeatures, FeatureExtractor, InceptionFeatures
+from gankit.paths import cache_dir
 from gankit.sampling import LoadedGenerator, choose_labels, load_generator
 from gankit.training.checkpoint import safe_load
-from gankit.training.loop import resolve_device
 from gankit.training.stats import JsonlLog, read_jsonl
 from gankit.visualize import lab_to_display, to_display
 

@@ -30,6 +30,7 @@ from gankit.config import Config, ConfigError
 from gankit.data import build_dataset
 from gankit.data.errors import DataError
 from gankit.families import get_family
+from gankit.paths import cache_dir
 from gankit.training.stats import read_jsonl
 
 NOT_COMPUTED = "not computed yet — run <code>gankit eval {run}</code>"
@@ -299,7 +300,7 @@ def _val_data_config(records: RunRecords) -> tuple[Any, str]:
         candidates = [records.record.get("dataset", {}).get("source") or ""]
         if os.environ.get("GANKIT_DATA"):
             candidates.append(str(Path(os.environ["GANKIT_DATA"]).expanduser() / "facades"))
-        candidates.append(str(Path.home() / ".cache" / "gankit" / "facades"))
+        candidates.append(str(cache_dir() / "facades"))
         for c in candidates:
             if c and Path(c).is_dir():
                 return dataclasses.replace(data, path=c), ""
@@ -315,9 +316,9 @@ def best_worst(
     as input | output | target."""
     import torch
 
+    from gankit.devices import resolve_device
     from gankit.sampling import load_generator
     from gankit.training.checkpoint import CheckpointError
-    from gankit.training.loop import resolve_device
     from gankit.visualize import paired_triplets, save_grid
 
     data_cfg, why = _val_data_config(records)

@@ -624,7 +624,7 @@ def serve(
 ) -> None:
     """``gankit serve RUN [RUN ...]``: load every run once, then serve the page until interrupted."""
     _require_gradio()
-    from gankit.training.loop import resolve_device
+    from gankit.devices import resolve_device
 
     dev = resolve_device(device)
     models = [RunModel(r, dev) for r in runs]

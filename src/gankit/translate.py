@@ -255,7 +255,7 @@ def colorize_image(loaded: LoadedGenerator, rgb01: Tensor) -> Tensor:
 
 def run_translate(args: argparse.Namespace) -> int:
     """The ``translate`` and ``colorize`` subcommands."""
-    from gankit.training.loop import resolve_device
+    from gankit.devices import resolve_device
 
     command = args.command_name
     fmt = getattr(args, "format", "png")

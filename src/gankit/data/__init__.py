@@ -65,7 +65,8 @@ def _record(
 
 def _build_idx(cfg: DataConfig, split: str, log: Callable[[str], None]) -> TrainSet:
     from gankit.data.base import ImageTensorDataset
-    from gankit.data.mnist import DIGIT_CLASSES, FASHION_CLASSES, IDX_CLASSES, cache_dir, identify_idx, load_idx
+    from gankit.data.mnist import DIGIT_CLASSES, FASHION_CLASSES, IDX_CLASSES, identify_idx, load_idx
+    from gankit.paths import cache_dir
 
     name = cfg.name
     loaded = load_idx(name, cfg.path, split="test" if split != "train" else "train")

@@ -18,7 +18,7 @@ label map is almost all :data:`CMP_PALETTE` colours, a photo is not), else the r
 Without a ``val/`` split, validation pairs are held out of ``train/`` by the rule of
 :mod:`gankit.data.splits` (every 10th pair by name); ``test/`` stays untouched.
 
-Where things go: :func:`data_root` is ``$GANKIT_DATA`` if set, else ``~/.cache/gankit``; the
+Where things go: :func:`gankit.paths.data_root` is ``$GANKIT_DATA`` if set, else the cache folder; the
 aligned facades live in ``<data_root>/facades`` (built from CMP there, or downloaded there).
 """
 
@@ -37,6 +37,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+
+from gankit.paths import cache_dir, data_root
 
 from .errors import DataError
 from .images import ImageReadError, SkipReport, decode_many, list_images, open_image, to_rgb
@@ -79,12 +81,6 @@ CMP_PALETTE: dict[int, tuple[int, int, int]] = {
 _LUT = np.zeros((256, 3), dtype=np.uint8)
 for _i, _rgb in CMP_PALETTE.items():
     _LUT[_i] = _rgb
-
-
-def data_root() -> Path:
-    """``$GANKIT_DATA`` if set, else ``~/.cache/gankit``: where built or downloaded data sets are kept."""
-    env = os.environ.get("GANKIT_DATA")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "gankit"
 
 
 def split_of(index: int) -> str:
@@ -340,7 +336,7 @@ def find_facades(path: str | Path | None = None, *, log: Callable[[str], None] =
     candidates = []
     if os.environ.get("GANKIT_DATA"):
         candidates.append(Path(os.environ["GANKIT_DATA"]).expanduser() / "facades")
-    candidates.append(Path.home() / ".cache" / "gankit" / "facades")
+    candidates.append(cache_dir() / "facades")
     for c in candidates:
         if c.is_dir() and (found := _resolve(c, log)) is not None:
             return found

@@ -21,8 +21,8 @@ from torch import Tensor
 from gankit.data.base import ImageTensorDataset
 from gankit.data.errors import DataError
 from gankit.data.images import find_images, open_image, pil_to_tensor, to_rgb
-from gankit.data.mnist import cache_dir
 from gankit.data.storage import ItemSource, open_store
+from gankit.paths import cache_dir
 
 
 def _resize_center_crop(img: Image.Image, size: int) -> Image.Image:

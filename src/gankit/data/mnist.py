@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from gankit.data.errors import DataError
+from gankit.paths import cache_dir
 
 FASHION_CLASSES = [
     "T-shirt/top",
@@ -129,11 +130,6 @@ def _candidates(name: str, path: str | Path | None) -> list[Path]:
     subs = [TORCHVISION_DIRS[name]] if name in TORCHVISION_DIRS else list(TORCHVISION_DIRS.values())
     # torchvision's layout below any of them
     return [d for base in _bases(name, path) for d in (base, *(base / s / "raw" for s in subs), base / "raw")]
-
-
-def cache_dir() -> Path:
-    """Where gankit keeps downloaded and prepared datasets (``$XDG_CACHE_HOME/gankit``)."""
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gankit"
 
 
 def locate(name: str, path: str | Path | None = None, *, split: str = "train") -> tuple[Path, Path] | None:

@@ -106,7 +106,7 @@ class ItemSource:
 
 def storage_root() -> Path:
     """The folder of the mmap caches and stream scans: ``$XDG_CACHE_HOME/gankit/storage``."""
-    from .mnist import cache_dir
+    from gankit.paths import cache_dir
 
     return cache_dir() / "storage"
 
@@ -681,7 +681,7 @@ def _touch(folder: Path) -> None:
 
 def list_caches() -> list[CacheEntry]:
     """Every cache gankit keeps for decoded data, most recently used first."""
-    from .mnist import cache_dir
+    from gankit.paths import cache_dir
 
     out: list[CacheEntry] = []
     root = storage_root()

@@ -112,7 +112,7 @@ def train_classifier(
     ``overwrite``, so neither the shipped weights nor a cached classifier are replaced by accident.
     Returns the test (or val) accuracy, the training time, the steps and the checkpoint path.
     """
-    from gankit.training.loop import resolve_device
+    from gankit.devices import resolve_device
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -250,7 +250,7 @@ def classifier_key(dataset: str, data_path: str | Path | None = None) -> str:
 
 def default_classifier_path(dataset: str, data_path: str | Path | None = None) -> Path:
     """Where ``gankit train classifier`` writes by default: ``$XDG_CACHE_HOME/gankit/classifiers/<key>.pt``."""
-    from gankit.data.mnist import cache_dir
+    from gankit.paths import cache_dir
 
     return cache_dir() / "classifiers" / f"{classifier_key(dataset, data_path)}.pt"
 

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import signal
 import sys
@@ -37,6 +36,7 @@ from gankit.config import Config, ConfigError, describe_changes, diff_configs
 from gankit.data import EpochSampler, build_dataset
 from gankit.data.base import Batch
 from gankit.data.feed import batches
+from gankit.devices import resolve_device
 from gankit.errors import NonFiniteLoss, TrainingInterrupted
 from gankit.families import get_family
 from gankit.objectives import ImageToImage, NoiseToImage, build_objective
@@ -63,21 +63,6 @@ class TrainResult:
     epoch: int
     stats: dict[str, float] = field(default_factory=dict)
     val: dict[str, float] = field(default_factory=dict)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` -> a device this machine has (else a ConfigError)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise ConfigError(f"--device {name}: not a device gankit can use; use auto, cpu, cuda or cuda:N")
-    dev = torch.device(name)
-    if dev.type == "cuda" and dev.index is not None and torch.cuda.is_available():
-        if dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
-    return dev
 
 
 class _StopSignals:

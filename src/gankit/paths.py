@@ -1,0 +1,25 @@
+"""Where gankit keeps things on disk: one rule for every cache and built data set.
+
+- ``cache_dir()``: ``$XDG_CACHE_HOME/gankit`` (``~/.cache/gankit`` when unset). Decoded-data caches
+  (``storage/``), reference statistics (``stats/``), user classifiers (``classifiers/``) and, unless
+  ``$GANKIT_DATA`` is set, downloaded and built data sets live here.
+- ``data_root()``: ``$GANKIT_DATA`` if set, else ``cache_dir()``: where data sets are downloaded or built
+  (``fashion-mnist/``, ``facades/``) and looked for.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/gankit``, else ``~/.cache/gankit``."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "gankit"
+
+
+def data_root() -> Path:
+    """``$GANKIT_DATA`` if set, else :func:`cache_dir`: where built or downloaded data sets are kept."""
+    env = os.environ.get("GANKIT_DATA")
+    return Path(env).expanduser() if env else cache_dir()
