@@ -131,6 +131,49 @@ def test_existing_outputs_are_kept_without_overwrite(run_dir: Path, tmp_path: Pa
     assert res.returncode == 0 and Image.open(out / "x.png").size == (40, 40)
 
 
+@pytest.mark.parametrize("command", ["translate", "colorize"])
+def test_a_second_run_into_the_same_out_refuses_while_the_first_writes(
+    run_dir: Path, colorize_dir: Path, tmp_path: Path, command: str
+) -> None:
+    from gankit.locks import output_lock
+
+    src = _img(tmp_path / "in" / "x.png", 40, 40)
+    out = tmp_path / "out"
+    run = run_dir if command == "translate" else colorize_dir
+    with output_lock(out, f"gankit {command}"):  # the first run, still writing
+        res = _run(command, str(run), str(src), "--out", str(out), "--device", "cpu")
+    assert res.returncode == 1 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith(f"gankit {command}: error: --out {out}: another process (pid ")
+    assert res.stderr.strip().endswith("is writing into this folder; wait for it to finish, or choose another --out")
+    assert not (out / "x.png").exists()
+    assert _run(command, str(run), str(src), "--out", str(out), "--device", "cpu").returncode == 0
+    assert [p.name for p in out.iterdir()] == ["x.png"]  # the lock file is removed at the end
+
+
+def test_a_run_stopped_while_writing_leaves_no_torn_or_temporary_file(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a", "b", "c"):
+        _img(tmp_path / "in" / f"{name}.png", 40, 40)
+    out = tmp_path / "out"
+    real_save, calls = Image.Image.save, []
+
+    def save(self: Image.Image, fp, *args, **kwargs) -> None:  # noqa: ANN001
+        calls.append(fp)
+        if len(calls) == 2:  # Ctrl-C half-way through the second image
+            Path(fp).write_bytes(b"\x89PNG\r\n\x1a\n half an image")
+            raise KeyboardInterrupt
+        real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    assert _run("translate", str(run_dir), str(tmp_path / "in"), "--out", str(out)).returncode == 130
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # whole, or not there at all
+    assert Image.open(out / "a.png").size == (40, 40)
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    res = _run("translate", str(run_dir), str(tmp_path / "in"), "--out", str(out), "--overwrite")
+    assert res.returncode == 0 and sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+
+
 def test_inputs_that_would_write_the_same_file_are_refused(tmp_path: Path) -> None:
     a = _img(tmp_path / "a" / "x.jpg", 16, 16)
     b = _img(tmp_path / "b" / "x.jpg", 16, 16)

@@ -348,6 +348,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from gankit.data.base import to_uint8
     from gankit.devices import resolve_device
+    from gankit.locks import hold, output_lock
     from gankit.sampling import choose_labels, load_generator, sample
     from gankit.visualize import save_grid, save_png, to_display
 
@@ -365,6 +366,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
+    hold(output_lock(out, "gankit sample"))  # a second sample into --out refuses until this command ends
     labels = choose_labels(
         args.n,
         loaded.num_classes,
@@ -712,8 +714,11 @@ def main(argv: list[str] | None = None) -> int:
         "serve": cmd_serve,
         "cache": cmd_cache,
     }
+    from gankit.locks import holding
+
     try:
-        return handlers[args.command](args)
+        with holding():  # what a command locks with gankit.locks.hold is released when it ends
+            return handlers[args.command](args)
     except (ConfigError, DataError, CheckpointError, ImageReadError, NonFiniteLoss, ValueError) as e:
         print(f"gankit {args.command}: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, ConfigError) else 1

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from gankit.config import Config, make_config
 from gankit.data.base import DataInfo
 from gankit.families import get_family
+from gankit.locks import atomic_path, output_lock
 from gankit.training.checkpoint import _load_failure, atomic_save, generator_snapshot
 
 SOURCES = ("pix2pix-repo", "dcgan-example")
@@ -294,8 +295,6 @@ def _load_into(module: nn.Module, sd: dict[str, Tensor], path: Path, what: str, 
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise InteropError(f"--out {out} is a file; pass a folder for the new run")
     taken = [p for p in (out / "config.yaml", out / "checkpoints") if p.exists()]
     if taken and not overwrite:
         raise InteropError(
@@ -314,20 +313,28 @@ def _sha256(path: Path) -> str:
 
 def _write_run(
     out: Path,
+    overwrite: bool,
     cfg: Config,
     info: DataInfo,
     G: nn.Module,
     D: nn.Module | None,
     record: dict[str, Any],
 ) -> Path:
-    ckpt = out / "checkpoints"
-    snapshot = generator_snapshot(cfg, info, G.state_dict(), imported=record)
-    atomic_save(snapshot, ckpt / "G_last.pt")
-    if D is not None:  # the discriminator beside it, with the same config and data facts
-        meta = {k: snapshot[k] for k in ("format", "family", "config", "info", "imported")}
-        atomic_save({**meta, "D": D.state_dict()}, ckpt / "D_imported.pt")
-    cfg.save(out / "config.yaml")
-    (out / "imported.json").write_text(json.dumps(record, indent=2) + "\n")
+    """Write the run folder; a second import into ``out`` meanwhile refuses (the check for an
+    existing run is made under the lock, so two imports never mix their files)."""
+    if out.exists() and not out.is_dir():
+        raise InteropError(f"--out {out} is a file; pass a folder for the new run")
+    with output_lock(out, "gankit import"):
+        _prepare_out(out, overwrite)
+        ckpt = out / "checkpoints"
+        snapshot = generator_snapshot(cfg, info, G.state_dict(), imported=record)
+        atomic_save(snapshot, ckpt / "G_last.pt")
+        if D is not None:  # the discriminator beside it, with the same config and data facts
+            meta = {k: snapshot[k] for k in ("format", "family", "config", "info", "imported")}
+            atomic_save({**meta, "D": D.state_dict()}, ckpt / "D_imported.pt")
+        cfg.save(out / "config.yaml")
+        with atomic_path(out / "imported.json") as tmp:
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
     return out
 
 
@@ -401,7 +408,6 @@ def import_pix2pix_repo(
     if d_sd is not None:
         assert df is not None
         _load_into(D, d_sd, Path(netD), "--netD", df.norm)  # type: ignore[arg-type]
-    _prepare_out(out, overwrite)
     record = {
         "source": "pix2pix-repo (junyanz/pytorch-CycleGAN-and-pix2pix)",
         "task": task,
@@ -410,7 +416,7 @@ def import_pix2pix_repo(
     }
     if df is not None:
         record["netD"] = {**_source("NLayerDiscriminator", Path(netD)), **dataclasses.asdict(df)}  # type: ignore[arg-type]
-    return _write_run(out, cfg, info, G, D if d_sd is not None else None, record)
+    return _write_run(out, overwrite, cfg, info, G, D if d_sd is not None else None, record)
 
 
 def import_dcgan_example(
@@ -446,7 +452,6 @@ def import_dcgan_example(
     _load_into(G, g_sd, g_path, "netG", norm)
     if d_sd is not None:
         _load_into(D, d_sd, Path(netD), "--netD", norm)  # type: ignore[arg-type]
-    _prepare_out(out, overwrite)
     record: dict[str, Any] = {
         "source": "dcgan-example (pytorch/examples dcgan/main.py)",
         "netG": {**_source("Generator", g_path), **gf},
@@ -457,7 +462,7 @@ def import_dcgan_example(
             **df,
             "note": "gankit's D returns logits (no Sigmoid)",
         }  # type: ignore[arg-type]
-    return _write_run(out, cfg, info, G, D if d_sd is not None else None, record)
+    return _write_run(out, overwrite, cfg, info, G, D if d_sd is not None else None, record)
 
 
 def load_imported_discriminator(run: str | Path) -> nn.Module:
@@ -470,8 +475,18 @@ def load_imported_discriminator(run: str | Path) -> nn.Module:
     path = Path(run) / "checkpoints" / "D_imported.pt"
     if not path.is_file():
         raise CheckpointError(f"{path}: no imported discriminator (import with --netD)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = Config.from_dict(state["config"], source=str(path))
-    _, D = get_family(cfg.family).build(cfg, DataInfo(**state["info"]), init=False)
-    D.load_state_dict(state["D"])
+    again = "import again with --netD and --overwrite"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, overwritten, not a torch file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_load_failure(e)}); {again}") from None
+    try:
+        cfg = Config.from_dict(state["config"], source=str(path))
+        _, D = get_family(cfg.family).build(cfg, DataInfo(**state["info"]), init=False)
+        D.load_state_dict(state["D"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise CheckpointError(f"{path}: not an imported discriminator of this gankit ({first}); {again}") from None
     return D.eval()

@@ -13,7 +13,9 @@ Both accept images of any size and aspect ratio and write outputs of exactly the
 
 Outputs mirror the inputs: ``in/a/x.jpg`` given as the folder ``in`` is written to
 ``OUT/a/x.png``; files named directly go to ``OUT/<name>.png``. Nothing is overwritten unless
-``--overwrite`` is given, and two inputs that would write the same output are an error.
+``--overwrite`` is given, and two inputs that would write the same output are an error. Each file
+is written whole (temporary file, then rename), and a second run into the same ``--out`` while one
+is writing there refuses (:func:`gankit.locks.output_lock`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tqdm import tqdm
 from gankit.data.errors import DataError
 from gankit.data.images import ImageReadError, SkipReport, list_images, open_image, pil_to_tensor, to_rgb
 from gankit.inference import DEFAULT_STRATEGY, STRATEGIES, estimate_memory, run_any_size
+from gankit.locks import atomic_path, output_lock
 from gankit.sampling import LoadedGenerator, load_generator
 
 FORMATS = {"png": "PNG", "jpg": "JPEG"}
@@ -109,13 +112,12 @@ def _load_rgb01(path: Path) -> Tensor:
 
 
 def save_image(img: Tensor, path: Path, fmt: str = "png", quality: int = DEFAULT_JPEG_QUALITY) -> None:
-    """Write a (1, 3, H, W) image in [0, 1] as PNG or JPEG, atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a (1, 3, H, W) image in [0, 1] as PNG or JPEG, atomically: a run stopped mid-write
+    leaves no file (and no temporary file), never a torn image."""
     arr = (img[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    tmp = path.with_name(f".tmp_{path.name}")
     options = {"quality": quality} if fmt == "jpg" else {}
-    Image.fromarray(arr).save(tmp, format=FORMATS[fmt], **options)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(arr).save(tmp, format=FORMATS[fmt], **options)
 
 
 def _model_input(loaded: LoadedGenerator, rgb01: Tensor) -> Tensor:
@@ -255,8 +257,6 @@ def colorize_image(loaded: LoadedGenerator, rgb01: Tensor) -> Tensor:
 
 def run_translate(args: argparse.Namespace) -> int:
     """The ``translate`` and ``colorize`` subcommands."""
-    from gankit.devices import resolve_device
-
     command = args.command_name
     fmt = getattr(args, "format", "png")
     quality = getattr(args, "quality", None)
@@ -272,8 +272,28 @@ def run_translate(args: argparse.Namespace) -> int:
         raise DataError(f"--max-side {max_side}: must be a positive number of pixels")
     out_dir = Path(args.out)
     jobs = plan_outputs(args.inputs, out_dir, fmt)
-    check_overwrite(jobs, getattr(args, "overwrite", False))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"--out {out_dir} is a file; pass a folder for the outputs")
+    # A second run into the same folder refuses while this one writes, and the check for existing
+    # outputs is made under the lock, so two runs never mix or overwrite each other's files.
+    with output_lock(out_dir, f"gankit {command}"):
+        check_overwrite(jobs, getattr(args, "overwrite", False))
+        return _run_jobs(args, jobs, out_dir, fmt=fmt, quality=quality, strategy=strategy, max_side=max_side)
 
+
+def _run_jobs(
+    args: argparse.Namespace,
+    jobs: list[Job],
+    out_dir: Path,
+    *,
+    fmt: str,
+    quality: int | None,
+    strategy: str | None,
+    max_side: int | None,
+) -> int:
+    from gankit.devices import resolve_device
+
+    command = args.command_name
     device = resolve_device(args.device)
     loaded = load_generator(
         args.run,

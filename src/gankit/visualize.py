@@ -34,8 +34,11 @@ def save_png(image: Tensor, path: str | Path) -> None:
     """Save one uint8 (C, H, W) image (C = 1 or 3) as PNG."""
     from PIL import Image
 
+    from gankit.locks import atomic_path
+
     arr = image.detach().cpu().permute(1, 2, 0).numpy()
-    Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(path, format="png")
+    with atomic_path(path) as tmp:  # a run stopped mid-write leaves no torn file
+        Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(tmp, format="png")
 
 
 def image_format(path: str | Path) -> str:

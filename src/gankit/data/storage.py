@@ -33,7 +33,6 @@ uint8 tensor, so batches, exact resume and bitwise-equal resumes do not depend o
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -52,6 +51,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..catalog import STORAGES
+from ..locks import Busy, lock_file
 from .errors import DataError
 from .images import ImageReadError, SkipReport
 
@@ -355,28 +355,86 @@ def load_in_memory(source: ItemSource, *, workers: int = 0) -> Stored:
     return Stored(MemoryStore(pixels), kept, report.summary())
 
 
+def _lock_path(folder: Path) -> Path:
+    """The lock file of a cache folder (beside it: the folder itself is removed and rebuilt under it)."""
+    return folder.parent / f"{folder.name}.lock"
+
+
 @contextmanager
 def _locked(path: Path, log: Callable[[str], None]) -> Iterator[None]:
     """An exclusive lock on ``path`` (a lock file); says so when another process holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another process that is preparing {path.with_suffix('').name} ...")
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    waiting = f"waiting for another process that is preparing {path.with_suffix('').name} ..."
+    with lock_file(path, on_wait=lambda holder: log(waiting), note="building"):
+        yield
 
 
-def _read_meta(folder: Path) -> dict[str, Any] | None:
+META_KEYS: dict[str, Any] = {
+    "format": int,
+    "source": str,
+    "shape": list,
+    "items": int,
+    "kept": (list, type(None)),
+    "skipped": str,
+    "pixels": bool,
+}
+"""The keys of ``meta.json`` that opening a cache relies on, with their types."""
+
+
+def _read_meta(folder: Path) -> tuple[dict[str, Any] | None, str]:
+    """``(meta, "")`` for a well-formed cache folder; ``(None, why)`` for a damaged one; ``(None, "")``
+    when there is nothing (yet).
+
+    The checks are cheap (one JSON parse, one ``stat``): every key and type the readers use, the kept
+    indices, and, for a pixel cache, that ``pixels.u8`` holds exactly the bytes its shape needs (a
+    truncated or extended file would be read past its end, or shifted).
+    """
+    meta_file, pixels_file = folder / "meta.json", folder / "pixels.u8"
     try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if meta.get("format") == CACHE_FORMAT else None
+        text = meta_file.read_text()
+    except FileNotFoundError:
+        return None, ("pixels.u8 without meta.json" if pixels_file.exists() else "")
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"meta.json unreadable ({getattr(e, 'strerror', None) or e})"
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        return None, "meta.json is not valid JSON (truncated?)"
+    if not isinstance(meta, dict):
+        return None, "meta.json is not a JSON object"
+    for key, kind in META_KEYS.items():
+        if not isinstance(meta.get(key), kind) or (kind is int and isinstance(meta.get(key), bool)):
+            return None, f"meta.json has no valid '{key}'"
+    if meta["format"] != CACHE_FORMAT:
+        return None, f"meta.json is format {meta['format']}, this gankit writes {CACHE_FORMAT}"
+    shape, items, kept = meta["shape"], meta["items"], meta["kept"]
+    if len(shape) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        return None, f"meta.json has an invalid shape {shape}"
+    if kept is None and shape[0] != items:
+        return None, f"meta.json keeps all {items} items but its shape holds {shape[0]}"
+    if kept is not None and (
+        len(kept) != shape[0]
+        or not all(isinstance(i, int) and 0 <= i < items for i in kept)
+        or any(a >= b for a, b in zip(kept, kept[1:]))
+    ):
+        return None, f"meta.json's list of kept items does not fit its {items} items and shape {shape}"
+    if meta["pixels"]:
+        try:
+            size = pixels_file.stat().st_size
+        except OSError:
+            return None, "meta.json without pixels.u8"
+        want = int(np.prod(shape))
+        if size != want:
+            return None, f"pixels.u8 holds {size:,} bytes, meta.json's shape {shape} needs {want:,}"
+    return meta, ""
+
+
+def _fits_source(meta: dict[str, Any], source: ItemSource) -> str:
+    """Why a well-formed ``meta`` does not describe ``source`` ("" when it does)."""
+    if meta["items"] != len(source.items):
+        return f"meta.json describes {meta['items']} items, the folder has {len(source.items)}"
+    if tuple(meta["shape"][1:]) != tuple(source.shape):
+        return f"meta.json's items are {tuple(meta['shape'][1:])}, this data set decodes to {tuple(source.shape)}"
+    return ""
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
@@ -385,19 +443,21 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _remove_folder(folder: Path) -> bool:
+    """Delete a cache folder unless another process holds its lock (is building it); True when deleted."""
+    try:
+        with lock_file(_lock_path(folder), wait=False, remove=True):
+            shutil.rmtree(folder, ignore_errors=True)
+    except (Busy, OSError):
+        return False
+    return True
+
+
 def _remove_stale(root: Path, name: str, keep: Path) -> None:
     """Delete older caches of the same folder and parameters (whose files changed since)."""
     for old in root.glob(f"{name}-*"):
-        if old == keep or not old.is_dir():
-            continue
-        lock = old.with_suffix(".lock")
-        try:
-            with open(lock, "a+") as f:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody is building it right now
-                shutil.rmtree(old, ignore_errors=True)
-            lock.unlink(missing_ok=True)
-        except OSError:
-            continue
+        if old != keep and old.is_dir():
+            _remove_folder(old)
 
 
 def _human(n: float) -> str:
@@ -422,28 +482,43 @@ def open_cache(
     name, key = cache_key(source)
     folder = root / f"{name}-{key}"
 
-    def ready() -> dict[str, Any] | None:
-        meta = _read_meta(folder)
-        if meta is None or (pixels and not meta.get("pixels")):
-            return None
-        return meta
+    def ready() -> tuple[dict[str, Any] | None, str]:
+        """The usable metadata, or None and why the folder is damaged ("" when merely not built)."""
+        meta, damaged = _read_meta(folder)
+        if meta is not None:
+            damaged = _fits_source(meta, source)
+            if damaged:
+                meta = None
+            elif pixels and not meta["pixels"]:  # a stream's scan: the pixels are yet to be cached
+                return None, ""
+        return meta, damaged
 
-    meta = ready()
+    # Readers take no lock: pixels.u8 appears only whole (renamed into place), and meta.json, which
+    # says it is ready, only after it; a reader that finds either missing or damaged waits on the
+    # lock, and the process holding it builds or rebuilds the cache.
+    meta, _ = ready()
     if meta is not None:
         _touch(folder)
         return folder, meta
+    lock = _lock_path(folder)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        (root / f"{name}-{key}.lock").touch()
+        lock.touch()
     except OSError as e:
         raise CacheUnwritable(
             f"cannot write the decoded-data cache in {root} ({e.strerror or e}); set XDG_CACHE_HOME to a "
             "writable folder, or use data.storage=memory or stream"
         ) from None
-    with _locked(root / f"{name}-{key}.lock", log):
-        meta = ready()
+    with _locked(lock, log):
+        meta, damaged = ready()
         if meta is not None:  # another process built it while this one waited
             return folder, meta
+        if damaged:
+            log(f"decoded-data cache {folder} is damaged ({damaged}); rebuilding it")
+            (folder / "meta.json").unlink(missing_ok=True)  # first: nobody takes the folder for ready any more
+            (folder / "pixels.u8").unlink(missing_ok=True)
+        for leftover in folder.glob("*.tmp-*") if folder.is_dir() else []:  # of a build that was killed
+            leftover.unlink(missing_ok=True)
         folder.mkdir(parents=True, exist_ok=True)
         n = len(source.items)
         big = n >= PROGRESS_MIN_ITEMS
@@ -667,7 +742,8 @@ class CacheEntry:
     source: str
     items: int
     what: str
-    """"pixels" (an mmap cache), "scan" (a stream's list of usable files) or "old" (unused)."""
+    """"pixels" (an mmap cache), "scan" (a stream's list of usable files), "broken" (damaged or
+    unfinished: rebuilt when next needed) or "old" (unused)."""
     used: float
     """When it was last opened (seconds since the epoch)."""
 
@@ -686,11 +762,18 @@ def list_caches() -> list[CacheEntry]:
     out: list[CacheEntry] = []
     root = storage_root()
     for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        meta = _read_meta(folder) if folder.is_dir() else None
-        if meta is None:
+        if not folder.is_dir():
             continue
-        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
-        what = "pixels" if meta.get("pixels") else "scan"
+        meta, damaged = _read_meta(folder)
+        files = [f for f in folder.iterdir() if f.is_file()]
+        size = sum(f.stat().st_size for f in files)
+        if meta is None:  # listed, so that gankit cache --clear can remove it
+            if files:
+                why = f"damaged: {damaged}" if damaged else "unfinished: being built, or its build was stopped"
+                used = max(f.stat().st_mtime for f in files)
+                out.append(CacheEntry(folder, size, f"({why}; the next run rebuilds it)", 0, "broken", used))
+            continue
+        what = "pixels" if meta["pixels"] else "scan"
         out.append(
             CacheEntry(folder, size, meta["source"], meta["shape"][0], what, (folder / "meta.json").stat().st_mtime)
         )
@@ -714,14 +797,5 @@ def clear_caches(names: Sequence[str] = ()) -> tuple[list[CacheEntry], list[Cach
             e.path.unlink(missing_ok=True)
             removed.append(e)
             continue
-        lock = e.path.with_suffix(".lock")
-        with open(lock, "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                busy.append(e)
-                continue
-            shutil.rmtree(e.path, ignore_errors=True)
-        lock.unlink(missing_ok=True)
-        removed.append(e)
+        (removed if _remove_folder(e.path) else busy).append(e)
     return removed, busy
