@@ -7,6 +7,8 @@ itself; an import is right when gankit's network reproduces those outputs (eval 
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -256,6 +258,62 @@ def test_not_a_state_dict_and_gankit_checkpoints_are_refused(tmp_path: Path) -> 
     run = import_dcgan_example(as_pth(tmp_path, "pe_dcgan_nz16_ngf8_G"), tmp_path / "first")
     with pytest.raises(InteropError, match="already a gankit checkpoint"):
         import_dcgan_example(run / "checkpoints" / "G_last.pt", tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        ("cut in half", r"\(truncated or corrupt file\); copy or download it again"),
+        ("first 100 bytes", r"\(truncated or corrupt file\); copy or download it again"),
+        ("whole module pickled", r"refused: loading it would call .*Linear'.*torch.save\(model.state_dict\(\)\)"),
+    ],
+)
+def test_damaged_or_foreign_weights_are_one_line_errors_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture, damage: str, reason: str
+) -> None:
+    good = as_pth(tmp_path, "pe_dcgan_nz16_ngf8_G").read_bytes()
+    bad = tmp_path / "netG_epoch_24.pth"
+    if damage == "whole module pickled":
+        torch.save(torch.nn.Linear(2, 2), bad)
+    else:
+        bad.write_bytes(good[: len(good) // 2] if damage == "cut in half" else good[:100])
+    assert main(["import", "dcgan-example", str(bad), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"gankit import: error: netG {bad}: not a readable PyTorch state dict (")
+    assert err.count("\n") == 1 and re.search(reason, err), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_imported_discriminator_is_a_one_line_error(tmp_path: Path) -> None:
+    from gankit.training.checkpoint import CheckpointError
+
+    g, d = as_pth(tmp_path, "pe_dcgan_nz16_ngf8_G"), as_pth(tmp_path, "pe_dcgan_ndf8_D")
+    run = import_dcgan_example(g, tmp_path / "run", netD=d)
+    path = run / "checkpoints" / "D_imported.pt"
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 3])
+    with pytest.raises(CheckpointError, match=r"D_imported.pt: not a readable checkpoint \(.*\); import again") as e:
+        load_imported_discriminator(run)
+    assert "\n" not in str(e.value)
+    torch.save({"D": {}}, path)  # a torch file, but not what an import writes
+    with pytest.raises(CheckpointError, match=r"D_imported.pt: not an imported discriminator .*import again"):
+        load_imported_discriminator(run)
+
+
+def test_an_import_into_a_folder_another_import_is_writing_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from gankit.locks import output_lock
+
+    g, out = as_pth(tmp_path, "pe_dcgan_nz16_ngf8_G"), tmp_path / "run"
+    with output_lock(out, "gankit import"):  # the other import, still writing
+        assert main(["import", "dcgan-example", str(g), "--out", str(out)]) == 1
+        assert not (out / "checkpoints").exists()
+    err = capsys.readouterr().err
+    assert err.startswith(f"gankit import: error: --out {out}: another process (pid {os.getpid()}, gankit import)")
+    assert err.count("\n") == 1 and err.strip().endswith("choose another --out")
+    assert main(["import", "dcgan-example", str(g), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "config.yaml", "imported.json"]
 
 
 def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:

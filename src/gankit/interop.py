@@ -68,7 +68,11 @@ def load_reference_state(path: str | Path, what: str) -> dict[str, Tensor]:
     except Exception as e:  # truncated file, pickle with code, not a torch file ...
         # torch's legacy unpickler reports some non-torch files as a bare KeyError ('105')
         reason = "not a torch.save file, or corrupt" if isinstance(e, KeyError) else _load_failure(e)
-        raise InteropError(f"{what} {p}: not a readable PyTorch state dict ({reason})") from None
+        if "PytorchStreamReader" in reason:  # a zip archive cut short (an interrupted copy or download)
+            reason = "truncated or corrupt file"
+        fix = "; pass a file saved with torch.save(model.state_dict())" if reason.startswith("refused") else ""
+        fix = fix or "; copy or download it again"
+        raise InteropError(f"{what} {p}: not a readable PyTorch state dict ({reason}){fix}") from None
     if isinstance(obj, dict) and "config" in obj and "G" in obj:
         raise InteropError(f"{what} {p}: already a gankit checkpoint; use it directly (no import needed)")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
