@@ -62,11 +62,13 @@ def panel_title(key: str) -> str:
 
 
 def tidy_ticks(ax: Any, xs: Sequence[float], ys: Sequence[float], stds: Sequence[float] = ()) -> None:
-    """Integer step ticks; one value (one point, or a flat line) gets one tick at it, with a small symmetric margin
-    (matplotlib would otherwise spread ticks like 28.5 ... 31.5 around a single 30)."""
+    """Integer step ticks (at the evaluated steps when there are few); one value (one point, or a flat line)
+    gets one tick at it, with a small symmetric margin (matplotlib would spread 28.5 ... 31.5 around a single 30)."""
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if 1 < len(set(xs)) <= 6:  # a few evaluations: a tick at each one's step
+        ax.set_xticks(sorted(set(xs)))
     if xs and min(xs) == max(xs):
         x = xs[0]
         ax.set_xlim(x - max(1.0, abs(x) * 0.05), x + max(1.0, abs(x) * 0.05))
