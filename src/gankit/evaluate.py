@@ -461,11 +461,13 @@ def recorded_data(name: str, where: Path = Path(".")) -> tuple[str, Path] | None
     found: list[tuple[float, str, Path]] = []
     for record in {*where.glob("runs/*/run.json"), *where.glob("*/run.json")}:
         try:
-            dataset = json.loads(record.read_text()).get("dataset", {})
+            dataset = json.loads(record.read_text()).get("dataset")
         except (OSError, ValueError, AttributeError):
             continue  # not a run record gankit can read; other folders may have one
-        source = dataset.get("source") if isinstance(dataset, dict) else None
-        if dataset.get("name") == name and isinstance(source, str) and source and Path(source).is_dir():
+        if not isinstance(dataset, dict) or dataset.get("name") != name:
+            continue
+        source = dataset.get("source")
+        if isinstance(source, str) and source and Path(source).is_dir():
             found.append((record.stat().st_mtime, source, record))
     if not found:
         return None

@@ -116,7 +116,7 @@ def train_classifier(
     (whichever ends first; 0 = no step limit). An existing ``out`` is an error unless
     ``overwrite``, so neither the shipped weights nor a cached classifier are replaced by accident.
     ``install`` marks it as the default for its dataset even where one is shipped
-    (:func:`locate_classifier`; it must then be at :func:`default_classifier_path`).
+    (:func:`locate_classifier`; only where gankit eval looks: :func:`user_classifier_paths`).
     Returns the test (or val) accuracy, the training time, the steps and the checkpoint path.
     """
     from gankit.devices import resolve_device
