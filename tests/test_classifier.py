@@ -84,7 +84,7 @@ def test_cli_train_classifier_out_max_steps_and_overwrite(tiny_idx: Path, tmp_pa
     printed = capsys.readouterr().out
     cached = Path(printed.split("saved to ")[1].split()[0])
     assert cached.is_file() and (tmp_path / "xdg_cache" / "gankit" / "classifiers") in cached.parents
-    assert "gankit eval finds it there" in printed
+    assert "gankit eval uses it for runs on this data (no classifier is shipped for it)" in printed
     assert main(argv) == 2 and "already exists" in capsys.readouterr().err
 
 
@@ -122,31 +122,72 @@ def test_a_damaged_shipped_file_is_a_one_line_error(tmp_path: Path, monkeypatch:
     assert shipped_classifier("fashion-mnist") is None
 
 
-def test_lookup_order_explicit_then_user_trained_then_shipped(tmp_path: Path) -> None:
+def user_copy(src: Path, dst: Path, *, installed: bool = False, accuracy: float = 0.67) -> Path:
+    """``dst``: a user-trained classifier file (the shipped weights, re-saved with another accuracy)."""
+    state = torch.load(src, weights_only=True)
+    state.update(installed=installed, test_accuracy=accuracy)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, dst)
+    return dst
+
+
+def test_the_shipped_classifier_wins_unless_a_user_one_is_named_or_installed(tmp_path: Path) -> None:
+    """Issue: a throwaway `train classifier --max-steps 20` in the cache took priority over the shipped one."""
     fm = locate_classifier("fashion-mnist")
     assert fm is not None and fm.source == "shipped" and "sha256 verified" in fm.describe()
+    assert fm.accuracy == shipped_manifest()["fashion-mnist"]["test_accuracy"]
     assert locate_classifier("idx") is None and locate_classifier("folder", data_path=tmp_path) is None
-    cache = tmp_path / "xdg_cache" / "gankit" / "classifiers" / "fashion-mnist.pt"
-    cache.parent.mkdir(parents=True)
-    shutil.copy(fm.path, cache)
+    cache = user_copy(fm.path, tmp_path / "xdg_cache" / "gankit" / "classifiers" / "fashion-mnist.pt")
     found = locate_classifier("fashion-mnist")
+    assert found is not None and (found.path, found.source) == (fm.path, "shipped")
+    assert f"not used: the user-trained {cache} (pass --classifier user" in found.describe()
+    user = locate_classifier("fashion-mnist", "user")
+    assert user is not None and (user.path, user.source, user.accuracy) == (cache, "user-trained", 0.67)
     assert (
-        found is not None and (found.path, found.source) == (cache, "user-trained") and str(cache) in found.describe()
+        "test accuracy 0.6700" in user.describe()
+        and user.tag() == "fashion-mnist.pt: user-trained, test accuracy 0.6700"
     )
-    env = tmp_path / "gankit_data_env" / "classifiers" / "fashion-mnist.pt"  # $GANKIT_DATA/classifiers/
-    env.parent.mkdir(parents=True)
-    shutil.copy(fm.path, env)
+    # installed (gankit train classifier --install): now the default; $GANKIT_DATA/classifiers/ is looked at first
+    user_copy(fm.path, cache, installed=True)
+    installed = locate_classifier("fashion-mnist")
+    assert installed is not None and (installed.path, installed.source) == (cache, "installed")
+    env = user_copy(fm.path, tmp_path / "gankit_data_env" / "classifiers" / "fashion-mnist.pt", installed=True)
     assert locate_classifier("fashion-mnist").path == env  # type: ignore[union-attr]
-    given = locate_classifier("fashion-mnist", tmp_path / "xdg_cache" / "gankit" / "classifiers" / "fashion-mnist.pt")
-    assert given is not None and given.source == "given"
+    assert locate_classifier("fashion-mnist", "shipped").path == fm.path  # type: ignore[union-attr]
+    given = locate_classifier("fashion-mnist", cache)
+    assert given is not None and given.source == "given" and given.accuracy == 0.67
     with pytest.raises(CheckpointError, match="no such file"):
         locate_classifier("fashion-mnist", tmp_path / "missing.pt")
+    # where nothing is shipped, the user-trained classifier is the only choice: used, and it says how good it is
+    a = clf_mod.default_classifier_path("idx", tmp_path / "a")
+    user_copy(fm.path, a, accuracy=0.5)
+    idx = locate_classifier("idx", data_path=tmp_path / "a")
+    assert idx is not None and (idx.path, idx.source, idx.accuracy) == (a, "user-trained", 0.5)
+    with pytest.raises(CheckpointError, match="none is shipped for 'idx'"):
+        locate_classifier("idx", "shipped", data_path=tmp_path / "a")
     # a generic dataset's user-trained classifier is keyed by its data path, not only by "idx"
-    a, b = (
-        clf_mod.default_classifier_path("idx", tmp_path / "a"),
-        clf_mod.default_classifier_path("idx", tmp_path / "b"),
-    )
-    assert a != b and a.name.startswith("idx-")
+    assert a != clf_mod.default_classifier_path("idx", tmp_path / "b") and a.name.startswith("idx-")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_user_classifier_is_one_line_naming_the_file_and_the_fix(
+    tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = shipped_classifier("fashion-mnist")
+    assert shipped is not None
+    path = user_copy(shipped, tmp_path / "xdg_cache" / "gankit" / "classifiers" / "fashion-mnist.pt", installed=True)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"not a checkpoint at all\n" * 50)
+    for call in (lambda: locate_classifier("fashion-mnist"), lambda: load_classifier(path)):
+        with pytest.raises(CheckpointError) as e:
+            call()
+        msg = str(e.value)
+        assert len(msg.splitlines()) == 1 and msg.startswith(f"{path}: damaged classifier file") and f"rm {path}" in msg
+    assert isinstance(e.value, ValueError)  # a periodic eval during training logs it and training goes on
+    # the CLI: the same one line, no traceback
+    assert main(["eval", "--real", "fashion-mnist", "--classifier", "user", "--data", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"rm {path}" in err and "Traceback" not in err
 
 
 # ------------------------------------------------------------------------------ feature spaces

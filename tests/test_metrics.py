@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gankit.metrics import METRICS, MissingWeightsError
+from gankit.metrics import METRICS, MissingWeightsError, better, metric_of, register_metric
 from gankit.metrics.classifier import find_classifier, load_classifier, train_classifier
 from gankit.metrics.colorfulness import colorfulness
 from gankit.metrics.features import INCEPTION_URL, ClassifierFeatures, InceptionFeatures
@@ -234,7 +234,9 @@ def test_classifier_trains_saves_and_gives_features(
     monkeypatch.setenv("GANKIT_DATA", str(tmp_path))
     (tmp_path / "classifiers").mkdir()
     (tmp_path / "classifiers" / "fashion-mnist.pt").write_bytes(out.read_bytes())
-    assert find_classifier("fashion-mnist") == tmp_path / "classifiers" / "fashion-mnist.pt"
+    # a user-trained one is used when asked for; the shipped one stays the default (test_classifier)
+    assert find_classifier("fashion-mnist", "user") == tmp_path / "classifiers" / "fashion-mnist.pt"
+    assert find_classifier("fashion-mnist").parent.name == "weights"  # type: ignore[union-attr]
     assert find_classifier("mnist").parent.name == "weights"  # type: ignore[union-attr]  # the shipped one
     assert find_classifier("idx") is None
 
@@ -268,3 +270,32 @@ def test_every_registered_metric_runs(name: str) -> None:
     out = metric.compute(FakeContext())
     assert out and all(k.startswith(("precision", "recall", "density", "coverage", name.split("_")[0])) for k in out)
     assert all(math.isfinite(v) for v in out.values())
+    # every number it gives has a direction, from its own record (metrics.png and the report show it)
+    assert all(metric_of(k) is metric for k in out)
+    assert metric.lower_is_better is not None or metric.better.startswith("closer to")
+
+
+def test_the_direction_lives_on_the_registry_and_the_report_asks_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gankit.report import better as report_better
+
+    expected = {
+        "fid": "lower",
+        "fid_clf": "lower",
+        "kid_clf_std": "lower",
+        "precision_clf": "higher",
+        "coverage": "higher",
+        "cls_acc_7": "higher",
+        "val_l1": "lower",
+        "eval_psnr": "higher",
+        "ssim": "higher",
+        "lpips": "lower",
+    }
+    for key, way in expected.items():
+        assert better(key) == report_better(key) == f"{way} is better", key
+    assert "colorfulness_real" in better("colorfulness_real") and better("d_loss") == "no better direction known"
+    # a metric registered later is labelled in the report with no second list to keep in step
+    monkeypatch.setattr("gankit.metrics.METRICS", dict(METRICS))
+    register_metric("sharpness", kind="paired", needs="pixels", description="edge energy", lower_is_better=False)(
+        lambda ctx: {"sharpness": 1.0}
+    )
+    assert report_better("val_sharpness") == "higher is better"

@@ -107,7 +107,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         help="run folder (default: runs/PRESET-DATE-TIME); for 'classifier' the .pt file (default: "
-        "~/.cache/gankit/classifiers/DATA.pt, where gankit eval finds it; an existing file needs --overwrite)",
+        "~/.cache/gankit/classifiers/DATA.pt, where gankit eval --classifier user finds it; an existing file "
+        "needs --overwrite)",
     )
     p.add_argument("--epochs", type=int, help="epochs of training (default: the preset's)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total")
@@ -144,6 +145,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="classifier only: replace an existing classifier file at --out",
     )
+    p.add_argument(
+        "--install",
+        action="store_true",
+        help="classifier only: make it gankit eval's default for its dataset, also where one is shipped "
+        "(fashion-mnist, mnist: otherwise the shipped one stays the default)",
+    )
 
 
 def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -178,16 +185,29 @@ def _newest_run(preset: str) -> Path | None:
 def cmd_train_classifier(args: argparse.Namespace) -> int:
     """``gankit train classifier --data DATA``: the CNN whose features the *_clf metrics use.
 
-    Writes ``--out`` (default: the user cache, where ``gankit eval`` finds it before the shipped
-    one); an existing file is never replaced without ``--overwrite``.
+    Writes ``--out`` (default: the user cache, where ``gankit eval`` finds it); an existing file is
+    never replaced without ``--overwrite``. Where a classifier is shipped (fashion-mnist, mnist),
+    ``gankit eval`` keeps the shipped one unless this one is ``--install``ed or named with
+    ``--classifier``, so a quick try never changes later numbers.
     """
     from gankit.config import DataConfig
     from gankit.data import infer_dataset_name
-    from gankit.metrics.classifier import default_classifier_path, train_classifier, user_classifier_paths
+    from gankit.metrics.classifier import (
+        default_classifier_path,
+        shipped_manifest,
+        train_classifier,
+        user_classifier_paths,
+    )
 
     name, path = infer_dataset_name(args.data or "fashion-mnist", "fashion-mnist")
     data_cfg = DataConfig(name=name, path=path)
     out = Path(args.out) if args.out else default_classifier_path(name, path)
+    looked_at = user_classifier_paths(name, path)
+    if args.install and out not in looked_at:
+        raise ConfigError(
+            f"--install writes where gankit eval looks ({looked_at[-1]}); drop --out {out}, "
+            f"or use that file with: gankit eval RUN --classifier {out}"
+        )
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder; pass a file name such as {out / (name + '.pt')}")
     if out.exists() and not args.overwrite:
@@ -201,17 +221,25 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
         seed=args.seed or 0,
         device=args.device or "auto",
         overwrite=args.overwrite,
+        install=args.install,
     )
     print(
         f"classifier ({result['dataset']}, {result['steps']} steps): test accuracy {result['test_accuracy']:.4f}; "
         f"saved to {out}"
     )
-    looked_at = user_classifier_paths(name, path)
-    if out.parent in {p.parent for p in looked_at}:  # where gankit eval looks, by dataset key (the file stem)
-        what = "runs on this data" if out in looked_at else f"'{out.stem}' runs"
-        print(f"gankit eval finds it there and uses it for {what} (before any shipped classifier)")
-    else:
+    shipped = shipped_manifest().get(result["dataset"])
+    if out not in looked_at:
         print(f"use it with: gankit eval RUN --classifier {out}")
+    elif shipped is None:
+        print("gankit eval uses it for runs on this data (no classifier is shipped for it)")
+    elif args.install:
+        print(f"installed: gankit eval uses it for {result['dataset']} runs instead of the shipped classifier")
+    else:
+        print(
+            f"gankit eval keeps the shipped {result['dataset']} classifier (test accuracy "
+            f"{shipped['test_accuracy']:.4f}); use this one with: gankit eval RUN --classifier user\n"
+            f"  or make it the default for {result['dataset']}: the same command with --install --overwrite"
+        )
     return 0
 
 
@@ -221,10 +249,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     try:
         if args.real:
-            from gankit.config import DataConfig
+            from gankit.evaluate import real_data_config
 
             real_vs_real(
-                DataConfig(name=args.real, path=args.data),
+                real_data_config(args.real, args.data),
                 args.metrics,
                 n=args.n,
                 classifier=args.classifier,
@@ -280,6 +308,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return cmd_train_classifier(args)
     if args.overwrite:
         raise ConfigError("--overwrite is for 'gankit train classifier'; a run folder is continued with --resume")
+    if args.install:
+        raise ConfigError("--install is for 'gankit train classifier'")
     overrides = _cli_overrides(args)
     overrides.update(parse_set_args(args.set))
     out = Path(args.out) if args.out else None
@@ -595,10 +625,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--classifier",
         metavar="PATH",
-        help="domain classifier for the *_clf metrics (default: a user-trained one in the cache, else the shipped one)",
+        help="domain classifier for the *_clf metrics: a .pt file, 'shipped' or 'user' (the one gankit train "
+        "classifier wrote to the cache); default: the shipped one (fashion-mnist, mnist) unless you installed "
+        "your own with gankit train classifier --install; for other data the user-trained one",
     )
-    e.add_argument("--real", metavar="DATASET", help="instead of a run: real train split vs test split (the floor)")
-    e.add_argument("--data", help="with --real: dataset path")
+    e.add_argument(
+        "--real",
+        metavar="DATASET",
+        help="instead of a run: real train split vs test split (the floor); a dataset name (found where "
+        "gankit train finds it, or where a run in ./runs recorded it) or a data folder",
+    )
+    e.add_argument("--data", help="with --real: the dataset's folder")
     e.add_argument("--seed", type=int, default=0, help="seed of the noise and of the reference subset")
     e.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

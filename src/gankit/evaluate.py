@@ -28,8 +28,9 @@ from torch import Tensor
 
 from gankit.config import DataConfig
 from gankit.data import build_dataset
+from gankit.data.base import TrainSet
 from gankit.devices import resolve_device
-from gankit.metrics import METRICS, MetricUnavailable, get_metric
+from gankit.metrics import METRICS, MetricUnavailable, eval_metric_keys, get_metric, metric_of
 from gankit.metrics.classifier import ClassifierChoice, locate_classifier, user_classifier_paths
 from gankit.metrics.features import ClassifierFeatures, FeatureExtractor, InceptionFeatures
 from gankit.paths import cache_dir
@@ -39,7 +40,12 @@ from gankit.training.stats import JsonlLog, read_jsonl
 from gankit.visualize import lab_to_display, to_display
 
 Log = Callable[[str], None]
-_NOT_METRICS = {"step", "time", "split", "n", "n_ref", "seed", "seconds", "checkpoint", "classifier"}
+
+FEATURE_SPACES = ("inception", "classifier", "classifier_conv")
+
+SHOWN_NOTICES: set[str] = set()
+"""Long skip notices (the Inception weights one) already printed in this process: later evaluations
+(``--eval-every``) give only their first line, so a command prints each notice once."""
 
 
 class NoMetricsComputed(MetricUnavailable, ValueError):
@@ -95,6 +101,7 @@ class Evaluation:
         """The dataset actually loaded (``DataInfo.dataset``; the config's name for older runs)."""
         self.counts: dict[str, int] = {}
         """Images actually used: ``reference`` (the split), ``generated`` or ``other`` (real_vs_real), ``pairs``."""
+        self._data: dict[str, TrainSet] = {}
         self._extractors: dict[str, FeatureExtractor | MetricUnavailable] = {}
         self._features: dict[str, tuple[Tensor, Tensor]] = {}
         self._paired: dict[str, dict[str, float] | MetricUnavailable] | None = None
@@ -142,9 +149,20 @@ class Evaluation:
             self._features[space] = (real, fake)
         return self._features[space]
 
+    def data(self, split: str) -> TrainSet:
+        """``split`` of the data, built once per evaluation (a DataError names what is missing)."""
+        if split not in self._data:
+            self._data[split] = build_dataset(self.data_cfg, split, log=self.log)
+        return self._data[split]
+
     def dataset_features(self, split: str, ext: FeatureExtractor) -> Tensor:
-        """Features of (a seeded subset of ``n``) images of ``split``, cached on disk."""
-        data = build_dataset(self.data_cfg, split, log=self.log)
+        """Features of (a seeded subset of ``n``) images of ``split``, cached on disk.
+
+        A damaged cache file (truncated, garbage, wrong shape) is recomputed with a warning naming
+        it; the new file is written to a temporary name and renamed, so two processes computing
+        the same statistics never leave a torn file.
+        """
+        data = self.data(split)
         index = torch.arange(len(data))
         self.counts["other" if split == self.other_split and split != self.split else "reference"] = min(
             len(data), self.n
@@ -157,7 +175,10 @@ class Evaluation:
         subset = f"-s{self.seed}" if len(index) < len(data) else ""
         path = stats_dir() / f"{self.data_cfg.name}-{split}-{key}-{ext.name}-n{len(index)}{subset}.pt"
         if path.is_file():
-            return torch.load(path, map_location="cpu", weights_only=True)["features"]
+            cached = _read_stats(path, len(index), ext.dim)
+            if isinstance(cached, Tensor):
+                return cached
+            self.log(f"warning: {path}: damaged reference statistics ({cached}); recomputing them")
         self.log(f"computing {ext.name} features of {len(index)} {self.data_cfg.name} {split} images -> {path}")
         feats = []
         for s in range(0, len(index), self.batch_size):
@@ -224,7 +245,7 @@ class Evaluation:
         from gankit.metrics.paired import PairedMetrics
 
         loaded = self._need_generator("paired")
-        data = build_dataset(self.data_cfg, self.split, log=self.log)
+        data = self.data(self.split)
         space = loaded.info.space
         pixels = PairedMetrics(space=space)
         out: dict[str, dict[str, float] | MetricUnavailable] = {}
@@ -264,6 +285,11 @@ class Evaluation:
         results: dict[str, float] = {}
         reasons: dict[str, list[str]] = {}  # message -> the metrics it stopped
         fixes: list[str] = []
+        if any(get_metric(name).needs in FEATURE_SPACES for name in names):
+            # the data first: when they are missing, that error comes before any notice about weights
+            self.data(self.split)
+            if self.other_split is not None:
+                self.data(self.other_split)
         for name in names:
             try:
                 results.update(get_metric(name).compute(self))
@@ -271,8 +297,11 @@ class Evaluation:
                 msg = str(e)
                 if msg in reasons:
                     self.log(f"{name}: skipped (same reason as {reasons[msg][0]})")
+                elif "\n" in msg and msg in SHOWN_NOTICES:
+                    self.log(f"{name}: skipped: {msg.splitlines()[0]} (details printed above)")
                 else:
                     self.log(f"{name}: skipped: {msg}")
+                    SHOWN_NOTICES.add(msg)
                 reasons.setdefault(msg, []).append(name)
                 if e.fix and e.fix not in fixes:
                     fixes.append(e.fix)
@@ -322,6 +351,31 @@ def _choose_classifier(
     return choice
 
 
+def format_results(results: dict[str, float], clf: ClassifierChoice | None) -> str:
+    """``fid_clf 16.2, kid_clf 0.012, ... [classifier fashion-mnist.pt: shipped, test accuracy 0.9139]``:
+    the numbers, and beside the classifier's, which classifier computed them."""
+    text = ", ".join(f"{k} {v:.4g}" for k, v in results.items())
+    if clf is not None and any(get_metric(m).uses_classifier for m in _metrics_of(results)):
+        text += f" [classifier {clf.tag()}]"
+    return text
+
+
+def _metrics_of(results: dict[str, float]) -> set[str]:
+    return {m.name for m in map(metric_of, results) if m is not None}
+
+
+def classifier_columns(clf: ClassifierChoice | None) -> dict[str, object]:
+    """The ``eval.jsonl`` columns that say which classifier computed the ``*_clf`` and ``cls_acc`` numbers."""
+    if clf is None:
+        return {}
+    return {
+        "classifier": str(clf.path),
+        "classifier_source": clf.source,
+        "classifier_sha256": clf.sha256[:16],
+        **({"classifier_accuracy": round(clf.accuracy, 6)} if clf.accuracy is not None else {}),
+    }
+
+
 def evaluate(
     run_or_ckpt: str | Path,
     *,
@@ -343,8 +397,10 @@ def evaluate(
     noise models (IDX test set; folder data has no splits and is compared with itself) and ``val``
     for image-to-image ones. ``n`` is the number of samples (and at most that many reference
     images); the log line and the row give the numbers actually used (``n``, ``n_ref``).
-    ``classifier`` defaults to a user-trained one for the run's dataset, else the shipped one
-    (:func:`~gankit.metrics.classifier.locate_classifier`). Raises :class:`NoMetricsComputed`
+    ``classifier`` (a path, ``shipped`` or ``user``) defaults to the shipped classifier of the run's
+    dataset unless a user-trained one was installed, and to the user-trained one where none is
+    shipped (:func:`~gankit.metrics.classifier.locate_classifier`); its identity and accuracy go
+    beside the numbers in the log line and the row. Raises :class:`NoMetricsComputed`
     (and appends nothing) when not one metric can be computed.
     """
     start = time.monotonic()
@@ -377,7 +433,7 @@ def evaluate(
         results = ev.run(metrics)
     except NoMetricsComputed as e:
         raise NoMetricsComputed(f"{loaded.path}: {e}") from None
-    log(f"{loaded.path} ({ev.header()}): " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
+    log(f"{loaded.path} ({ev.header()}): " + format_results(results, clf))
     run_dir = _run_dir(Path(run_or_ckpt)) or _run_dir(loaded.path)
     if run_dir is not None:
         step = safe_load(loaded.path).get("step", -1)
@@ -391,12 +447,60 @@ def evaluate(
                 "n": c.get("pairs", c.get("generated", 0)),
                 **({"n_ref": c["reference"]} if "reference" in c else {}),
                 "seed": seed,
-                **({"classifier": str(clf.path)} if clf else {}),
+                **classifier_columns(clf),
                 **results,
                 "seconds": round(time.monotonic() - start, 2),
             }
         )
     return results
+
+
+def recorded_data(name: str, where: Path = Path(".")) -> tuple[str, Path] | None:
+    """``(folder, run.json)`` of the newest run in ``where/runs/*/`` or ``where/*/`` that trained on the
+    dataset ``name`` from a folder that still exists (``run.json``'s ``dataset.source``), else None."""
+    found: list[tuple[float, str, Path]] = []
+    for record in {*where.glob("runs/*/run.json"), *where.glob("*/run.json")}:
+        try:
+            dataset = json.loads(record.read_text()).get("dataset")
+        except (OSError, ValueError, AttributeError):
+            continue  # not a run record gankit can read; other folders may have one
+        if not isinstance(dataset, dict) or dataset.get("name") != name:
+            continue
+        source = dataset.get("source")
+        if isinstance(source, str) and source and Path(source).is_dir():
+            found.append((record.stat().st_mtime, source, record))
+    if not found:
+        return None
+    _, source, record = max(found)
+    return source, record
+
+
+def real_data_config(real: str, data: str | None = None, *, log: Log = print) -> DataConfig:
+    """The data of ``gankit eval --real DATASET|FOLDER [--data FOLDER]``, found as ``gankit train`` finds it.
+
+    A dataset name is looked for where training looks (``--data``, ``$GANKIT_DATA``, the cache,
+    system folders); for MNIST and Fashion-MNIST found in none of them, in the folder a run in
+    ``./runs/`` (or ``./*/``) recorded in its ``run.json`` (after ``gankit train ... --data FOLDER``),
+    which the log names. A folder is read like ``train --data``.
+    """
+    from gankit.data import DATASETS, infer_dataset_name
+    from gankit.data.errors import DataError
+    from gankit.data.mnist import locate
+
+    if data is not None:
+        return DataConfig(name=real, path=data)
+    if real not in DATASETS:
+        try:
+            name, path = infer_dataset_name(real, "fashion-mnist")
+        except DataError as e:
+            raise DataError(str(e).replace(f"--data {real}", f"--real {real}", 1)) from None
+        return DataConfig(name=name, path=path)
+    if real in ("fashion-mnist", "mnist") and locate(real) is None:
+        hit = recorded_data(real)
+        if hit is not None:
+            log(f"data: {real} from {hit[0]} (recorded in {hit[1]})")
+            return DataConfig(name=real, path=hit[0])
+    return DataConfig(name=real)
 
 
 def real_vs_real(
@@ -430,41 +534,35 @@ def real_vs_real(
         log=log,
     )
     results = ev.run(metrics)
-    log(f"{data_cfg.name} ({ev.header()}): " + ", ".join(f"{k} {v:.4g}" for k, v in results.items()))
+    log(f"{data_cfg.name} ({ev.header()}): " + format_results(results, clf))
     return results
 
 
 def plot_metrics(run_dir: str | Path) -> Path | None:
-    """Plot every metric of ``RUN/eval.jsonl`` against the training step into ``RUN/metrics.png``."""
+    """Plot every metric of ``RUN/eval.jsonl`` against the training step into ``RUN/metrics.png``.
+
+    Each panel says which way is better; evaluations with different classifiers or ``n`` are
+    separate, labelled series (:func:`gankit.metrics.plotting.draw_panel`). None when there is nothing to plot.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from gankit.metrics.plotting import draw_panel, panel_title
+
     run = Path(run_dir)
     rows = sorted(read_jsonl(run / "eval.jsonl"), key=lambda r: r.get("step", 0))
-    keys = list(
-        dict.fromkeys(
-            k
-            for r in rows
-            for k, v in r.items()
-            if k not in _NOT_METRICS
-            and isinstance(v, (int, float))
-            and not k.endswith("_std")
-            and not (k.startswith("cls_acc_") and k[8:].isdigit())
-        )
-    )
+    keys = eval_metric_keys(rows)
     if not keys:
         return None
     cols = min(3, len(keys))
     fig, axes = plt.subplots(
-        math.ceil(len(keys) / cols), cols, figsize=(4 * cols, 3 * math.ceil(len(keys) / cols)), squeeze=False
+        math.ceil(len(keys) / cols), cols, figsize=(4.3 * cols, 3.3 * math.ceil(len(keys) / cols)), squeeze=False
     )
-    for ax, key in zip(axes.flat, keys):
-        pts = [(r["step"], r[key], r.get(f"{key}_std", 0.0)) for r in rows if isinstance(r.get(key), (int, float))]
-        steps, values, stds = zip(*pts)
-        ax.errorbar(steps, values, yerr=stds if any(stds) else None, marker="o", ms=3, capsize=2)
-        ax.set_title(key)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        draw_panel(ax, rows, [key])
+        ax.set_title(panel_title(key), fontsize=9.5)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys) :]:
@@ -474,3 +572,16 @@ def plot_metrics(run_dir: str | Path) -> Path | None:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def _read_stats(path: Path, rows: int, dim: int) -> Tensor | str:
+    """The cached features of ``path``, or why they cannot be used (unreadable, wrong shape)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, garbage bytes, a half-written file of an older gankit
+        return (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+    feats = saved.get("features") if isinstance(saved, dict) else None
+    if not isinstance(feats, Tensor) or tuple(feats.shape) != (rows, dim):
+        shape = tuple(feats.shape) if isinstance(feats, Tensor) else None
+        return f"expected features of shape {(rows, dim)}, found {shape}"
+    return feats

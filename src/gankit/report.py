@@ -30,16 +30,15 @@ from gankit.config import Config, ConfigError
 from gankit.data import build_dataset
 from gankit.data.errors import DataError
 from gankit.families import get_family
+from gankit.metrics import EVAL_META_COLUMNS, eval_metric_keys
+from gankit.metrics import better as metric_better
 from gankit.paths import cache_dir
 from gankit.training.stats import read_jsonl
 
 NOT_COMPUTED = "not computed yet — run <code>gankit eval {run}</code>"
 
-_NOT_METRICS = {"step", "time", "split", "n", "n_ref", "seed", "seconds", "checkpoint", "classifier"}
+_NOT_METRICS = EVAL_META_COLUMNS
 """Columns of ``eval.jsonl`` that describe the evaluation rather than score it."""
-
-_LOWER = ("l1", "fid", "kid", "lpips")
-_HIGHER = ("psnr", "ssim", "precision", "recall", "density", "coverage", "cls_acc")
 
 MAX_EMBEDDED_GRID_MB = 15.0
 """Above this total, the sample grids are re-encoded as JPEG (and the report says so) to keep the file mailable."""
@@ -49,15 +48,8 @@ N_EXAMPLES = 3
 
 
 def better(metric: str) -> str:
-    """Which way a metric or loss name improves: "lower is better", "higher is better", or what else is known."""
-    name = metric.removeprefix("val_").removeprefix("eval_")
-    if name.startswith("colorfulness"):
-        return "closer to the real photos' (colorfulness_real) is better"
-    if any(name == k or name.startswith(k + "_") for k in _LOWER):
-        return "lower is better"
-    if any(name == k or name.startswith(k + "_") for k in _HIGHER):
-        return "higher is better"
-    return "no better direction known"
+    """Which way a metric name improves, from its record in the metric registry (:func:`gankit.metrics.better`)."""
+    return metric_better(metric)
 
 
 # ----------------------------------------------------------------------------- reading a run
@@ -256,17 +248,24 @@ def val_keys(metrics: list[dict[str, Any]]) -> list[str]:
 
 def eval_keys(evals: list[dict[str, Any]]) -> list[str]:
     """The metric columns of ``eval.jsonl`` (without std columns and per-class accuracies)."""
-    return list(
-        dict.fromkeys(
-            k
-            for r in evals
-            for k, v in r.items()
-            if k not in _NOT_METRICS
-            and isinstance(v, int | float)
-            and not k.endswith("_std")
-            and not (k.startswith("cls_acc_") and k[8:].isdigit())
-        )
-    )
+    return eval_metric_keys(evals)
+
+
+def eval_plots(rows: list[dict[str, Any]], keys: list[str]) -> list[Plot]:
+    """One panel per eval metric, as ``metrics.png`` draws it: a labelled series per (classifier, n),
+    never one line across evaluations that are not comparable; ``colorfulness_real`` joins ``colorfulness``."""
+    from gankit.metrics.plotting import draw_panel, panel_title
+
+    plots = []
+    for k in keys:
+        if k == "colorfulness_real" and "colorfulness" in keys:
+            continue
+        title = panel_title(k)
+        fig, ax = _new_axes(title)
+        draw_panel(ax, rows, [k, "colorfulness_real"] if k == "colorfulness" and "colorfulness_real" in keys else [k])
+        fig.tight_layout()
+        plots.append(Plot(title, _figure_uri(fig)))
+    return plots
 
 
 # ----------------------------------------------------------------------------- best / worst
@@ -521,7 +520,11 @@ def _eval_table(row: dict[str, Any], count: int) -> str:
         f"seed {_e(row.get('seed', '?'))}",
     ]
     if row.get("classifier"):
-        meta.append(f"classifier {_e(Path(str(row['classifier'])).name)}")
+        acc = row.get("classifier_accuracy")
+        about = [str(row["classifier_source"])] if row.get("classifier_source") else []
+        about += [f"test accuracy {acc:.4f}"] if isinstance(acc, int | float) else []
+        detail = f" ({_e(', '.join(about))})" if about else ""
+        meta.append(f"classifier {_e(Path(str(row['classifier'])).name)}{detail}")
     if "time" in row:
         meta.append("on " + time.strftime("%Y-%m-%d %H:%M", time.localtime(float(row["time"]))))
     if "seconds" in row:
@@ -614,7 +617,7 @@ def render_html(r: RunRecords, examples: Examples | None) -> str:
         )
 
     ek = eval_keys(r.evals)
-    evals = _plots_html(metric_plots(r.evals, ek)) if ek else f'<p class="missing">Eval metrics: {missing}.</p>'
+    evals = _plots_html(eval_plots(r.evals, ek)) if ek else f'<p class="missing">Eval metrics: {missing}.</p>'
     final = _eval_table(r.evals[-1], len(r.evals)) if ek else f'<p class="missing">{missing}.</p>'
 
     sections = [

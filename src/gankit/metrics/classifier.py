@@ -10,9 +10,11 @@ accuracy on samples drawn for each label). The network is a VGG-like stack of co
 Classifiers for MNIST and Fashion-MNIST ship in ``gankit/metrics/weights/`` (0.4 MB each), trained
 by ``gankit train classifier`` with seed 0 on CPU; ``manifest.json`` records their sha256 (checked
 on every load), the command, the data's sha256, the test accuracy and the date, so ``*_clf``
-numbers work offline at once and are comparable between users. :func:`locate_classifier` prefers
-an explicit file, then a user-trained one in ``$GANKIT_DATA/classifiers/`` or the cache, then the
-shipped one.
+numbers work offline at once and are comparable between users. :func:`locate_classifier` takes
+an explicit file; else, for those two datasets, the shipped one unless a user-trained one in
+``$GANKIT_DATA/classifiers/`` or the cache was installed (``gankit train classifier --install``),
+so a quick throwaway classifier never silently changes later numbers; for other labelled data the
+user-trained one, the only kind there is.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class SmallClassifier(nn.Module):
         self.channels, self.num_classes, self.resolution = channels, num_classes, resolution
         self.dataset = ""
         """Name of the dataset it was trained on (set by :func:`load_classifier`)."""
+        self.test_accuracy: float | None = None
+        """Its test (or val) accuracy as recorded at training (set by :func:`load_classifier`)."""
         self.body = nn.Sequential(_block(channels, 16), _block(16, 32), _block(32, 64), nn.AdaptiveAvgPool2d(3))
         self.embed = nn.Sequential(nn.Flatten(), nn.Linear(64 * 9, EMBED_DIM), nn.ReLU(inplace=True))
         self.dropout = nn.Dropout(0.3)
@@ -103,6 +107,7 @@ def train_classifier(
     seed: int = 0,
     device: str = "cpu",
     overwrite: bool = False,
+    install: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train :class:`SmallClassifier` on the train split of ``data_cfg``; save it to ``out``.
@@ -110,6 +115,8 @@ def train_classifier(
     Adam with a cosine-decayed rate, no augmentation, ``epochs`` epochs or ``max_steps`` steps
     (whichever ends first; 0 = no step limit). An existing ``out`` is an error unless
     ``overwrite``, so neither the shipped weights nor a cached classifier are replaced by accident.
+    ``install`` marks it as the default for its dataset even where one is shipped
+    (:func:`locate_classifier`; only where gankit eval looks: :func:`user_classifier_paths`).
     Returns the test (or val) accuracy, the training time, the steps and the checkpoint path.
     """
     from gankit.devices import resolve_device
@@ -169,6 +176,7 @@ def train_classifier(
             "steps": total,
             "batch_size": sampler.batch_size,
             "seed": seed,
+            "installed": install,
         },
         out,
     )
@@ -183,16 +191,12 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Sma
     path = Path(path)
     if path.is_file() and path.resolve().parent == WEIGHTS_DIR.resolve():
         verify_shipped(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # missing, truncated, not a checkpoint
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable classifier checkpoint ({first})") from None
-    if not isinstance(state, dict) or state.get("kind") != "classifier":
-        raise CheckpointError(f"{path}: not a gankit classifier checkpoint (make one with: gankit train classifier)")
+    state = classifier_record(path)
     model = SmallClassifier(state["channels"], state["num_classes"], state["resolution"])
     model.load_state_dict({k: v.float() for k, v in state["model"].items()})
     model.dataset = str(state.get("dataset") or state["config"].get("name", ""))
+    acc = state.get("test_accuracy")
+    model.test_accuracy = float(acc) if isinstance(acc, int | float) else None
     return model.to(device).eval()
 
 
@@ -262,38 +266,122 @@ def user_classifier_paths(dataset: str, data_path: str | Path | None = None) -> 
     return ([Path(env) / "classifiers" / name] if env else []) + [default_classifier_path(dataset, data_path)]
 
 
+USER_SOURCES = ("installed", "user-trained")
+
+
 @dataclasses.dataclass(frozen=True)
 class ClassifierChoice:
-    """A classifier file and where it came from: ``given`` (explicit), ``user-trained`` or ``shipped``."""
+    """A classifier file, where it came from and what it is.
+
+    ``source``: ``given`` (``--classifier PATH``), ``installed`` (a user-trained one made the default
+    with ``gankit train classifier --install``), ``user-trained`` (used because nothing is shipped for
+    the dataset, or asked for with ``--classifier user``) or ``shipped``.
+    """
 
     path: Path
     source: str
+    dataset: str = ""
+    accuracy: float | None = None
+    """Its test (or val) accuracy as recorded when it was trained."""
+    sha256: str = ""
+    ignored: tuple[Path, ...] = ()
+    """User-trained classifiers found but not used (the shipped one wins unless they are installed)."""
+
+    @property
+    def accuracy_text(self) -> str:
+        return f"test accuracy {self.accuracy:.4f}" if self.accuracy is not None else "test accuracy unknown"
+
+    def tag(self) -> str:
+        """Short identity for result lines: ``fashion-mnist.pt: shipped, test accuracy 0.9139``."""
+        return f"{self.path.name}: {self.source}, {self.accuracy_text}"
 
     def describe(self) -> str:
-        """One line for the log, e.g. ``shipped fashion-mnist classifier .../fashion-mnist.pt``."""
+        """One line for the log, e.g. ``the shipped classifier .../fashion-mnist.pt (sha256 verified, ...)``."""
         if self.source == "shipped":
-            entry = next((e for e in shipped_manifest().values() if e["file"] == self.path.name), {})
-            acc = f", test accuracy {entry['test_accuracy']:.4f}" if "test_accuracy" in entry else ""
-            return f"the shipped classifier {self.path} (sha256 verified{acc})"
-        if self.source == "user-trained":
-            return f"the user-trained classifier {self.path} (it takes precedence over a shipped one)"
-        return f"the classifier {self.path}"
+            line = f"the shipped classifier {self.path} (sha256 verified, {self.accuracy_text})"
+        elif self.source == "installed":
+            line = f"the installed user-trained classifier {self.path} ({self.accuracy_text}; replaces the shipped one)"
+        elif self.source == "user-trained":
+            line = f"the user-trained classifier {self.path} ({self.accuracy_text})"
+        else:
+            line = f"the classifier {self.path} ({self.accuracy_text})"
+        for p in self.ignored:
+            line += f"; not used: the user-trained {p} (pass --classifier user to use it)"
+        return line
+
+
+class ClassifierFileError(CheckpointError, ValueError):
+    """A classifier file cannot be used; one line naming the file and the fix.
+
+    Also a ValueError, so a periodic evaluation during training logs it and training goes on.
+    """
+
+
+def classifier_record(path: str | Path) -> dict[str, Any]:
+    """The saved dict of a classifier file (weights_only load); :class:`ClassifierFileError` naming
+    the file and the fix when it is missing, truncated, or not a gankit classifier."""
+    path = Path(path)
+    fix = f"delete it (rm {path}) and make a new one with: gankit train classifier --data DATA"
+    if not path.is_file():
+        raise ClassifierFileError(f"{path}: no such classifier file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # truncated, garbage: torch's own message (about weights_only, zip records) misleads here
+        raise ClassifierFileError(
+            f"{path}: damaged classifier file (truncated, or not a PyTorch checkpoint); {fix}"
+        ) from None
+    if not isinstance(state, dict) or state.get("kind") != "classifier" or "model" not in state:
+        raise ClassifierFileError(f"{path}: not a gankit classifier checkpoint; {fix}")
+    return state
+
+
+def _choice(path: Path, source: str, ignored: tuple[Path, ...] = ()) -> ClassifierChoice:
+    state = classifier_record(path)
+    acc = state.get("test_accuracy")
+    dataset = str(state.get("dataset") or state.get("config", {}).get("name", ""))
+    return ClassifierChoice(
+        path, source, dataset, float(acc) if isinstance(acc, int | float) else None, _sha256(path), ignored
+    )
 
 
 def locate_classifier(
     dataset: str, path: str | Path | None = None, *, data_path: str | Path | None = None
 ) -> ClassifierChoice | None:
-    """The classifier for ``dataset``: ``path`` if given (it must exist), else a user-trained one
-    (:func:`user_classifier_paths`), else the shipped one; None when there is none."""
+    """The classifier for ``dataset``; None when there is none.
+
+    ``path``: a file (it must exist), or ``shipped`` / ``user`` to ask for the shipped or the
+    user-trained one (:func:`user_classifier_paths`). Without it: for a dataset with a shipped
+    classifier (fashion-mnist, mnist) the shipped one, unless a user-trained one was installed
+    (``gankit train classifier --install``), so a quick throwaway classifier never changes later
+    numbers; for any other dataset the user-trained one, the only kind there is.
+    """
+    user_paths = user_classifier_paths(dataset, data_path)
+    found = [p for p in user_paths if p.is_file()]
+    if path is not None and str(path) in ("shipped", "user"):
+        if str(path) == "shipped":
+            shipped = shipped_classifier(dataset)
+            if shipped is None:
+                known = ", ".join(shipped_manifest()) or "none"
+                raise ClassifierFileError(f"--classifier shipped: none is shipped for '{dataset}' (shipped: {known})")
+            return _choice(shipped, "shipped")
+        if not found:
+            raise ClassifierFileError(
+                f"--classifier user: no user-trained classifier for '{dataset}' (looked at "
+                f"{', '.join(str(p) for p in user_paths)}); make one: gankit train classifier --data "
+                f"{data_path or dataset}"
+            )
+        return _choice(found[0], "user-trained")
     if path is not None:
         if not Path(path).is_file():
-            raise CheckpointError(f"--classifier {path}: no such file")
-        return ClassifierChoice(Path(path), "given")
-    found = next((p for p in user_classifier_paths(dataset, data_path) if p.is_file()), None)
-    if found is not None:
-        return ClassifierChoice(found, "user-trained")
+            raise ClassifierFileError(f"--classifier {path}: no such file (or: shipped, user)")
+        return _choice(Path(path), "given")
     shipped = shipped_classifier(dataset)
-    return ClassifierChoice(shipped, "shipped") if shipped is not None else None
+    if shipped is None:
+        return _choice(found[0], "user-trained") if found else None
+    installed = next((p for p in found if classifier_record(p).get("installed")), None)
+    if installed is not None:
+        return _choice(installed, "installed")
+    return _choice(shipped, "shipped", tuple(found))
 
 
 def find_classifier(
