@@ -348,7 +348,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from gankit.data.base import to_uint8
     from gankit.devices import resolve_device
-    from gankit.sampling import choose_labels, load_generator, sample
+    from gankit.errors import OutputExists
+    from gankit.sampling import balanced_note, choose_labels, load_generator, sample
+    from gankit.training.checkpoint import CheckpointError
     from gankit.visualize import save_grid, save_png, to_display
 
     if args.n <= 0:
@@ -356,7 +358,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     loaded = load_generator(args.run, device=resolve_device(args.device))
     if loaded.family.kind == "paired":
         cmd = "translate" if loaded.family.name == "pix2pix" else "colorize"
-        raise ConfigError(f"{args.run}: a {loaded.family.name} run turns images into images; use gankit {cmd}")
+        raise CheckpointError(f"{args.run}: a {loaded.family.name} run turns images into images; use gankit {cmd}")
     label = None
     if args.label is not None:
         if not loaded.num_classes:
@@ -375,21 +377,33 @@ def cmd_sample(args: argparse.Namespace) -> int:
     names = [f"{i:05d}" + (f"_class{int(labels[i])}" if labels is not None else "") + ".png" for i in range(args.n)]
     existing = [n for n in names if (out / n).exists()]
     if existing and not args.overwrite:
-        raise ConfigError(f"{out / existing[0]} exists ({len(existing)} files would be replaced); pass --overwrite")
+        raise OutputExists(f"{out / existing[0]} exists ({len(existing)} files would be replaced); pass --overwrite")
+    grid = Path(args.grid) if args.grid else None
+    if grid is not None and grid.exists() and not args.overwrite:
+        raise OutputExists(f"--grid {grid} exists; pass --overwrite to replace it")
+    if labels is not None and label is None and args.labels == "balanced":
+        note = balanced_note(args.n, loaded.num_classes)
+        if note:
+            print(note)
     images = sample(loaded, args.n, labels=labels, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
     for name, img in zip(names, to_uint8(images)):
         save_png(img, out / name)
-    if args.grid:
-        grid = Path(args.grid)
-        if grid.exists() and not args.overwrite:
-            raise ConfigError(f"--grid {grid} exists; pass --overwrite to replace it")
-        balanced = args.labels == "balanced" and loaded.num_classes
-        nrow = loaded.num_classes if balanced else 8
-        caption = f"{Path(args.run).name} ({loaded.family.name}), seed {args.seed}"
+    if grid is not None:
         k = loaded.num_classes
-        columns = (loaded.info.class_names[:k] or [str(i) for i in range(k)]) if balanced else None
-        save_grid(to_display(images), grid, nrow=nrow, caption=caption, column_labels=columns)
+        classes = loaded.info.class_names[:k] or [str(i) for i in range(k)]
+        balanced = args.labels == "balanced" and k
+        chosen = ""
+        if label is not None:  # the class of every image, by name: "class 7 (Sneaker)"
+            chosen = f", class {label}" + (f" ({classes[label]})" if classes[label] != str(label) else "")
+        caption = f"{Path(args.run).name} ({loaded.family.name}){chosen}, seed {args.seed}"
+        save_grid(
+            to_display(images),
+            grid,
+            nrow=k if balanced else 8,
+            caption=caption,
+            column_labels=classes if balanced else None,
+        )
     print(f"wrote {args.n} images to {out}" + (f" and a grid to {args.grid}" if args.grid else ""))
     return 0
 

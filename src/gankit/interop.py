@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from gankit.config import Config, make_config
 from gankit.data.base import DataInfo
+from gankit.errors import OutputExists
 from gankit.families import get_family
 from gankit.training.checkpoint import _load_failure, atomic_save, generator_snapshot
 
@@ -50,6 +51,10 @@ _STAT_KEYS = ("running_mean", "running_var", "num_batches_tracked")
 
 class InteropError(ValueError):
     """A checkpoint that is not one of the supported reference layouts; the message says what was expected."""
+
+
+class InteropExists(InteropError, OutputExists):
+    """``--out`` already holds a run and ``overwrite`` was not given (exit code 2)."""
 
 
 # ------------------------------------------------------------------------------------- reading
@@ -298,7 +303,7 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         raise InteropError(f"--out {out} is a file; pass a folder for the new run")
     taken = [p for p in (out / "config.yaml", out / "checkpoints") if p.exists()]
     if taken and not overwrite:
-        raise InteropError(
+        raise InteropExists(
             f"--out {out} already holds a run ({taken[0].name}); pass --overwrite or choose another folder"
         )
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from ..formatting import image_size
 from .storage import MemoryStore, Store
 
 
@@ -243,7 +244,7 @@ def crop_flip(x: Tensor, size: int, generator: torch.Generator | None, *, flip: 
     """
     n, _, h, w = x.shape
     if h < size or w < size:
-        raise ValueError(f"cannot crop {h}x{w} images to {size}x{size}")
+        raise ValueError(f"cannot crop {image_size(w, h)} images to {size}x{size}")
     if generator is None:
         top, left = (h - size) // 2, (w - size) // 2
         return x[..., top : top + size, left : left + size]
