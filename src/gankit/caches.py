@@ -117,7 +117,8 @@ def list_kept() -> list[Kept]:
         for p in k.paths:
             b, n = folder_size(p)
             k.bytes, k.files = k.bytes + b, k.files + n
-    return out
+    # an empty known kind is listed (it says where that kind would go) unless another place has it
+    return [k for k in out if k.files or sum(j.kind == k.kind for j in out) == 1]
 
 
 def clear_kind(kind: str) -> tuple[int, list[Path], list[str]]:
