@@ -110,7 +110,7 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
             raise DataError("dataset 'folder' needs a path: --data FOLDER")
         root = find_celeba(cfg.path) if name == "celeba" else Path(cfg.path)  # type: ignore[arg-type]
         if root.is_file():
-            raise DataError(f"{root} is a file, not a folder; pass the folder that holds it ({root.parent})")
+            raise DataError(f"{root} " + _file_not_folder(root, name))
         ds = load_image_folder(
             root,
             resolution=cfg.resolution or 64,
@@ -186,6 +186,22 @@ def _paired_kind(p: Path, default: str) -> str:
     return "facades" if facades_layout(p).certain else layout
 
 
+def _file_not_folder(p: Path, default: str) -> str:
+    """Why a file cannot be the data of a preset whose dataset is ``default``, and what to pass.
+
+    The parent folder is suggested only for IDX files: an image's folder may be a photo folder, the
+    home folder or /tmp, which training would search recursively."""
+    from gankit.data.images import IMAGE_EXTENSIONS
+
+    if _is_idx_file(p):
+        return f"is an IDX file, not a folder; pass the folder that holds it: --data {p.parent}"
+    if p.suffix.lower() not in IMAGE_EXTENSIONS:
+        return "is a file, not a folder; pass the folder of the data set"
+    use = {"colorization": "colorize"}.get(default, "translate" if default in PAIRED else "")
+    run = f"; to {use} this one image with a trained run: gankit {use} RUN {p}" if use else ""
+    return f"is one image, not a folder of training images; pass a folder that holds only training images{run}"
+
+
 def infer_dataset_name(data: str, default: str) -> tuple[str, str | None]:
     """Interpret ``--data`` for a preset whose dataset is ``default``: ``(data.name, data.path)``.
 
@@ -203,8 +219,7 @@ def infer_dataset_name(data: str, default: str) -> tuple[str, str | None]:
         hint = f"; did you mean the dataset '{close[0]}'?" if close else f" (datasets: {', '.join(DATASETS)})"
         raise DataError(f"--data {data}: no such file or folder, nor a dataset name{hint}")
     if p.is_file():
-        what = "an IDX file" if _is_idx_file(p) else "a file"
-        raise DataError(f"--data {data} is {what}, not a folder; pass the folder that holds it: --data {p.parent}")
+        raise DataError(f"--data {data} " + _file_not_folder(p, default))
     if _has_idx(p):
         from gankit.data.mnist import identify_idx
 
