@@ -30,6 +30,7 @@ from gankit.config import Config, ConfigError
 from gankit.data import build_dataset
 from gankit.data.errors import DataError
 from gankit.families import get_family
+from gankit.formatting import data_source
 from gankit.paths import cache_dir
 from gankit.training.stats import read_jsonl
 
@@ -450,7 +451,7 @@ def _summary(r: RunRecords) -> list[tuple[str, str]]:
     nr = "not recorded"
     data = _e(ds.get("name") or cfg.data.name)
     if ds.get("source") or cfg.data.path:
-        data += f" <small>from {_e(ds.get('source') or cfg.data.path)}</small>"
+        data += f" <small>from {_e(data_source(ds.get('source') or cfg.data.path, ds.get('given', '')))}</small>"
     images = f"{ds['train_images']} train" if "train_images" in ds else nr
     if ds.get("val_images"):
         images += f", {ds['val_images']} val" + (f" ({_e(ds['val_source'])})" if ds.get("val_source") else "")

@@ -126,8 +126,8 @@ def load_generator(
     state = safe_load(ckpt_path)
     try:
         cfg = Config.from_dict(state["config"], source=str(ckpt_path))
-        info = DataInfo(**state["info"])
-    except (TypeError, ValueError, KeyError) as e:
+        info = DataInfo.from_dict(state["info"])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise CheckpointError(f"{ckpt_path}: unreadable config inside the checkpoint ({e})") from None
     fam = get_family(cfg.family)
     if family is not None and fam.name != family and not (family in ("pix2pix", "colorize") and fam.kind == "paired"):

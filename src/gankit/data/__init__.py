@@ -50,11 +50,19 @@ def _has_idx(path: Path) -> bool:
 
 
 def _record(
-    ds: TrainSet, dataset: str, source: str, log: Callable[[str], None] = lambda m: None, split: str = "train"
+    ds: TrainSet,
+    dataset: str,
+    source: str,
+    log: Callable[[str], None] = lambda m: None,
+    split: str = "train",
+    given: str | None = None,
 ) -> TrainSet:
-    """Write what was loaded into ``ds.info`` (``source``: the dataset's root, not the split folder),
-    and say how its storage was chosen."""
+    """Write what was loaded into ``ds.info`` (``source``: the dataset's root, not the split folder;
+    ``given``: the path the user named, kept when it is not ``source``), and say how its storage was chosen."""
     ds.info.dataset, ds.info.source, ds.info.num_images = dataset, source, len(ds)
+    if given:
+        given = str(Path(given).expanduser().resolve())
+        ds.info.given = given if given != source else ""
     store = getattr(ds, "store", None)
     ds.info.storage = store.kind if store is not None else "memory"
     choice = getattr(ds, "storage_choice", "")
@@ -147,7 +155,7 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
             if split == "train":
                 log(f"facades in {root}: {found.how}; labels -> photo is {natural}")
             load = paired.load_pair_folders if found.layout == "pair-folders" else paired.load_aligned
-            return _record(load(root, split, **common), name, str(root.resolve()), log, split)
+            return _record(load(root, split, **common), name, str(root.resolve()), log, split, given=cfg.path)
         if not cfg.path:
             raise DataError(f"dataset '{name}' needs a path: --data FOLDER")
         load = paired.load_aligned if name == "aligned" else paired.load_pair_folders

@@ -39,6 +39,9 @@ class DataInfo:
     pair-folders, facades or colorization. "" in checkpoints older than this field."""
     source: str = ""
     """Where it came from: a resolved absolute path, or e.g. "torchvision download into ~/.cache/gankit/mnist"."""
+    given: str = ""
+    """What ``data.path`` named, resolved, when it is not ``source``: the CMP folder a facades set was
+    built from into the cache, or a folder holding ``facades/``. "" when the data were read where given."""
     num_images: int = 0
     """Items in this split (pairs for paired data), after ``data.max_images``."""
     storage: str = ""
