@@ -747,9 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _exit_code(e: BaseException) -> int:
     """The exit code of an error that ends a command (the table of :class:`gankit.errors.ExitCode`)."""
-    from gankit.errors import ExitCode, OutputExists
+    from gankit.errors import ExitCode, MissingExtra, OutputExists
 
-    if isinstance(e, (ConfigError, OutputExists)):
+    if isinstance(e, (ConfigError, OutputExists, MissingExtra)):
         return ExitCode.USAGE
     return ExitCode.ERROR
 

@@ -18,7 +18,8 @@ class ExitCode(IntEnum):
     command could not do its job (eval: no metric computed; export: ONNX differs from PyTorch)."""
     USAGE = 2
     """The command line cannot be carried out as given: an unknown or invalid option or value,
-    conflicting options, a refused config change, or an output that exists without ``--overwrite``."""
+    conflicting options, a refused config change, an output that exists without ``--overwrite``, or
+    an optional package the command needs that is not installed (the message says what to install)."""
     INTERRUPTED = 128 + signal.SIGINT
     """Ctrl-C (SIGINT); train saves its state first."""
     BROKEN_PIPE = 128 + signal.SIGPIPE
@@ -37,6 +38,11 @@ class TrainingInterrupted(Exception):
 
 class NonFiniteLoss(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class MissingExtra(ValueError):
+    """An optional package the command needs is not installed; the message names the ``pip install``
+    (exit code 2: the command cannot be carried out in this installation as given)."""
 
 
 class OutputExists(ValueError):

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gankit.color import model_to_rgb, rgb_to_model
-from gankit.errors import OutputExists
+from gankit.errors import MissingExtra, OutputExists
 from gankit.sampling import LoadedGenerator, load_generator
 
 OPSET = 18
@@ -58,6 +58,10 @@ class ExportError(ValueError):
 
 class ExportExists(ExportError, OutputExists):
     """``--out`` exists and ``overwrite`` was not given (exit code 2)."""
+
+
+class ExportNeedsExtra(ExportError, MissingExtra):
+    """onnx, onnxscript or onnxruntime is not installed (exit code 2)."""
 
 
 # ------------------------------------------------------------------------------- graph modules
@@ -200,7 +204,7 @@ def _require_onnx() -> tuple[Any, Any]:
         import onnxruntime
         import onnxscript  # noqa: F401  (the torch.export-based exporter needs it)
     except ImportError as e:
-        raise ExportError(
+        raise ExportNeedsExtra(
             f"ONNX export needs the optional packages onnx, onnxscript and onnxruntime ({e.name} is missing); "
             "install them with: pip install 'gankit[export]'"
         ) from None

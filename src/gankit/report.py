@@ -80,16 +80,16 @@ class RunRecords:
 
 
 def find_run(path: str | Path) -> Path:
-    """The run folder ``path`` names (its ``checkpoints/`` folder also works), else a ConfigError."""
+    """The run folder ``path`` names (its ``checkpoints/`` folder also works), else a DataError (exit code 1)."""
     p = Path(path)
     if not p.exists():
-        raise ConfigError(f"{p}: no such run folder; pass the folder that 'gankit train' wrote")
+        raise DataError(f"{p}: no such run folder; pass the folder that 'gankit train' wrote")
     if not p.is_dir():
-        raise ConfigError(f"{p} is a file, not a run folder; pass the folder that holds config.yaml")
+        raise DataError(f"{p} is a file, not a run folder; pass the folder that holds config.yaml")
     if p.name == "checkpoints" and (p.parent / "config.yaml").is_file():
         p = p.parent
     if not (p / "config.yaml").is_file():
-        raise ConfigError(f"{p} is not a gankit run folder (no config.yaml); pass the folder that 'gankit train' wrote")
+        raise DataError(f"{p} is not a gankit run folder (no config.yaml); pass the folder that 'gankit train' wrote")
     return p
 
 
@@ -99,7 +99,7 @@ def read_run(run: Path) -> RunRecords:
     try:
         cfg = Config.from_dict(yaml.safe_load(text), source=str(run / "config.yaml"))
     except (yaml.YAMLError, TypeError, AttributeError) as e:
-        raise ConfigError(f"{run / 'config.yaml'}: unreadable config ({str(e).splitlines()[0]})") from None
+        raise DataError(f"{run / 'config.yaml'}: unreadable config ({str(e).splitlines()[0]})") from None
     record: dict[str, Any] = {}
     if (run / "run.json").is_file():
         try:
