@@ -480,7 +480,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         items = f"{e.items:,} items" if e.items else ""
         print(f"  {e.path.name:<{width}}  {human_bytes(e.bytes):>9}  {e.what:<6} {items:>14}  used {used}  {e.source}")
     others = [k for k in kept if k.kind != "storage"]
-    print("and (remove with: gankit cache --clear KIND):")
+    print("also kept (remove with: gankit cache --clear KIND):")
     width = max(len(k.kind) for k in others)
     for k in others:
         what = k.title + (f", {k.note}" if k.note else "")
@@ -735,12 +735,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ca = sub.add_parser(
         "cache",
-        help="list or clear the caches of decoded datasets",
-        description="List the caches of decoded datasets (data.storage=mmap, and memory for image folders) "
-        "in $XDG_CACHE_HOME/gankit/storage, with their sizes; --clear removes them.",
+        help="list or clear what gankit keeps on disk (caches, built and downloaded data sets)",
+        description="List everything gankit keeps in $XDG_CACHE_HOME/gankit (~/.cache/gankit), and what it built "
+        "or downloaded into $GANKIT_DATA, with sizes:\ndecoded-data caches (storage), reference statistics "
+        "(stats), classifiers you trained (classifiers), facades pairs (facades), downloaded data sets.\n"
+        "--clear removes by kind or storage-cache name; without a name, storage and stats (rebuilt when needed).\n"
+        "Data you placed in $GANKIT_DATA yourself are never removed.",
     )
     ca.add_argument(
-        "--clear", nargs="*", metavar="NAME", help="remove the caches whose names start with NAME (all without NAME)"
+        "--clear",
+        nargs="*",
+        metavar="KIND|NAME",
+        help="remove a kind (storage, stats, classifiers, facades, a data set) or the decoded-data caches whose "
+        "names start with NAME; without a name: storage and stats",
     )
     return parser
 
