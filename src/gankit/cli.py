@@ -736,11 +736,11 @@ def build_parser() -> argparse.ArgumentParser:
     ca = sub.add_parser(
         "cache",
         help="list or clear what gankit keeps on disk (caches, built and downloaded data sets)",
-        description="List everything gankit keeps in $XDG_CACHE_HOME/gankit (~/.cache/gankit), and what it built "
-        "or downloaded into $GANKIT_DATA, with sizes:\ndecoded-data caches (storage), reference statistics "
-        "(stats), classifiers you trained (classifiers), facades pairs (facades), downloaded data sets.\n"
-        "--clear removes by kind or storage-cache name; without a name, storage and stats (rebuilt when needed).\n"
-        "Data you placed in $GANKIT_DATA yourself are never removed.",
+        description="List, with sizes, everything gankit keeps in $XDG_CACHE_HOME/gankit (~/.cache/gankit)\n"
+        "and what it built or downloaded into $GANKIT_DATA: decoded-data caches (storage),\n"
+        "reference statistics (stats), classifiers you trained (classifiers), facades pairs (facades),\n"
+        "downloaded data sets. --clear removes by kind, or decoded-data caches by name;\n"
+        "without a name, storage and stats (rebuilt when needed). Data you placed yourself are never removed.",
     )
     ca.add_argument(
         "--clear",
