@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,8 +145,3 @@ def clear_kind(kind: str) -> tuple[int, list[Path], list[str]]:
             removed.append(p)
         freed += k.bytes
     return freed, removed, []
-
-
-def clearable(kinds: Sequence[Kept]) -> list[str]:
-    """The kind names ``--clear`` takes for this listing (present ones), in listing order."""
-    return list(dict.fromkeys(k.kind for k in kinds if k.files or k.kind in TITLES))
