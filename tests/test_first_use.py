@@ -340,3 +340,33 @@ def test_help_states_each_default_once_and_checkpoint_defaults_agree() -> None:
         assert text.count("(default: last)") == 1, name
         assert subs[name].get_default("checkpoint") == DEFAULT_CHECKPOINT
     assert "(default: onnx) (default" not in subs["export"].format_help()
+
+
+# ------------------------------------------------------------------------------ make demo
+
+
+def _demo_commands(epochs: int) -> list[list[str]]:
+    """The gankit lines of the Makefile's demo recipe, as argv (``$(EPOCHS)`` filled in)."""
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    lines = [line.strip() for line in recipe.splitlines()[1:] if line.startswith("\t")]
+    assert lines and all(line.startswith("$(BIN)/gankit ") for line in lines), lines
+    return [line.replace("$(EPOCHS)", str(epochs)).split()[1:] for line in lines]
+
+
+def test_make_demo_runs_again_and_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    # make demo's own commands on tiny Fashion-MNIST-like data (200 images: 2 steps of the preset's
+    # batch of 100 per epoch); a second and a third make demo must succeed too.
+    write_idx_dataset(Path(os.environ["GANKIT_DATA"]) / "fashion-mnist")
+    monkeypatch.chdir(tmp_path)
+    grid = tmp_path / "runs" / "gan-demo" / "generated.png"
+    for attempt in range(3):
+        for argv in _demo_commands(epochs=1):
+            code = main(argv + (["--no-progress"] if argv[0] == "train" else []))
+            out = capsys.readouterr()
+            assert code == 0, f"make demo #{attempt + 1}: gankit {' '.join(argv)}\n{out.out}\n{out.err}"
+        assert len(list((tmp_path / "runs" / "gan-demo" / "generated").glob("*.png"))) == 64 and grid.is_file()
+    # a longer demo continues the same run
+    for argv in _demo_commands(epochs=2):
+        assert main(argv + (["--no-progress"] if argv[0] == "train" else [])) == 0
+    assert torch.load(tmp_path / "runs" / "gan-demo" / "checkpoints" / "last.pt", weights_only=True)["step"] == 4

@@ -197,3 +197,31 @@ def test_tile_blending_hides_seams(overlap: int, smooth: bool) -> None:
     steps = row[1:] - row[:-1]
     assert (steps >= -1e-4).all()  # monotonic: blending never overshoots
     assert (steps.max() < 6.0) if smooth else (steps.max() > 30.0)
+
+
+# ------------------------------------------------------------------------------ load_generator
+
+
+@pytest.mark.parametrize("preset", ["cgan", "pix2pix"])
+def test_load_generator_hands_back_an_nn_module(preset, tmp_path, tiny_cfg, fake_paired_data, no_loss_plot) -> None:
+    from gankit.sampling import load_generator, sample
+    from gankit.training.loop import train
+
+    cfg = tiny_cfg(preset, tmp_path, **{"train.max_steps": 1, "train.n_samples": 2})
+    if preset == "pix2pix":
+        fake_paired_data(cfg, 2)
+    train(cfg, tmp_path / "run")
+    G = load_generator(tmp_path / "run")
+    assert isinstance(G, nn.Module) and not G.training and not G.G.training
+    assert G.train() is G and G.training and G.G.training  # mode changes reach the network
+    assert G.eval() is G and not G.G.training and G.to("cpu") is G
+    assert sum(p.numel() for p in G.parameters()) == sum(p.numel() for p in G.G.parameters()) > 0
+    assert G.cfg.family == preset and G.family.name == preset and G.path.name == "G_last.pt"
+    with torch.no_grad():
+        if preset == "cgan":
+            z, y = torch.randn(3, cfg.model.z_dim), torch.tensor([0, 1, 2])
+            assert torch.equal(G(z, y), G.G(z, y)) and G(z, y).shape == (3, 1, 28, 28)
+            assert sample(G, 2, labels=torch.tensor([4, 5])).shape == (2, 1, 28, 28)
+        else:
+            x = torch.rand(1, 3, 32, 32) * 2 - 1
+            assert torch.equal(G(x), G.G(x)) and G.profile is not None

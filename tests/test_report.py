@@ -217,7 +217,7 @@ def test_cli_errors_and_no_overwrite(gan_run: Path, tmp_path: Path, capsys: pyte
         (tmp_path / "x", "no such"),
     ):
         capsys.readouterr()
-        assert main(["report", str(bad)]) == 2
+        assert main(["report", str(bad)]) == 1  # an input that cannot be used (README, Exit codes)
         err = capsys.readouterr().err
         assert why in err and len(err.strip().splitlines()) == 1
 

@@ -123,7 +123,7 @@ def test_existing_outputs_are_kept_without_overwrite(run_dir: Path, tmp_path: Pa
     assert _run("translate", str(run_dir), str(src), "--out", str(out), "--device", "cpu").returncode == 0
     (out / "x.png").write_bytes(b"mine")
     res = _run("translate", str(run_dir), str(src), "--out", str(out), "--device", "cpu")
-    assert res.returncode == 1
+    assert res.returncode == 2  # as every command's "exists; pass --overwrite" (README, Exit codes)
     line = res.stderr.strip()
     assert "\n" not in line and str(out / "x.png") in line and "--overwrite" in line
     assert (out / "x.png").read_bytes() == b"mine"
@@ -322,7 +322,7 @@ def test_memory_guard_refuses_or_tiles_before_anything_runs(run_dir: Path, tmp_p
     )
     line = res.stderr.strip()
     assert res.returncode == 1 and "\n" not in line
-    assert "big.png: 300x400 needs about" in line and "--strategy tile" in line and "--max-memory" in line
+    assert "big.png: 400x300 needs about" in line and "--strategy tile" in line and "--max-memory" in line
     assert not out.exists()
     # The default strategy is not refused: it gives way to tiles, and says so.
     monkeypatch.setattr("gankit.translate.DEFAULT_STRATEGY", "pad")
@@ -339,7 +339,7 @@ def test_memory_guard_refuses_or_tiles_before_anything_runs(run_dir: Path, tmp_p
     plan_strategies(
         loaded, plan_outputs([tmp_path / "in"], out), strategy="tile", max_side=None, limit=pad, say=notes.append
     )
-    assert len(notes) == 1 and "big.png: 300x400 needs about" in notes[0] and "--max-memory" in notes[0]
+    assert len(notes) == 1 and "big.png: 400x300 needs about" in notes[0] and "--max-memory" in notes[0]
     # Where shrinking would help, the error offers a --max-side that fits.
     shrunk = translate_memory(loaded, 300, 400, "pad", max_side=200)
     limit = shrunk + (pad - shrunk) * 0.1

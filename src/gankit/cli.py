@@ -378,8 +378,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from gankit.data.base import to_uint8
     from gankit.devices import resolve_device
+    from gankit.errors import OutputExists
     from gankit.locks import hold, output_lock
-    from gankit.sampling import choose_labels, load_generator, sample
+    from gankit.sampling import balanced_note, choose_labels, load_generator, sample
+    from gankit.training.checkpoint import CheckpointError
     from gankit.visualize import save_grid, save_png, to_display
 
     if args.n <= 0:
@@ -387,7 +389,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     loaded = load_generator(args.run, device=resolve_device(args.device))
     if loaded.family.kind == "paired":
         cmd = "translate" if loaded.family.name == "pix2pix" else "colorize"
-        raise ConfigError(f"{args.run}: a {loaded.family.name} run turns images into images; use gankit {cmd}")
+        raise CheckpointError(f"{args.run}: a {loaded.family.name} run turns images into images; use gankit {cmd}")
     label = None
     if args.label is not None:
         if not loaded.num_classes:
@@ -407,21 +409,33 @@ def cmd_sample(args: argparse.Namespace) -> int:
     names = [f"{i:05d}" + (f"_class{int(labels[i])}" if labels is not None else "") + ".png" for i in range(args.n)]
     existing = [n for n in names if (out / n).exists()]
     if existing and not args.overwrite:
-        raise ConfigError(f"{out / existing[0]} exists ({len(existing)} files would be replaced); pass --overwrite")
+        raise OutputExists(f"{out / existing[0]} exists ({len(existing)} files would be replaced); pass --overwrite")
+    grid = Path(args.grid) if args.grid else None
+    if grid is not None and grid.exists() and not args.overwrite:
+        raise OutputExists(f"--grid {grid} exists; pass --overwrite to replace it")
+    if labels is not None and label is None and args.labels == "balanced":
+        note = balanced_note(args.n, loaded.num_classes)
+        if note:
+            print(note)
     images = sample(loaded, args.n, labels=labels, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
     for name, img in zip(names, to_uint8(images)):
         save_png(img, out / name)
-    if args.grid:
-        grid = Path(args.grid)
-        if grid.exists() and not args.overwrite:
-            raise ConfigError(f"--grid {grid} exists; pass --overwrite to replace it")
-        balanced = args.labels == "balanced" and loaded.num_classes
-        nrow = loaded.num_classes if balanced else 8
-        caption = f"{Path(args.run).name} ({loaded.family.name}), seed {args.seed}"
+    if grid is not None:
         k = loaded.num_classes
-        columns = (loaded.info.class_names[:k] or [str(i) for i in range(k)]) if balanced else None
-        save_grid(to_display(images), grid, nrow=nrow, caption=caption, column_labels=columns)
+        classes = loaded.info.class_names[:k] or [str(i) for i in range(k)]
+        balanced = args.labels == "balanced" and k
+        chosen = ""
+        if label is not None:  # the class of every image, by name: "class 7 (Sneaker)"
+            chosen = f", class {label}" + (f" ({classes[label]})" if classes[label] != str(label) else "")
+        caption = f"{Path(args.run).name} ({loaded.family.name}){chosen}, seed {args.seed}"
+        save_grid(
+            to_display(images),
+            grid,
+            nrow=k if balanced else 8,
+            caption=caption,
+            column_labels=classes if balanced else None,
+        )
     print(f"wrote {args.n} images to {out}" + (f" and a grid to {args.grid}" if args.grid else ""))
     return 0
 
@@ -443,30 +457,73 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    import time
+    """``gankit cache``: everything gankit keeps on disk (see :mod:`gankit.caches`); ``--clear`` removes it."""
+    from gankit.caches import REBUILT, TITLES, clear_kind, list_kept
+    from gankit.formatting import human_bytes
+    from gankit.paths import cache_dir
 
-    from gankit.data.storage import _human, clear_caches, list_caches, storage_root
-
+    kept = list_kept()
+    kinds = list(dict.fromkeys(k.kind for k in kept))
+    storage_there = any(p.exists() for k in kept if k.kind == "storage" for p in k.paths)
     if args.clear is not None:
-        removed, busy = clear_caches(args.clear)
-        if args.clear and not removed and not busy:
-            print(f"gankit cache: no cache named {' or '.join(args.clear)}* (see: gankit cache)", file=sys.stderr)
-            return 1
-        freed = sum(e.bytes for e in removed)
-        print(f"removed {len(removed)} cache(s), {_human(freed)} freed")
-        for e in busy:
-            print(f"  kept {e.path.name}: another process is building it")
+        names = args.clear or list(REBUILT)
+        prefixes = [n for n in names if n not in kinds]
+        for name in dict.fromkeys(n for n in names if n in kinds):
+            if name == "storage" and not storage_there:
+                continue
+            freed, removed, busy = clear_kind(name)
+            if name == "storage":
+                print(f"removed {len(removed)} cache(s), {human_bytes(freed)} freed")
+            elif removed:
+                print(f"removed {name}: {human_bytes(freed)} freed ({', '.join(map(str, removed))})")
+            for b in busy:
+                print(f"  kept {b}: another process is building it")
+        if prefixes:
+            from gankit.data.storage import clear_caches
+
+            gone, busy_caches = clear_caches(prefixes)
+            if not gone and not busy_caches:
+                print(
+                    f"gankit cache: error: no cache named {' or '.join(prefixes)}* "
+                    f"(kinds: {', '.join(kinds)}; see: gankit cache)",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"removed {len(gone)} cache(s), {human_bytes(sum(e.bytes for e in gone))} freed")
+            for e in busy_caches:
+                print(f"  kept {e.path.name}: another process is building it")
+        if not args.clear:
+            left = [k for k in kept if k.kind not in REBUILT and k.files]
+            if left:
+                sizes = ", ".join(f"{k.kind} ({human_bytes(k.bytes)})" for k in left)
+                print(f"kept {sizes}: name a kind to remove it (gankit cache --clear KIND)")
         return 0
-    entries = list_caches()
-    total = sum(e.bytes for e in entries)
-    print(f"decoded-data caches in {storage_root()}: {len(entries)}, {_human(total)}")
+
+    entries = []
+    root = cache_dir() / "storage"
+    if storage_there:  # the storage module loads torch: only when there is something to list
+        from gankit.data.storage import list_caches
+
+        entries = list_caches()
+    print(f"decoded-data caches in {root}: {len(entries)}, {human_bytes(sum(e.bytes for e in entries))}")
     width = max((len(e.path.name) for e in entries), default=0)
     for e in entries:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.used))
         items = f"{e.items:,} items" if e.items else ""
-        print(f"  {e.path.name:<{width}}  {_human(e.bytes):>9}  {e.what:<6} {items:>14}  used {used}  {e.source}")
-    if entries:
-        print("remove: gankit cache --clear [NAME ...]  (a NAME prefix, or all; the next run rebuilds what it needs)")
+        print(f"  {e.path.name:<{width}}  {human_bytes(e.bytes):>9}  {e.what:<6} {items:>14}  used {used}  {e.source}")
+    others = [k for k in kept if k.kind != "storage"]
+    print("also kept (remove with: gankit cache --clear KIND):")
+    width = max(len(k.kind) for k in others)
+    for k in others:
+        what = k.title + (f", {k.note}" if k.note else "")
+        files = f"{k.files:,} file" + ("s" if k.files != 1 else "")
+        print(f"  {k.kind:<{width}}  {human_bytes(k.bytes):>9}  {files:>11}  {k.path}  {what}")
+    print(f"in all: {human_bytes(sum(k.bytes for k in kept))}")
+    rebuilt = " and ".join(REBUILT)
+    print(
+        f"remove: gankit cache --clear [KIND|NAME ...]  (no argument: {rebuilt}, which the next run rebuilds;\n"
+        f"  KIND: {', '.join(dict.fromkeys([*TITLES, *kinds]))}; NAME: decoded-data caches by name prefix)"
+    )
     return 0
 
 
@@ -717,25 +774,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ca = sub.add_parser(
         "cache",
-        help="list or clear the caches of decoded datasets",
-        description="List the caches of decoded datasets (data.storage=mmap, and memory for image folders) "
-        "in $XDG_CACHE_HOME/gankit/storage, with their sizes; --clear removes them.",
+        help="list or clear what gankit keeps on disk (caches, built and downloaded data sets)",
+        description="List, with sizes, everything gankit keeps in $XDG_CACHE_HOME/gankit (~/.cache/gankit)\n"
+        "and what it built or downloaded into $GANKIT_DATA: decoded-data caches (storage),\n"
+        "reference statistics (stats), classifiers you trained (classifiers), facades pairs (facades),\n"
+        "downloaded data sets. --clear removes by kind, or decoded-data caches by name;\n"
+        "without a name, storage and stats (rebuilt when needed). Data you placed yourself are never removed.",
     )
     ca.add_argument(
-        "--clear", nargs="*", metavar="NAME", help="remove the caches whose names start with NAME (all without NAME)"
+        "--clear",
+        nargs="*",
+        metavar="KIND|NAME",
+        help="remove a kind (storage, stats, classifiers, facades, a data set) or the decoded-data caches whose "
+        "names start with NAME; without a name: storage and stats",
     )
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    _set_thread_waiting()
+def _exit_code(e: BaseException) -> int:
+    """The exit code of an error that ends a command (the table of :class:`gankit.errors.ExitCode`)."""
+    from gankit.errors import ExitCode, MissingExtra, OutputExists
+
+    if isinstance(e, (ConfigError, OutputExists, MissingExtra)):
+        return ExitCode.USAGE
+    return ExitCode.ERROR
+
+
+def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":  # answers without torch
         return cmd_list(args)
     # imported after parsing: these pull in torch, which --help and argument errors never need
     from gankit.data.errors import DataError
     from gankit.data.images import ImageReadError
-    from gankit.errors import NonFiniteLoss
+    from gankit.errors import ExitCode, NonFiniteLoss, OutputExists, TrainingInterrupted
     from gankit.training.checkpoint import CheckpointError
 
     handlers = {
@@ -756,12 +828,35 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with holding():  # what a command locks with gankit.locks.hold is released when it ends
             return handlers[args.command](args)
-    except (ConfigError, DataError, CheckpointError, ImageReadError, NonFiniteLoss, ValueError) as e:
+    except (ConfigError, OutputExists, DataError, CheckpointError, ImageReadError, NonFiniteLoss, ValueError) as e:
         print(f"gankit {args.command}: error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, ConfigError) else 1
+        return _exit_code(e)
+    except TrainingInterrupted as e:
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("gankit: interrupted", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``gankit`` command; returns its exit code (README, "Exit codes").
+
+    A reader that closes stdout early (``gankit cache | head -1``) ends the command quietly with
+    :attr:`~gankit.errors.ExitCode.BROKEN_PIPE`, as other Unix tools, instead of a traceback.
+    """
+    _set_thread_waiting()
+    try:
+        try:
+            return int(_run(argv))
+        finally:
+            sys.stdout.flush()  # here, not at interpreter exit, where a closed pipe prints a traceback
+    except BrokenPipeError:
+        from gankit.errors import ExitCode
+
+        # Python flushes stdout again at exit: point it at /dev/null so that flush has nowhere to fail
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return ExitCode.BROKEN_PIPE
 
 
 if __name__ == "__main__":

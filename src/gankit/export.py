@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gankit.color import model_to_rgb, rgb_to_model
+from gankit.errors import MissingExtra, OutputExists
 from gankit.sampling import LoadedGenerator, load_generator
 
 OPSET = 18
@@ -53,6 +54,14 @@ MAX_DIFFERING = 0.01
 
 class ExportError(ValueError):
     """An export failed or did not reproduce PyTorch; the message says which file and why."""
+
+
+class ExportExists(ExportError, OutputExists):
+    """``--out`` exists and ``overwrite`` was not given (exit code 2)."""
+
+
+class ExportNeedsExtra(ExportError, MissingExtra):
+    """onnx, onnxscript or onnxruntime is not installed (exit code 2)."""
 
 
 # ------------------------------------------------------------------------------- graph modules
@@ -195,7 +204,7 @@ def _require_onnx() -> tuple[Any, Any]:
         import onnxruntime
         import onnxscript  # noqa: F401  (the torch.export-based exporter needs it)
     except ImportError as e:
-        raise ExportError(
+        raise ExportNeedsExtra(
             f"ONNX export needs the optional packages onnx, onnxscript and onnxruntime ({e.name} is missing); "
             "install them with: pip install 'gankit[export]'"
         ) from None
@@ -334,7 +343,7 @@ def export_onnx(
     if out.is_dir():
         raise ExportError(f"--out {out} is a folder; pass a file name such as {out / 'G.onnx'}")
     if out.exists() and not overwrite:
-        raise ExportError(f"--out {out} already exists; pass --overwrite to replace it or choose another name")
+        raise ExportExists(f"--out {out} already exists; pass --overwrite to replace it or choose another name")
     loaded = load_for_export(run, checkpoint)
     loaded.G.float().eval()
     module, graph, facts = _graph_for(loaded, pipeline)

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from gankit.config import Config, make_config
 from gankit.data.base import DataInfo
+from gankit.errors import OutputExists
 from gankit.families import get_family
 from gankit.locks import atomic_path, output_lock
 from gankit.training.checkpoint import _load_failure, atomic_save, generator_snapshot
@@ -51,6 +52,10 @@ _STAT_KEYS = ("running_mean", "running_var", "num_batches_tracked")
 
 class InteropError(ValueError):
     """A checkpoint that is not one of the supported reference layouts; the message says what was expected."""
+
+
+class InteropExists(InteropError, OutputExists):
+    """``--out`` already holds a run and ``overwrite`` was not given (exit code 2)."""
 
 
 # ------------------------------------------------------------------------------------- reading
@@ -301,7 +306,7 @@ def _load_into(module: nn.Module, sd: dict[str, Tensor], path: Path, what: str, 
 def _prepare_out(out: Path, overwrite: bool) -> None:
     taken = [p for p in (out / "config.yaml", out / "checkpoints") if p.exists()]
     if taken and not overwrite:
-        raise InteropError(
+        raise InteropExists(
             f"--out {out} already holds a run ({taken[0].name}); pass --overwrite or choose another folder"
         )
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from gankit.config import Config, ConfigError
 from gankit.data import build_dataset
 from gankit.data.errors import DataError
 from gankit.families import get_family
+from gankit.formatting import data_source
 from gankit.metrics import EVAL_META_COLUMNS, eval_metric_keys
 from gankit.metrics import better as metric_better
 from gankit.paths import cache_dir
@@ -71,16 +72,16 @@ class RunRecords:
 
 
 def find_run(path: str | Path) -> Path:
-    """The run folder ``path`` names (its ``checkpoints/`` folder also works), else a ConfigError."""
+    """The run folder ``path`` names (its ``checkpoints/`` folder also works), else a DataError (exit code 1)."""
     p = Path(path)
     if not p.exists():
-        raise ConfigError(f"{p}: no such run folder; pass the folder that 'gankit train' wrote")
+        raise DataError(f"{p}: no such run folder; pass the folder that 'gankit train' wrote")
     if not p.is_dir():
-        raise ConfigError(f"{p} is a file, not a run folder; pass the folder that holds config.yaml")
+        raise DataError(f"{p} is a file, not a run folder; pass the folder that holds config.yaml")
     if p.name == "checkpoints" and (p.parent / "config.yaml").is_file():
         p = p.parent
     if not (p / "config.yaml").is_file():
-        raise ConfigError(f"{p} is not a gankit run folder (no config.yaml); pass the folder that 'gankit train' wrote")
+        raise DataError(f"{p} is not a gankit run folder (no config.yaml); pass the folder that 'gankit train' wrote")
     return p
 
 
@@ -90,7 +91,7 @@ def read_run(run: Path) -> RunRecords:
     try:
         cfg = Config.from_dict(yaml.safe_load(text), source=str(run / "config.yaml"))
     except (yaml.YAMLError, TypeError, AttributeError) as e:
-        raise ConfigError(f"{run / 'config.yaml'}: unreadable config ({str(e).splitlines()[0]})") from None
+        raise DataError(f"{run / 'config.yaml'}: unreadable config ({str(e).splitlines()[0]})") from None
     record: dict[str, Any] = {}
     if (run / "run.json").is_file():
         try:
@@ -449,7 +450,7 @@ def _summary(r: RunRecords) -> list[tuple[str, str]]:
     nr = "not recorded"
     data = _e(ds.get("name") or cfg.data.name)
     if ds.get("source") or cfg.data.path:
-        data += f" <small>from {_e(ds.get('source') or cfg.data.path)}</small>"
+        data += f" <small>from {_e(data_source(ds.get('source') or cfg.data.path, ds.get('given', '')))}</small>"
     images = f"{ds['train_images']} train" if "train_images" in ds else nr
     if ds.get("val_images"):
         images += f", {ds['val_images']} val" + (f" ({_e(ds['val_source'])})" if ds.get("val_source") else "")

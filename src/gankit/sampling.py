@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,20 +14,41 @@ from gankit.inference import GeneratorProfile, profile_generator, zero_unused_ta
 from gankit.training.checkpoint import CheckpointError, safe_load
 
 
-@dataclass
-class LoadedGenerator:
-    G: nn.Module
-    cfg: Config
-    info: DataInfo
-    family: Family
-    path: Path
-    profile: GeneratorProfile | None = None
-    """Image-to-image generators: shapes and memory per pixel measured at the training size."""
+class LoadedGenerator(nn.Module):
+    """A trained generator with what it was trained on: an ``nn.Module`` that runs ``G``.
+
+    ``G(z)`` / ``G(z, labels)`` (noise models) or ``G(x)`` (image-to-image) call the network;
+    ``eval()``, ``train()``, ``to()``, ``parameters()`` and ``state_dict()`` (keys ``G.*``) act on
+    it. Besides the network (``.G``): ``cfg`` (the run's config), ``info`` (what it was trained on:
+    channels, resolution, classes, dataset), ``family``, ``path`` (the checkpoint file) and, for
+    image-to-image generators, ``profile`` (shapes and memory per pixel at the training size).
+    """
+
+    def __init__(
+        self,
+        G: nn.Module,
+        cfg: Config,
+        info: DataInfo,
+        family: Family,
+        path: Path,
+        profile: GeneratorProfile | None = None,
+    ) -> None:
+        super().__init__()
+        self.G = G
+        self.cfg, self.info, self.family, self.path, self.profile = cfg, info, family, Path(path), profile
+        self.train(G.training)  # the wrapper reports (and keeps) the mode the network is in
+
+    def forward(self, *inputs: Tensor | None) -> Tensor:
+        """The network's forward pass: ``G(z, labels)`` for noise models, ``G(x)`` for image-to-image."""
+        return self.G(*inputs)
 
     @property
     def num_classes(self) -> int:
         """Classes the generator is conditioned on (0 for unconditional models)."""
         return self.info.num_classes if self.family.conditional else 0
+
+    def extra_repr(self) -> str:
+        return f"family={self.family.name}, path={self.path}"
 
 
 DEFAULT_CHECKPOINT = "last"
@@ -106,8 +126,8 @@ def load_generator(
     state = safe_load(ckpt_path)
     try:
         cfg = Config.from_dict(state["config"], source=str(ckpt_path))
-        info = DataInfo(**state["info"])
-    except (TypeError, ValueError, KeyError) as e:
+        info = DataInfo.from_dict(state["info"])
+    except (TypeError, ValueError, KeyError, AttributeError) as e:
         raise CheckpointError(f"{ckpt_path}: unreadable config inside the checkpoint ({e})") from None
     fam = get_family(cfg.family)
     if family is not None and fam.name != family and not (family in ("pix2pix", "colorize") and fam.kind == "paired"):
@@ -148,6 +168,23 @@ def choose_labels(
     if balanced:
         return torch.arange(n) % num_classes
     return torch.randint(0, num_classes, (n,), generator=generator)
+
+
+def balanced_note(n: int, num_classes: int) -> str:
+    """What ``--labels balanced`` gives when ``n`` is not a multiple of the classes ("" when it is):
+    :func:`choose_labels` cycles 0..K-1, so the first ``n % K`` classes get one image more."""
+    if not num_classes or n % num_classes == 0:
+        return ""
+    per, extra = divmod(n, num_classes)
+
+    def classes(a: int, b: int) -> str:
+        return f"class {a} gets" if a == b else f"classes {a}-{b} get"
+
+    fix = f"--n {(per + 1) * num_classes}" + (f" or --n {per * num_classes}" if per else "")
+    return (
+        f"--labels balanced: {n} images over {num_classes} classes: {classes(0, extra - 1)} {per + 1}, "
+        f"{classes(extra, num_classes - 1)} {per} ({fix} gives the same number of each)"
+    )
 
 
 @torch.no_grad()

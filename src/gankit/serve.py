@@ -46,6 +46,7 @@ from PIL import Image
 
 from gankit.data.errors import DataError
 from gankit.data.images import ImageReadError
+from gankit.formatting import data_source
 from gankit.sampling import LoadedGenerator, choose_labels, load_generator, sample
 from gankit.training.checkpoint import CheckpointError
 
@@ -134,7 +135,7 @@ class RunModel:
                 record = {}
         info = self.loaded.info
         name = record.get("name") or info.dataset or self.loaded.cfg.data.name
-        source = record.get("source") or info.source
+        source = data_source(record.get("source") or info.source, record.get("given") or info.given)
         return f"{name} ({source})" if source else str(name)
 
     def describe(self) -> str:

@@ -35,6 +35,8 @@ from tqdm import tqdm
 
 from gankit.data.errors import DataError
 from gankit.data.images import ImageReadError, SkipReport, list_images, open_image, pil_to_tensor, to_rgb
+from gankit.errors import OutputExists
+from gankit.formatting import image_size
 from gankit.inference import DEFAULT_STRATEGY, STRATEGIES, estimate_memory, run_any_size
 from gankit.locks import atomic_path, output_lock
 from gankit.sampling import LoadedGenerator, load_generator
@@ -66,12 +68,13 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
     return [job.src for job in plan_outputs(items, Path("."), "png")]
 
 
-def plan_outputs(items: Iterable[str | Path], out_dir: Path, fmt: str = "png") -> list[Job]:
+def plan_outputs(items: Iterable[str | Path], out_dir: Path, fmt: str = "png", command: str = "translate") -> list[Job]:
     """Map inputs to outputs under ``out_dir``, mirroring each input folder's tree.
 
     A folder's images keep their path relative to that folder (``in/a/x.jpg`` -> ``out/a/x.png``);
     a file named directly is written as ``out/<stem>.<fmt>``. Raises :class:`DataError` for a
-    missing input, an empty folder, or two inputs that would write the same output file.
+    missing input, an empty folder, or two inputs that would write the same output file (the
+    message names ``command``, the subcommand that was run).
     """
     jobs: list[Job] = []
     for item in items:
@@ -91,9 +94,13 @@ def plan_outputs(items: Iterable[str | Path], out_dir: Path, fmt: str = "png") -
         if other != job.src:
             raise DataError(
                 f"{other} and {job.src} would both be written to {job.dst}; "
-                "rename one or translate them in separate runs"
+                f"rename one or {command} them in separate runs"
             )
     return jobs
+
+
+class OutputsExist(DataError, OutputExists):
+    """An output file exists and --overwrite was not given (exit code 2)."""
 
 
 def check_overwrite(jobs: list[Job], overwrite: bool) -> None:
@@ -103,7 +110,7 @@ def check_overwrite(jobs: list[Job], overwrite: bool) -> None:
     existing = [j.dst for j in jobs if j.dst.exists()]
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise DataError(f"{existing[0]} already exists{more}; pass --overwrite to replace, or choose another --out")
+        raise OutputsExist(f"{existing[0]} already exists{more}; pass --overwrite to replace, or choose another --out")
 
 
 def _load_rgb01(path: Path) -> Tensor:
@@ -216,10 +223,12 @@ def plan_strategies(
         h, w = size
         need = translate_memory(loaded, h, w, chosen, max_side)
         if need <= limit:
-            largest = max(largest, (need, f"{job.src}: {h}x{w} needs about {_size(need)} with --strategy {chosen}"))
+            largest = max(
+                largest, (need, f"{job.src}: {image_size(w, h)} needs about {_size(need)} with --strategy {chosen}")
+            )
             continue
         tiled = translate_memory(loaded, h, w, "tile", max_side)
-        what = f"{job.src}: {h}x{w} needs about {_size(need)} with --strategy {chosen}"
+        what = f"{job.src}: {image_size(w, h)} needs about {_size(need)} with --strategy {chosen}"
         if strategy is None and chosen != "tile" and tiled <= limit:
             say(f"{what} (limit {_size(limit)}); using --strategy tile (about {_size(tiled)})")
             out[job.src] = "tile"
@@ -271,7 +280,7 @@ def run_translate(args: argparse.Namespace) -> int:
     if max_side is not None and max_side < 1:
         raise DataError(f"--max-side {max_side}: must be a positive number of pixels")
     out_dir = Path(args.out)
-    jobs = plan_outputs(args.inputs, out_dir, fmt)
+    jobs = plan_outputs(args.inputs, out_dir, fmt, command)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"--out {out_dir} is a file; pass a folder for the outputs")
     # A second run into the same folder refuses while this one writes, and the check for existing

@@ -50,11 +50,19 @@ def _has_idx(path: Path) -> bool:
 
 
 def _record(
-    ds: TrainSet, dataset: str, source: str, log: Callable[[str], None] = lambda m: None, split: str = "train"
+    ds: TrainSet,
+    dataset: str,
+    source: str,
+    log: Callable[[str], None] = lambda m: None,
+    split: str = "train",
+    given: str | None = None,
 ) -> TrainSet:
-    """Write what was loaded into ``ds.info`` (``source``: the dataset's root, not the split folder),
-    and say how its storage was chosen."""
+    """Write what was loaded into ``ds.info`` (``source``: the dataset's root, not the split folder;
+    ``given``: the path the user named, kept when it is not ``source``), and say how its storage was chosen."""
     ds.info.dataset, ds.info.source, ds.info.num_images = dataset, source, len(ds)
+    if given:
+        given = str(Path(given).expanduser().resolve())
+        ds.info.given = given if given != source else ""
     store = getattr(ds, "store", None)
     ds.info.storage = store.kind if store is not None else "memory"
     choice = getattr(ds, "storage_choice", "")
@@ -110,7 +118,7 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
             raise DataError("dataset 'folder' needs a path: --data FOLDER")
         root = find_celeba(cfg.path) if name == "celeba" else Path(cfg.path)  # type: ignore[arg-type]
         if root.is_file():
-            raise DataError(f"{root} is a file, not a folder; pass the folder that holds it ({root.parent})")
+            raise DataError(f"{root} " + _file_not_folder(root, name))
         ds = load_image_folder(
             root,
             resolution=cfg.resolution or 64,
@@ -147,7 +155,7 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
             if split == "train":
                 log(f"facades in {root}: {found.how}; labels -> photo is {natural}")
             load = paired.load_pair_folders if found.layout == "pair-folders" else paired.load_aligned
-            return _record(load(root, split, **common), name, str(root.resolve()), log, split)
+            return _record(load(root, split, **common), name, str(root.resolve()), log, split, given=cfg.path)
         if not cfg.path:
             raise DataError(f"dataset '{name}' needs a path: --data FOLDER")
         load = paired.load_aligned if name == "aligned" else paired.load_pair_folders
@@ -186,6 +194,22 @@ def _paired_kind(p: Path, default: str) -> str:
     return "facades" if facades_layout(p).certain else layout
 
 
+def _file_not_folder(p: Path, default: str) -> str:
+    """Why a file cannot be the data of a preset whose dataset is ``default``, and what to pass.
+
+    The parent folder is suggested only for IDX files: an image's folder may be a photo folder, the
+    home folder or /tmp, which training would search recursively."""
+    from gankit.data.images import IMAGE_EXTENSIONS
+
+    if _is_idx_file(p):
+        return f"is an IDX file, not a folder; pass the folder that holds it: --data {p.parent}"
+    if p.suffix.lower() not in IMAGE_EXTENSIONS:
+        return "is a file, not a folder; pass the folder of the data set"
+    use = {"colorization": "colorize"}.get(default, "translate" if default in PAIRED else "")
+    run = f"; to {use} this one image with a trained run: gankit {use} RUN {p}" if use else ""
+    return f"is one image, not a folder of training images; pass a folder that holds only training images{run}"
+
+
 def infer_dataset_name(data: str, default: str) -> tuple[str, str | None]:
     """Interpret ``--data`` for a preset whose dataset is ``default``: ``(data.name, data.path)``.
 
@@ -203,8 +227,7 @@ def infer_dataset_name(data: str, default: str) -> tuple[str, str | None]:
         hint = f"; did you mean the dataset '{close[0]}'?" if close else f" (datasets: {', '.join(DATASETS)})"
         raise DataError(f"--data {data}: no such file or folder, nor a dataset name{hint}")
     if p.is_file():
-        what = "an IDX file" if _is_idx_file(p) else "a file"
-        raise DataError(f"--data {data} is {what}, not a folder; pass the folder that holds it: --data {p.parent}")
+        raise DataError(f"--data {data} " + _file_not_folder(p, default))
     if _has_idx(p):
         from gankit.data.mnist import identify_idx
 

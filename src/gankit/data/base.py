@@ -15,6 +15,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from ..formatting import image_size
 from .storage import MemoryStore, Store
 
 
@@ -38,6 +39,9 @@ class DataInfo:
     pair-folders, facades or colorization. "" in checkpoints older than this field."""
     source: str = ""
     """Where it came from: a resolved absolute path, or e.g. "torchvision download into ~/.cache/gankit/mnist"."""
+    given: str = ""
+    """What ``data.path`` named, resolved, when it is not ``source``: the CMP folder a facades set was
+    built from into the cache, or a folder holding ``facades/``. "" when the data were read where given."""
     num_images: int = 0
     """Items in this split (pairs for paired data), after ``data.max_images``."""
     storage: str = ""
@@ -243,7 +247,7 @@ def crop_flip(x: Tensor, size: int, generator: torch.Generator | None, *, flip: 
     """
     n, _, h, w = x.shape
     if h < size or w < size:
-        raise ValueError(f"cannot crop {h}x{w} images to {size}x{size}")
+        raise ValueError(f"cannot crop {image_size(w, h)} images to {size}x{size}")
     if generator is None:
         top, left = (h - size) // 2, (w - size) // 2
         return x[..., top : top + size, left : left + size]

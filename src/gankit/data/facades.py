@@ -52,6 +52,7 @@ __all__ = [
     "download_facades",
     "facades_direction",
     "facades_layout",
+    "facades_origin",
     "label_map_fraction",
     "data_root",
     "split_of",
@@ -61,6 +62,8 @@ FACADES_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.g
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "gankit-facades-v1"
 _BUILDING = ".gankit-building"  # present while a build is under way: its split folders may be replaced
+DOWNLOADED = ".gankit-downloaded"
+"""Written into a folder that :func:`download_facades` filled, so ``gankit cache`` knows it is gankit's."""
 
 CMP_PALETTE: dict[int, tuple[int, int, int]] = {
     1: (0, 0, 170),  # background
@@ -195,6 +198,22 @@ def build_facades(
     (dst / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     (dst / _BUILDING).unlink(missing_ok=True)
     return manifest
+
+
+def facades_origin(folder: str | Path) -> str | None:
+    """How gankit made ``folder``: ``"built from SRC"``, ``"downloaded from URL"``, or ``None`` when
+    gankit did not make it (a folder the user placed, which ``gankit cache --clear`` never removes)."""
+    folder = Path(folder)
+    try:
+        m = json.loads((folder / MANIFEST).read_text())
+        if m.get("format") == MANIFEST_FORMAT:
+            return f"built from {m.get('source', '?')}"
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        return f"downloaded from {(folder / DOWNLOADED).read_text().strip() or FACADES_URL}"
+    except OSError:
+        return None
 
 
 def _is_cmp_base(folder: Path) -> bool:
@@ -399,6 +418,7 @@ def download_facades(
         if dest.exists():
             dest.rmdir()  # empty, checked above
         os.replace(roots[0], dest)
+        (dest / DOWNLOADED).write_text(url + "\n")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     archive.unlink(missing_ok=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..formatting import image_size
 from .base import Batch, DataInfo, crop_flip, to_unit_range
 from .errors import DataError
 from .images import (
@@ -218,7 +219,7 @@ def _decode_aligned(path: Path, size: int) -> Tensor:
     img = to_rgb(open_image(path))
     w, h = img.size
     if w % 2:
-        raise ImageReadError(path, "odd width", f"{w}x{h} cannot be cut into equal A|B halves")
+        raise ImageReadError(path, "odd width", f"{image_size(w, h)} cannot be cut into equal A|B halves")
     return torch.cat(
         [resize_square(img.crop((0, 0, w // 2, h)), size), resize_square(img.crop((w // 2, 0, w, h)), size)]
     )
@@ -229,9 +230,7 @@ def _decode_pair(paths: tuple[Path, Path], size: int) -> Tensor:
     pa, pb = paths
     ia, ib = to_rgb(open_image(pa)), to_rgb(open_image(pb))
     if ia.size != ib.size:
-        raise DataError(
-            f"partners differ in size: {pa} is {ia.size[0]}x{ia.size[1]} but {pb} is {ib.size[0]}x{ib.size[1]}"
-        )
+        raise DataError(f"partners differ in size: {pa} is {image_size(*ia.size)} but {pb} is {image_size(*ib.size)}")
     return torch.cat([resize_square(ia, size), resize_square(ib, size)])
 
 

@@ -51,6 +51,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..catalog import STORAGES
+from ..formatting import human_bytes
 from ..locks import Busy, lock_file
 from .errors import DataError
 from .images import ImageReadError, SkipReport
@@ -460,12 +461,7 @@ def _remove_stale(root: Path, name: str, keep: Path) -> None:
             _remove_folder(old)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+_human = human_bytes  # the one spelling of sizes (gankit.formatting)
 
 
 def open_cache(

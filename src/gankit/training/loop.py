@@ -213,6 +213,7 @@ class Trainer:
             "dataset": {
                 "name": info.get("dataset") or self.cfg.data.name,
                 "source": info.get("source") or self.cfg.data.path,
+                "given": info.get("given", ""),
                 "train_images": len(self.data),
                 "val_images": len(self.val_data) if self.val_data is not None else 0,
                 "val_source": info.get("val_source", ""),
