@@ -274,6 +274,9 @@ def test_a_truncated_gz_in_a_data_folder_names_the_file_and_the_fix(tmp_path: Pa
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(f"{gz}: cannot read IDX file (")
     assert msg.endswith("; replace it with a whole copy, or delete it")
+    with pytest.raises(DataError) as e:  # what `--data FOLDER` reads first, to tell which data set it is
+        mnist.identify_idx(folder)
+    assert str(e.value) == msg
 
 
 def test_a_truncated_download_is_downloaded_again(
@@ -369,3 +372,22 @@ def test_infer_dataset_name(tiny_idx: Path, image_folder: Path) -> None:
     assert infer_dataset_name(str(tiny_idx), "fashion-mnist") == ("idx", str(tiny_idx))
     assert infer_dataset_name(str(image_folder), "fashion-mnist") == ("folder", str(image_folder))
     assert infer_dataset_name("mnist", "fashion-mnist") == ("mnist", None)
+
+
+def test_a_truncated_download_without_network_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = write_idx_dataset(tmp_path / "xdg_cache" / "gankit" / "fashion-mnist" / "FashionMNIST" / "raw")
+    os.truncate(raw / TRAIN_LABELS, 20)
+
+    def offline(name: str, root: Path) -> None:
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got: no network")
+
+    monkeypatch.setattr(mnist, "download", REAL_DOWNLOAD)
+    monkeypatch.setattr(mnist, "_fetch", offline)
+    with pytest.raises(DataError) as e:
+        load_idx("fashion-mnist")
+    assert str(e.value) == (
+        f"{raw / TRAIN_LABELS}: IDX body has 12 bytes, header shape ({N_TRAIN},) needs {N_TRAIN} (truncated or "
+        "corrupt); could not download fashion-mnist again (Tried https://..., got: no network); "
+        f"put whole files in {raw}"
+    )
+    assert (raw / TRAIN_IMAGES).exists()  # the old files stay where they were

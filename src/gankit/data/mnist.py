@@ -152,6 +152,14 @@ def download_folder(name: str) -> Path:
     return cache_dir() / name / TORCHVISION_DIRS[name] / "raw"
 
 
+def _damage_fix(file: Path) -> str:
+    """What to do about a damaged IDX file: fetch it again if gankit downloaded it, else replace it."""
+    for name in TORCHVISION_DIRS:
+        if file.parent == download_folder(name):
+            return f"delete it, and gankit downloads {name} again"
+    return "replace it with a whole copy, or delete it"
+
+
 def _whole(folder: Path) -> bool:
     """True if ``folder`` holds all four files of the data set, each one readable to its end."""
     try:
@@ -272,9 +280,12 @@ def identify_idx(folder: str | Path) -> IdxIdentity:
         raise DataError(f"{folder}: no train-images-idx3-ubyte(.gz) / train-labels-idx1-ubyte(.gz) files")
     img = files[0]
     st = img.stat()
-    ident = _identify_file(str(img), st.st_size, st.st_mtime_ns)
-    if ident.kind != "idx":
-        labels = read_idx(files[1])
+    try:
+        ident = _identify_file(str(img), st.st_size, st.st_mtime_ns)
+        labels = read_idx(files[1]) if ident.kind != "idx" else None
+    except DataError as e:
+        raise DataError(f"{e}; {_damage_fix(img)}") from None
+    if labels is not None:
         if labels.ndim != 1 or (len(labels) and (labels.min() < 0 or labels.max() > 9)):
             return IdxIdentity("idx", f"{files[1].name} holds labels outside 0-9")
     return ident
@@ -320,17 +331,15 @@ def load_idx(
         images, labels = (read_idx(f) for f in files)
     except DataError as e:
         own = name in TORCHVISION_DIRS and files[0].parent == download_folder(name)
-        if not own:
-            raise DataError(f"{e}; replace it with a whole copy, or delete it") from None
-        if not (allow_download and path is None):
-            raise DataError(f"{e}; delete it, and gankit downloads {name} again") from None
+        if not (own and allow_download and path is None):
+            raise DataError(f"{e}; {_damage_fix(files[0])}") from None
         print(f"{e}; downloading {name} again")
         try:
             download(name)
         except Exception as err:  # no network: say what to do instead
+            why = ([line for line in str(err).splitlines() if line.strip()] or [type(err).__name__])[-1][:200]
             raise DataError(
-                f"{e}; could not download {name} again ({str(err).splitlines()[0][:200]}); "
-                f"put whole files in {files[0].parent}"
+                f"{e}; could not download {name} again ({why}); put whole files in {files[0].parent}"
             ) from None
         downloaded = True
         images, labels = (read_idx(f) for f in files)
