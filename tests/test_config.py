@@ -275,3 +275,50 @@ def test_config_file_accepts_scientific_notation(tmp_path: Path) -> None:
     path.write_text("optim:\n  lr_g: 2e-4\n  lr_d: 1.0e-4\n")
     cfg = make_config("gan", config_file=path)
     assert cfg.optim.lr_g == pytest.approx(2e-4) and cfg.optim.lr_d == pytest.approx(1e-4)
+
+
+# ------------------------------------------------------------------------- config.yaml on disk
+
+
+def test_an_interrupted_save_leaves_the_old_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run" / "config.yaml"
+    make_config("gan").save(path)
+    before = path.read_text()
+    real_write = Path.write_text
+
+    def killed_mid_write(self: Path, text: str, *args: Any, **kwargs: Any) -> int:
+        real_write(self, text[: len(text) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        make_config("gan", overrides={"train.batch_size": 7}).save(path)
+    monkeypatch.undo()
+    assert path.read_text() == before and [p.name for p in path.parent.iterdir()] == ["config.yaml"]
+    assert Config.load(path) == make_config("gan")
+
+
+DAMAGED = {
+    "binary": (b"\x00\xff\xfe\x00", "not text: byte 1 is not UTF-8"),
+    "bad yaml": (b"train:\n  batch_size: 64\n  epo", "could not find expected ':' at line 3"),
+    "cut short": (b"family: gan\npreset: gan\ndata:\n  name: fash", "no model, loss, optim, train section: cut short"),
+    "empty": (b"", "it holds nothing, not config sections"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED))
+@pytest.mark.parametrize("command", ["train", "report"])
+def test_a_damaged_run_config_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture, damage: str, command: str
+) -> None:
+    from gankit.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    content, reason = DAMAGED[damage]
+    (run / "config.yaml").write_bytes(content)
+    args = ["train", "gan", "--resume", "--out", str(run)] if command == "train" else ["report", str(run)]
+    assert main(args) == 2  # a ConfigError, as for every bad config
+    fix = "restore it from a backup copy of the run"
+    assert capsys.readouterr().err == f"gankit {command}: error: {run / 'config.yaml'} is damaged ({reason}); {fix}\n"
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # nothing written beside it

@@ -273,3 +273,32 @@ def test_a_second_sample_into_the_same_folder_refuses(
     assert err.count("\n") == 1 and "another process (pid" in err and "choose another --out" in err
     assert main(["sample", str(dcgan_run), "--n", "2", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["00000.png", "00001.png"]  # no lock file left
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        ("cut in half", "truncated or corrupt file"),
+        ("last 30 bytes missing", "truncated or corrupt file"),  # torch: a bare "[Errno 22] Invalid argument"
+        ("first 100 bytes", "truncated or corrupt file"),
+        ("empty", "empty or truncated file"),
+        ("text", "not a torch.save file, or corrupt"),  # torch: a bare KeyError
+    ],
+)
+def test_a_damaged_generator_checkpoint_is_one_line_saying_so(
+    dcgan_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str, reason: str
+) -> None:
+    """torch's own message for a cut-short zip is a paragraph about miniz; every caller of safe_load
+    (sample, eval, translate, export, serve, resume) now names the file and says it is truncated."""
+    path = dcgan_run / "checkpoints" / "G_last.pt"
+    whole = path.read_bytes()
+    damaged = {
+        "cut in half": whole[: len(whole) // 2],
+        "last 30 bytes missing": whole[:-30],
+        "first 100 bytes": whole[:100],
+        "empty": b"",
+        "text": b"hello, not a checkpoint",
+    }
+    path.write_bytes(damaged[damage])
+    assert main(["sample", str(dcgan_run), "--n", "2", "--out", str(tmp_path / "s")]) == 1
+    assert capsys.readouterr().err == f"gankit sample: error: {path}: not a readable gankit checkpoint ({reason})\n"

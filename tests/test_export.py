@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from gankit.data.base import DataInfo  # noqa: E402
 from gankit.export import ExportError, export_onnx, reflect_index  # noqa: E402
 from gankit.families import get_family  # noqa: E402
 from gankit.inference import pad_to_multiple, run_any_size  # noqa: E402
+from gankit.locks import lock_file  # noqa: E402
 from gankit.models.layers import init_weights  # noqa: E402
 from gankit.sampling import load_generator  # noqa: E402
 from gankit.training.checkpoint import atomic_save, generator_snapshot  # noqa: E402
@@ -133,6 +135,26 @@ def test_existing_out_is_not_overwritten(tmp_path: Path) -> None:
         export_onnx(run, out)
     assert out.read_bytes() == b"keep me"
     assert main(["export", str(run), "--out", str(tmp_path)]) == 1  # a folder is not a file name
+
+
+def test_a_second_export_to_the_same_file_refuses(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Two exports to one file would both find it missing; the second would replace the first's file."""
+    run = make_run("gan", tmp_path)
+    out = tmp_path / "models" / "G.onnx"
+    with lock_file(out.parent / ".G.onnx.lock", note="gankit export"):  # another export is writing G.onnx
+        assert main(["export", str(run), "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err == (
+            f"gankit export: error: --out {out}: another process (pid {os.getpid()}, gankit export) is exporting "
+            "to this file; wait for it, or choose another --out\n"
+        )
+        assert not out.exists()
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["G.onnx"]  # no lock or temporary file left
+    with pytest.raises(ExportError, match="already exists"):  # checked under the lock, after the other finished
+        export_onnx(run, out, log=lambda s: None)
+    assert main(["export", str(run), "--out", str(tmp_path / "unused" / "G.onnx"), "--checkpoint", "best"]) == 1
+    assert not (tmp_path / "unused").exists()  # a failed export leaves no empty folder
 
 
 def test_pipeline_needs_a_colorize_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

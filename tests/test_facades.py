@@ -6,8 +6,10 @@ import io
 import json
 import os
 import tarfile
+import threading
 import urllib.error
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +189,149 @@ def test_build_refuses_to_overwrite_foreign_folders(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="refusing to overwrite"):
         build_facades(_cmp_folder(tmp_path / "cmp", n=2), dst, size=16)
     assert (dst / "train" / "keep.jpg").exists()
+
+
+# ------------------------------------------------------------------ two processes, killed builds
+
+
+def _release_tar() -> bytes:
+    """A tiny pix2pix-release archive: facades/{train,val,test}/1.jpg."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for split in ("train", "val", "test"):
+            jpg = io.BytesIO()
+            Image.new("RGB", (32, 16), PHOTO).save(jpg, format="JPEG")
+            info = tarfile.TarInfo(f"facades/{split}/1.jpg")
+            info.size = len(jpg.getvalue())
+            tar.addfile(info, io.BytesIO(jpg.getvalue()))
+    return buf.getvalue()
+
+
+class _SlowResponse:
+    """An HTTP response that sends half the archive, then waits for ``gate`` before the rest."""
+
+    def __init__(self, data: bytes, gate: threading.Event, started: threading.Event) -> None:
+        self.data, self.gate, self.started, self.sent = data, gate, started, 0
+        self.headers = {"Content-Length": str(len(data))}
+
+    def __enter__(self) -> _SlowResponse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def read(self, n: int) -> bytes:
+        if self.sent == 0:
+            chunk = self.data[: len(self.data) // 2]
+        else:
+            self.started.set()
+            assert self.gate.wait(10)
+            chunk = self.data[self.sent :]
+        self.sent += len(chunk)
+        return chunk
+
+
+def _in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, dict]:
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as e:  # reported by the test
+            result["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_a_second_download_waits_and_uses_the_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes downloading the release at once would write one facades.tar.gz.part together."""
+    gate, started, opened = threading.Event(), threading.Event(), []
+    data = _release_tar()
+
+    def fake_urlopen(url: str, timeout: float) -> _SlowResponse:  # nothing leaves the machine
+        opened.append(url)
+        return _SlowResponse(data, gate, started)
+
+    monkeypatch.setattr(facades.urllib.request, "urlopen", fake_urlopen)
+    dest = tmp_path / "cache" / "facades"
+    first, r1 = _in_thread(lambda: download_facades(dest, log=lambda s: None))
+    assert started.wait(10)  # the first is half-way through the archive
+    lines: list[str] = []
+    second, r2 = _in_thread(lambda: download_facades(dest, log=lines.append))
+    second.join(timeout=0.5)
+    assert second.is_alive() and len(opened) == 1  # waiting, not downloading
+    assert len(lines) == 1 and lines[0].startswith(f"waiting for another process building the facades set in {dest}")
+    gate.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert r1 == {"value": dest} and r2 == {"value": dest} and len(opened) == 1
+    assert lines[-1] == f"using the facades set in {dest} (downloaded by another process)"
+    assert sorted(p.name for p in dest.iterdir()) == ["test", "train", "val"]
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["facades"]  # no archive, lock or temp folder left
+
+
+def test_a_second_build_waits_and_reuses_the_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "data"))
+    src = _cmp_folder(tmp_path / "cmp", n=4)
+    gate, started, converted = threading.Event(), threading.Event(), []
+    real_convert = facades._convert_pair
+
+    def slow_convert(png: Path, jpg: Path, out: Path, size: int) -> None:
+        converted.append(png.name)
+        started.set()
+        assert gate.wait(10)
+        real_convert(png, jpg, out, 16)
+
+    monkeypatch.setattr(facades, "_convert_pair", slow_convert)
+    first, r1 = _in_thread(lambda: find_facades(src, log=lambda s: None))
+    assert started.wait(10)
+    lines: list[str] = []
+    second, r2 = _in_thread(lambda: find_facades(src, log=lines.append))
+    second.join(timeout=0.5)
+    assert second.is_alive() and "value" not in r2
+    assert any(line.startswith("waiting for another process building the facades set") for line in lines)
+    gate.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    root = tmp_path / "data" / "facades"
+    assert r1 == {"value": root} and r2 == {"value": root}
+    assert len(converted) == 4  # each pair once: the second process reused the first one's build
+    assert json.loads((root / "manifest.json").read_text())["counts"] == {"train": 4, "val": 0, "test": 0}
+    assert sorted(p.name for p in root.iterdir()) == ["manifest.json", "test", "train", "val"]
+
+
+def test_a_killed_build_is_rebuilt_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "data"))
+    src = _cmp_folder(tmp_path / "cmp", n=4)
+    real_convert = facades._convert_pair
+
+    def dies_at_the_third(png: Path, jpg: Path, out: Path, size: int) -> None:
+        if png.name == "cmp_b0003.png":
+            raise KeyboardInterrupt  # the process is killed half-way
+        real_convert(png, jpg, out, 16)
+
+    monkeypatch.setattr(facades, "_convert_pair", dies_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        find_facades(src, log=lambda s: None)
+    root = tmp_path / "data" / "facades"
+    assert (root / "train").is_dir() and not (root / "manifest.json").exists()
+    monkeypatch.setattr(facades, "_convert_pair", lambda p, j, o, s: real_convert(p, j, o, 16))
+    lines: list[str] = []
+    assert find_facades(log=lines.append) == root  # no path: found in GANKIT_DATA, finished from its source
+    assert lines[0] == f"{root} holds an unfinished facades build; finishing it from {src.resolve()}"
+    assert len(list((root / "train").glob("*.jpg"))) == 4 and (root / "manifest.json").is_file()
+    assert not (root / ".gankit-building").exists()
+
+
+def test_a_killed_build_without_its_source_is_a_one_line_error(tmp_path: Path) -> None:
+    root = tmp_path / "facades"
+    (root / "train").mkdir(parents=True)
+    (root / ".gankit-building").write_text(json.dumps({"source": str(tmp_path / "gone")}))
+    with pytest.raises(DataError) as e:
+        find_facades(root, log=lambda s: None)
+    assert str(e.value) == (
+        f"{root} holds an unfinished gankit facades build (interrupted, no manifest.json); pass the CMP Facade "
+        "base folder (cmp_b*.png + cmp_b*.jpg) as the data path to rebuild it, or delete it"
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +13,14 @@ import pytest
 import torch
 from conftest import DEFAULT_SYSTEM_DIRS, N_TEST, N_TRAIN, idx_bytes, tiny_fashion_arrays, write_idx_dataset
 
+import gankit.data.mnist as mnist
 from gankit.config import DataConfig
 from gankit.data import build_dataset, infer_dataset_name
 from gankit.data.errors import DataError
-from gankit.data.mnist import FASHION_CLASSES, load_mnist_like, locate, missing_message, read_idx
+from gankit.data.mnist import FASHION_CLASSES, load_idx, load_mnist_like, locate, missing_message, read_idx
+
+REAL_DOWNLOAD = mnist.download
+"""The module's own download (conftest replaces it with one that raises); tests fake only its fetch."""
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"
@@ -240,6 +246,109 @@ def test_corrupt_file_in_a_found_folder(tmp_path: Path) -> None:
         load_mnist_like("fashion-mnist", folder)
 
 
+# ------------------------------------------------------------- damaged files, concurrent downloads
+
+
+def _fake_fetch(fetched: list[str], gate: threading.Event | None = None) -> object:
+    """A stand-in for torchvision's download (nothing leaves the machine): writes the tiny data set in
+    torchvision's layout, half of it before waiting for ``gate``."""
+
+    def fetch(name: str, root: Path) -> None:
+        fetched.append(name)
+        raw = root / "FashionMNIST" / "raw"
+        raw.mkdir(parents=True)
+        (raw / TRAIN_IMAGES).write_bytes(b"\0\0\x08\x03")  # torchvision writes in place, file by file
+        if gate is not None:
+            assert gate.wait(10)
+        write_idx_dataset(raw)
+
+    return fetch
+
+
+def test_a_truncated_gz_in_a_data_folder_names_the_file_and_the_fix(tmp_path: Path) -> None:
+    folder = write_idx_dataset(tmp_path / "d", gz=True)
+    gz = folder / (TRAIN_IMAGES + ".gz")
+    gz.write_bytes(gz.read_bytes()[:100])  # a copy cut short
+    with pytest.raises(DataError) as e:
+        load_idx("fashion-mnist", folder)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{gz}: cannot read IDX file (")
+    assert msg.endswith("; replace it with a whole copy, or delete it")
+    with pytest.raises(DataError) as e:  # what `--data FOLDER` reads first, to tell which data set it is
+        mnist.identify_idx(folder)
+    assert str(e.value) == msg
+
+
+def test_a_truncated_download_is_downloaded_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    raw = write_idx_dataset(tmp_path / "xdg_cache" / "gankit" / "fashion-mnist" / "FashionMNIST" / "raw")
+    os.truncate(raw / TRAIN_IMAGES, 1000)  # what a download killed mid-file left (before downloads were atomic)
+    fetched: list[str] = []
+    monkeypatch.setattr(mnist, "download", REAL_DOWNLOAD)
+    monkeypatch.setattr(mnist, "_fetch", _fake_fetch(fetched))
+    loaded = load_idx("fashion-mnist")
+    assert fetched == ["fashion-mnist"] and len(loaded.images) == N_TRAIN and loaded.downloaded
+    out = capsys.readouterr().out
+    assert out == (
+        f"{raw / TRAIN_IMAGES}: IDX body has 984 bytes, header shape ({N_TRAIN}, 28, 28) needs {N_TRAIN * 784} "
+        "(truncated or corrupt); downloading fashion-mnist again\n"
+    )
+    assert sorted(p.name for p in (tmp_path / "xdg_cache" / "gankit").iterdir()) == ["fashion-mnist"]  # no leftovers
+    # without downloads allowed, the same damage is a one-line error with the fix
+    os.truncate(raw / TRAIN_IMAGES, 1000)
+    with pytest.raises(
+        DataError, match=r"truncated or corrupt\); delete it, and gankit downloads fashion-mnist again$"
+    ):
+        load_idx("fashion-mnist", allow_download=False)
+
+
+def test_an_interrupted_download_leaves_nothing_that_looks_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def killed(name: str, root: Path) -> None:
+        _fake_fetch([])(name, root)
+        raise KeyboardInterrupt  # before torchvision returned: the files may be half-written
+
+    monkeypatch.setattr(mnist, "download", REAL_DOWNLOAD)
+    monkeypatch.setattr(mnist, "_fetch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        load_idx("fashion-mnist")
+    assert locate("fashion-mnist") is None
+    assert list((tmp_path / "xdg_cache" / "gankit").iterdir()) == []
+
+
+def test_a_second_download_waits_and_uses_the_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate, fetched = threading.Event(), []
+    monkeypatch.setattr(mnist, "download", REAL_DOWNLOAD)
+    monkeypatch.setattr(mnist, "_fetch", _fake_fetch(fetched, gate))
+    results: dict[str, object] = {}
+
+    def load(key: str) -> None:
+        results[key] = load_idx("fashion-mnist")
+
+    first = threading.Thread(target=load, args=("first",), daemon=True)
+    first.start()
+    while not fetched:
+        threading.Event().wait(0.01)
+    lines: list[str] = []
+    # a second process: it finds no files, downloads, and must wait for the first download
+    second = threading.Thread(target=lambda: results.update(second=REAL_DOWNLOAD("fashion-mnist", log=lines.append)))
+    second.daemon = True
+    second.start()
+    second.join(timeout=0.5)
+    assert second.is_alive() and locate("fashion-mnist") is None  # waiting, and nothing half-written in sight
+    cache = tmp_path / "xdg_cache" / "gankit" / "fashion-mnist"
+    assert len(lines) == 1 and lines[0].startswith(
+        f"waiting for another process downloading fashion-mnist into {cache}"
+    )
+    gate.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert fetched == ["fashion-mnist"] and results["second"] == cache  # downloaded once
+    assert len(results["first"].images) == N_TRAIN  # type: ignore[attr-defined]
+
+
 # ------------------------------------------------------------------------ through build_dataset
 
 
@@ -263,3 +372,22 @@ def test_infer_dataset_name(tiny_idx: Path, image_folder: Path) -> None:
     assert infer_dataset_name(str(tiny_idx), "fashion-mnist") == ("idx", str(tiny_idx))
     assert infer_dataset_name(str(image_folder), "fashion-mnist") == ("folder", str(image_folder))
     assert infer_dataset_name("mnist", "fashion-mnist") == ("mnist", None)
+
+
+def test_a_truncated_download_without_network_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = write_idx_dataset(tmp_path / "xdg_cache" / "gankit" / "fashion-mnist" / "FashionMNIST" / "raw")
+    os.truncate(raw / TRAIN_LABELS, 20)
+
+    def offline(name: str, root: Path) -> None:
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got: no network")
+
+    monkeypatch.setattr(mnist, "download", REAL_DOWNLOAD)
+    monkeypatch.setattr(mnist, "_fetch", offline)
+    with pytest.raises(DataError) as e:
+        load_idx("fashion-mnist")
+    assert str(e.value) == (
+        f"{raw / TRAIN_LABELS}: IDX body has 12 bytes, header shape ({N_TRAIN},) needs {N_TRAIN} (truncated or "
+        "corrupt); could not download fashion-mnist again (Tried https://..., got: no network); "
+        f"put whole files in {raw}"
+    )
+    assert (raw / TRAIN_IMAGES).exists()  # the old files stay where they were

@@ -285,11 +285,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _resume_config(out: Path, args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
     """The saved config of the run in ``out`` with this command's changes applied (and checked)."""
-    import yaml
-
     from gankit.config import describe_changes, diff_configs
 
-    cfg = Config.from_dict(yaml.safe_load((out / "config.yaml").read_text()), source=str(out / "config.yaml"))
+    cfg = Config.load(out / "config.yaml")
     if cfg.family != PRESETS[args.preset]["family"]:
         raise ConfigError(f"--resume: {out} is a '{cfg.family}' run, not '{PRESETS[args.preset]['family']}'")
     if args.config:

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from gankit.catalog import STORAGES
+from gankit.locks import atomic_path
 
 
 class ConfigError(ValueError):
@@ -187,7 +188,44 @@ class Config:
         return cfg
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        """Write the config as YAML to ``path``, whole or not at all (a temporary file, then renamed)."""
+        with atomic_path(path) as tmp:
+            tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        """The config a run folder's ``config.yaml`` (written by :meth:`save`) holds.
+
+        A file that cannot be read or parsed, or that lacks a section (cut short), is a one-line
+        :class:`ConfigError` naming it: never a YAML traceback, never defaults standing in for the
+        missing part.
+        """
+        p = Path(path)
+        try:
+            data = yaml.safe_load(p.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            reason = _yaml_problem(e)
+        else:
+            if not isinstance(data, dict):
+                reason = f"it holds {type(data).__name__ if data is not None else 'nothing'}, not config sections"
+            elif missing := [f.name for f in dataclasses.fields(cls) if f.name not in data]:
+                reason = f"no {', '.join(missing)} section: cut short"
+            else:
+                try:
+                    return cls.from_dict(data, source=str(p))
+                except (TypeError, AttributeError) as e:
+                    reason = str(e).splitlines()[0]
+        raise ConfigError(f"{p} is damaged ({reason}); restore it from a backup copy of the run")
+
+
+def _yaml_problem(e: Exception) -> str:
+    """One line for why a YAML file could not be read: the parser's problem and its line, not its drawing."""
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem:
+        mark = e.problem_mark
+        return f"{e.problem}" + (f" at line {mark.line + 1}" if mark is not None else "")
+    if isinstance(e, UnicodeDecodeError):
+        return f"not text: byte {e.start} is not UTF-8"
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

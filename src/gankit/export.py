@@ -31,6 +31,7 @@ import contextlib
 import io
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from torch import Tensor, nn
 
 from gankit.color import model_to_rgb, rgb_to_model
 from gankit.errors import MissingExtra, OutputExists
+from gankit.locks import lock_file
 from gankit.sampling import LoadedGenerator, load_generator
 
 OPSET = 18
@@ -336,14 +338,49 @@ def export_onnx(
         seed: seed of the random verification inputs.
 
     Returns:
-        An :class:`ExportReport`; raises :class:`ExportError` when the export fails or does not match.
+        An :class:`ExportReport`; raises :class:`ExportError` when the export fails or does not match,
+        and :class:`gankit.locks.Busy` (one line) while another process exports to ``out``.
     """
     _, ort = _require_onnx()
     out = Path(out)
     if out.is_dir():
         raise ExportError(f"--out {out} is a folder; pass a file name such as {out / 'G.onnx'}")
-    if out.exists() and not overwrite:
-        raise ExportExists(f"--out {out} already exists; pass --overwrite to replace it or choose another name")
+    with _out_lock(out):
+        if out.exists() and not overwrite:
+            raise ExportExists(f"--out {out} already exists; pass --overwrite to replace it or choose another name")
+        report = _export_verified(
+            run, out, ort, checkpoint=checkpoint, pipeline=pipeline, tolerance=tolerance, seed=seed
+        )
+    log(report.summary())
+    return report
+
+
+@contextlib.contextmanager
+def _out_lock(out: Path) -> Iterator[None]:
+    """Refuse, in one line, a second export to ``out`` while this one runs: held from the existence
+    check to the rename, as two exports would both find ``out`` missing and the second would silently
+    replace the first one's file. The lock file ``.<name>.lock`` beside ``out`` is removed after."""
+
+    def busy(holder: str) -> str:
+        who = f" ({holder})" if holder else ""
+        return f"--out {out}: another process{who} is exporting to this file; wait for it, or choose another --out"
+
+    created = not out.parent.exists()
+    try:
+        with lock_file(out.parent / f".{out.name}.lock", wait=False, busy=busy, note="gankit export", remove=True):
+            yield
+    finally:
+        if created:
+            try:
+                out.parent.rmdir()  # only when nothing was written: a failed export leaves no empty folder
+            except OSError:
+                pass
+
+
+def _export_verified(
+    run: str | Path, out: Path, ort: Any, *, checkpoint: str, pipeline: bool, tolerance: float | None, seed: int
+) -> ExportReport:
+    """Export to a temporary file beside ``out``, check it with onnxruntime, then rename it to ``out``."""
     loaded = load_for_export(run, checkpoint)
     loaded.G.float().eval()
     module, graph, facts = _graph_for(loaded, pipeline)
@@ -353,7 +390,6 @@ def export_onnx(
 
     examples = [_example_inputs(loaded, graph, v, seed + v) for v in (0, 1)]
     # Traced on the first example (RGB for the pipeline, so that the channel count stays dynamic).
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
         _export(module, examples[0], tmp, loaded, graph, facts)
@@ -381,7 +417,6 @@ def export_onnx(
     finally:
         if tmp.exists():
             tmp.unlink()
-    log(report.summary())
     return report
 
 

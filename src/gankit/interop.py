@@ -44,7 +44,7 @@ from gankit.data.base import DataInfo
 from gankit.errors import OutputExists
 from gankit.families import get_family
 from gankit.locks import atomic_path, output_lock
-from gankit.training.checkpoint import _load_failure, atomic_save, generator_snapshot
+from gankit.training.checkpoint import atomic_save, describe_load_failure, generator_snapshot
 
 SOURCES = ("pix2pix-repo", "dcgan-example")
 _STAT_KEYS = ("running_mean", "running_var", "num_batches_tracked")
@@ -71,10 +71,7 @@ def load_reference_state(path: str | Path, what: str) -> dict[str, Tensor]:
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated file, pickle with code, not a torch file ...
-        # torch's legacy unpickler reports some non-torch files as a bare KeyError ('105')
-        reason = "not a torch.save file, or corrupt" if isinstance(e, KeyError) else _load_failure(e)
-        if "PytorchStreamReader" in reason:  # a zip archive cut short (an interrupted copy or download)
-            reason = "truncated or corrupt file"
+        reason = describe_load_failure(e)
         fix = "; pass a file saved with torch.save(model.state_dict())" if reason.startswith("refused") else ""
         fix = fix or "; copy or download it again"
         raise InteropError(f"{what} {p}: not a readable PyTorch state dict ({reason}){fix}") from None
@@ -490,7 +487,7 @@ def load_imported_discriminator(run: str | Path) -> nn.Module:
             warnings.simplefilter("ignore", UserWarning)
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, overwritten, not a torch file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({_load_failure(e)}); {again}") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({describe_load_failure(e)}); {again}") from None
     try:
         cfg = Config.from_dict(state["config"], source=str(path))
         _, D = get_family(cfg.family).build(cfg, DataInfo(**state["info"]), init=False)

@@ -87,11 +87,8 @@ def find_run(path: str | Path) -> Path:
 
 def read_run(run: Path) -> RunRecords:
     """Read the records of ``run`` (a folder checked by :func:`find_run`); missing logs are empty."""
+    cfg = Config.load(run / "config.yaml")  # a damaged file is a one-line ConfigError
     text = (run / "config.yaml").read_text()
-    try:
-        cfg = Config.from_dict(yaml.safe_load(text), source=str(run / "config.yaml"))
-    except (yaml.YAMLError, TypeError, AttributeError) as e:
-        raise DataError(f"{run / 'config.yaml'}: unreadable config ({str(e).splitlines()[0]})") from None
     record: dict[str, Any] = {}
     if (run / "run.json").is_file():
         try:

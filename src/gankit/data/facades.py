@@ -31,6 +31,7 @@ import tarfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +39,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from gankit.locks import lock_file
 from gankit.paths import cache_dir, data_root
 
 from .errors import DataError
@@ -62,6 +64,7 @@ FACADES_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.g
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "gankit-facades-v1"
 _BUILDING = ".gankit-building"  # present while a build is under way: its split folders may be replaced
+"""Written first and removed last by a build (it names the source): a folder holding it is unfinished."""
 DOWNLOADED = ".gankit-downloaded"
 """Written into a folder that :func:`download_facades` filled, so ``gankit cache`` knows it is gankit's."""
 
@@ -124,7 +127,26 @@ def _convert_pair(png: Path, jpg: Path, out: Path, size: int) -> None:
     pair.save(out, quality=95, subsampling=0)
 
 
-def _prepare_dst(dst: Path) -> None:
+def _facades_lock(dst: Path, log: Callable[[str], None]) -> AbstractContextManager[None]:
+    """The lock a process holds while it builds or downloads into ``dst``; a second one waits, then
+    finds ``dst`` finished and reuses it (two writers would mix their files, or their archive bytes)."""
+    return lock_file(
+        dst.parent / f".{dst.name}.lock",
+        on_wait=lambda holder: log(f"waiting for another process building the facades set in {dst} ({holder}) ..."),
+        note="building the facades set",
+        remove=True,
+    )
+
+
+def _building_source(dst: Path) -> Path | None:
+    """The CMP folder an unfinished build of ``dst`` was building from, if its marker says."""
+    try:
+        return Path(json.loads((dst / _BUILDING).read_text())["source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _prepare_dst(dst: Path, src: Path) -> None:
     splits = [dst / s for s in ("train", "val", "test") if (dst / s).exists()]
     if splits and not ((dst / MANIFEST).exists() or (dst / _BUILDING).exists()):
         raise DataError(
@@ -132,7 +154,8 @@ def _prepare_dst(dst: Path) -> None:
             "refusing to overwrite it (choose another destination)"
         )
     dst.mkdir(parents=True, exist_ok=True)
-    (dst / _BUILDING).write_text("a gankit facades build is (or was, if interrupted) under way\n")
+    marker = {"note": "a gankit facades build is (or was, if interrupted) under way", "source": str(src.resolve())}
+    (dst / _BUILDING).write_text(json.dumps(marker) + "\n")
     (dst / MANIFEST).unlink(missing_ok=True)
     for p in splits:
         shutil.rmtree(p)
@@ -153,7 +176,9 @@ def build_facades(
     skipped and counted; a file skipped during decoding leaves the other pairs' splits unchanged.
 
     Writes ``dst/manifest.json`` last (so an interrupted build is never mistaken for a complete one)
-    and returns its content: counts per split, skips, source and layout.
+    and returns its content: counts per split, skips, source and layout. While building it holds a
+    lock beside ``dst``: a second process building into ``dst`` waits, and then keeps the first one's
+    build (as does any call when ``dst`` already holds a complete build of ``src`` at ``size``).
     """
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
@@ -169,7 +194,26 @@ def build_facades(
     if not stems:
         raise DataError(f"no complete label/photo pair in {src} ({report.summary()})")
 
-    _prepare_dst(dst)
+    with _facades_lock(dst, log):
+        if _manifest_matches(dst, src, size):
+            return json.loads((dst / MANIFEST).read_text())
+        return _build(src, dst, pngs, jpgs, stems, report, size=size, workers=workers, log=log)
+
+
+def _build(
+    src: Path,
+    dst: Path,
+    pngs: dict[str, Path],
+    jpgs: dict[str, Path],
+    stems: list[str],
+    report: SkipReport,
+    *,
+    size: int,
+    workers: int,
+    log: Callable[[str], None],
+) -> dict:
+    """The body of :func:`build_facades`, run under its lock."""
+    _prepare_dst(dst, src)
     for s in ("train", "val", "test"):
         (dst / s).mkdir()
     jobs = [(stem, split_of(i)) for i, stem in enumerate(stems)]
@@ -220,13 +264,18 @@ def _is_cmp_base(folder: Path) -> bool:
     return any(folder.glob("cmp_b*.png"))
 
 
-def _manifest_matches(dst: Path, src: Path) -> bool:
-    """True if ``dst`` holds a complete gankit build of ``src``, with the files the manifest lists."""
+def _manifest_matches(dst: Path, src: Path, size: int | None = None) -> bool:
+    """True if ``dst`` holds a complete gankit build of ``src`` (at ``size``, if given), with the files
+    the manifest lists."""
+    if (dst / _BUILDING).exists():
+        return False  # a build is under way, or was killed after writing the manifest
     try:
         m = json.loads((dst / MANIFEST).read_text())
     except (OSError, ValueError):
         return False
-    if m.get("format") != MANIFEST_FORMAT or m.get("source") != str(src.resolve()):
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT or m.get("source") != str(src.resolve()):
+        return False
+    if size is not None and m.get("size") != size:
         return False
     if m.get("source_files") != sum(map(len, _scan_cmp(src))):
         return False  # files were added or removed in the source since the build
@@ -324,8 +373,19 @@ def _resolve(folder: Path, log: Callable[[str], None]) -> Path | None:
         target = data_root() / "facades"
         if not _manifest_matches(target, folder):
             log(f"building pix2pix facades pairs from {folder} into {target}")
-            build_facades(folder, target, log=log)
+            build_facades(folder, target, log=log)  # waits for, then reuses, another process's build
         return target
+    if (folder / _BUILDING).exists():  # being built by another process, or a build was killed
+        src = _building_source(folder)
+        if src is None or not src.is_dir() or not _is_cmp_base(src):
+            raise DataError(
+                f"{folder} holds an unfinished gankit facades build (interrupted, no {MANIFEST}); pass the "
+                "CMP Facade base folder (cmp_b*.png + cmp_b*.jpg) as the data path to rebuild it, or delete it"
+            )
+        if not _manifest_matches(folder, src):
+            log(f"{folder} holds an unfinished facades build; finishing it from {src}")
+            build_facades(src, folder, log=log)
+        return folder
     if (folder / "train").is_dir() or _pair_dirs(folder) is not None:
         return folder
     if (folder / "facades").is_dir() and folder.name != "facades":
@@ -380,12 +440,25 @@ def download_facades(
 ) -> Path:
     """Download and unpack the pix2pix facades release (~30 MB) into ``dest``; returns ``dest``.
 
-    On a network failure this raises :class:`DataError` saying where to put the files by hand.
+    On a network failure this raises :class:`DataError` saying where to put the files by hand. A
+    second process downloading into ``dest`` at the same time waits for the first, then uses its
+    download: the release appears in ``dest`` whole (unpacked beside it, then renamed).
     """
     dest = Path(dest).expanduser()
-    if dest.exists() and any(dest.iterdir()):
-        raise DataError(f"{dest} exists and is not empty; will not download the facades release into it")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with _facades_lock(dest, log):
+        if (dest / "train").is_dir() and not (dest / _BUILDING).exists():
+            log(f"using the facades set in {dest} (downloaded by another process)")
+            return dest
+        if dest.exists() and any(dest.iterdir()):
+            raise DataError(f"{dest} exists and is not empty; will not download the facades release into it")
+        for old in dest.parent.glob(".facades-extract-*"):  # left by a killed download (none runs: locked)
+            shutil.rmtree(old, ignore_errors=True)
+        return _download(dest, url=url, timeout=timeout, log=log)
+
+
+def _download(dest: Path, *, url: str, timeout: float, log: Callable[[str], None]) -> Path:
+    """The body of :func:`download_facades`, run under its lock."""
     archive = dest.parent / "facades.tar.gz.part"
     log(f"downloading {url} -> {dest}")
     try:

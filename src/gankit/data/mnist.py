@@ -4,7 +4,9 @@ The files are looked for, in order, in: the given path, ``$GANKIT_DATA/<name>``,
 the user cache ``~/.cache/gankit/<name>``, ``/usr/share/datasets/fashion-mnist`` (the Debian
 package ``dataset-fashion-mnist``), and only then downloaded with torchvision into the cache.
 Each location may hold the four files plainly, gzipped, or in torchvision's ``<Name>/raw`` layout.
-A given path is the only place looked in: files elsewhere never stand in for it.
+A given path is the only place looked in: files elsewhere never stand in for it. A damaged
+(e.g. truncated) file is a one-line error naming it and the fix, except in the download's own
+folder, where it is downloaded again.
 
 Which data set a folder of IDX files holds is decided by content (:func:`identify_idx`), never by
 the folder's name: first the md5 of the decompressed ``train-images`` file against the published
@@ -20,7 +22,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +34,7 @@ import torch
 from torch import Tensor
 
 from gankit.data.errors import DataError
+from gankit.locks import lock_file
 from gankit.paths import cache_dir
 
 FASHION_CLASSES = [
@@ -142,14 +147,74 @@ def locate(name: str, path: str | Path | None = None, *, split: str = "train") -
     return None
 
 
-def download(name: str) -> Path:
-    """Download ``name`` with torchvision into the user cache (needs internet)."""
+def download_folder(name: str) -> Path:
+    """Where :func:`download` puts the files of ``name``: torchvision's ``<Name>/raw`` in the user cache."""
+    return cache_dir() / name / TORCHVISION_DIRS[name] / "raw"
+
+
+def _damage_fix(file: Path) -> str:
+    """What to do about a damaged IDX file: fetch it again if gankit downloaded it, else replace it."""
+    for name in TORCHVISION_DIRS:
+        if file.parent == download_folder(name):
+            return f"delete it, and gankit downloads {name} again"
+    return "replace it with a whole copy, or delete it"
+
+
+def _whole(folder: Path) -> bool:
+    """True if ``folder`` holds all four files of the data set, each one readable to its end."""
+    try:
+        for split in SPLIT_FILES:
+            files = locate("idx", folder, split=split)
+            if files is None:
+                return False
+            for f in files:
+                read_idx(f)
+    except DataError:
+        return False
+    return True
+
+
+def _fetch(name: str, root: Path) -> None:
+    """Download ``name`` with torchvision into ``root`` (``root/<Name>/raw``)."""
     from torchvision import datasets
 
-    root = cache_dir() / name
     cls = datasets.FashionMNIST if name == "fashion-mnist" else datasets.MNIST
     for train in (True, False):
         cls(str(root), train=train, download=True)
+
+
+def download(name: str, *, log: Callable[[str], None] = print) -> Path:
+    """Download ``name`` with torchvision into the user cache (needs internet); returns ``cache/<name>``.
+
+    The files are downloaded into a temporary folder beside and then renamed into place, so an
+    interrupted download leaves nothing that looks finished; a damaged earlier download is replaced.
+    A second process downloading ``name`` meanwhile waits, then uses the first one's files.
+    """
+    root = cache_dir() / name
+    final = download_folder(name)
+    lock = cache_dir() / f".{name}.lock"
+    with lock_file(
+        lock,
+        on_wait=lambda holder: log(f"waiting for another process downloading {name} into {root} ({holder}) ..."),
+        note=f"downloading {name}",
+        remove=True,
+    ):
+        if _whole(final):  # downloaded by the process this one waited for
+            return root
+        for old in cache_dir().glob(f".{name}.download-*"):  # left by killed downloads (none runs: locked)
+            shutil.rmtree(old, ignore_errors=True)
+        tmp = cache_dir() / f".{name}.download-{os.getpid()}"
+        try:
+            _fetch(name, tmp)
+            fetched = tmp / TORCHVISION_DIRS[name] / "raw"
+            if not _whole(fetched):
+                raise DataError(f"the {name} download into {fetched} is incomplete")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():  # damaged: moved aside first, so that the folder is replaced in one rename
+                os.replace(final, tmp / "damaged")
+            os.replace(fetched, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 
@@ -215,9 +280,12 @@ def identify_idx(folder: str | Path) -> IdxIdentity:
         raise DataError(f"{folder}: no train-images-idx3-ubyte(.gz) / train-labels-idx1-ubyte(.gz) files")
     img = files[0]
     st = img.stat()
-    ident = _identify_file(str(img), st.st_size, st.st_mtime_ns)
-    if ident.kind != "idx":
-        labels = read_idx(files[1])
+    try:
+        ident = _identify_file(str(img), st.st_size, st.st_mtime_ns)
+        labels = read_idx(files[1]) if ident.kind != "idx" else None
+    except DataError as e:
+        raise DataError(f"{e}; {_damage_fix(img)}") from None
+    if labels is not None:
         if labels.ndim != 1 or (len(labels) and (labels.min() < 0 or labels.max() > 9)):
             return IdxIdentity("idx", f"{files[1].name} holds labels outside 0-9")
     return ident
@@ -259,7 +327,22 @@ def load_idx(
             img_stem, lbl_stem = SPLIT_FILES[split]
             raise DataError(f"{path}: no {img_stem}(.gz) and {lbl_stem}(.gz) for the {split} split")
         raise DataError(missing_message(name, path))
-    images, labels = (read_idx(f) for f in files)
+    try:
+        images, labels = (read_idx(f) for f in files)
+    except DataError as e:
+        own = name in TORCHVISION_DIRS and files[0].parent == download_folder(name)
+        if not (own and allow_download and path is None):
+            raise DataError(f"{e}; {_damage_fix(files[0])}") from None
+        print(f"{e}; downloading {name} again")
+        try:
+            download(name)
+        except Exception as err:  # no network: say what to do instead
+            why = ([line for line in str(err).splitlines() if line.strip()] or [type(err).__name__])[-1][:200]
+            raise DataError(
+                f"{e}; could not download {name} again ({why}); put whole files in {files[0].parent}"
+            ) from None
+        downloaded = True
+        images, labels = (read_idx(f) for f in files)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DataError(f"{files[0]}: expected images (N, H, W) and N labels, got {images.shape} and {labels.shape}")
     if images.dtype != np.uint8:

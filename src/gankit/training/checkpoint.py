@@ -13,6 +13,7 @@ Both kinds hold only state dicts, tensors and plain Python values, so they load 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import random
 import re
@@ -82,7 +83,7 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dic
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, pickle with code, wrong format ...
-        raise CheckpointError(f"{path}: not a readable gankit checkpoint ({_load_failure(e)})") from None
+        raise CheckpointError(f"{path}: not a readable gankit checkpoint ({describe_load_failure(e)})") from None
     if not isinstance(obj, dict) or "config" not in obj or "G" not in obj:
         raise CheckpointError(f"{path}: not a gankit checkpoint (no config/generator inside)")
     if obj.get("family") == "cgan" and int(obj.get("format", 1)) < 2:
@@ -95,15 +96,23 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dic
     return obj
 
 
-def _load_failure(e: Exception) -> str:
-    """A short reason for a failed weights_only load, without torch's multi-line advice."""
+def describe_load_failure(e: BaseException) -> str:
+    """A short reason why ``torch.load(..., weights_only=True)`` failed, for one-line messages.
+
+    torch reports a file cut short (an interrupted copy, download or save) as an internal zip
+    reader error with advice attached, or as a bare ``OSError`` (EINVAL) or ``KeyError``; these
+    become "truncated or corrupt file" / "not a torch.save file, or corrupt". A pickle that would
+    call code becomes "refused: ...". Anything else: the error's first line.
+    """
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
     refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if refused:
         return f"refused: loading it would call '{refused.group(1)}'; nothing in the file was run"
     if isinstance(e, EOFError) or not text:
         return "empty or truncated file"
-    if "Weights only load failed" in text:
+    if "PytorchStreamReader" in text or (isinstance(e, OSError) and e.errno == errno.EINVAL):
+        return "truncated or corrupt file"  # the zip's directory is missing or points past the end
+    if isinstance(e, KeyError) or "Weights only load failed" in text:  # KeyError: the legacy unpickler
         return "not a torch.save file, or corrupt"
     return text.splitlines()[0][:200]
 
