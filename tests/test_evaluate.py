@@ -411,3 +411,40 @@ def test_two_processes_writing_the_same_reference_stats_leave_one_whole_file(
     assert len(files) == 1 and files[0].suffix == ".pt"  # no temporary file left behind
     saved = torch.load(files[0], weights_only=True)["features"]
     assert saved.shape == (50, 128) and sums[0] == sums[1] == pytest.approx(float(saved.sum()))
+
+
+# ----------------------------------------------------------------------------- loss.png
+
+
+def test_loss_png_of_one_logged_point_shows_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2-3 step run logs one stats row (and one val row): loss.png shows each point, at its step and value."""
+    import numpy as np
+    from matplotlib.colors import to_rgb
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from gankit.training.stats import plot_losses
+
+    (tmp_path / "stats.jsonl").write_text(
+        json.dumps({"step": 30, "epoch": 1, "d_loss": 1.25, "g_adv": 0.75, "g_l1": 0.31, "g_loss": 31.75}) + "\n"
+    )
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 30, "epoch": 1, "val_l1": 0.4}) + "\n")
+    figures = []
+    savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (figures.append(fig), savefig(fig, *a, **k))[1])
+    plot_losses(tmp_path / "stats.jsonl", tmp_path / "loss.png", "losses", metrics_path=tmp_path / "metrics.jsonl")
+    pixels = np.asarray(Image.open(tmp_path / "loss.png").convert("RGB")).astype(int)
+    (fig,) = figures
+    axes = [ax for ax in fig.axes if ax.get_lines()]
+    assert len(axes) == 3  # d_loss, g_adv, g_l1 | g_loss | val_l1
+    for ax in axes:
+        values = []
+        for line in ax.get_lines():
+            (x,), (y,) = line.get_xdata(), line.get_ydata()
+            values.append(y)
+            px, py = ax.transData.transform((x, y))
+            row, col = int(round(fig.bbox.height - py)), int(round(px))
+            patch = pixels[row - 1 : row + 2, col - 1 : col + 2].reshape(-1, 3)
+            assert np.abs(patch - np.array(to_rgb(line.get_color())) * 255).max(1).min() < 40, line.get_label()
+        assert list(ax.get_xticks()) == [30]  # not 29.90 ... 30.10
+        assert [t.get_text() for t in ax.get_yticklabels()] == [f"{v:.4g}" for v in sorted(values)]

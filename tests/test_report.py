@@ -4,6 +4,8 @@ says what is missing, and works in a real (headless Chromium) browser."""
 from __future__ import annotations
 
 import base64
+import dataclasses
+import io
 import json
 import re
 import shutil
@@ -12,14 +14,16 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from conftest import FakePairedSet, fake_paired_for, make_tiny_cfg, write_idx_dataset
+from PIL import Image
 
 import gankit
 from gankit.cli import main
 from gankit.evaluate import evaluate
-from gankit.report import write_report
+from gankit.report import loss_plots, metric_plots, write_report
 from gankit.training.loop import train
 from gankit.training.stats import read_jsonl
 
@@ -155,6 +159,18 @@ def test_noise_report_is_self_contained_and_shows_the_run(gan_run: Path) -> None
     assert "Best and worst" not in text
 
 
+def test_speed_keeps_two_significant_digits(gan_run: Path, tmp_path: Path) -> None:
+    from gankit.charts import significant
+
+    assert [significant(x) for x in (0.5, 0.049, 9.96, 12.3, 1234, 0)] == ["0.50", "0.049", "10", "12", "1,200", "0"]
+    run = tmp_path / "run"
+    shutil.copytree(gan_run, run)
+    rows = read_jsonl(run / "metrics.jsonl")
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r | {"images_per_s": 0.5}) + "\n" for r in rows))
+    _, tags = _report(run)
+    assert "speed 0.50 img/s (mean over epochs)" in " ".join(" ".join(tags.text).split())  # not "0 img/s"
+
+
 def test_paired_report_shows_val_eval_and_best_worst(pix2pix_run: tuple[Path, Any]) -> None:
     run, val = pix2pix_run
     page, tags = _report(run)
@@ -179,9 +195,17 @@ def test_paired_report_shows_val_eval_and_best_worst(pix2pix_run: tuple[Path, An
     assert len({n for n, _ in captions}) == 6  # no example shown twice
     mean = float(re.search(r"mean ([0-9.]+); the last epoch's validation gave val_l1 ([0-9.]+)", text).group(1))
     assert mean == pytest.approx(read_jsonl(run / "metrics.jsonl")[-1]["val_l1"], abs=2e-4)
+    res = val.inputs.shape[-1]
     for fig_id in ("examples-best", "examples-worst"):
-        section = page.split(f'id="{fig_id}"')[1].split("</div>")[0]
+        section = page.split(f'id="{fig_id}"')[1].split("</figure></div>")[0]
         assert section.count('<img src="data:image/png;base64,') == 3
+        # the column labels are page text (legible at any size), not pixels drawn into the thumbnail
+        figures = section.split("<figure>")[1:]
+        assert all(re.findall(r"<span>(\w+)</span>", f) == ["input", "output", "target"] for f in figures)
+        for uri in re.findall(r'<img src="(data:image/png;base64,[^"]+)"', section):
+            w, h = Image.open(io.BytesIO(decoded(uri))).size
+            factor = w // (3 * res + 8)  # three cells and padding 2, upscaled by a whole factor
+            assert (w, h) == ((3 * res + 8) * factor, (res + 4) * factor) and w >= 2 * 384
 
 
 def test_paired_report_without_the_data_says_so(pix2pix_run: tuple[Path, Any], tmp_path: Path) -> None:
@@ -278,6 +302,21 @@ def test_report_in_headless_chromium(pix2pix_run: tuple[Path, Any], tmp_path: Pa
             "return document.querySelector('#grids img:not([hidden])').getBoundingClientRect().height"
         )
         assert shown > 0
+        # the best/worst labels: page text of at least 12 px over each 384 px thumbnail (the labels drawn into
+        # a 776 px facade triplet shrank to ~6 px there)
+        labels = driver.execute_script(
+            "return Array.from(document.querySelectorAll('.examples figure')).map(f => {"
+            "  const row = f.querySelector('.columns'), img = f.querySelector('img');"
+            "  const width = e => e.getBoundingClientRect().width;"
+            "  const size = s => [s.textContent, parseFloat(getComputedStyle(s).fontSize), s.offsetHeight];"
+            "  return row && [Array.from(row.children).map(size), width(row), width(img)];"
+            "})"
+        )
+        assert len(labels) == 6 and all(labels)
+        for spans, row_width, img_width in labels:
+            assert [t for t, _, _ in spans] == ["input", "output", "target"]
+            assert row_width == img_width == 384
+            assert all(size >= 12 and height >= size and size >= 0.09 * img_width / 3 for _, size, height in spans)
         shot = tmp_path / "report.png"
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
@@ -313,3 +352,121 @@ def test_colorize_report_shows_lab_examples(env: pytest.MonkeyPatch, tmp_path: P
     assert len(captions) == 4  # 3 best, and the one image left for the worst
     mean = float(re.search(r"mean ([0-9.]+);", page).group(1))
     assert mean == pytest.approx(read_jsonl(tmp_path / "run" / "metrics.jsonl")[-1]["val_l1"], abs=2e-4)
+    # the MLP fields of config.yaml are not colorize's: its model table leaves them out
+    assert not {"z_dim", "g_hidden", "d_hidden", "embed_dim"} & set(_model_table(page))
+    assert {"ngf", "ndf", "norm", "n_layers"} <= set(_model_table(page))
+
+
+# ----------------------------------------------------------------------------- charts and config
+
+
+@dataclasses.dataclass
+class Saved:
+    fig: Any
+    pixels: np.ndarray
+    """RGB as saved."""
+    titles: list[tuple[str, Any]]
+    """(text, window extent) of each axes title, as drawn."""
+
+
+@pytest.fixture
+def saved_figures(monkeypatch: pytest.MonkeyPatch) -> list[Saved]:
+    """Every matplotlib figure saved during the test, as it was drawn."""
+    from matplotlib.figure import Figure
+
+    saved: list[Saved] = []
+    savefig = Figure.savefig
+
+    def spy(fig: Figure, *args: Any, **kwargs: Any) -> None:
+        fig.canvas.draw()
+        titles = [(ax.get_title(), ax.title.get_window_extent(fig.canvas.get_renderer())) for ax in fig.axes]
+        saved.append(Saved(fig, np.asarray(fig.canvas.buffer_rgba())[..., :3].copy(), titles))
+        savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    return saved
+
+
+def assert_points_drawn(fig: Any, pixels: np.ndarray) -> None:
+    """Each single-point series of ``fig`` shows its point in its colour, and its value as a y tick."""
+    from matplotlib.colors import to_rgb
+
+    for ax in fig.axes:
+        values = []
+        for line in ax.get_lines():
+            (x,), (y,) = line.get_xdata(), line.get_ydata()
+            values.append(y)
+            px, py = ax.transData.transform((x, y))
+            row, col = int(round(fig.bbox.height - py)), int(round(px))
+            patch = pixels[row - 1 : row + 2, col - 1 : col + 2].reshape(-1, 3).astype(int)
+            colour = np.array(to_rgb(line.get_color())) * 255
+            assert np.abs(patch - colour).max(1).min() < 40, (ax.get_title(), line.get_label())
+        assert list(ax.get_xticks()) == [x]  # not 29.90 ... 30.10
+        assert sorted(ax.get_yticks()) == sorted(values)  # not a tick every 0.5 around one value
+        assert [t.get_text() for t in ax.get_yticklabels()] == [f"{v:.4g}" for v in sorted(values)]
+
+
+def test_one_logged_point_is_drawn_with_its_value(saved_figures: list[Saved]) -> None:
+    """A 2-3 step run logs one row: each loss panel shows that point, at its step and value."""
+    row = {"step": 30, "epoch": 1, "d_loss": 1.25, "g_adv": 0.75, "g_l1": 0.31, "g_loss": 31.75}
+    assert len(loss_plots([row])) == 3
+    metric_plots([{"step": 30, "val_l1": 0.4, "val_psnr": 30.0}], ["val_l1", "val_psnr"])
+    assert len(saved_figures) == 5
+    for saved in saved_figures[:3]:
+        assert_points_drawn(saved.fig, saved.pixels)
+    for saved in saved_figures[3:]:
+        (ax,) = saved.fig.axes
+        assert list(ax.get_xticks()) == [30] and len(ax.get_yticks()) == 1
+
+
+def test_titles_lie_inside_their_figures(saved_figures: list[Saved]) -> None:
+    rows = [{"step": s, "colorfulness": 20.0 + s, "colorfulness_real": 38.5} for s in (100, 200)]
+    metric_plots(rows, ["colorfulness", "colorfulness_real"])
+    loss_plots([{"step": s, "d_loss": 1.5, "g_adv": 1.25 + s, "g_l1": 0.5, "g_loss": 0.5 + s} for s in (1, 2)])
+    assert len(saved_figures) == 4
+    for saved in saved_figures:
+        ((text, box),) = saved.titles
+        figure = saved.fig.bbox
+        assert figure.x0 <= box.x0 and box.x1 <= figure.x1 and box.y1 <= figure.y1, text
+    assert "colorfulness_real" in saved_figures[0].titles[0][0]  # wrapped, not cut
+
+
+def _model_table(page: str) -> list[str]:
+    table = page.split("<th colspan=2>model</th>")[1].split("</table>")[0]
+    return re.findall(r"<tr><td>(\w+)</td>", table)
+
+
+def test_config_table_lists_only_the_model_fields_the_family_uses(pix2pix_run: tuple[Path, Any], gan_run: Path) -> None:
+    page, _ = _report(pix2pix_run[0])
+    fields = _model_table(page)
+    assert "ngf" in fields and "n_layers" in fields and "d_norm" in fields
+    assert not {"z_dim", "g_hidden", "d_hidden", "embed_dim", "d_dropout"} & set(fields)
+    assert "also holds 5 that it ignores" in page
+    page, _ = _report(gan_run)
+    assert {"z_dim", "g_hidden", "d_hidden"} <= set(_model_table(page)) and "ngf" not in _model_table(page)
+
+
+@pytest.mark.parametrize("family", ["gan", "cgan", "dcgan", "pix2pix", "colorize"])
+def test_a_family_declares_the_model_fields_its_builder_reads(family: str) -> None:
+    """The report hides the other fields, so the declaration must match what the models are built from."""
+    from gankit.config import ModelConfig, make_config
+    from gankit.data.base import DataInfo
+    from gankit.families import get_family
+
+    seen: set[str] = set()
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+
+    class Recording(ModelConfig):
+        def __getattribute__(self, name: str) -> Any:
+            if name in names:
+                seen.add(name)
+            return super().__getattribute__(name)
+
+    cfg = make_config(family)
+    small = {"ngf": 4, "ndf": 4, "g_hidden": [8], "d_hidden": [8], "z_dim": 4}
+    cfg.model = Recording(**{**dataclasses.asdict(cfg.model), **small})
+    seen.clear()
+    paired = get_family(family).kind == "paired"
+    info = DataInfo(channels=3, resolution=32, num_classes=10 if family == "cgan" else 0, in_channels=3 * paired)
+    get_family(family).build(cfg, info)
+    assert sorted(seen) == sorted(get_family(family).model_fields)

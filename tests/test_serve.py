@@ -154,6 +154,44 @@ def test_grid_is_the_grid_gankit_sample_writes(app: dict, family: str) -> None:
     assert not np.array_equal(np.asarray(Image.open(other)), np.asarray(Image.open(path)))
 
 
+def test_noise_tabs_fill_their_panels_when_the_page_loads(app: dict) -> None:
+    """What the page runs on load, with the values its fields start with: the grid of seed 0 (as "show
+    this seed" draws it), the walk from seed 0 to 1 and, for cgan, the class-by-seed grid."""
+    blocks = app["blocks"]
+    on_load = [d for d in blocks.fns.values() if any(event == "load" for _, event in d.targets)]
+
+    def loaded(elem_id: str) -> list[Any]:
+        """The outputs of the load event that fills ``#elem_id`` (called as the page calls it)."""
+        panel = [c for c in blocks.blocks.values() if getattr(c, "elem_id", None) == elem_id]
+        deps = [d for d in on_load if any(o in panel for o in d.outputs)]
+        if not panel or not deps:
+            return []
+        assert len(deps) == 1
+        out = deps[0].fn(*(c.value for c in deps[0].inputs))
+        return list(out) if isinstance(out, tuple) else [out]
+
+    def image(path: str) -> np.ndarray:
+        img = np.asarray(Image.open(path).convert("RGB"))
+        assert img.shape[1] >= 512 and img.std() > 10  # an upscaled grid of samples, not a blank panel
+        return img
+
+    for i, family in enumerate(FAMILIES):
+        if family not in ("gan", "cgan", "dcgan"):
+            assert not [d for d in on_load if d.concurrency_id == f"run{i}"]
+            continue
+        path, how = loaded(f"run{i}-grid")
+        assert "--seed 0 " in how
+        label = [0] if family == "cgan" else []
+        same, _ = app["client"].predict(0, 16 if family != "cgan" else 10, *label, api_name=_api(app, family, "grid"))
+        assert np.array_equal(np.asarray(Image.open(same).convert("RGB")), image(path))
+        (walk,) = loaded(f"run{i}-walk-strip")
+        assert image(walk).shape[0] < image(path).shape[0]  # one row of 8 frames; the grid has two rows
+        classes = loaded(f"run{i}-classes")
+        assert len(classes) == (family == "cgan")
+        if classes:
+            image(classes[0])
+
+
 def test_new_seed_returns_the_seed_it_drew(app: dict) -> None:
     seed, path, how = app["client"].predict(16, api_name=_api(app, "gan", "new_seed"))
     assert isinstance(seed, int | float) and 0 <= seed and f"--seed {int(seed)}" in how

@@ -1,8 +1,9 @@
 """``gankit serve`` in a real browser: headless Chromium (Debian's chromium + chromium-driver) via selenium.
 
-The test starts the real CLI on a free port with five tiny runs, presses "new seed" in the gan tab,
-uploads images in the pix2pix and colorize tabs, waits for each output image, checks its size, and
-saves a screenshot of every tab (to ``$GANKIT_SCREENSHOTS`` if set, e.g. ``docs``; else a temp folder).
+The test starts the real CLI on a free port with five tiny runs, checks that the noise tabs show their
+panels as soon as the page has loaded, presses "new seed" in them, uploads images in the pix2pix and
+colorize tabs, waits for each output image, checks its size, and saves a screenshot of every tab (to
+``$GANKIT_SCREENSHOTS`` if set, e.g. ``docs``; else a temp folder).
 A machine without the browser or the driver skips with a reason; CI installs both (``.ci/run``).
 """
 
@@ -145,10 +146,15 @@ def test_pages_in_headless_chromium(server, browser, shots: Path, tmp_path: Path
     WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "button[role='tab']"))
     assert browser.title == "gankit serve"
 
-    # gan: "new seed" shows a grid and the seed it drew
+    # gan: the page opens with the grid of seed 0, no click needed (as the README's screenshot shows)
     _open_tab(browser, "gan")
+    w, h, on_load = _output_size(browser, "run0-grid")
+    assert (w, h) == (3 * (8 * 30 + 2), 3 * (2 * 30 + 2) + 24)
+    assert "--seed 0 " in browser.find_element(By.ID, "run0-how").text
+    assert _output_size(browser, "run0-walk-strip")[:2] == (3 * (8 * 30 + 2), 3 * 32 + 24)  # 8 frames, seed 0 -> 1
+    # "new seed" shows another grid and the seed it drew
     browser.find_element(By.ID, "run0-new-seed").click()
-    w, h, first = _output_size(browser, "run0-grid")
+    w, h, first = _output_size(browser, "run0-grid", previous=on_load)
     # 16 samples of 28 px in 2 rows of 8 (2 px padding), upscaled x3 to >= 512 px, plus a 24 px caption
     assert (w, h) == (3 * (8 * 30 + 2), 3 * (2 * 30 + 2) + 24)
     seed = browser.find_element(By.CSS_SELECTOR, "#run0-seed input").get_attribute("value")
@@ -159,11 +165,11 @@ def test_pages_in_headless_chromium(server, browser, shots: Path, tmp_path: Path
     # cgan and dcgan: the same buttons on their own tabs
     for i, family in ((1, "cgan"), (2, "dcgan")):
         _open_tab(browser, family)
-        browser.find_element(By.ID, f"run{i}-new-seed").click()
-        _output_size(browser, f"run{i}-grid")
+        _, _, on_load = _output_size(browser, f"run{i}-grid")  # shown before any click
         if family == "cgan":
-            browser.find_element(By.ID, "run1-class-grid").click()
-            time.sleep(1)
+            _output_size(browser, "run1-classes")  # the class-by-seed grid too
+        browser.find_element(By.ID, f"run{i}-new-seed").click()
+        _output_size(browser, f"run{i}-grid", previous=on_load)
         _shot(browser, shots, family)
 
     # pix2pix: upload a label map, get a photo of its size

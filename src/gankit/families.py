@@ -31,6 +31,13 @@ class Family:
     """Noise families: whether G and D take class labels."""
     normalized_critic: bool = False
     """Whether the discriminator has normalization layers (set by ``model.norm`` / ``model.d_norm``)."""
+    builder_fields: tuple[str, ...] = ()
+    """The ``cfg.model`` fields its builder reads."""
+
+    @property
+    def model_fields(self) -> tuple[str, ...]:
+        """The ``cfg.model`` fields this family uses (the others are ignored by it)."""
+        return (*self.builder_fields, *(("d_norm",) if self.normalized_critic else ()), "init", "init_gain")
 
     def build(
         self, cfg: Config, info: DataInfo, *, init: bool = True, log: Callable[[str], None] | None = None
@@ -54,12 +61,20 @@ FAMILIES: dict[str, Family] = {}
 
 
 def register_family(
-    name: str, *, kind: str, description: str, conditional: bool = False, normalized_critic: bool = False
+    name: str,
+    *,
+    kind: str,
+    description: str,
+    model_fields: tuple[str, ...],
+    conditional: bool = False,
+    normalized_critic: bool = False,
 ) -> Callable[[Builder], Builder]:
+    """Register a builder under ``name``; ``model_fields`` names the ``cfg.model`` fields it reads."""
+
     def wrap(fn: Builder) -> Builder:
         if name in FAMILIES:
             raise ValueError(f"family '{name}' registered twice")
-        FAMILIES[name] = Family(name, kind, description, fn, conditional, normalized_critic)
+        FAMILIES[name] = Family(name, kind, description, fn, conditional, normalized_critic, model_fields)
         return fn
 
     return wrap
@@ -109,7 +124,13 @@ def list_families() -> list[str]:
     return list(FAMILIES)
 
 
-@register_family("gan", kind="noise", description="MLP GAN (Goodfellow et al. 2014), Fashion-MNIST")
+_MLP_FIELDS = ("z_dim", "g_hidden", "d_hidden", "g_dropout", "d_dropout")
+_UNET_PATCHGAN_FIELDS = ("ngf", "ndf", "norm", "g_dropout", "n_layers")
+
+
+@register_family(
+    "gan", kind="noise", description="MLP GAN (Goodfellow et al. 2014), Fashion-MNIST", model_fields=_MLP_FIELDS
+)
 def _gan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     from gankit.models.mlp import MLPDiscriminator, MLPGenerator
 
@@ -122,7 +143,11 @@ def _gan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
 
 
 @register_family(
-    "cgan", kind="noise", description="class-conditional MLP GAN (Mirza & Osindero 2014)", conditional=True
+    "cgan",
+    kind="noise",
+    description="class-conditional MLP GAN (Mirza & Osindero 2014)",
+    model_fields=(*_MLP_FIELDS, "embed_dim"),
+    conditional=True,
 )
 def _cgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     from gankit.models.mlp import MLPDiscriminator, MLPGenerator
@@ -152,6 +177,7 @@ def _cgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     "dcgan",
     kind="noise",
     description="DCGAN (Radford et al. 2016), 64x64 faces or any folder",
+    model_fields=("z_dim", "ngf", "ndf", "norm"),
     normalized_critic=True,
 )
 def _dcgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
@@ -180,8 +206,13 @@ register_family(
     "pix2pix",
     kind="paired",
     description="pix2pix (Isola et al. 2017): U-Net + PatchGAN, adversarial + L1",
+    model_fields=_UNET_PATCHGAN_FIELDS,
     normalized_critic=True,
 )(_unet_patchgan)
 register_family(
-    "colorize", kind="paired", description="pix2pix in Lab space: L -> ab colorization", normalized_critic=True
+    "colorize",
+    kind="paired",
+    description="pix2pix in Lab space: L -> ab colorization",
+    model_fields=_UNET_PATCHGAN_FIELDS,
+    normalized_critic=True,
 )(_unet_patchgan)

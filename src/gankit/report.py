@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from gankit.charts import fit_titles, significant, tidy_step_axes
 from gankit.config import Config, ConfigError
 from gankit.data import build_dataset
 from gankit.data.errors import DataError
@@ -137,8 +138,12 @@ def _png_uri(data: bytes, mime: str = "image/png") -> str:
 
 
 def _figure_uri(fig: Any) -> str:
+    """``fig`` as a PNG data URI, its step axes tidied and its titles wrapped to fit (closes ``fig``)."""
     import matplotlib.pyplot as plt
 
+    for ax in fig.axes:
+        tidy_step_axes(ax)
+    fit_titles(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
@@ -181,6 +186,9 @@ class Plot:
     uri: str
 
 
+FEW_POINTS = 20
+"""Loss series shorter than this are drawn with a marker on every point."""
+
 ADVERSARIAL = ("d_loss", "g_adv", "gp")
 """Losses of the G-vs-D game: their level says who is ahead, not how good the images are."""
 
@@ -207,7 +215,16 @@ def loss_plots(stats: list[dict[str, Any]]) -> list[Plot]:
             xs, ys = _series(stats, k)
             if not xs:
                 continue
-            (line,) = ax.plot(xs, ys, alpha=0.3 if len(ys) >= 100 else 1.0, linewidth=0.8, label=k)
+            # markers while the points are few: one logged point (a 2-3 step run) is no line at all
+            (line,) = ax.plot(
+                xs,
+                ys,
+                alpha=0.3 if len(ys) >= 100 else 1.0,
+                linewidth=0.8,
+                marker="o" if len(ys) < FEW_POINTS else "",
+                ms=3,
+                label=k,
+            )
             if len(ys) >= 100:
                 line.set_label(None)
                 ax.plot(xs, _smoothed(ys), color=line.get_color(), linewidth=1.2, label=k)
@@ -356,13 +373,10 @@ def best_worst(
         with tempfile.TemporaryDirectory() as tmp:
             for j, i in enumerate(indices):
                 path = Path(tmp) / f"{j}.png"
-                save_grid(
-                    triplets[3 * j : 3 * j + 3],
-                    path,
-                    nrow=3,
-                    column_labels=["input", "output", "target"],
-                    min_width=384,
-                )
+                # shown 384 CSS px wide (.examples img): the column labels are HTML above it, as drawn into
+                # a 776 px facade triplet they would shrink to half size; small images are upscaled to
+                # twice the shown width, so that a high-density screen gets every pixel
+                save_grid(triplets[3 * j : 3 * j + 3], path, nrow=3, min_width=768)
                 shown.append((names[i], float(scores[i]), _png_uri(path.read_bytes())))
         return shown
 
@@ -398,7 +412,8 @@ th{background:#eef0f3;font-weight:600}td.num{text-align:right;font-variant-numer
 .slider{display:flex;align-items:center;gap:12px;margin:6px 0 10px}.slider input{width:420px}
 .examples{display:flex;flex-wrap:wrap;gap:10px}
 .examples figure{margin:0;background:#fff;border:1px solid #e0e3e8;padding:4px}
-.examples img{display:block;width:384px;image-rendering:pixelated}figcaption{font-size:12.5px;color:#3b4350;padding:2px}
+.examples img{display:block;width:384px}figcaption{font-size:12.5px;color:#3b4350;padding:2px}
+.columns{display:flex;width:384px;font-size:13px;color:#3b4350}.columns span{flex:1;text-align:center;padding:1px 0 3px}
 code{background:#eef0f3;padding:0 4px;border-radius:3px}footer{color:#8a919c;font-size:12px;margin-top:30px}
 """
 
@@ -465,7 +480,7 @@ def _summary(r: RunRecords) -> list[tuple[str, str]]:
             f"{t.batch_size}" + (f" x {rec['world_size']} processes" if rec.get("world_size", 1) > 1 else ""),
         ),
         ("wall time", f"{_duration(seconds)} of training" if r.metrics else nr),
-        ("speed", f"{sum(speeds) / len(speeds):.0f} img/s (mean over epochs)" if speeds else nr),
+        ("speed", f"{significant(sum(speeds) / len(speeds))} img/s (mean over epochs)" if speeds else nr),
         ("device", _e(rec.get("device", nr)) + (f", amp {_e(t.amp)}" if t.amp != "none" else "")),
         (
             "versions",
@@ -476,11 +491,22 @@ def _summary(r: RunRecords) -> list[tuple[str, str]]:
     return rows
 
 
-def _config_tables(text: str) -> str:
-    """config.yaml as one small key/value table per section (top-level scalars first)."""
+def _config_tables(text: str, family: str) -> str:
+    """config.yaml as one small key/value table per section (top-level scalars first); the model
+    section shows only the fields ``family`` uses (config.yaml keeps every field)."""
     d = yaml.safe_load(text) or {}
     top = {k: v for k, v in d.items() if not isinstance(v, dict)}
     sections = {k: v for k, v in d.items() if isinstance(v, dict)}
+    note = ""
+    if isinstance(sections.get("model"), dict):
+        used = get_family(family).model_fields
+        hidden = [k for k in sections["model"] if k not in used]
+        sections["model"] = {k: v for k, v in sections["model"].items() if k in used}
+        if hidden:
+            note = (
+                f'<p class="sub">The model table lists the fields {_e(family)} uses; config.yaml also holds '
+                f"{len(hidden)} that it ignores.</p>"
+            )
     parts = []
     if top:
         parts.append(
@@ -494,7 +520,7 @@ def _config_tables(text: str) -> str:
             + "".join(f"<tr><td>{_e(k)}</td><td>{_e(_fmt(v))}</td></tr>" for k, v in sec.items())
             + "</table>"
         )
-    return '<div class="config">' + "".join(parts) + "</div>"
+    return note + '<div class="config">' + "".join(parts) + "</div>"
 
 
 def _plots_html(plots: list[Plot]) -> str:
@@ -551,8 +577,10 @@ def _examples_html(ex: Examples, r: RunRecords) -> str:
         f"(lower is better), mean {ex.mean_l1:.4f}{check}.</p>"
     ]
     for title, items in (("best (lowest L1)", ex.best), ("worst (highest L1)", ex.worst)):
+        columns = '<div class="columns"><span>input</span><span>output</span><span>target</span></div>'
         figs = "".join(
-            f'<figure><img src="{uri}" alt="{_e(name)}"><figcaption>{_e(name)}: L1 {l1:.4f}</figcaption></figure>'
+            f'<figure>{columns}<img src="{uri}" alt="{_e(name)}">'
+            f"<figcaption>{_e(name)}: L1 {l1:.4f}</figcaption></figure>"
             for name, l1, uri in items
         )
         parts.append(f'<h3>{title}</h3><div class="examples" id="examples-{title.split()[0]}">{figs}</div>')
@@ -631,7 +659,7 @@ def render_html(r: RunRecords, examples: Examples | None) -> str:
     ]
     if examples is not None:
         sections.append(f'<h2 id="examples">Best and worst val examples by L1</h2>{_examples_html(examples, r)}')
-    sections.append(f'<h2 id="config">Config</h2>{_config_tables(r.config_text)}')
+    sections.append(f'<h2 id="config">Config</h2>{_config_tables(r.config_text, r.cfg.family)}')
     sections.append(
         f"<footer>config.yaml, run.json, stats.jsonl, metrics.jsonl, eval.jsonl and samples/ of {run_arg}</footer>"
     )

@@ -448,7 +448,11 @@ def _palette_legend() -> str:
     return f'<div id="facade-legend">{cells}</div>'
 
 
-def _noise_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> None:
+LoadEvent = tuple[Callable[..., Any], list[Any], list[Any]]
+"""(function, inputs, outputs) that the page runs once it has loaded."""
+
+
+def _noise_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> list[LoadEvent]:
     conditional = bool(rm.loaded.num_classes)
     label = None
     with gr.Row():
@@ -472,22 +476,26 @@ def _noise_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> None:
 
     kw = dict(concurrency_id=group, concurrency_limit=1, preprocess=False)
     show.click(_on_page(grid_fn), [seed, n, *extra], [grid, how], api_name=f"{group}_grid", **kw)
+    # the page opens with its panels filled for the values shown (seed 0, ...), by the snapshot loaded now
+    on_load: list[LoadEvent] = [(_on_page(grid_fn), [seed, n, *extra], [grid, how])]
     new_seed.click(_on_page(new_fn), [n, *extra], [seed, grid, how], api_name=f"{group}_new_seed", **kw)
 
-    with gr.Accordion("latent walk between two seeds", open=True):
+    with gr.Accordion("latent walk between two seeds (their first images, spherical interpolation)", open=True):
         with gr.Row():
             seed_a = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="from seed")
             seed_b = gr.Number(value=1, precision=0, minimum=0, maximum=MAX_SEED, label="to seed")
             steps = gr.Slider(2, MAX_WALK, value=8, step=1, label="steps")
         walk_btn = gr.Button("walk", elem_id=f"{group}-walk")
+        # no label badge: it would cover the caption of a wide strip; the caption says what it shows
         walk = gr.Image(
-            label="walk (first image of each seed, spherical interpolation)", format="png", interactive=False
+            label="latent walk", show_label=False, format="png", interactive=False, elem_id=f"{group}-walk-strip"
         )
 
     def walk_fn(a: Any, b: Any, k: Any, *lab: Any) -> str:
         return action_walk(rm, out, a, b, k, *lab)
 
     walk_btn.click(_on_page(walk_fn), [seed_a, seed_b, steps, *extra], [walk], api_name=f"{group}_walk", **kw)
+    on_load.append((_on_page(walk_fn), [seed_a, seed_b, steps, *extra], [walk]))
 
     if conditional:
         with gr.Accordion("class-by-seed grid", open=True):
@@ -495,15 +503,19 @@ def _noise_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> None:
                 first = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED - 16, label="first seed")
                 rows = gr.Slider(1, 8, value=4, step=1, label="rows (seeds)")
             cls_btn = gr.Button("class grid", elem_id=f"{group}-class-grid")
-            cls = gr.Image(label="rows: seeds, columns: classes", format="png", interactive=False)
+            cls = gr.Image(
+                label="rows: seeds, columns: classes", format="png", interactive=False, elem_id=f"{group}-classes"
+            )
 
         def cls_fn(s: Any, r: Any) -> str:
             return action_class_grid(rm, out, s, r)
 
         cls_btn.click(_on_page(cls_fn), [first, rows], [cls], api_name=f"{group}_class_grid", **kw)
+        on_load.append((_on_page(cls_fn), [first, rows], [cls]))
+    return on_load
 
 
-def _pix2pix_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> None:
+def _pix2pix_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> list[LoadEvent]:
     from gankit.data.facades import CMP_PALETTE
 
     kw = dict(concurrency_id=group, concurrency_limit=1, preprocess=False)
@@ -545,9 +557,10 @@ def _pix2pix_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> None:
 
     up_btn.click(_on_page(up_fn), [upload], [photo, note], api_name=f"{group}_translate", **kw)
     draw_btn.click(_on_page(draw_fn), [canvas], [photo, note], api_name=f"{group}_translate_drawing", **kw)
+    return []
 
 
-def _colorize_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> None:
+def _colorize_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> list[LoadEvent]:
     kw = dict(concurrency_id=group, concurrency_limit=1, preprocess=False)
     with gr.Row():
         with gr.Column():
@@ -567,10 +580,12 @@ def _colorize_tab(gr: Any, rm: RunModel, out: Outputs, group: str) -> None:
         return action_colorize(rm, out, p)
 
     btn.click(_on_page(fn), [photo], [result, download, note], api_name=f"{group}_colorize", **kw)
+    return []
 
 
 def build_app(runs: list[RunModel], out: Outputs) -> Any:
-    """The gradio Blocks: one tab per run; each run's events share one queue slot (concurrency 1)."""
+    """The gradio Blocks: one tab per run; each run's events share one queue slot (concurrency 1).
+    A noise run's tab shows its grid, walk (and class grid) for the values shown as soon as the page has loaded."""
     gr = _require_gradio()
     builders = {
         "gan": _noise_tab,
@@ -592,7 +607,11 @@ def build_app(runs: list[RunModel], out: Outputs) -> Any:
                         _on_page(rm.reload), [], [header], api_name=f"{group}_reload",
                         concurrency_id=group, concurrency_limit=1,
                     )  # fmt: skip
-                    builders[rm.task](gr, rm, out, group)
+                    for j, (fn, inputs, outputs) in enumerate(builders[rm.task](gr, rm, out, group)):
+                        app.load(
+                            fn, inputs, outputs, api_name=f"{group}_on_load{j}", preprocess=False,
+                            concurrency_id=group, concurrency_limit=1,
+                        )  # fmt: skip
     return app
 
 

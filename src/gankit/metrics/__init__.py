@@ -149,6 +149,9 @@ def better(key: str) -> str:
     """Which way the result ``key`` improves, from its metric's record: "lower is better", "higher is
     better", or what else is known ("no better direction known" for keys of no registered metric)."""
     m = metric_of(key)
+    if m is not None and key.removeprefix("val_").removeprefix("eval_").endswith("_real"):
+        # a reference, not a score
+        return f"the real images' value: {m.name} is better the closer it gets to {key}"
     return m.better if m is not None else "no better direction known"
 
 

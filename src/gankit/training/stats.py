@@ -75,9 +75,13 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 LOWER_IS_BETTER = ("l1", "fid", "kid", "lpips", "loss")
 
 
+FEW_POINTS = 20
+"""Series shorter than this get a marker on every point: one logged point (a 2-3 step run) is no line."""
+
+
 def _curve(ax, xs: list[float], ys: list[float], label: str) -> None:
     """Raw values faint, a moving average on top (when there are enough points)."""
-    (line,) = ax.plot(xs, ys, alpha=0.3, linewidth=0.8)
+    (line,) = ax.plot(xs, ys, alpha=0.3, linewidth=0.8, marker="o" if len(ys) < FEW_POINTS else "", ms=3)
     w = max(1, len(ys) // 50)
     if w > 1:
         smooth = [sum(ys[max(0, i - w + 1) : i + 1]) / len(ys[max(0, i - w + 1) : i + 1]) for i in range(len(ys))]
@@ -105,6 +109,8 @@ def plot_losses(stats_path: Path, out_png: Path, title: str = "", *, metrics_pat
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from gankit.charts import fit_titles, tidy_step_axes
 
     rows = read_jsonl(stats_path)
     if not rows:
@@ -137,10 +143,12 @@ def plot_losses(stats_path: Path, out_png: Path, title: str = "", *, metrics_pat
         ax.set_title(f"{k} ({better} is better)", fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+    for ax in flat[:n]:
+        tidy_step_axes(ax)
     for ax in flat[n:]:
         ax.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
+    fit_titles(fig)
     tmp = out_png.with_name(".tmp_" + out_png.name)
     fig.savefig(tmp, format="png")
     plt.close(fig)
