@@ -319,6 +319,10 @@ def test_a_damaged_run_config_is_one_line_naming_it(
     (run / "config.yaml").write_bytes(content)
     args = ["train", "gan", "--resume", "--out", str(run)] if command == "train" else ["report", str(run)]
     assert main(args) == 2  # a ConfigError, as for every bad config
-    fix = "restore it from a backup copy of the run"
-    assert capsys.readouterr().err == f"gankit {command}: error: {run / 'config.yaml'} is damaged ({reason}); {fix}\n"
+    if command == "train":  # --resume would fall back to the copy in checkpoints/last.pt: there is none
+        said = f"{run / 'config.yaml'}: damaged ({reason}), and no training state in {run / 'checkpoints'} holds a copy"
+        fix = "restore the file, or train into another --out"
+    else:
+        said, fix = f"{run / 'config.yaml'} is damaged ({reason})", "restore it from a backup copy of the run"
+    assert capsys.readouterr().err == f"gankit {command}: error: {said}; {fix}\n"
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # nothing written beside it

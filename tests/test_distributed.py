@@ -161,6 +161,43 @@ def test_resume_under_another_world_size(runs: dict[str, Path], tmp_path: Path, 
     assert _rows(run)[-1]["step"] == 30
 
 
+def test_resume_with_fewer_processes_counts_steps_as_before(runs: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """2 processes x batch 10, resumed in 1 process x batch 10: a step is now half the images, but
+    --max-steps, the messages, file names, stats.jsonl and the checkpoint count steps as before."""
+    import shutil
+
+    from gankit.cli import main
+
+    run = tmp_path / "moved"
+    shutil.copytree(runs["run2"], run)
+    args = ["train", "gan", "--resume", "--out", str(run), "--no-progress"]
+    capsys.readouterr()
+    assert main([*args, "--max-steps", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "continuing at step 24 after 480 images seen" in out
+    # 20 steps of 10 images per epoch from now on: one more epoch is 44
+    assert f"nothing to do: {run} is at step 24 of 20 (epoch 3 of 20); pass --max-steps 44 to train longer" in out
+    assert f"done: 24 steps, epoch 3 in {run}" in out
+
+    assert main([*args, "--max-steps", "30"]) == 0
+    out = capsys.readouterr().out
+    assert f"resumed {run} at step 24" in out
+    assert "20 steps/epoch, 30 steps," in out
+    assert f"done: 30 steps, epoch 3 in {run}" in out
+    assert [r["step"] for r in _rows(run)] == list(range(2, 31, 2))  # log_every 2, no gap, no repeat
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "epoch_0001.png",
+        "epoch_0002.png",
+        "step_0000024.png",
+        "step_0000030.png",
+    ]
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [10, 20, 24, 30]
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert (state["step"], state["position"], state["images_seen"], state["world_size"]) == (30, 54, 540, 1)
+    assert torch.load(run / "checkpoints" / "G_last.pt", weights_only=True)["step"] == 30
+
+
 def test_sampler_shards_are_disjoint_and_cover_the_global_batch() -> None:
     from gankit.data.base import EpochSampler
 

@@ -143,11 +143,11 @@ def test_resume_with_another_batch_size_keeps_the_position_in_the_data(tmp_path:
     cfg = make_tiny_cfg("gan", tmp_path, **common, **{"train.batch_size": 20, "train.max_steps": 15})
     out = tmp_path / "run"
     train(cfg, out, log=lambda m: None)  # 15 steps x 20 = 300 images
-    cfg2 = make_tiny_cfg("gan", tmp_path, **common, **{"train.batch_size": 40, "train.max_steps": 12})
+    cfg2 = make_tiny_cfg("gan", tmp_path, **common, **{"train.batch_size": 40, "train.max_steps": 20})
     lines: list[str] = []
     trainer = Trainer(cfg2, out, resume=True, log=lines.append)
-    assert trainer.step == 300 // 40  # 7 steps of 40 images: the data position, not the step count
-    assert trainer.logged_step == 15
+    assert trainer.position == 300 // 40  # 7 batches of 40 images: the data position, not the step count
+    assert trainer.step == 15  # --max-steps 20: 5 more steps
     assert any("batch 20 -> 1 x 40" in line and "300 images" in line for line in lines), lines
     trainer.fit()
     steps = [r["step"] for r in read_jsonl(out / "stats.jsonl")]

@@ -286,8 +286,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _resume_config(out: Path, args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
     """The saved config of the run in ``out`` with this command's changes applied (and checked)."""
     from gankit.config import describe_changes, diff_configs
+    from gankit.training.loop import saved_run_config
 
-    cfg = Config.load(out / "config.yaml")
+    cfg = saved_run_config(out)
     if cfg.family != PRESETS[args.preset]["family"]:
         raise ConfigError(f"--resume: {out} is a '{cfg.family}' run, not '{PRESETS[args.preset]['family']}'")
     if args.config:
@@ -313,12 +314,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder; pass a folder for the run")
-    resuming = args.resume and out is not None and (out / "config.yaml").is_file()
+    resuming = False
+    if args.resume:
+        from gankit.training.loop import holds_run  # a config.yaml, or a state that holds a copy of it
+
+        resuming = out is not None and holds_run(out)
     if args.resume and out is None:
         out = _newest_run(args.preset)
         if out is None:
             raise ConfigError(f"--resume: no run to resume (no runs/{args.preset}-* folder; pass --out RUN_DIR)")
-        if not (out / "config.yaml").is_file():
+        if not holds_run(out):
             raise ConfigError(f"--resume: {out} has no config.yaml (not a gankit run folder)")
         resuming = True
     elif args.resume and not resuming:  # --resume --out NEW: start it (handy for preemptible jobs and make demo)

@@ -18,6 +18,8 @@ import os
 import random
 import re
 import warnings
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,10 @@ import torch
 
 LAST = "last.pt"
 PREV = "last.prev.pt"
+NEW = f".{LAST}.new"
+G_LAST = "G_last.pt"
+G_BEST = "G_best.pt"
+G_EPOCH_GLOB = "G_epoch*.pt"
 
 
 class CheckpointError(RuntimeError):
@@ -144,7 +150,7 @@ def save_training_state(ckpt_dir: Path, state: dict[str, Any]) -> Path:
     one complete state exists on disk, whenever the process is killed.
     """
     last = ckpt_dir / LAST
-    tmp = ckpt_dir / f".{LAST}.new"
+    tmp = ckpt_dir / NEW
     atomic_save(state, tmp)
     if last.exists():
         os.replace(last, ckpt_dir / PREV)
@@ -152,22 +158,58 @@ def save_training_state(ckpt_dir: Path, state: dict[str, Any]) -> Path:
     return last
 
 
-def load_training_state(ckpt_dir: Path, log=print) -> dict[str, Any] | None:
-    """The newest readable full state in ``ckpt_dir`` (None when there is none at all)."""
-    candidates = [ckpt_dir / LAST, ckpt_dir / PREV]
+def find_training_state(ckpt_dir: Path, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable full state in ``ckpt_dir`` and the file it came from (None when there is none).
+
+    A damaged or missing ``last.pt`` next to a good ``last.prev.pt`` gives the latter, with a warning.
+    A complete new state that a kill stopped before its rename (see :func:`save_training_state`)
+    is the newest of all and comes first.
+    """
     errors = []
-    for path in candidates:
+    for path in (ckpt_dir / NEW, ckpt_dir / LAST, ckpt_dir / PREV):
         if not path.exists():
+            if path.name == LAST and (ckpt_dir / PREV).exists():
+                errors.append(f"{path}: missing")
             continue
         try:
             state = safe_load(path)
             if "step" not in state:
                 raise CheckpointError(f"{path}: a generator snapshot, not a full training state")
-            if errors:
-                log(f"warning: {errors[-1]}; resuming from {path.name} instead")
-            return state
         except CheckpointError as e:
-            errors.append(str(e))
+            if path.name != NEW:  # an unfinished write is no loss: last.pt is the state before it
+                errors.append(str(e))
+            continue
+        if errors:
+            log(f"warning: {errors[-1]}; resuming from {path.name} instead")
+        return path, state
     if errors:
         raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
+    return None
+
+
+def load_training_state(ckpt_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """The newest readable full state in ``ckpt_dir`` (None when there is none at all)."""
+    found = find_training_state(ckpt_dir, log=log)
+    return found[1] if found is not None else None
+
+
+def snapshot_problem(path: Path, *, full: bool = True) -> str | None:
+    """Why the generator snapshot ``path`` is unusable (None when it is fine or absent).
+
+    ``full=False`` only reads the zip directory at the end of the file: it finds the usual damage
+    (a truncated file) without reading a large snapshot.
+    """
+    if not path.exists():
+        return None
+    if not full:
+        try:
+            with zipfile.ZipFile(path) as z:
+                z.namelist()
+            return None
+        except (OSError, zipfile.BadZipFile) as e:
+            return f"not a readable checkpoint ({e})"
+    try:
+        safe_load(path)
+    except CheckpointError as e:
+        return str(e).split(": ", 1)[-1]
     return None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,28 +49,63 @@ class JsonlLog:
         self.path = path
 
     def append(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        """Append one row in one ``write`` (whole lines, even with another process appending too)."""
+        data = (json.dumps(row) + "\n").encode()
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size = os.fstat(fd).st_size
+            if size:
+                os.lseek(fd, size - 1, os.SEEK_SET)
+                if os.read(fd, 1) != b"\n":  # a line torn by a kill: start a new one
+                    data = b"\n" + data
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
-    def truncate_after(self, step: int) -> None:
+    def truncate_after(self, step: int, *, warn: Callable[[str], None] | None = None) -> None:
+        """Keep the rows up to ``step``; torn or garbage lines go too (``warn`` names them)."""
         if not self.path.exists():
             return
-        rows = [r for r in read_jsonl(self.path) if r.get("step", 0) <= step]
-        tmp = self.path.with_suffix(".tmp")
+        rows = [r for r in read_jsonl(self.path, warn=warn) if r["step"] <= step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         tmp.replace(self.path)
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    rows = []
+def _warn_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def read_jsonl(path: str | Path, *, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """The rows of a gankit jsonl file (objects with a numeric ``step``).
+
+    Lines that are not such rows (a line torn by a kill, bytes damaged on disk) are skipped, and
+    ``warn`` (default: stderr) gets one line naming the file, the first bad line and how many.
+    """
+    rows: list[dict[str, Any]] = []
     p = Path(path)
-    if not p.exists():
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
         return rows
-    for line in p.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill
+    bad: list[int] = []
+    for number, raw in enumerate(data.splitlines(), 1):
+        if not raw.strip():
             continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            row = None
+        step = row.get("step") if isinstance(row, dict) else None
+        if not isinstance(step, int | float) or isinstance(step, bool) or not math.isfinite(step):
+            bad.append(number)
+            continue
+        rows.append(row)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        (warn or _warn_stderr)(
+            f"warning: {p}, line {bad[0]}{more}: not a row of gankit's log (torn by a kill, or damaged); skipped"
+        )
     return rows
 
 
