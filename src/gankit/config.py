@@ -154,6 +154,10 @@ class TrainConfig:
     keep_snapshots: int = 5
     """Keep at most this many per-epoch generator snapshots (``G_epochNNNN.pt``), the newest; 0 keeps none.
     ``G_last.pt``, ``G_best.pt`` and the full state are always kept."""
+    keep_prev_state: bool = True
+    """Keep the previous full training state as ``checkpoints/last.prev.pt`` beside ``last.pt``, the fallback
+    should ``last.pt`` be damaged. false keeps ``last.pt`` only (one full state less on disk: 654 MiB for
+    pix2pix; smoke tests)."""
     dist_timeout_minutes: float = 60.0
     """Multi-process runs: how long the other processes wait for rank 0's end-of-epoch work (samples,
     validation, ``eval_every`` evaluation) before giving up."""

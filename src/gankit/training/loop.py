@@ -351,7 +351,9 @@ class Trainer:
             return
         self._check_finite()
         try:
-            save_training_state(self.ckpt_dir, self.state_dict())
+            save_training_state(
+                self.ckpt_dir, self.state_dict(), keep_prev=self.cfg.train.keep_prev_state, log=self.log
+            )
             atomic_save(self.snapshot(), self.ckpt_dir / "G_last.pt")
             if snapshot_name:
                 atomic_save(self.snapshot(), self.ckpt_dir / snapshot_name)
