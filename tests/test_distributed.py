@@ -74,6 +74,7 @@ def _launch(tmp_path: Path, mpl: Path, data: Path, out: Path, dump: Path, *, npr
         cmd = [sys.executable, str(script), str(data), str(out), str(dump), str(steps), str(bs)]
     res = subprocess.run(cmd, env=subprocess_env(tmp_path, mpl), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
+    (tmp_path / f"stderr{nproc}.txt").write_text(res.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,13 @@ def test_ranks_hold_identical_parameters(runs: dict[str, Path]) -> None:
     for net in ("G", "D"):
         for k in r0[net]:
             assert torch.equal(r0[net][k], r1[net][k]), f"{net}.{k} differs between ranks"
+
+
+def test_torchrun_stderr_has_no_future_warning(runs: dict[str, Path]) -> None:
+    """torch 2.14 deprecates DDP's ``broadcast_buffers``; passing it printed a FutureWarning per rank."""
+    stderr = (runs["tmp"] / "stderr2.txt").read_text()
+    assert "FutureWarning" not in stderr, stderr[-2000:]
+    assert "Warning" not in stderr, stderr[-2000:]
 
 
 def test_run_folder_written_once(runs: dict[str, Path]) -> None:

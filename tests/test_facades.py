@@ -268,7 +268,8 @@ def test_a_second_download_waits_and_uses_the_first(tmp_path: Path, monkeypatch:
     second.join(timeout=30)
     assert r1 == {"value": dest} and r2 == {"value": dest} and len(opened) == 1
     assert lines[-1] == f"using the facades set in {dest} (downloaded by another process)"
-    assert sorted(p.name for p in dest.iterdir()) == ["test", "train", "val"]
+    # the splits, and the marker that tells `gankit cache` the folder is a download
+    assert sorted(p.name for p in dest.iterdir()) == [".gankit-downloaded", "test", "train", "val"]
     assert sorted(p.name for p in dest.parent.iterdir()) == ["facades"]  # no archive, lock or temp folder left
 
 

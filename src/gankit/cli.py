@@ -130,7 +130,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="speed options: channels_last + torch.compile (+ bf16 autocast and TF32 on CUDA)",
+        help="GPU speed options: channels_last + torch.compile (+ bf16 autocast and TF32 on CUDA); none on CPU",
     )
     p.add_argument("--eval-every", type=int, metavar="EPOCHS", help="evaluate (as gankit eval) every N epochs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the per-epoch line stays)")

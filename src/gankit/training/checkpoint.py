@@ -4,8 +4,9 @@ Both kinds hold only state dicts, tensors and plain Python values, so they load 
 ``torch.load(weights_only=True)``: opening a checkpoint never runs code from the file.
 
 * ``checkpoints/last.pt``: everything needed to continue bit-exactly (models, optimizers, grad
-  scalers, EMA, counters, RNG states). The previous one is kept as ``last.prev.pt``; if ``last.pt``
-  is damaged, :func:`load_training_state` falls back to it with a message.
+  scalers, EMA, counters, RNG states). The previous one is kept as ``last.prev.pt`` (unless
+  ``train.keep_prev_state=false``); if ``last.pt`` is damaged, :func:`load_training_state` falls
+  back to it with a message.
 * ``checkpoints/G_*.pt``: the generator (EMA weights when enabled) and the config, for sampling,
   inference and metrics.
 """
@@ -17,6 +18,7 @@ import errno
 import os
 import random
 import re
+import shutil
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -143,19 +145,126 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def save_training_state(ckpt_dir: Path, state: dict[str, Any]) -> Path:
-    """Write ``last.pt``, keeping the previous one as ``last.prev.pt``.
+def save_training_state(
+    ckpt_dir: Path,
+    state: dict[str, Any],
+    *,
+    keep_prev: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> Path:
+    """Write ``last.pt``, keeping the previous one as ``last.prev.pt`` (``keep_prev``, the default).
 
     The new state is fully written (and fsynced) before any rename, so at every moment at least
-    one complete state exists on disk, whenever the process is killed.
+    one complete state exists on disk, whenever the process is killed. With ``keep_prev=False``
+    only ``last.pt`` stays (half the disk; no fallback if it is damaged later), and a
+    ``last.prev.pt`` left by earlier saves is removed.
+
+    Before the first state of a run (no ``last.pt`` yet) a run whose checkpoints would fill more
+    than :data:`DISK_SHARE` of the free disk gets one warning through ``log`` (see
+    :func:`disk_use_warning`).
     """
     last = ckpt_dir / LAST
+    if log is not None and not last.exists():
+        warning = disk_use_warning(ckpt_dir, state, keep_prev=keep_prev)
+        if warning:
+            log(f"warning: {warning}")
     tmp = ckpt_dir / NEW
     atomic_save(state, tmp)
-    if last.exists():
+    if last.exists() and keep_prev:
         os.replace(last, ckpt_dir / PREV)
     os.replace(tmp, last)
+    if not keep_prev:  # also a last.prev.pt of earlier saves: the option is there to free its space
+        (ckpt_dir / PREV).unlink(missing_ok=True)
     return last
+
+
+DISK_SHARE = 0.25
+"""A run expected to write more than this share of the free disk is warned about once."""
+
+
+def _tensor_bytes(obj: Any) -> int:
+    """Bytes of all tensors in a (nested) state dict."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def expected_disk_use(state: dict[str, Any], *, keep_prev: bool = True) -> dict[str, int]:
+    """What a run's checkpoints will take on disk, estimated from its first full state.
+
+    Returns bytes: ``full`` (one full state: G, D, both Adam moments of each, EMA), ``snapshot`` (one
+    generator file) and ``total``; and counts: ``states`` (``last.pt``, and ``last.prev.pt`` when
+    ``keep_prev``), ``snapshots`` (``G_last.pt``, ``G_best.pt`` for image-to-image, and the
+    ``epoch_snapshots`` the run will write, at most ``train.keep_snapshots``).
+    README.md's "Disk" table is this arithmetic for the presets' defaults.
+    """
+    model_bytes = _tensor_bytes(state.get("G")) + _tensor_bytes(state.get("D"))
+    # Adam's two moments per weight, counted whether or not an optimizer has stepped yet (D does not
+    # during train.pretrain_epochs); buffers are counted too, a negligible overestimate
+    others = {k: v for k, v in state.items() if k not in ("opt_G", "opt_D")}
+    full = _tensor_bytes(others) + 2 * model_bytes
+    snapshot = _tensor_bytes(state.get("ema") or state.get("G"))
+    cfg = state.get("config", {})
+    train, optim = cfg.get("train", {}), cfg.get("optim", {})
+    info = state.get("info", {})
+    total_epochs = int(train.get("pretrain_epochs", 0)) + int(train.get("epochs", 0))
+    total_epochs += int(optim.get("decay_epochs", 0))
+    epochs = total_epochs
+    images_per_step = int(state.get("batch_size", 1)) * int(state.get("world_size", 1))
+    per_epoch = int(info.get("num_images", 0)) // max(1, images_per_step)
+    if int(train.get("max_steps", 0)) and per_epoch:
+        epochs = min(epochs, int(train["max_steps"]) // per_epoch)
+    every = max(1, total_epochs // 10)  # the loop's snapshot interval (Trainer.end_of_epoch)
+    epoch_snapshots = min(int(train.get("keep_snapshots", 5)), epochs // every)
+    snapshots = 1 + (1 if int(info.get("in_channels", 0)) else 0) + epoch_snapshots  # G_last, G_best, epochs
+    states = 2 if keep_prev else 1
+    return {
+        "full": full,
+        "snapshot": snapshot,
+        "states": states,
+        "snapshots": snapshots,
+        "epoch_snapshots": epoch_snapshots,
+        "total": states * full + snapshots * snapshot,
+    }
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KiB") or n >= 100 else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def disk_use_warning(ckpt_dir: Path, state: dict[str, Any], *, keep_prev: bool = True) -> str | None:
+    """One line when the run's expected checkpoints exceed :data:`DISK_SHARE` of the free disk, else None."""
+    use = expected_disk_use(state, keep_prev=keep_prev)
+    try:
+        free = shutil.disk_usage(ckpt_dir).free
+    except OSError:
+        return None
+    if use["total"] <= DISK_SHARE * free:
+        return None
+    cuts = []
+    if keep_prev:
+        cuts.append(f"train.keep_prev_state=false keeps one full state ({_size(use['full'])} less)")
+    if use["epoch_snapshots"]:
+        epoch_bytes = use["epoch_snapshots"] * use["snapshot"]
+        cuts.append(f"train.keep_snapshots=0 drops the epoch snapshots ({_size(epoch_bytes)} less)")
+    cut = ("; --set " + ", ".join(cuts)) if cuts else ""
+    return (
+        f"this run's checkpoints will take about {_size(use['total'])} ({_count(use['states'], 'full state')} "
+        f"of {_size(use['full'])}, {_count(use['snapshots'], 'generator file')} of {_size(use['snapshot'])}) and "
+        f"{ckpt_dir} has {_size(free)} free{cut} (README: Disk)"
+    )
 
 
 def find_training_state(ckpt_dir: Path, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]] | None:

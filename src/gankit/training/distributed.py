@@ -90,8 +90,11 @@ def wrap(model: nn.Module, env: DistEnv, device: torch.device, *, sync_bn: bool 
             )
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
-    # broadcast_buffers keeps BatchNorm running statistics equal to rank 0's on every rank
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=True)
+    # DDP's default syncs buffers from rank 0 at init and before every forward, which keeps BatchNorm
+    # running statistics equal to rank 0's on every rank. The default is left implicit: torch 2.14
+    # deprecates the `broadcast_buffers` argument (a FutureWarning per rank and model) in favour of
+    # `forward_sync_buffers`, which torch < 2.14 does not know.
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
 def unwrap(model: nn.Module) -> nn.Module:

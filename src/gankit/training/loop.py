@@ -562,7 +562,12 @@ class Trainer:
             return
         self._check_finite()
         with self._checkpoint_errors():
-            save_training_state(self.ckpt_dir, self.state_dict(pending_epoch_end=pending_epoch_end))
+            save_training_state(
+                self.ckpt_dir,
+                self.state_dict(pending_epoch_end=pending_epoch_end),
+                keep_prev=self.cfg.train.keep_prev_state,
+                log=self.log,
+            )
 
     def _save_snapshots(self, names: list[str]) -> None:
         """The generator snapshot under each of ``names`` in checkpoints/ (rank 0 only)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 import platform
 from dataclasses import dataclass
 
@@ -35,13 +36,24 @@ class SpeedPlan:
     warnings: tuple[str, ...] = ()
 
 
+FAST_ON_CPU = (
+    "--fast (train.fast) changes nothing on CPU: torch.compile and channels_last made no step faster there "
+    "(MLP GANs 0.8-0.95x, DCGAN within noise, U-Net 0.85x, after 10-70 s of compiling; BENCHMARKS.md), so this run "
+    "trains as without it; --set train.compile=true or train.channels_last=true still turn them on"
+)
+"""The one line a CPU run with ``train.fast`` logs (as a warning: the user asked for speed it cannot get)."""
+
+
 def plan(t: TrainConfig, device: torch.device, *, convolutional: bool) -> SpeedPlan:
     """Resolve the speed options of ``t`` for ``device``.
 
-    ``train.fast`` means channels_last (convolutional models) + torch.compile everywhere, and on CUDA
-    also bf16 autocast (unless ``amp`` is set) and TF32. It never turns bf16 on for a CPU: without
-    native bf16 instructions (AVX512-BF16/AMX) bf16 convolutions and matmuls are emulated, 3.5-17x
-    slower per step on an AVX2 CPU (BENCHMARKS.md).
+    ``train.fast`` means, on CUDA, channels_last (convolutional models) + torch.compile + bf16 autocast
+    (unless ``amp`` is set) + TF32; on other GPUs channels_last + torch.compile. On a CPU it adds
+    nothing and says so (:data:`FAST_ON_CPU`): measured there, torch.compile was slower on the MLPs,
+    within noise on DCGAN and slower on the U-Net after 10-70 s of compiling, channels_last slower on
+    the U-Net (the DCGAN presets already train in it), and bf16 without native instructions
+    (AVX512-BF16/AMX) is emulated, 3.5-17x slower per step on an AVX2 CPU (BENCHMARKS.md). The
+    explicit ``train.compile`` / ``train.channels_last`` still apply on a CPU.
     """
     cuda = device.type == "cuda"
     amp = t.amp
@@ -50,14 +62,17 @@ def plan(t: TrainConfig, device: torch.device, *, convolutional: bool) -> SpeedP
     if t.fast and cuda and amp == "none":
         amp = "bf16"
     warnings: list[str] = []
+    fast = t.fast and device.type != "cpu"
+    if t.fast and not fast:
+        warnings.append(FAST_ON_CPU)
     if amp == "bf16" and device.type == "cpu" and not cpu_has_native_bf16():
         warnings.append(
             "train.amp=bf16 on a CPU without native bf16 instructions (AVX512-BF16/AMX): steps run several "
             "times slower than in fp32 (3.5-17x measured on AVX2); train.amp=none is the fast choice here"
         )
     return SpeedPlan(
-        channels_last=(t.channels_last or t.fast) and convolutional,
-        compile=t.compile or t.fast,
+        channels_last=(t.channels_last or fast) and convolutional,
+        compile=t.compile or fast,
         amp=amp,
         tf32=t.fast and cuda,
         keep_memory=t.keep_memory and device.type == "cpu" and _is_glibc(),
@@ -73,6 +88,23 @@ def apply(p: SpeedPlan) -> None:
         torch.backends.cudnn.benchmark = True
     if p.keep_memory:
         keep_freed_memory()
+    if p.compile:
+        quiet_cuda_probe()
+
+
+def _not_cuda_probe(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("No CUDA runtime is found")
+
+
+@functools.cache
+def quiet_cuda_probe() -> None:
+    """Drop torch's "No CUDA runtime is found, using CUDA_HOME=..." log line.
+
+    Inductor imports ``torch.utils.cpp_extension`` on the first compiled call, which logs that line
+    whenever a CUDA toolkit folder exists on a machine without a usable GPU: true, and irrelevant to
+    a CPU run. Only that message of that logger is filtered; everything else it logs still shows.
+    """
+    logging.getLogger("torch.utils.cpp_extension").addFilter(_not_cuda_probe)
 
 
 @functools.cache
