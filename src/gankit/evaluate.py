@@ -214,7 +214,7 @@ class Evaluation:
     def class_accuracy(self) -> dict[str, float]:
         loaded = self._need_generator("noise")
         k = loaded.info.num_classes
-        if not k or loaded.family.name != "cgan":
+        if not k or not loaded.family.conditional:
             raise MetricUnavailable("cls_acc is for class-conditional generators (cgan)")
         model = self.extractor("classifier").model  # type: ignore[attr-defined]
         if model.num_classes != k:
@@ -415,7 +415,7 @@ def evaluate(
     clf = _choose_classifier(dataset, loaded.cfg.data, classifier, log) if kind == "noise" and labelled else None
     if metrics is None:
         metrics = default_metrics(
-            kind, space=loaded.info.space, conditional=loaded.family.name == "cgan", classifier=labelled
+            kind, space=loaded.info.space, conditional=loaded.family.conditional, classifier=labelled
         )
     _check_names(metrics, kind)
     ev = Evaluation(

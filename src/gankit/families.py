@@ -2,22 +2,42 @@
 
 ``register_family`` / ``get_family`` / ``list_families`` follow torchvision's model registry. A
 family's ``kind`` selects its objective: ``noise`` (noise -> image: gan, cgan, dcgan) or
-``paired`` (image -> image: pix2pix, colorize).
+``paired`` (image -> image: pix2pix, colorize). The registry is the one list of families: ``gankit
+list``, the report, ``gankit serve``, export and the training loop all read it. Importing this
+module loads no torch (builders import their networks when called), so ``gankit list`` stays fast.
+
+Adding a family takes three steps (``tests/test_new_family.py`` does them for a tiny "toy" family):
+
+1. **A model file**, ``gankit/models/<name>.py``: the generator and discriminator as ``nn.Module``
+   classes. A ``noise`` generator is called ``G(z, labels)`` with ``z`` of shape ``(N, model.z_dim)``
+   (``labels`` None unless ``conditional``) and returns images in [-1, 1] of shape ``(N, C, H, W)``;
+   its discriminator is called ``D(images, labels)`` and returns logits. A ``paired`` generator maps
+   ``G(input)`` to the target; its discriminator gets input and image stacked as channels and returns
+   (patch) logits (:mod:`gankit.objectives`).
+2. **A registration**, here (or in any module imported before use): a builder decorated with
+   :func:`register_family`, which reads ``cfg.model`` fields and the data facts (``DataInfo``:
+   channels, resolution, classes) and returns ``(G, D)``; ``model_fields`` names the fields it reads.
+3. **A preset** of the same name, :func:`gankit.presets.register_preset` (or an entry in
+   :data:`gankit.presets.PRESETS`): the family, its dataset and the paper's settings.
+
+Nothing else names families: objectives, checkpoints, sampling, evaluation, the report and the
+demo go by the family's ``kind`` and ``conditional``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from gankit.config import Config
-from gankit.data.base import DataInfo
-from gankit.losses import get_gan_loss
-from gankit.models.layers import init_weights
 
-Builder = Callable[[Config, DataInfo], tuple[nn.Module, nn.Module]]
+if TYPE_CHECKING:
+    from torch import nn
+
+    from gankit.data.base import DataInfo
+
+Builder = Callable[[Config, "DataInfo"], "tuple[nn.Module, nn.Module]"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +70,8 @@ class Family:
             note = critic_norm_note(cfg)
             if note:
                 log(note)
+        from gankit.models.layers import init_weights
+
         G, D = self.build_models(cfg, info)
         if init:
             init_weights(G, cfg.model.init, cfg.model.init_gain)
@@ -89,6 +111,8 @@ def critic_norm(cfg: Config) -> str:
     statistics. Gulrajani et al. (2017, section 4) drop batch norm from the critic and recommend layer
     normalization in its place. The generator keeps ``model.norm``.
     """
+    from gankit.losses import get_gan_loss
+
     if cfg.model.d_norm != "auto":
         return cfg.model.d_norm
     if cfg.model.norm == "batch" and get_gan_loss(cfg.loss.gan).gradient_penalty:
@@ -98,6 +122,8 @@ def critic_norm(cfg: Config) -> str:
 
 def critic_norm_note(cfg: Config) -> str | None:
     """A log line saying how the critic's norm departs from ``model.norm`` (None when it does not)."""
+    from gankit.losses import get_gan_loss
+
     norm = critic_norm(cfg)
     penalty = get_gan_loss(cfg.loss.gan).gradient_penalty
     if cfg.model.d_norm == "auto" and norm != cfg.model.norm:
@@ -114,6 +140,7 @@ def critic_norm_note(cfg: Config) -> str | None:
 
 
 def get_family(name: str) -> Family:
+    """The family registered as ``name``; a ValueError lists the known ones."""
     try:
         return FAMILIES[name]
     except KeyError:
@@ -121,6 +148,7 @@ def get_family(name: str) -> Family:
 
 
 def list_families() -> list[str]:
+    """The registered families' names, in registration order."""
     return list(FAMILIES)
 
 
