@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from gankit.cli import main
 from gankit.config import Config
 from gankit.data.base import DataInfo
-from gankit.families import FAMILIES, register_family
-from gankit.presets import PRESETS, register_preset
+from gankit.families import FAMILIES, register_family, register_preset
+from gankit.presets import PRESETS
 from gankit.sampling import load_generator, sample
 
 # ----------------------------------------------------------------------------- step 1: the model file

@@ -17,7 +17,7 @@ Adding a family takes three steps (``tests/test_new_family.py`` does them for a 
 2. **A registration**, here (or in any module imported before use): a builder decorated with
    :func:`register_family`, which reads ``cfg.model`` fields and the data facts (``DataInfo``:
    channels, resolution, classes) and returns ``(G, D)``; ``model_fields`` names the fields it reads.
-3. **A preset** of the same name, :func:`gankit.presets.register_preset` (or an entry in
+3. **A preset** of the same name, :func:`register_preset` (or an entry in
    :data:`gankit.presets.PRESETS`): the family, its dataset and the paper's settings.
 
 Nothing else names families: objectives, checkpoints, sampling, evaluation, the report and the
@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from gankit.config import Config
+from gankit.config import Config, ConfigError, make_config
 
 if TYPE_CHECKING:
     from torch import nn
@@ -100,6 +100,27 @@ def register_family(
         return fn
 
     return wrap
+
+
+def register_preset(name: str, family: str, values: dict[str, Any]) -> None:
+    """Add the preset ``name`` of the registered ``family`` to :data:`gankit.presets.PRESETS`.
+
+    ``values`` are dotted config keys, as ``--set`` takes them. They are checked at once, as
+    :func:`gankit.config.make_config` will apply them: an unknown key or a wrong type is a
+    :class:`~gankit.config.ConfigError` here rather than at the first ``gankit train``. A name already
+    taken, or a family not registered, is a ValueError.
+    """
+    from gankit.presets import PRESETS
+
+    if name in PRESETS:
+        raise ValueError(f"preset '{name}' registered twice")
+    get_family(family)  # a ValueError naming the registered families
+    PRESETS[name] = {"family": family, **values}
+    try:
+        make_config(name)
+    except ConfigError:
+        del PRESETS[name]
+        raise
 
 
 def critic_norm(cfg: Config) -> str:

@@ -3,8 +3,8 @@
 A preset is a plain dictionary of dotted config keys (``"train.epochs": 20``) plus ``"family"``,
 applied on top of :class:`gankit.config.Config`'s defaults by :func:`gankit.config.make_config`
 (then ``--config FILE`` and ``--set key=value``). ``gankit train PRESET`` and ``gankit list`` read
-:data:`PRESETS`; a new family adds its preset with :func:`register_preset` (see :mod:`gankit.families`).
-No torch import, so the CLI can list and check presets before loading a model stack.
+:data:`PRESETS`; a new family adds its preset with :func:`gankit.families.register_preset`, which
+checks it. This module imports nothing (config reads it; it reads no config), and no torch.
 """
 
 from __future__ import annotations
@@ -94,27 +94,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.n_samples": 8,
     },
 }
-
-
-def register_preset(name: str, family: str, values: dict[str, Any]) -> None:
-    """Add the preset ``name`` of ``family`` with ``values`` (dotted config keys, as ``--set`` takes them).
-
-    The values are checked at once, as :func:`gankit.config.make_config` will apply them: an unknown
-    key or a wrong type is a :class:`~gankit.config.ConfigError` here rather than at the first
-    ``gankit train``. A name already taken, or a family not registered, is a ValueError.
-    """
-    from gankit.config import ConfigError, make_config
-    from gankit.families import get_family
-
-    if name in PRESETS:
-        raise ValueError(f"preset '{name}' registered twice")
-    get_family(family)  # a ValueError naming the registered families
-    PRESETS[name] = {"family": family, **values}
-    try:
-        make_config(name)
-    except ConfigError:
-        del PRESETS[name]
-        raise
 
 
 def list_presets(family: str | None = None) -> list[str]:
