@@ -92,6 +92,9 @@ def test_a_sixth_family_trains_samples_and_is_listed(
     listed = capsys.readouterr().out
     assert re.search(r"\n  toy +noise +toy GAN: one linear layer each\n", listed)
     assert re.search(r"\n  toy +family=toy +data=fashion-mnist\n", listed)
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "PRESET is a family name (gan, cgan, dcgan, pix2pix, colorize, toy)" in capsys.readouterr().out
 
     assert main(["report", str(run), "--device", "cpu"]) == 0
     page = (run / "report.html").read_text()

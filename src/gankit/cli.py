@@ -96,11 +96,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from gankit.families import FAMILIES  # the registry (no torch): a registered family is named here
+
     p = sub.add_parser(
         "train",
         help="train a model family or named preset",
         description="Train a GAN into a run folder (config.yaml, checkpoints/, samples/, stats.jsonl, loss.png).\n"
-        "PRESET is a family name (gan, cgan, dcgan, pix2pix, colorize) or a named preset (see 'gankit list');\n"
+        f"PRESET is a family name ({', '.join(FAMILIES)}) or a named preset (see 'gankit list');\n"
         "'classifier' trains the small CNN whose features the offline *_clf metrics use.\n\n"
         "examples:\n"
         "  gankit train gan --epochs 10\n"
