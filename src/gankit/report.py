@@ -29,7 +29,7 @@ from gankit.config import Config, ConfigError
 from gankit.data.errors import DataError
 from gankit.families import get_family
 from gankit.formatting import data_source
-from gankit.metrics import EVAL_META_COLUMNS, better, eval_metric_keys
+from gankit.metrics import EVAL_META_COLUMNS, MetricUnavailable, better, eval_metric_keys
 from gankit.rundata import run_data
 from gankit.training.stats import read_jsonl
 
@@ -292,7 +292,6 @@ def best_worst(
     """The ``k`` best and worst val examples of an image-to-image run as input | output | target, scored by
     :func:`gankit.evaluate.score_pairs` with the data where :meth:`~gankit.rundata.RunData.local_config` finds them."""
     from gankit.evaluate import score_pairs
-    from gankit.metrics import MetricUnavailable
 
     data_cfg, why = run_data(records.record, records.cfg.data).local_config()
     if data_cfg is None:
@@ -513,7 +512,7 @@ def _examples_html(ex: Examples, r: RunRecords) -> str:
     check = f"; the last epoch's validation gave val_l1 {last_val[-1]:.4f}" if last_val else ""
     parts = [
         f'<p class="sub">{ex.n} val images scored with {_e(ex.checkpoint)}: L1 in the model\'s [-1, 1] range '
-        f"(lower is better), mean {ex.mean_l1:.4f}{check}.</p>"
+        f"({better('l1')}), mean {ex.mean_l1:.4f}{check}.</p>"
     ]
     for title, items in (("best (lowest L1)", ex.best), ("worst (highest L1)", ex.worst)):
         columns = '<div class="columns"><span>input</span><span>output</span><span>target</span></div>'
