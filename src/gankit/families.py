@@ -20,8 +20,11 @@ Adding a family takes three steps (``tests/test_new_family.py`` does them for a 
 3. **A preset** of the same name, :func:`register_preset` (or an entry in
    :data:`gankit.presets.PRESETS`): the family, its dataset and the paper's settings.
 
-Nothing else names families: objectives, checkpoints, sampling, evaluation, the report and the
-demo go by the family's ``kind`` and ``conditional``.
+Nothing else has to name a new family: the CLI's choices, help and ``gankit list``, objectives,
+checkpoints, sampling, evaluation, the report, export and the demo go by the registry and the
+family's ``kind`` and ``conditional`` (the few places that name a family, such as the importers of
+reference checkpoints in :mod:`gankit.interop`, are about that family alone). A family registered
+outside this module must be registered again (its module imported) before a process loads its runs.
 """
 
 from __future__ import annotations

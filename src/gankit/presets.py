@@ -94,8 +94,3 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.n_samples": 8,
     },
 }
-
-
-def list_presets(family: str | None = None) -> list[str]:
-    """The presets' names (of ``family`` only, when given), in registration order."""
-    return [name for name, p in PRESETS.items() if family is None or p["family"] == family]
