@@ -90,7 +90,6 @@ def pix2pix_run(env: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactor
     fake = lambda data_cfg, split="train", **kw: sets[split]  # noqa: E731
     env.setattr("gankit.training.loop.build_dataset", fake)
     env.setattr("gankit.evaluate.build_dataset", fake)
-    env.setattr("gankit.report.build_dataset", fake)
     train(cfg, tmp / "run", log=quiet)
     evaluate(tmp / "run", metrics=["l1", "psnr", "ssim"], device="cpu", log=quiet)
     return tmp / "run", sets["val"]
@@ -344,7 +343,7 @@ def test_colorize_report_shows_lab_examples(env: pytest.MonkeyPatch, tmp_path: P
     with pytest.MonkeyPatch.context() as mp:
         fake = lambda data_cfg, split="train", **kw: sets[split]  # noqa: E731
         mp.setattr("gankit.training.loop.build_dataset", fake)
-        mp.setattr("gankit.report.build_dataset", fake)
+        mp.setattr("gankit.evaluate.build_dataset", fake)  # the report scores its examples through evaluate
         train(cfg, tmp_path / "run", log=quiet)
         page, tags = _report(tmp_path / "run")
     assert_self_contained(page, tags)

@@ -18,6 +18,8 @@ _EXPORTS = {
     "make_config": "gankit.config",
     "get_family": "gankit.families",
     "list_families": "gankit.families",
+    "register_family": "gankit.families",
+    "register_preset": "gankit.families",
     "load_generator": "gankit.sampling",
     "sample": "gankit.sampling",
     "Trainer": "gankit.training.loop",

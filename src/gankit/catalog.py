@@ -1,19 +1,10 @@
 """What ``gankit list`` shows, importable without torch (the CLI answers before torch loads).
 
-The family registry (:mod:`gankit.families`) and the dataset table (:mod:`gankit.data`) stay the
-sources of truth; a test checks that this catalog matches them.
+The dataset table (:mod:`gankit.data`) stays the source of truth; a test checks that this catalog
+matches it. Families are listed from their registry (:mod:`gankit.families` loads no torch).
 """
 
 from __future__ import annotations
-
-FAMILIES: dict[str, tuple[str, str]] = {
-    "gan": ("noise", "MLP GAN (Goodfellow et al. 2014), Fashion-MNIST"),
-    "cgan": ("noise", "class-conditional MLP GAN (Mirza & Osindero 2014)"),
-    "dcgan": ("noise", "DCGAN (Radford et al. 2016), 64x64 faces or any folder"),
-    "pix2pix": ("paired", "pix2pix (Isola et al. 2017): U-Net + PatchGAN, adversarial + L1"),
-    "colorize": ("paired", "pix2pix in Lab space: L -> ab colorization"),
-}
-"""name -> (kind, description), as registered in gankit.families."""
 
 DATASETS: dict[str, str] = {
     "fashion-mnist": "Fashion-MNIST IDX files (60k/10k, 28x28, 10 classes); Debian: dataset-fashion-mnist",

@@ -33,13 +33,24 @@ typical use:
 Run 'gankit COMMAND --help' for the options of a command.
 """
 
-FAMILY_NEXT_STEP = {
-    "gan": "gankit sample {run} --n 64 --out {run}/generated --grid {run}/grid.png",
-    "cgan": "gankit sample {run} --n 100 --labels balanced --out {run}/generated --grid {run}/classes.png",
-    "dcgan": "gankit sample {run} --n 64 --out {run}/generated --grid {run}/grid.png",
-    "pix2pix": "gankit translate {run} LABELS.png --out {run}/translated",
-    "colorize": "gankit colorize {run} PHOTO.jpg --out {run}/colorized",
+NEXT_STEP = {
+    "noise": "gankit sample {run} --n 64 --out {run}/generated --grid {run}/grid.png",
+    "conditional": "gankit sample {run} --n 100 --labels balanced --out {run}/generated --grid {run}/classes.png",
+    "paired": "gankit translate {run} LABELS.png --out {run}/translated",
+    "colorization": "gankit colorize {run} PHOTO.jpg --out {run}/colorized",
 }
+"""What to run after training, by the family's kind (so that every registered family has a line)."""
+
+
+def next_step(cfg: Config, run: Path) -> str:
+    """The command to try after training ``cfg`` into ``run``."""
+    from gankit.families import get_family
+
+    family = get_family(cfg.family)
+    kind = "conditional" if family.conditional else family.kind
+    if kind == "paired" and cfg.data.name == "colorization":
+        kind = "colorization"
+    return NEXT_STEP[kind].format(run=run)
 
 
 def _set_thread_waiting() -> None:
@@ -85,11 +96,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from gankit.families import FAMILIES  # the registry (no torch): a registered family is named here
+
     p = sub.add_parser(
         "train",
         help="train a model family or named preset",
         description="Train a GAN into a run folder (config.yaml, checkpoints/, samples/, stats.jsonl, loss.png).\n"
-        "PRESET is a family name (gan, cgan, dcgan, pix2pix, colorize) or a named preset (see 'gankit list');\n"
+        f"PRESET is a family name ({', '.join(FAMILIES)}) or a named preset (see 'gankit list');\n"
         "'classifier' trains the small CNN whose features the offline *_clf metrics use.\n\n"
         "examples:\n"
         "  gankit train gan --epochs 10\n"
@@ -353,7 +366,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     run = result.out_dir
     print(f"done: {result.step} steps, epoch {result.epoch} in {run} (samples/, loss.png, checkpoints/G_last.pt)")
-    print("next: " + FAMILY_NEXT_STEP[cfg.family].format(run=run))
+    print("next: " + next_step(cfg, run))
     return 0
 
 
@@ -444,11 +457,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from gankit.catalog import DATASETS, FAMILIES
+    from gankit.catalog import DATASETS
+    from gankit.families import FAMILIES  # the registry itself: no torch import
 
     print("families:")
-    for name, (kind, description) in FAMILIES.items():
-        print(f"  {name:<16} {kind:<7} {description}")
+    for name, family in FAMILIES.items():
+        print(f"  {name:<16} {family.kind:<7} {family.description}")
     print("presets:")
     for name, p in PRESETS.items():
         extra = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in p.items() if k in ("data.resolution", "data.channels"))

@@ -22,6 +22,7 @@ import yaml
 
 from gankit.catalog import STORAGES
 from gankit.locks import atomic_path
+from gankit.presets import PRESETS
 
 
 class ConfigError(ValueError):
@@ -347,94 +348,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a config file must hold a mapping of sections, got {type(data).__name__}")
     return _flatten(data)
-
-
-# ----------------------------------------------------------------------------------------------
-# Presets: every family has a preset of its own name holding the paper/seed settings.
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "gan": {
-        "family": "gan",
-        "data.name": "fashion-mnist",
-        "model.z_dim": 64,
-        "model.g_hidden": [256, 256],
-        "model.d_hidden": [256, 256],
-        "model.init": "default",
-        "train.batch_size": 100,
-        "train.epochs": 20,
-    },
-    "cgan": {
-        "family": "cgan",
-        "data.name": "fashion-mnist",
-        "model.z_dim": 100,
-        "model.embed_dim": 10,
-        "model.g_hidden": [256, 512, 1024],
-        "model.d_hidden": [1024, 512, 256],
-        "model.d_dropout": 0.3,
-        "model.init": "default",
-        "train.batch_size": 100,
-        "train.epochs": 30,
-        "train.n_samples": 100,
-    },
-    "dcgan": {
-        "family": "dcgan",
-        "data.name": "celeba",
-        "data.resolution": 64,
-        "data.channels": 3,
-        "model.z_dim": 100,
-        "train.batch_size": 128,
-        "train.epochs": 5,
-        "train.channels_last": True,  # 1.05-1.2x on CPU (BENCHMARKS.md)
-    },
-    "dcgan-fmnist": {
-        "family": "dcgan",
-        "data.name": "fashion-mnist",
-        "data.resolution": 64,
-        "data.channels": 1,
-        "model.z_dim": 100,
-        "train.batch_size": 128,
-        "train.epochs": 5,
-        "train.channels_last": True,  # 1.05-1.2x on CPU (BENCHMARKS.md)
-    },
-    "dcgan-fmnist32": {
-        "family": "dcgan",
-        "data.name": "fashion-mnist",
-        "data.resolution": 32,
-        "data.channels": 1,
-        "model.z_dim": 100,
-        "train.batch_size": 128,
-        "train.epochs": 10,
-        "train.channels_last": True,  # 1.05-1.2x on CPU (BENCHMARKS.md)
-    },
-    "pix2pix": {
-        "family": "pix2pix",
-        "data.name": "facades",
-        "data.resolution": 256,
-        "data.load_size": 286,
-        "data.direction": "AtoB",
-        "model.g_dropout": 0.5,
-        "loss.gan": "vanilla",
-        "loss.d_scale": 0.5,
-        "loss.l1_weight": 100.0,
-        "train.batch_size": 1,
-        "train.epochs": 100,
-        "optim.decay_epochs": 100,
-        "train.n_samples": 8,
-    },
-    "colorize": {
-        "family": "colorize",
-        "data.name": "colorization",
-        "data.resolution": 256,
-        "data.load_size": 256,
-        "model.g_dropout": 0.5,
-        "loss.gan": "vanilla",
-        "loss.d_scale": 0.5,
-        "loss.l1_weight": 100.0,
-        "train.batch_size": 16,
-        "train.epochs": 20,
-        "train.n_samples": 8,
-    },
-}
 
 
 def diff_configs(old: Config, new: Config) -> list[tuple[str, Any, Any]]:

@@ -21,6 +21,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,6 +35,7 @@ from gankit.metrics import METRICS, MetricUnavailable, eval_metric_keys, get_met
 from gankit.metrics.classifier import ClassifierChoice, locate_classifier, user_classifier_paths
 from gankit.metrics.features import ClassifierFeatures, FeatureExtractor, InceptionFeatures
 from gankit.paths import cache_dir
+from gankit.rundata import run_data
 from gankit.sampling import LoadedGenerator, choose_labels, load_generator
 from gankit.training.checkpoint import safe_load
 from gankit.training.stats import JsonlLog, read_jsonl
@@ -212,7 +214,7 @@ class Evaluation:
     def class_accuracy(self) -> dict[str, float]:
         loaded = self._need_generator("noise")
         k = loaded.info.num_classes
-        if not k or loaded.family.name != "cgan":
+        if not k or not loaded.family.conditional:
             raise MetricUnavailable("cls_acc is for class-conditional generators (cgan)")
         model = self.extractor("classifier").model  # type: ignore[attr-defined]
         if model.num_classes != k:
@@ -413,7 +415,7 @@ def evaluate(
     clf = _choose_classifier(dataset, loaded.cfg.data, classifier, log) if kind == "noise" and labelled else None
     if metrics is None:
         metrics = default_metrics(
-            kind, space=loaded.info.space, conditional=loaded.family.name == "cgan", classifier=labelled
+            kind, space=loaded.info.space, conditional=loaded.family.conditional, classifier=labelled
         )
     _check_names(metrics, kind)
     ev = Evaluation(
@@ -461,14 +463,11 @@ def recorded_data(name: str, where: Path = Path(".")) -> tuple[str, Path] | None
     found: list[tuple[float, str, Path]] = []
     for record in {*where.glob("runs/*/run.json"), *where.glob("*/run.json")}:
         try:
-            dataset = json.loads(record.read_text()).get("dataset")
-        except (OSError, ValueError, AttributeError):
+            recorded = run_data(json.loads(record.read_text()))
+        except (OSError, ValueError):
             continue  # not a run record gankit can read; other folders may have one
-        if not isinstance(dataset, dict) or dataset.get("name") != name:
-            continue
-        source = dataset.get("source")
-        if isinstance(source, str) and source and Path(source).is_dir():
-            found.append((record.stat().st_mtime, source, record))
+        if recorded.name == name and recorded.local_source:
+            found.append((record.stat().st_mtime, recorded.local_source, record))
     if not found:
         return None
     _, source, record = max(found)
@@ -536,6 +535,75 @@ def real_vs_real(
     results = ev.run(metrics)
     log(f"{data_cfg.name} ({ev.header()}): " + format_results(results, clf))
     return results
+
+
+@dataclass
+class PairScores:
+    """Every pair of an image-to-image split scored with a generator by L1 (the report's best and worst examples)."""
+
+    loaded: LoadedGenerator
+    data: TrainSet
+    l1: Tensor
+    """Per pair: mean absolute error in the model's [-1, 1] range, as the training loop's validation computes it."""
+
+    @property
+    def names(self) -> list[str]:
+        """The pairs' names (file stems), else their indices."""
+        return list(getattr(self.data, "names", [])) or [str(i) for i in range(len(self.l1))]
+
+    def ranked(self, k: int) -> tuple[list[int], list[int]]:
+        """The ``k`` best pairs (lowest L1 first) and the ``k`` worst (highest first); with fewer than
+        ``2k`` pairs the worst list repeats none of the best."""
+        order = self.l1.argsort(stable=True).tolist()
+        best = order[: min(k, len(order))]
+        return best, [i for i in reversed(order) if i not in best][:k]
+
+    @torch.no_grad()
+    def translate(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+        """(input, output, target) of the pairs ``indices``, as float tensors on the CPU."""
+        dev = next(self.loaded.G.parameters()).device
+        b = self.data.batch(torch.tensor(indices), device=dev, generator=None)
+        out = self.loaded.G(b["input"]).float()
+        return b["input"].float().cpu(), out.cpu(), b["target"].float().cpu()
+
+
+@torch.no_grad()
+def score_pairs(
+    run: str | Path,
+    data_cfg: DataConfig,
+    *,
+    split: str = "val",
+    device: str = "auto",
+    batch_size: int = 16,
+    log: Log = print,
+) -> PairScores:
+    """Score every pair of ``split`` with the run's generator (``G_last.pt``, as ``gankit eval``) by L1.
+
+    ``data_cfg`` says where the data are (:meth:`gankit.rundata.RunData.local_config`). Raises
+    :class:`MetricUnavailable` saying why when there is no generator, the data cannot be loaded or
+    the split is empty.
+    """
+    from gankit.data.errors import DataError
+    from gankit.training.checkpoint import CheckpointError
+
+    try:
+        loaded = load_generator(run, device=resolve_device(device))
+    except CheckpointError as e:
+        raise MetricUnavailable(f"no generator to score with ({e})") from None
+    try:
+        data = build_dataset(data_cfg, split, log=lambda msg: None)
+    except (DataError, OSError) as e:
+        raise MetricUnavailable(f"the {split} data could not be loaded ({str(e).splitlines()[0]})") from None
+    if len(data) == 0:
+        raise MetricUnavailable(f"the {split} split is empty")
+    dev = next(loaded.G.parameters()).device
+    log(f"scoring {len(data)} {split} images with {loaded.path.name} by L1")
+    l1s = []
+    for start in range(0, len(data), batch_size):
+        b = data.batch(torch.arange(start, min(start + batch_size, len(data))), device=dev, generator=None)
+        out = loaded.G(b["input"]).float()
+        l1s.append((out - b["target"].float()).abs().flatten(1).mean(1).cpu())
+    return PairScores(loaded, data, torch.cat(l1s))
 
 
 def plot_metrics(run_dir: str | Path) -> Path | None:

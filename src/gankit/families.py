@@ -2,22 +2,45 @@
 
 ``register_family`` / ``get_family`` / ``list_families`` follow torchvision's model registry. A
 family's ``kind`` selects its objective: ``noise`` (noise -> image: gan, cgan, dcgan) or
-``paired`` (image -> image: pix2pix, colorize).
+``paired`` (image -> image: pix2pix, colorize). The registry is the one list of families: ``gankit
+list``, the report, ``gankit serve``, export and the training loop all read it. Importing this
+module loads no torch (builders import their networks when called), so ``gankit list`` stays fast.
+
+Adding a family takes three steps (``tests/test_new_family.py`` does them for a tiny "toy" family):
+
+1. **A model file**, ``gankit/models/<name>.py``: the generator and discriminator as ``nn.Module``
+   classes. A ``noise`` generator is called ``G(z, labels)`` with ``z`` of shape ``(N, model.z_dim)``
+   (``labels`` None unless ``conditional``) and returns images in [-1, 1] of shape ``(N, C, H, W)``;
+   its discriminator is called ``D(images, labels)`` and returns logits. A ``paired`` generator maps
+   ``G(input)`` to the target; its discriminator gets input and image stacked as channels and returns
+   (patch) logits (:mod:`gankit.objectives`).
+2. **A registration**, here (or in any module imported before use): a builder decorated with
+   :func:`register_family`, which reads ``cfg.model`` fields and the data facts (``DataInfo``:
+   channels, resolution, classes) and returns ``(G, D)``; ``model_fields`` names the fields it reads.
+3. **A preset** of the same name, :func:`register_preset` (or an entry in
+   :data:`gankit.presets.PRESETS`): the family, its dataset and the paper's settings.
+
+Nothing else has to name a new family: the CLI's choices, help and ``gankit list``, objectives,
+checkpoints, sampling, evaluation, the report, export and the demo go by the registry and the
+family's ``kind`` and ``conditional`` (the few places that name a family, such as the importers of
+reference checkpoints in :mod:`gankit.interop`, are about that family alone). A family registered
+outside this module must be registered again (its module imported) before a process loads its runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+from gankit.config import Config, ConfigError, make_config
 
-from gankit.config import Config
-from gankit.data.base import DataInfo
-from gankit.losses import get_gan_loss
-from gankit.models.layers import init_weights
+if TYPE_CHECKING:
+    from torch import nn
 
-Builder = Callable[[Config, DataInfo], tuple[nn.Module, nn.Module]]
+    from gankit.data.base import DataInfo
+
+Builder = Callable[[Config, "DataInfo"], "tuple[nn.Module, nn.Module]"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +73,8 @@ class Family:
             note = critic_norm_note(cfg)
             if note:
                 log(note)
+        from gankit.models.layers import init_weights
+
         G, D = self.build_models(cfg, info)
         if init:
             init_weights(G, cfg.model.init, cfg.model.init_gain)
@@ -80,6 +105,27 @@ def register_family(
     return wrap
 
 
+def register_preset(name: str, family: str, values: dict[str, Any]) -> None:
+    """Add the preset ``name`` of the registered ``family`` to :data:`gankit.presets.PRESETS`.
+
+    ``values`` are dotted config keys, as ``--set`` takes them. They are checked at once, as
+    :func:`gankit.config.make_config` will apply them: an unknown key or a wrong type is a
+    :class:`~gankit.config.ConfigError` here rather than at the first ``gankit train``. A name already
+    taken, or a family not registered, is a ValueError.
+    """
+    from gankit.presets import PRESETS
+
+    if name in PRESETS:
+        raise ValueError(f"preset '{name}' registered twice")
+    get_family(family)  # a ValueError naming the registered families
+    PRESETS[name] = {"family": family, **values}
+    try:
+        make_config(name)
+    except ConfigError:
+        del PRESETS[name]
+        raise
+
+
 def critic_norm(cfg: Config) -> str:
     """The discriminator's normalization: ``model.d_norm``, or with ``auto`` ``model.norm``, except
     that a loss with a gradient penalty (``wgan-gp``) and ``model.norm=batch`` gets layer norm.
@@ -89,6 +135,8 @@ def critic_norm(cfg: Config) -> str:
     statistics. Gulrajani et al. (2017, section 4) drop batch norm from the critic and recommend layer
     normalization in its place. The generator keeps ``model.norm``.
     """
+    from gankit.losses import get_gan_loss
+
     if cfg.model.d_norm != "auto":
         return cfg.model.d_norm
     if cfg.model.norm == "batch" and get_gan_loss(cfg.loss.gan).gradient_penalty:
@@ -98,6 +146,8 @@ def critic_norm(cfg: Config) -> str:
 
 def critic_norm_note(cfg: Config) -> str | None:
     """A log line saying how the critic's norm departs from ``model.norm`` (None when it does not)."""
+    from gankit.losses import get_gan_loss
+
     norm = critic_norm(cfg)
     penalty = get_gan_loss(cfg.loss.gan).gradient_penalty
     if cfg.model.d_norm == "auto" and norm != cfg.model.norm:
@@ -114,6 +164,7 @@ def critic_norm_note(cfg: Config) -> str | None:
 
 
 def get_family(name: str) -> Family:
+    """The family registered as ``name``; a ValueError lists the known ones."""
     try:
         return FAMILIES[name]
     except KeyError:
@@ -121,6 +172,7 @@ def get_family(name: str) -> Family:
 
 
 def list_families() -> list[str]:
+    """The registered families' names, in registration order."""
     return list(FAMILIES)
 
 

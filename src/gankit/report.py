@@ -11,47 +11,38 @@ and can be attached to an email; its Content-Security-Policy forbids any network
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
 import io
 import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from gankit.charts import fit_titles, significant, tidy_step_axes
 from gankit.config import Config, ConfigError
-from gankit.data import build_dataset
 from gankit.data.errors import DataError
 from gankit.families import get_family
 from gankit.formatting import data_source
-from gankit.metrics import EVAL_META_COLUMNS, eval_metric_keys
-from gankit.metrics import better as metric_better
-from gankit.paths import cache_dir
+from gankit.metrics import EVAL_META_COLUMNS, MetricUnavailable, better, eval_metric_keys
+from gankit.rundata import run_data
 from gankit.training.stats import read_jsonl
 
-NOT_COMPUTED = "not computed yet — run <code>gankit eval {run}</code>"
+if TYPE_CHECKING:
+    from gankit.evaluate import PairScores
 
-_NOT_METRICS = EVAL_META_COLUMNS
-"""Columns of ``eval.jsonl`` that describe the evaluation rather than score it."""
+NOT_COMPUTED = "not computed yet — run <code>gankit eval {run}</code>"
 
 MAX_EMBEDDED_GRID_MB = 15.0
 """Above this total, the sample grids are re-encoded as JPEG (and the report says so) to keep the file mailable."""
 
 N_EXAMPLES = 3
 """Best and worst validation examples shown for image-to-image runs."""
-
-
-def better(metric: str) -> str:
-    """Which way a metric name improves, from its record in the metric registry (:func:`gankit.metrics.better`)."""
-    return metric_better(metric)
 
 
 # ----------------------------------------------------------------------------- reading a run
@@ -261,11 +252,6 @@ def val_keys(metrics: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(k for r in metrics for k in r if k.startswith("val_")))
 
 
-def eval_keys(evals: list[dict[str, Any]]) -> list[str]:
-    """The metric columns of ``eval.jsonl`` (without std columns and per-class accuracies)."""
-    return eval_metric_keys(evals)
-
-
 def eval_plots(rows: list[dict[str, Any]], keys: list[str]) -> list[Plot]:
     """One panel per eval metric, as ``metrics.png`` draws it: a labelled series per (classifier, n),
     never one line across evaluations that are not comparable; ``colorfulness_real`` joins ``colorfulness``."""
@@ -300,95 +286,47 @@ class Examples:
     checkpoint: str = ""
 
 
-def _val_data_config(records: RunRecords) -> tuple[Any, str]:
-    """The run's data config for its val split, or ``(None, why not)`` when the data are not here.
-
-    Never lets the data loader download: facades without a path is looked for where training found it.
-    """
-    data = records.cfg.data
-    if data.path:
-        if not Path(data.path).expanduser().exists():
-            return None, f"the val data are not at {data.path} (data.path in config.yaml)"
-        return data, ""
-    if data.name == "facades":
-        candidates = [records.record.get("dataset", {}).get("source") or ""]
-        if os.environ.get("GANKIT_DATA"):
-            candidates.append(str(Path(os.environ["GANKIT_DATA"]).expanduser() / "facades"))
-        candidates.append(str(cache_dir() / "facades"))
-        for c in candidates:
-            if c and Path(c).is_dir():
-                return dataclasses.replace(data, path=c), ""
-        return None, "the facades data set is not on this machine (it would have to be downloaded)"
-    return None, f"the run's config has no data.path for dataset '{data.name}'"
-
-
 def best_worst(
     records: RunRecords, *, device: str = "auto", k: int = N_EXAMPLES, log: Callable[[str], None] = print
 ) -> Examples:
-    """Score every val image with the run's generator (``G_last.pt``, as ``gankit eval``) by L1 in the
-    model's [-1, 1] range, as the training loop's validation does, and render the ``k`` best and worst
-    as input | output | target."""
-    import torch
+    """The ``k`` best and worst val examples of an image-to-image run as input | output | target, scored by
+    :func:`gankit.evaluate.score_pairs` with the data where :meth:`~gankit.rundata.RunData.local_config` finds them."""
+    from gankit.evaluate import score_pairs
 
-    from gankit.devices import resolve_device
-    from gankit.sampling import load_generator
-    from gankit.training.checkpoint import CheckpointError
-    from gankit.visualize import paired_triplets, save_grid
-
-    data_cfg, why = _val_data_config(records)
+    data_cfg, why = run_data(records.record, records.cfg.data).local_config()
     if data_cfg is None:
         return Examples(message=why)
     try:
-        loaded = load_generator(records.run, device=resolve_device(device))
-    except CheckpointError as e:
-        return Examples(message=f"no generator to score with ({e})")
-    try:
-        val = build_dataset(data_cfg, "val", log=lambda msg: None)
-    except (DataError, OSError) as e:
-        return Examples(message=f"the val data could not be loaded ({str(e).splitlines()[0]})")
-    if len(val) == 0:
-        return Examples(message="the val split is empty")
-    dev = next(loaded.G.parameters()).device
-    log(f"scoring {len(val)} val images with {loaded.path.name} for the best and worst examples")
-    l1s = []
-    with torch.no_grad():
-        for start in range(0, len(val), 16):
-            b = val.batch(torch.arange(start, min(start + 16, len(val))), device=dev, generator=None)
-            out = loaded.G(b["input"]).float()
-            l1s.append((out - b["target"].float()).abs().flatten(1).mean(1).cpu())
-    scores = torch.cat(l1s)
-    order = scores.argsort(stable=True).tolist()
-    k = min(k, len(order))
-    names = list(getattr(val, "names", [])) or [str(i) for i in range(len(val))]
-    space = loaded.info.space
-
-    def render(indices: list[int]) -> list[tuple[str, float, str]]:
-        if not indices:
-            return []
-        b = val.batch(torch.tensor(indices), device=dev, generator=None)
-        with torch.no_grad():
-            out = loaded.G(b["input"]).float()
-        triplets = paired_triplets(b["input"].float().cpu(), out.cpu(), b["target"].float().cpu(), space)
-        shown = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for j, i in enumerate(indices):
-                path = Path(tmp) / f"{j}.png"
-                # shown 384 CSS px wide (.examples img): the column labels are HTML above it, as drawn into
-                # a 776 px facade triplet they would shrink to half size; small images are upscaled to
-                # twice the shown width, so that a high-density screen gets every pixel
-                save_grid(triplets[3 * j : 3 * j + 3], path, nrow=3, min_width=768)
-                shown.append((names[i], float(scores[i]), _png_uri(path.read_bytes())))
-        return shown
-
-    # with fewer than 2k images the worst list repeats none of the best
-    worst = [i for i in reversed(order) if i not in order[:k]][:k]
+        scores = score_pairs(records.run, data_cfg, device=device, log=log)
+    except MetricUnavailable as e:
+        return Examples(message=str(e))
+    best, worst = scores.ranked(k)
     return Examples(
-        best=render(order[:k]),
-        worst=render(worst),
-        mean_l1=float(scores.mean()),
-        n=len(scores),
-        checkpoint=loaded.path.name,
+        best=_render_examples(scores, best),
+        worst=_render_examples(scores, worst),
+        mean_l1=float(scores.l1.mean()),
+        n=len(scores.l1),
+        checkpoint=scores.loaded.path.name,
     )
+
+
+def _render_examples(scores: PairScores, indices: list[int]) -> list[tuple[str, float, str]]:
+    """(name, L1, PNG data URI of input | output | target) of the pairs ``indices`` of ``scores``."""
+    from gankit.visualize import paired_triplets, save_grid
+
+    if not indices:
+        return []
+    triplets = paired_triplets(*scores.translate(indices), scores.loaded.info.space)
+    names, shown = scores.names, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for j, i in enumerate(indices):
+            path = Path(tmp) / f"{j}.png"
+            # shown 384 CSS px wide (.examples img): the column labels are HTML above it, as drawn into
+            # a 776 px facade triplet they would shrink to half size; small images are upscaled to
+            # twice the shown width, so that a high-density screen gets every pixel
+            save_grid(triplets[3 * j : 3 * j + 3], path, nrow=3, min_width=768)
+            shown.append((names[i], float(scores.l1[i]), _png_uri(path.read_bytes())))
+    return shown
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -555,7 +493,7 @@ def _eval_table(row: dict[str, Any], count: int) -> str:
         meta.append(f"took {_duration(float(row['seconds']))}")
     body = ""
     for k, v in row.items():
-        if k in _NOT_METRICS or k.endswith("_std") or not isinstance(v, int | float):
+        if k in EVAL_META_COLUMNS or k.endswith("_std") or not isinstance(v, int | float):
             continue
         std = row.get(f"{k}_std")
         value = _fmt(float(v)) + (f" ± {_fmt(float(std))}" if isinstance(std, int | float) else "")
@@ -574,7 +512,7 @@ def _examples_html(ex: Examples, r: RunRecords) -> str:
     check = f"; the last epoch's validation gave val_l1 {last_val[-1]:.4f}" if last_val else ""
     parts = [
         f'<p class="sub">{ex.n} val images scored with {_e(ex.checkpoint)}: L1 in the model\'s [-1, 1] range '
-        f"(lower is better), mean {ex.mean_l1:.4f}{check}.</p>"
+        f"({better('l1')}), mean {ex.mean_l1:.4f}{check}.</p>"
     ]
     for title, items in (("best (lowest L1)", ex.best), ("worst (highest L1)", ex.worst)):
         columns = '<div class="columns"><span>input</span><span>output</span><span>target</span></div>'
@@ -642,7 +580,7 @@ def render_html(r: RunRecords, examples: Examples | None) -> str:
             '<p class="sub">Noise-to-image runs have no validation split: their scores are the eval metrics below.</p>'
         )
 
-    ek = eval_keys(r.evals)
+    ek = eval_metric_keys(r.evals)
     evals = _plots_html(eval_plots(r.evals, ek)) if ek else f'<p class="missing">Eval metrics: {missing}.</p>'
     final = _eval_table(r.evals[-1], len(r.evals)) if ek else f'<p class="missing">{missing}.</p>'
 

@@ -46,7 +46,7 @@ from PIL import Image
 
 from gankit.data.errors import DataError
 from gankit.data.images import ImageReadError
-from gankit.formatting import data_source
+from gankit.rundata import RunData, run_data
 from gankit.sampling import LoadedGenerator, choose_labels, load_generator, sample
 from gankit.training.checkpoint import CheckpointError
 
@@ -124,19 +124,20 @@ class RunModel:
             self.loaded_at = time.time()
         return self.describe()
 
-    def dataset(self) -> str:
-        """The dataset the run actually trained on (run.json), else what its checkpoint recorded."""
+    def recorded_data(self) -> RunData:
+        """What the run trained on (run.json), else what its checkpoint recorded."""
         folder = self.loaded.path.parent.parent if self.loaded.path.parent.name == "checkpoints" else None
         record: dict[str, Any] = {}
         if folder is not None and (folder / "run.json").is_file():
             try:
-                record = json.loads((folder / "run.json").read_text()).get("dataset") or {}
-            except (OSError, ValueError, AttributeError):
+                record = json.loads((folder / "run.json").read_text())
+            except (OSError, ValueError):
                 record = {}
-        info = self.loaded.info
-        name = record.get("name") or info.dataset or self.loaded.cfg.data.name
-        source = data_source(record.get("source") or info.source, record.get("given") or info.given)
-        return f"{name} ({source})" if source else str(name)
+        return run_data(record, self.loaded.cfg.data, self.loaded.info)
+
+    def dataset(self) -> str:
+        """The dataset the run actually trained on (run.json), else what its checkpoint recorded."""
+        return self.recorded_data().describe()
 
     def describe(self) -> str:
         """Markdown header of the run's tab."""
@@ -381,20 +382,17 @@ def action_colorize(rm: RunModel, out: Outputs, payload: Any) -> tuple[str, str,
 def val_examples(rm: RunModel, out: Outputs, k: int = 4) -> list[str]:
     """The inputs of the first ``k`` val pairs of the run's dataset, as PNG files ([] if the data is not here).
 
-    Only a dataset folder recorded by the run and present on this machine is read: nothing is
-    downloaded or built.
+    Only data present on this machine are read, where the run recorded them
+    (:meth:`gankit.rundata.RunData.local_config`): nothing is downloaded or built.
     """
-    from dataclasses import replace
-
     from gankit.data import build_dataset
     from gankit.visualize import to_display
 
-    info, cfg = rm.loaded.info, rm.loaded.cfg
-    source = Path(info.source) if info.source else None
-    if source is None or not source.is_dir():
+    data_cfg, _ = rm.recorded_data().local_config()
+    if data_cfg is None:
         return []
     try:
-        ds = build_dataset(replace(cfg.data, path=str(source)), "val", log=lambda s: None)
+        ds = build_dataset(data_cfg, "val", log=lambda s: None)
         n = min(k, len(ds))
         batch = ds.batch(torch.arange(n), device=torch.device("cpu"))
     except (DataError, ImageReadError, ValueError, OSError):
@@ -587,13 +585,8 @@ def build_app(runs: list[RunModel], out: Outputs) -> Any:
     """The gradio Blocks: one tab per run; each run's events share one queue slot (concurrency 1).
     A noise run's tab shows its grid, walk (and class grid) for the values shown as soon as the page has loaded."""
     gr = _require_gradio()
-    builders = {
-        "gan": _noise_tab,
-        "cgan": _noise_tab,
-        "dcgan": _noise_tab,
-        "pix2pix": _pix2pix_tab,
-        "colorize": _colorize_tab,
-    }
+    # by kind, so that a newly registered noise family gets a tab with no edit here
+    builders = {"pix2pix": _pix2pix_tab, "colorize": _colorize_tab}
     with gr.Blocks(title="gankit serve", analytics_enabled=False) as app:
         gr.Markdown("# gankit serve\nTrained runs, one tab each. Everything runs on this machine.")
         with gr.Tabs():
@@ -607,7 +600,7 @@ def build_app(runs: list[RunModel], out: Outputs) -> Any:
                         _on_page(rm.reload), [], [header], api_name=f"{group}_reload",
                         concurrency_id=group, concurrency_limit=1,
                     )  # fmt: skip
-                    for j, (fn, inputs, outputs) in enumerate(builders[rm.task](gr, rm, out, group)):
+                    for j, (fn, inputs, outputs) in enumerate(builders.get(rm.task, _noise_tab)(gr, rm, out, group)):
                         app.load(
                             fn, inputs, outputs, api_name=f"{group}_on_load{j}", preprocess=False,
                             concurrency_id=group, concurrency_limit=1,

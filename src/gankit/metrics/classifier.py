@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from gankit.config import DataConfig
 from gankit.data import EpochSampler, build_dataset
-from gankit.data.base import TrainSet, adapt_images
+from gankit.data.base import DataInfo, TrainSet, adapt_images
 from gankit.training.checkpoint import CheckpointError, atomic_save
 
 EMBED_DIM = 128
@@ -118,6 +118,11 @@ def train_classifier(
     ``install`` marks it as the default for its dataset even where one is shipped
     (:func:`locate_classifier`; only where gankit eval looks: :func:`user_classifier_paths`).
     Returns the test (or val) accuracy, the training time, the steps and the checkpoint path.
+
+    This is a loop of its own, not :mod:`gankit.training.loop`: a few epochs of one supervised
+    cross-entropy step need none of the GAN loop's machinery (two networks and optimizers, an
+    objective, EMA, AMP, DDP, resumable state, snapshots, sample grids, run folders), and a metric
+    must not depend on the loop whose output it judges.
     """
     from gankit.devices import resolve_device
 
@@ -135,21 +140,43 @@ def train_classifier(
     model = SmallClassifier(info.channels, info.num_classes, info.resolution).to(dev, memory_format=torch.channels_last)
     sampler = EpochSampler(len(data), min(batch_size, len(data)), seed)
     total = max(1, epochs * sampler.steps_per_epoch)
-    if max_steps:
-        total = min(total, max_steps)
+    total = min(total, max_steps) if max_steps else total
+    start = time.monotonic()
+    _fit(model, data, sampler, total, lr=lr, device=dev, log=log)
+    seconds = time.monotonic() - start
+    test_acc = accuracy(model, _eval_split(data_cfg, log), device=dev)
+    log(f"classifier test accuracy {test_acc:.4f} after {seconds:.0f} s of training")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"dataset": dataset, "config": dataclasses.asdict(data_cfg), "test_accuracy": test_acc, "steps": total}
+    record |= {"batch_size": sampler.batch_size, "seed": seed, "installed": install}
+    atomic_save(_checkpoint(model, info, record), out)
+    return {"test_accuracy": test_acc, "seconds": seconds, "steps": total, "path": str(out), "dataset": dataset}
+
+
+def _fit(
+    model: SmallClassifier,
+    data: TrainSet,
+    sampler: EpochSampler,
+    total: int,
+    *,
+    lr: float,
+    device: torch.device,
+    log: Callable[[str], None],
+) -> None:
+    """``total`` cross-entropy steps of Adam with a cosine-decayed rate; logs the mean loss once per epoch."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     start = time.monotonic()
     model.train()
-    loss_sum, loss_n = torch.zeros((), device=dev), 0
+    loss_sum, loss_n = torch.zeros((), device=device), 0
     for step in range(total):
-        b = data.batch(sampler.indices(step), device=dev)
+        b = data.batch(sampler.indices(step), device=device)
         loss = F.cross_entropy(model(b["image"].contiguous(memory_format=torch.channels_last)), b["label"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        loss_sum += loss.detach()
+        loss_sum += loss.detach()  # summed on the device: one sync per logged line, not per step
         loss_n += 1
         if (step + 1) % sampler.steps_per_epoch == 0 or step + 1 == total:
             log(
@@ -158,29 +185,19 @@ def train_classifier(
             )
             loss_sum.zero_()
             loss_n = 0
-    seconds = time.monotonic() - start
-    test_acc = accuracy(model, _eval_split(data_cfg, log), device=dev)
-    log(f"classifier test accuracy {test_acc:.4f} after {seconds:.0f} s of training")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(
-        {
-            "kind": "classifier",
-            "dataset": dataset,
-            "config": dataclasses.asdict(data_cfg),
-            "model": {k: v.contiguous() for k, v in model.state_dict().items()},
-            "num_classes": info.num_classes,
-            "channels": info.channels,
-            "resolution": info.resolution,
-            "class_names": list(info.class_names),
-            "test_accuracy": test_acc,
-            "steps": total,
-            "batch_size": sampler.batch_size,
-            "seed": seed,
-            "installed": install,
-        },
-        out,
-    )
-    return {"test_accuracy": test_acc, "seconds": seconds, "steps": total, "path": str(out), "dataset": dataset}
+
+
+def _checkpoint(model: SmallClassifier, info: DataInfo, record: dict[str, Any]) -> dict[str, Any]:
+    """The classifier file's contents: weights, the shape facts :func:`load_classifier` rebuilds it from, ``record``."""
+    return {
+        "kind": "classifier",
+        "model": {k: v.contiguous() for k, v in model.state_dict().items()},
+        "num_classes": info.num_classes,
+        "channels": info.channels,
+        "resolution": info.resolution,
+        "class_names": list(info.class_names),
+        **record,
+    }
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> SmallClassifier:
