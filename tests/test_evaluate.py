@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import fake_paired_for, write_idx_dataset
 from matplotlib.figure import Figure
+from PIL import Image
 
 import gankit.evaluate as evaluate_mod
 from gankit.cli import main
@@ -81,7 +83,10 @@ def test_evaluate_gan_skips_inception_and_is_deterministic(
     assert (rows[0]["n"], rows[0]["n_ref"], rows[0]["classifier"]) == (60, 50, str(classifier))
     assert rows[1]["fid_clf"] == first["fid_clf"]
     png = plot_metrics(run)
-    assert png == run / "metrics.png" and png.stat().st_size > 0
+    assert png == run / "metrics.png"
+    with Image.open(png) as im:  # a drawn chart: sized for a page, with ink on it
+        pixels = np.asarray(im.convert("L"))
+    assert pixels.shape[1] >= 400 and (pixels < 128).mean() > 0.005
 
 
 def test_evaluate_cgan_reports_class_accuracy_with_a_found_classifier(
