@@ -7,9 +7,8 @@ resize to ``load_size`` (286), random crop to ``resolution`` (256), random horiz
 crop and the flip are drawn once per pair and applied to both images, so input and target stay
 pixel-aligned. Validation and test pairs are resized straight to ``resolution`` and never augmented.
 
-Two on-disk formats are read:
-
-Both go through :func:`load_pairs`; a layout only says how a split's pairs are found.
+Two on-disk layouts are read, both through :func:`load_pairs` (a layout only says how a split's
+pairs are found; ``max_images``, decoding, storage and the dataset are one code path):
 
 * :func:`load_aligned`: the pix2pix release format, one image per pair holding A | B side by side
   in ``root/<split>/``.
