@@ -22,7 +22,8 @@ from PIL import Image
 
 import gankit.data.mnist as _mnist
 from gankit.config import Config, make_config
-from gankit.data.base import Batch, DataInfo
+from gankit.data.base import Batch, DataInfo, to_uint8, to_unit_range
+from gankit.data.storage import MemoryStore
 
 # Tiny models gain nothing from intra-op threads; on a busy 2-core machine threads make every
 # backward pass ~50x slower, so the whole suite runs single-threaded (subprocesses: OMP_NUM_THREADS).
@@ -176,7 +177,10 @@ def tiny_cfg() -> Callable[..., Config]:
 
 
 class FakePairedSet:
-    """A TrainSet of random (input, target) pairs for image-to-image families."""
+    """A TrainSet of random (input, target) pairs for image-to-image families.
+
+    ``batch`` hands out the float pairs themselves; ``store`` keeps them as uint8 (input and target
+    along the channels), as a real dataset's store does, and ``from_pixels`` reads those."""
 
     def __init__(
         self, n: int, in_channels: int, channels: int, resolution: int, *, space: str = "rgb", seed: int = 0
@@ -184,6 +188,7 @@ class FakePairedSet:
         g = torch.Generator().manual_seed(seed)
         self.inputs = torch.rand(n, in_channels, resolution, resolution, generator=g) * 2 - 1
         self.targets = torch.rand(n, channels, resolution, resolution, generator=g) * 2 - 1
+        self.store = MemoryStore(to_uint8(torch.cat([self.inputs, self.targets], dim=1)))
         self.info = DataInfo(channels=channels, resolution=resolution, in_channels=in_channels, space=space)
 
     def __len__(self) -> int:
@@ -191,6 +196,12 @@ class FakePairedSet:
 
     def batch(self, index: torch.Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
         return {"input": self.inputs[index].to(device), "target": self.targets[index].to(device)}
+
+    def from_pixels(
+        self, pixels: torch.Tensor, index: torch.Tensor, *, device: torch.device, generator: Any = None
+    ) -> Batch:
+        x = to_unit_range(pixels.to(device))
+        return {"input": x[:, : self.info.in_channels], "target": x[:, self.info.in_channels :]}
 
 
 def fake_paired_for(cfg: Config, n: int = 8) -> FakePairedSet:

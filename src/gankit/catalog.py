@@ -1,24 +1,25 @@
 """What ``gankit list`` shows, importable without torch (the CLI answers before torch loads).
 
-The dataset table (:mod:`gankit.data`) stays the source of truth; a test checks that this catalog
-matches it. Families are listed from their registry (:mod:`gankit.families` loads no torch).
+Datasets are read from their registry (:mod:`gankit.data.registry`), which registers without torch
+(a loader imports its module when called); ``DATASETS`` is looked up when asked for, so that a kind
+registered after this import is listed too, and importing this module loads nothing. Families are
+listed from their own registry (:mod:`gankit.families` loads no torch at import).
 """
 
 from __future__ import annotations
 
-DATASETS: dict[str, str] = {
-    "fashion-mnist": "Fashion-MNIST IDX files (60k/10k, 28x28, 10 classes); Debian: dataset-fashion-mnist",
-    "mnist": "MNIST IDX files (60k/10k, 28x28, 10 digits)",
-    "idx": "any other folder of IDX files (train-images/-labels, t10k-...): no domain classifier",
-    "folder": "any folder of images, flat or one subfolder per class (resize + center crop)",
-    "celeba": "CelebA aligned faces (img_align_celeba), a folder of images",
-    "aligned": "pix2pix format: A|B side by side in train/ val/ test/",
-    "pair-folders": "two folders a/ and b/ with matching file names (or train/a, train/b, ...)",
-    "facades": "CMP Facade base set or the pix2pix facades release (aligned, or train/a, train/b, ...)",
-    "colorization": "any folder of colour photos (COCO-like); L -> ab in Lab space",
-}
-"""name -> description of the dataset kinds ``data.name`` takes."""
+from typing import Any
 
 
-STORAGES = ("auto", "memory", "mmap", "stream")
-"""The values of ``data.storage`` (:mod:`gankit.data.storage`); here so that config validation needs no torch."""
+def datasets() -> dict[str, str]:
+    """name -> description of every registered dataset kind (what ``data.name`` takes), in registration order."""
+    from gankit.data.registry import DATASETS as registered
+
+    return {name: entry.description for name, entry in registered.items()}
+
+
+def __getattr__(name: str) -> Any:
+    # ``DATASETS`` is read from the registry when asked for, so a kind registered later is listed too
+    if name == "DATASETS":
+        return datasets()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

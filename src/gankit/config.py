@@ -20,9 +20,11 @@ from typing import Any
 
 import yaml
 
-from gankit.catalog import STORAGES
 from gankit.locks import atomic_path
 from gankit.presets import PRESETS
+
+STORAGES = ("auto", "memory", "mmap", "stream")
+"""The values of ``data.storage`` (:mod:`gankit.data.storage`); here, not there, so that validation needs no torch."""
 
 
 class ConfigError(ValueError):

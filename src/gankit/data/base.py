@@ -1,10 +1,10 @@
 """What every gankit dataset provides to the training loop.
 
 A dataset keeps its images as decoded uint8 items in a store (:mod:`.storage`: RAM, a memory-mapped
-cache, or streamed from the files) and hands out whole batches that are already on the training
-device and normalized to [-1, 1]. Batches are chosen by
-:class:`EpochSampler`, whose order depends only on (seed, epoch): the loop can therefore resume in
-the middle of an epoch without saving any data-loader state.
+cache, or streamed from the files; this module sits above that one, never the other way round) and
+hands out whole batches that are already on the training device and normalized to [-1, 1].
+Batches are chosen by :class:`EpochSampler`, whose order depends only on (seed, epoch): the loop can
+therefore resume in the middle of an epoch without saving any data-loader state.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ class DataInfo:
     """Items in this split (pairs for paired data), after ``data.max_images``."""
     storage: str = ""
     """Where the decoded images lived: memory, mmap or stream (:mod:`.storage`); "" in older checkpoints."""
+    storage_choice: str = ""
+    """How ``storage`` was chosen, as the load logged it ("data.storage=auto -> mmap: 50,000 images decode
+    to ..."); "" for data that are always held in memory (IDX) and in older checkpoints."""
     val_source: str = ""
     """Paired data: where validation comes from ("val/ split", "held out every 10th pair of train
     (40 of 400, deterministic by name)", "train (too few photos to hold out: 6 < 10)"); see
@@ -63,20 +66,29 @@ Batch = dict[str, Tensor]
 
 
 class TrainSet(Protocol):
-    """The interface the loop relies on.
+    """What a dataset offers the loop: its uint8 items in a store, and what they mean as a batch.
 
-    gankit's datasets also have ``store`` (their :mod:`.storage` backend) and
-    ``from_pixels(pixels, index, device=, generator=)``, the part of ``batch`` after the uint8 items
-    are fetched; :func:`gankit.data.feed.batches` uses them to decode streamed items in worker
-    processes. A dataset without them (e.g. a test's fake) is served through ``batch`` alone.
+    ``store`` (:mod:`.storage`) holds the decoded uint8 items, whatever the backend; ``from_pixels``
+    is the meaning: the batch of the items ``index`` from their uint8 ``pixels`` (crop, flip,
+    normalization, Lab), on ``device``; ``batch`` does both for a batch the store can hand out at
+    once, and may read a derived cache kept over the store instead (colorization's Lab in memory).
+    :func:`gankit.data.feed.batches` calls ``batch``, except for a ``stream`` store, whose items it
+    decodes ahead in worker processes and hands to ``from_pixels``.
     """
 
     info: DataInfo
+    store: Store
 
     def __len__(self) -> int: ...
 
     def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None) -> Batch:
         """Return the items at ``index`` as a batch on ``device``; ``generator`` drives augmentation."""
+        ...
+
+    def from_pixels(
+        self, pixels: Tensor, index: Tensor, *, device: torch.device, generator: torch.Generator | None
+    ) -> Batch:
+        """The batch of the items ``index`` whose uint8 pixels (as ``store`` keeps them) are ``pixels``."""
         ...
 
 
@@ -215,26 +227,6 @@ class EpochSampler:
     def augment_generator(self, step: int) -> torch.Generator:
         """A generator for this step's augmentation, so random crops/flips survive a resume."""
         return torch.Generator().manual_seed((self.seed * 7_919 + step) * self.world_size + self.rank)
-
-
-DEVICE_CACHE_MAX_BYTES = 2 << 30
-"""Datasets up to this size are copied to the accelerator once; larger ones are moved per batch."""
-
-
-class DeviceCopies:
-    """Keeps one copy of a CPU tensor per accelerator, when it is small enough to be worth it."""
-
-    def __init__(self, tensor: Tensor) -> None:
-        self.tensor = tensor
-        self._copies: dict[torch.device, Tensor] = {}
-
-    def get(self, device: torch.device) -> Tensor:
-        device = torch.device(device)
-        if device.type == "cpu" or self.tensor.numel() * self.tensor.element_size() > DEVICE_CACHE_MAX_BYTES:
-            return self.tensor
-        if device not in self._copies:
-            self._copies[device] = self.tensor.to(device)
-        return self._copies[device]
 
 
 def crop_flip(x: Tensor, size: int, generator: torch.Generator | None, *, flip: bool) -> Tensor:

@@ -12,7 +12,8 @@ faster than converting per batch on a CPU and about 30x faster than the referenc
 pixel (393 KB a 256x256 photo, twice a uint8 RGB cache), rounding L* by at most 0.013 and a*, b* by
 0.03, far below the 8-bit quantization of the photos themselves.
 
-That is the ``memory`` storage path (:mod:`.storage`), right for a CPU and for sets that fit in RAM.
+That is the ``memory`` storage path (:mod:`.storage`), right for a CPU and for sets that fit in RAM:
+the Lab is a :class:`LabCache` kept over the store of uint8 photos, which stays what it is.
 With ``mmap`` or ``stream`` storage (large sets: COCO, ImageNet) the photos stay uint8 RGB, 3 bytes a
 pixel, and each batch is converted on the training device (cheap on a GPU), then rounded to
 float16 exactly as the cache is, so every backend gives the same batches.
@@ -49,9 +50,9 @@ from .images import (
     to_rgb,
 )
 from .splits import VAL_SPLIT, describe, holdout
-from .storage import ItemSource, MemoryStore, Store, open_store
+from .storage import DeviceCopies, ItemSource, MemoryStore, Store, open_store
 
-__all__ = ["ColorizationDataset", "load_colorization", "to_lab_cache", "MIN_PHOTO_SIDE", "LAB_CACHE_DTYPE"]
+__all__ = ["ColorizationDataset", "LabCache", "load_colorization", "to_lab_cache", "MIN_PHOTO_SIDE", "LAB_CACHE_DTYPE"]
 
 MIN_PHOTO_SIDE = 32
 """Photos whose shorter side is below this are skipped: upscaling them would teach only blur."""
@@ -60,6 +61,35 @@ MIN_PHOTO_SIDE = 32
 LAB_CACHE_DTYPE = torch.float16
 _CONVERT_CHUNK = 16
 """Photos converted to Lab at a time while loading (bounds the float32 working memory)."""
+
+
+class LabCache:
+    """A derived cache over a store of uint8 RGB photos: every photo as model-scaled float16 Lab.
+
+    Item ``i`` is the Lab of the store's item ``i``, computed once (:func:`to_lab_cache`); the store
+    itself is left as it is (its item ``i`` stays the uint8 photo, as :mod:`.storage` promises). Kept
+    beside a ``memory`` store, where it makes a training batch an index, a crop/flip and a cast.
+    """
+
+    def __init__(self, lab: Tensor) -> None:
+        self.lab = lab
+        self._copies = DeviceCopies(lab)
+
+    @classmethod
+    def of(cls, store: Store) -> LabCache:
+        """The Lab of every photo of ``store`` (converted in chunks: bounded float32 working memory)."""
+        return cls(to_lab_cache(store.pixels))
+
+    def __len__(self) -> int:
+        return len(self.lab)
+
+    def gather(self, index: Tensor, device: torch.device) -> Tensor:
+        """The float16 Lab of the photos ``index``, on ``device``."""
+        src = self._copies.get(device)
+        return src[index.to(src.device)].to(device, non_blocking=True)
+
+    def head(self, n: int) -> LabCache:
+        return LabCache(self.lab[:n])
 
 
 class ColorizationDataset:
@@ -71,9 +101,9 @@ class ColorizationDataset:
     when ``flip`` and a generator are given, and returns
     ``{"input": L / 50 - 1 (N, 1, R, R), "target": ab / 110 (N, 2, R, R)}`` in float32.
 
-    With ``lab_at_load`` (photos in memory) the photos are converted once into a float16 Lab
-    cache; otherwise (mmap and stream storage: 3 bytes a pixel) each batch is converted on the
-    training device and rounded to float16 the same way, so both give identical batches.
+    With ``lab_at_load`` (photos in memory) a :class:`LabCache` is computed once over the store and
+    ``batch`` reads it; otherwise (mmap and stream storage: 3 bytes a pixel) each batch is converted
+    on the training device and rounded to float16 the same way, so both give identical batches.
     """
 
     def __init__(
@@ -121,15 +151,18 @@ class ColorizationDataset:
         self.names = list(names) if names is not None else [str(i) for i in range(len(store))]
         if len(self.names) != len(store):
             raise ValueError(f"{len(self.names)} names for {len(store)} photos")
-        self.lab_at_load = lab_at_load  # store holds float16 Lab (converted here, once), not uint8 RGB
-        if lab_at_load:  # the uint8 photos are not needed any more: keep one copy, not both
-            self.store = MemoryStore(to_lab_cache(store.pixels))
+        self.lab_cache = LabCache.of(store) if lab_at_load else None
         self.info = DataInfo(channels=2, resolution=resolution, in_channels=1, space="lab")
+
+    @property
+    def lab_at_load(self) -> bool:
+        """Whether the photos were converted to Lab once, at load (a :class:`LabCache` is kept)."""
+        return self.lab_cache is not None
 
     @property
     def lab(self) -> Tensor:
         """All photos as model-scaled float16 Lab (N, 3, load_size, load_size) (computed if not cached)."""
-        return self.store.pixels if self.lab_at_load else to_lab_cache(self.store.pixels)
+        return self.lab_cache.lab if self.lab_cache is not None else to_lab_cache(self.store.pixels)
 
     def __len__(self) -> int:
         return len(self.store)
@@ -138,13 +171,14 @@ class ColorizationDataset:
         """The first ``n`` photos (for quick runs)."""
         ds = ColorizationDataset.__new__(ColorizationDataset)
         ds.store, ds.resolution, ds.load_size, ds.flip = self.store.head(n), self.resolution, self.load_size, self.flip
-        ds.names, ds.lab_at_load = self.names[:n], self.lab_at_load
+        ds.names = self.names[:n]
+        ds.lab_cache = self.lab_cache.head(n) if self.lab_cache is not None else None
         ds.info = replace(self.info, num_images=len(ds) if self.info.num_images else 0)
         return ds
 
     def batch(self, index: Tensor, *, device: torch.device, generator: torch.Generator | None = None) -> Batch:
-        if self.lab_at_load:
-            x = crop_flip(self.store.gather(index, device), self.resolution, generator, flip=self.flip)
+        if self.lab_cache is not None:
+            x = crop_flip(self.lab_cache.gather(index, device), self.resolution, generator, flip=self.flip)
             x = x.to(device, non_blocking=True).float()
             return {"input": x[:, :1], "target": x[:, 1:]}
         return self.from_pixels(self.store.gather(index, device), index, device=device, generator=generator)
@@ -194,7 +228,41 @@ def load_colorization(
     resized straight to ``resolution`` and never flipped. ``max_images`` > 0 keeps the first photos
     of the split by name.
     """
-    root = Path(root)
+    folder, files, val_source = _split_photos(Path(root), split, val_fraction, log)
+    if max_images > 0:
+        files = files[:max_images]
+
+    train = split == "train"
+    size = (load_size or resolution) if train else resolution
+
+    source = ItemSource(
+        kind="photos",
+        root=folder,
+        items=files,
+        decode=partial(_decode_photo, size=size, min_side=min_side),
+        shape=(3, size, size),
+        params=f"{size}px-rgb",
+        what="colour photos",
+        persist=True,  # the next start reads the decoded photos instead of decoding them
+    )
+    # in memory a LabCache of float16 Lab is kept over the store: 2 bytes for every decoded byte; the
+    # store then reads the mapped uint8 cache, so no private uint8 copy sits in RAM beside the Lab
+    stored = open_store(source, storage, log=log, workers=workers, memory_factor=2.0, memory_copy=False)
+    ds = ColorizationDataset.from_store(
+        stored.store,
+        resolution=resolution,
+        flip=flip and train,
+        names=[str(files[i].relative_to(folder)) for i in stored.kept],
+    )
+    ds.info.source, ds.info.val_source = str(folder.resolve()), val_source
+    ds.info.storage_choice = stored.choice
+    return ds
+
+
+def _split_photos(
+    root: Path, split: str, val_fraction: float, log: Callable[[str], None]
+) -> tuple[Path, list[Path], str]:
+    """``(folder, files, val_source)`` of ``split`` under ``root`` (see :func:`load_colorization`)."""
     if root.is_file():
         raise DataError(f"{root} is a file, not a folder; pass the folder that holds it ({root.parent})")
     if not root.is_dir():
@@ -223,34 +291,7 @@ def load_colorization(
         files = [every[i] for i in (plan.train if split == "train" else plan.val)]
     if not files:
         raise DataError(f"no image files for split {split!r} in {folder}")
-    if max_images > 0:
-        files = files[:max_images]
-
-    train = split == "train"
-    size = (load_size or resolution) if train else resolution
-
-    source = ItemSource(
-        kind="photos",
-        root=folder,
-        items=files,
-        decode=partial(_decode_photo, size=size, min_side=min_side),
-        shape=(3, size, size),
-        params=f"{size}px-rgb",
-        what="colour photos",
-        persist=True,  # the next start reads the decoded photos instead of decoding them
-    )
-    # in memory the photos are kept as float16 Lab: 2 bytes for every decoded byte
-    # (and converts them from the mapped uint8 cache: no private uint8 copy beside the Lab)
-    stored = open_store(source, storage, log=log, workers=workers, memory_factor=2.0, memory_copy=False)
-    ds = ColorizationDataset.from_store(
-        stored.store,
-        resolution=resolution,
-        flip=flip and train,
-        names=[str(files[i].relative_to(folder)) for i in stored.kept],
-    )
-    ds.storage_choice = stored.choice
-    ds.info.source, ds.info.val_source = str(folder.resolve()), val_source
-    return ds
+    return folder, files, val_source
 
 
 def _decode_photo(path: Path, size: int, min_side: int) -> Tensor:

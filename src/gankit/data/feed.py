@@ -55,8 +55,8 @@ def batches(
 
     ``augment`` gives each step its augmentation generator (random crops and flips of paired data).
     """
-    store = getattr(ds, "store", None)
-    if not isinstance(store, StreamStore):
+    store = ds.store
+    if not isinstance(store, StreamStore):  # memory and mmap: a batch is an index away
         for step in range(start, stop):
             gen = sampler.augment_generator(step) if augment else None
             yield ds.batch(sampler.indices(step), device=device, generator=gen)
@@ -78,6 +78,6 @@ def batches(
             if isinstance(pixels, str):
                 raise DataError(pixels)
             gen = sampler.augment_generator(step) if augment else None
-            yield ds.from_pixels(pixels, sampler.indices(step), device=device, generator=gen)  # type: ignore[attr-defined]
+            yield ds.from_pixels(pixels, sampler.indices(step), device=device, generator=gen)
     finally:
         del it  # shuts the worker processes down

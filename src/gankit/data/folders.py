@@ -92,7 +92,7 @@ def load_image_folder(
     stored = open_store(source, storage, log=log, workers=workers)
     labels = torch.tensor([classes[1][i] for i in stored.kept]) if classes else None
     ds = ImageTensorDataset(stored.store, labels, class_names=classes[0] if classes else None)
-    ds.storage_choice = stored.choice
+    ds.info.storage_choice = stored.choice
     return ds
 
 

@@ -7,7 +7,8 @@ resize to ``load_size`` (286), random crop to ``resolution`` (256), random horiz
 crop and the flip are drawn once per pair and applied to both images, so input and target stay
 pixel-aligned. Validation and test pairs are resized straight to ``resolution`` and never augmented.
 
-Two on-disk formats are read:
+Two on-disk layouts are read, both through :func:`load_pairs` (a layout only says how a split's
+pairs are found; ``max_images``, decoding, storage and the dataset are one code path):
 
 * :func:`load_aligned`: the pix2pix release format, one image per pair holding A | B side by side
   in ``root/<split>/``.
@@ -26,9 +27,10 @@ The shared helpers live in :mod:`.images` (decoding, resizing) and :mod:`.base` 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -49,6 +51,7 @@ from .storage import ItemSource, MemoryStore, Store, open_store
 
 __all__ = [
     "PairedDataset",
+    "load_pairs",
     "load_aligned",
     "load_pair_folders",
     "DIRECTIONS",
@@ -185,8 +188,107 @@ class PairedDataset:
 
 
 # ---------------------------------------------------------------------------------------------
-# Loaders
+# Loaders: one path for both layouts, which differ only in how a split's pairs are found
 # ---------------------------------------------------------------------------------------------
+
+LAYOUTS = ("aligned", "pair-folders")
+"""The on-disk layouts of paired data (:func:`load_pairs`)."""
+
+
+@dataclass(frozen=True)
+class _Found:
+    """The pairs of one split, as a layout finds them (before ``max_images`` and decoding)."""
+
+    kind: str
+    """The :class:`ItemSource` kind (part of the cache key)."""
+    root: Path
+    """The folder the items come from (the cache is named after it)."""
+    items: list
+    names: list[str]
+    val_source: str
+    decode: Callable[..., Tensor]
+    """Decodes one item at ``size``: ``decode(item, size=size)``."""
+
+
+def load_pairs(
+    root: str | Path,
+    split: str = "train",
+    *,
+    layout: str,
+    resolution: int = 256,
+    load_size: int = 0,
+    flip: bool = True,
+    direction: str = "AtoB",
+    train: bool | None = None,
+    max_images: int = 0,
+    storage: str = "auto",
+    workers: int = 0,
+    log: Callable[[str], None] = print,
+) -> PairedDataset:
+    """The pairs of ``split`` under ``root`` in ``layout`` (see :func:`load_aligned`, :func:`load_pair_folders`).
+
+    ``train`` defaults to ``split == "train"`` (random crop from ``load_size`` and flips); other
+    splits are resized to ``resolution``. ``max_images`` > 0 keeps the first pairs by name.
+    ``storage`` and ``workers``: :func:`.storage.open_store`.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    root = Path(root)
+    train = split == "train" if train is None else train
+    found = (_find_aligned if layout == "aligned" else _find_pair_folders)(root, split, log)
+    items, names = found.items, found.names
+    if max_images > 0:
+        items, names = items[:max_images], names[:max_images]
+    size = (load_size or resolution) if train else resolution
+    source = ItemSource(
+        kind=found.kind,
+        root=found.root,
+        items=items,
+        decode=partial(found.decode, size=size),
+        shape=(6, size, size),
+        params=f"{size}px",
+        what="image pairs",
+        persist=True,  # the next start reads the decoded pairs instead of decoding them
+    )
+    stored = open_store(source, storage, log=log, workers=workers)
+    ds = PairedDataset.from_store(
+        stored.store,
+        3,
+        resolution=resolution,
+        train=train,
+        flip=flip,
+        direction=direction,
+        names=[names[i] for i in stored.kept],
+    )
+    ds.info.source, ds.info.val_source = str(found.root.resolve()), found.val_source
+    ds.info.storage_choice = stored.choice
+    return ds
+
+
+def load_aligned(root: str | Path, split: str = "train", **options: Any) -> PairedDataset:
+    """Read ``root/<split>/*`` where every image is A | B side by side (the pix2pix release format).
+
+    Without ``root/val`` the validation pairs are held out of ``root/train`` (:mod:`.splits`).
+    Images with an odd width cannot be cut into equal halves and are skipped, as are unreadable
+    files; one summary line goes to ``log``. ``options``: those of :func:`load_pairs`.
+    """
+    return load_pairs(root, split, layout="aligned", **options)
+
+
+def load_pair_folders(root: str | Path, split: str = "train", **options: Any) -> PairedDataset:
+    """Read pairs from two folders ``a/`` and ``b/`` (or ``A/``, ``B/``) whose files match by stem.
+
+    With split folders the pairs come from ``root/<split>/a`` and ``root/<split>/b``. Without a val
+    split (``root/train/{a,b}`` but no ``root/val/{a,b}``, or only ``root/a``, ``root/b``) the
+    validation pairs are held out of the training pairs by the rule of :mod:`.splits` (every 10th
+    by sorted stem; with fewer than 10 pairs, validation uses the training pairs), said once in
+    ``log``. Without split folders ``test`` means the validation pairs (a note goes to ``log``).
+
+    A file without a partner, or partners of different sizes, raise :class:`DataError` naming the
+    files; unreadable files skip their pair (counted in one summary line). ``options``: those of
+    :func:`load_pairs`.
+    """
+    return load_pairs(root, split, layout="pair-folders", **options)
 
 
 def _missing_split(root: Path, split: str) -> DataError:
@@ -197,21 +299,73 @@ def _missing_split(root: Path, split: str) -> DataError:
     return DataError(f"no folder {root / split} for split {split!r} (subfolders of {root}: {listing})")
 
 
-def _finish(
-    source: ItemSource,
-    names: list[str],
-    *,
-    storage: str,
-    workers: int,
-    log: Callable[[str], None],
-    val_source: str,
-    **kwargs: object,
-) -> PairedDataset:
-    stored = open_store(source, storage, log=log, workers=workers)
-    ds = PairedDataset.from_store(stored.store, 3, names=[names[i] for i in stored.kept], **kwargs)  # type: ignore[arg-type]
-    ds.storage_choice = stored.choice
-    ds.info.source, ds.info.val_source = str(source.root.resolve()), val_source
-    return ds
+def _held_out(items: list, split: str, where: Path, log: Callable[[str], None]) -> tuple[list, Holdout]:
+    """The items of ``split`` ("train" or "val") when validation is held out of ``items`` (sorted).
+
+    Building the ``val`` split says where validation comes from (once per run: the loop builds it once).
+    """
+    plan = holdout(len(items), what="pairs")
+    if split == "val":
+        log(describe(plan.source, str(where)))
+    return [items[i] for i in (plan.train if split == "train" else plan.val)], plan
+
+
+def _find_aligned(root: Path, split: str, log: Callable[[str], None]) -> _Found:
+    """A|B files of ``root/<split>``; without ``root/val``, train and val share ``root/train``."""
+    held_out = split in ("train", "val") and (root / "train").is_dir() and not (root / "val").is_dir()
+    folder = root / ("train" if held_out else split)
+    if not folder.is_dir():
+        raise _missing_split(root, split)
+    files = list_images(folder, recursive=False)
+    if not files:
+        if pair_dirs(folder) is not None:
+            raise DataError(
+                f"{folder} holds a/ and b/ subfolders, not A|B side-by-side images: "
+                "that is the pair-folders layout (data.name=pair-folders)"
+            )
+        why = f" (no {root / 'val'} either, so validation pairs would be held out of it)" if split == "val" else ""
+        raise DataError(f"no image files in {folder} (expected A|B side-by-side pairs, e.g. 512x256 jpgs){why}")
+    if held_out:
+        files, plan = _held_out(files, split, root, log)
+        val_source = plan.source
+    else:
+        val_source = VAL_SPLIT if (root / "val").is_dir() else ""
+    return _Found("aligned-pairs", folder, files, [f.name for f in files], val_source, _decode_aligned)
+
+
+def _find_pair_folders(root: Path, split: str, log: Callable[[str], None]) -> _Found:
+    """Partner files of ``a/`` and ``b/``, per split or once for the whole set."""
+    held_out = split in ("train", "val") and pair_dirs(root / "train") is not None
+    held_out = held_out and pair_dirs(root / "val") is None
+    dirs = pair_dirs(root / ("train" if held_out else split))
+    whole_set = dirs is None
+    if dirs is None:
+        dirs = pair_dirs(root)
+        if dirs is None:
+            if (root / split).is_dir():
+                raise DataError(f"{root / split} has no a/ and b/ subfolders (expected {root / split}/a and /b)")
+            if not root.is_dir() or any((root / s).is_dir() for s in ("train", "val", "test")):
+                raise _missing_split(root, split)
+            raise DataError(
+                f"{root} has no a/ and b/ subfolders (expected {root}/a and {root}/b, or {root}/<split>/a and /b)"
+            )
+    a_dir, b_dir = dirs
+    a_files, b_files = _by_stem(a_dir), _by_stem(b_dir)
+    _check_partners(a_files, b_files, a_dir, b_dir)
+    stems = sorted(a_files)
+    if not stems:
+        raise DataError(f"no image files in {a_dir} and {b_dir}")
+    val_source = VAL_SPLIT if pair_dirs(root / "val") is not None else ""
+    if whole_set or held_out:
+        if split == "test":  # only reached without split folders: a test/ split is used as it is
+            log(f"{root}: no split folders, so 'test' uses the validation pairs")
+        elif split not in ("train", "val"):
+            raise DataError(f"unknown split {split!r} for {root} (no split folders: use train, val or test)")
+        quiet = split == "test"  # the note above says it
+        stems, plan = _held_out(stems, "val" if quiet else split, a_dir.parent, (lambda m: None) if quiet else log)
+        val_source = plan.source
+    items = [(a_files[st], b_files[st]) for st in stems]
+    return _Found("pair-folders", a_dir.parent, items, [a_files[st].name for st in stems], val_source, _decode_pair)
 
 
 def _decode_aligned(path: Path, size: int) -> Tensor:
@@ -234,87 +388,8 @@ def _decode_pair(paths: tuple[Path, Path], size: int) -> Tensor:
     return torch.cat([resize_square(ia, size), resize_square(ib, size)])
 
 
-def _held_out(items: list, split: str, where: Path, log: Callable[[str], None]) -> tuple[list, Holdout]:
-    """The items of ``split`` ("train" or "val") when validation is held out of ``items`` (sorted).
-
-    Building the ``val`` split says where validation comes from (once per run: the loop builds it once).
-    """
-    plan = holdout(len(items), what="pairs")
-    if split == "val":
-        log(describe(plan.source, str(where)))
-    return [items[i] for i in (plan.train if split == "train" else plan.val)], plan
-
-
-def load_aligned(
-    root: str | Path,
-    split: str = "train",
-    *,
-    resolution: int = 256,
-    load_size: int = 0,
-    flip: bool = True,
-    direction: str = "AtoB",
-    train: bool | None = None,
-    max_images: int = 0,
-    storage: str = "auto",
-    workers: int = 0,
-    log: Callable[[str], None] = print,
-) -> PairedDataset:
-    """Read ``root/<split>/*`` where every image is A | B side by side (the pix2pix release format).
-
-    ``train`` defaults to ``split == "train"`` (random crop from ``load_size`` and flips); other
-    splits are resized to ``resolution``. Images with an odd width cannot be cut into equal halves
-    and are skipped, as are unreadable files; one summary line goes to ``log``. ``max_images`` > 0
-    keeps the first files by name.
-    """
-    root = Path(root)
-    train = split == "train" if train is None else train
-    held_out = split in ("train", "val") and (root / "train").is_dir() and not (root / "val").is_dir()
-    folder = root / ("train" if held_out else split)
-    if not folder.is_dir():
-        raise _missing_split(root, split)
-    files = list_images(folder, recursive=False)
-    if not files:
-        if _pair_dirs(folder) is not None:
-            raise DataError(
-                f"{folder} holds a/ and b/ subfolders, not A|B side-by-side images: "
-                "that is the pair-folders layout (data.name=pair-folders)"
-            )
-        why = f" (no {root / 'val'} either, so validation pairs would be held out of it)" if split == "val" else ""
-        raise DataError(f"no image files in {folder} (expected A|B side-by-side pairs, e.g. 512x256 jpgs){why}")
-    if held_out:
-        files, plan = _held_out(files, split, root, log)
-        val_source = plan.source
-    else:
-        val_source = VAL_SPLIT if (root / "val").is_dir() else ""
-    if max_images > 0:
-        files = files[:max_images]
-    size = (load_size or resolution) if train else resolution
-
-    source = ItemSource(
-        kind="aligned-pairs",
-        root=folder,
-        items=files,
-        decode=partial(_decode_aligned, size=size),
-        shape=(6, size, size),
-        params=f"{size}px",
-        what="image pairs",
-        persist=True,  # the next start reads the decoded pairs instead of decoding them
-    )
-    return _finish(
-        source,
-        [f.name for f in files],
-        storage=storage,
-        workers=workers,
-        log=log,
-        val_source=val_source,
-        resolution=resolution,
-        train=train,
-        flip=flip,
-        direction=direction,
-    )
-
-
-def _pair_dirs(folder: Path) -> tuple[Path, Path] | None:
+def pair_dirs(folder: Path) -> tuple[Path, Path] | None:
+    """The A and B folders of a pair-folders layout (``a/`` + ``b/``, or ``A/`` + ``B/``), else None."""
     for a, b in (("a", "b"), ("A", "B")):
         if (folder / a).is_dir() and (folder / b).is_dir():
             return folder / a, folder / b
@@ -339,88 +414,3 @@ def _check_partners(a: dict[str, Path], b: dict[str, Path], a_dir: Path, b_dir: 
             raise DataError(
                 f"{have[missing[0]]} has no partner in {other_dir} (expected a file named {missing[0]}.*){more}"
             )
-
-
-def load_pair_folders(
-    root: str | Path,
-    split: str = "train",
-    *,
-    resolution: int = 256,
-    load_size: int = 0,
-    flip: bool = True,
-    direction: str = "AtoB",
-    train: bool | None = None,
-    max_images: int = 0,
-    storage: str = "auto",
-    workers: int = 0,
-    log: Callable[[str], None] = print,
-) -> PairedDataset:
-    """Read pairs from two folders ``a/`` and ``b/`` (or ``A/``, ``B/``) whose files match by stem.
-
-    With split folders the pairs come from ``root/<split>/a`` and ``root/<split>/b``. Without a val
-    split (``root/train/{a,b}`` but no ``root/val/{a,b}``, or only ``root/a``, ``root/b``) the
-    validation pairs are held out of the training pairs by the rule of :mod:`.splits` (every 10th
-    by sorted stem; with fewer than 10 pairs, validation uses the training pairs), said once in
-    ``log``. Without split folders ``test`` means the validation pairs (a note goes to ``log``).
-
-    A file without a partner, or partners of different sizes, raise :class:`DataError` naming the
-    files; unreadable files skip their pair (counted in one summary line).
-    """
-    root = Path(root)
-    train = split == "train" if train is None else train
-    whole_set = False
-    held_out = split in ("train", "val") and _pair_dirs(root / "train") is not None
-    held_out = held_out and _pair_dirs(root / "val") is None
-    dirs = _pair_dirs(root / ("train" if held_out else split))
-    if dirs is None:
-        dirs = _pair_dirs(root)
-        if dirs is None:
-            if (root / split).is_dir():
-                raise DataError(f"{root / split} has no a/ and b/ subfolders (expected {root / split}/a and /b)")
-            if not root.is_dir() or any((root / s).is_dir() for s in ("train", "val", "test")):
-                raise _missing_split(root, split)
-            raise DataError(
-                f"{root} has no a/ and b/ subfolders (expected {root}/a and {root}/b, or {root}/<split>/a and /b)"
-            )
-        whole_set = True
-    a_dir, b_dir = dirs
-    a_files, b_files = _by_stem(a_dir), _by_stem(b_dir)
-    _check_partners(a_files, b_files, a_dir, b_dir)
-    stems = sorted(a_files)
-    if not stems:
-        raise DataError(f"no image files in {a_dir} and {b_dir}")
-    val_source = VAL_SPLIT if _pair_dirs(root / "val") is not None else ""
-    if whole_set or held_out:
-        if split == "test":  # only reached without split folders: a test/ split is used as it is
-            log(f"{root}: no split folders, so 'test' uses the validation pairs")
-        elif split not in ("train", "val"):
-            raise DataError(f"unknown split {split!r} for {root} (no split folders: use train, val or test)")
-        quiet = split == "test"  # the note above says it
-        stems, plan = _held_out(stems, "val" if quiet else split, a_dir.parent, (lambda m: None) if quiet else log)
-        val_source = plan.source
-    if max_images > 0:
-        stems = stems[:max_images]
-    size = (load_size or resolution) if train else resolution
-
-    source = ItemSource(
-        kind="pair-folders",
-        root=a_dir.parent,
-        items=[(a_files[st], b_files[st]) for st in stems],
-        decode=partial(_decode_pair, size=size),
-        shape=(6, size, size),
-        params=f"{size}px",
-        what="image pairs",
-        persist=True,  # the next start reads the decoded pairs instead of decoding them
-    )
-    return _finish(
-        source,
-        [a_files[st].name for st in stems],
-        storage=storage,
-        workers=workers,
-        log=log,
-        val_source=val_source,
-        resolution=resolution,
-        train=train,
-        flip=flip,
-        direction=direction,
-    )

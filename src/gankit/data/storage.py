@@ -50,7 +50,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..catalog import STORAGES
+from ..config import STORAGES
 from ..formatting import human_bytes
 from ..locks import Busy, lock_file
 from .errors import DataError
@@ -148,14 +148,32 @@ class CacheUnwritable(DataError):
 # ---------------------------------------------------------------------------------------------
 
 
+DEVICE_CACHE_MAX_BYTES = 2 << 30
+"""Datasets up to this size are copied to the accelerator once; larger ones are moved per batch."""
+
+
+class DeviceCopies:
+    """Keeps one copy of a CPU tensor per accelerator, when it is small enough to be worth it."""
+
+    def __init__(self, tensor: Tensor) -> None:
+        self.tensor = tensor
+        self._copies: dict[torch.device, Tensor] = {}
+
+    def get(self, device: torch.device) -> Tensor:
+        device = torch.device(device)
+        if device.type == "cpu" or self.tensor.numel() * self.tensor.element_size() > DEVICE_CACHE_MAX_BYTES:
+            return self.tensor
+        if device not in self._copies:
+            self._copies[device] = self.tensor.to(device)
+        return self._copies[device]
+
+
 class MemoryStore:
     """Items held in RAM as one uint8 tensor (copied once to an accelerator when small enough)."""
 
     kind = "memory"
 
     def __init__(self, pixels: Tensor) -> None:
-        from .base import DeviceCopies
-
         self.pixels = pixels
         self._copies = DeviceCopies(pixels)
 
@@ -477,22 +495,10 @@ def open_cache(
     root = storage_root()
     name, key = cache_key(source)
     folder = root / f"{name}-{key}"
-
-    def ready() -> tuple[dict[str, Any] | None, str]:
-        """The usable metadata, or None and why the folder is damaged ("" when merely not built)."""
-        meta, damaged = _read_meta(folder)
-        if meta is not None:
-            damaged = _fits_source(meta, source)
-            if damaged:
-                meta = None
-            elif pixels and not meta["pixels"]:  # a stream's scan: the pixels are yet to be cached
-                return None, ""
-        return meta, damaged
-
     # Readers take no lock: pixels.u8 appears only whole (renamed into place), and meta.json, which
     # says it is ready, only after it; a reader that finds either missing or damaged waits on the
     # lock, and the process holding it builds or rebuilds the cache.
-    meta, _ = ready()
+    meta, _ = _ready(folder, source, pixels)
     if meta is not None:
         _touch(folder)
         return folder, meta
@@ -506,86 +512,124 @@ def open_cache(
             "writable folder, or use data.storage=memory or stream"
         ) from None
     with _locked(lock, log):
-        meta, damaged = ready()
+        meta, damaged = _ready(folder, source, pixels)
         if meta is not None:  # another process built it while this one waited
             return folder, meta
-        if damaged:
-            log(f"decoded-data cache {folder} is damaged ({damaged}); rebuilding it")
-            (folder / "meta.json").unlink(missing_ok=True)  # first: nobody takes the folder for ready any more
-            (folder / "pixels.u8").unlink(missing_ok=True)
-        for leftover in folder.glob("*.tmp-*") if folder.is_dir() else []:  # of a build that was killed
-            leftover.unlink(missing_ok=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        n = len(source.items)
-        big = n >= PROGRESS_MIN_ITEMS
-        if big:
-            doing = "caching the decoded" if pixels else "scanning (once: which files decode)"
-            log(f"{doing} {n:,} {source.what} of {source.root} ...")
-        t0 = time.perf_counter()
-        if pixels:
-            tmp = folder / f"pixels.u8.tmp-{os.getpid()}"
-            total = n * source.item_bytes
-            free = shutil.disk_usage(folder).free
-            no_room = (
-                f"{source.root}: the cache needs {_human(total)} but {root} has {_human(free)} free; "
-                "free some space (gankit cache), set XDG_CACHE_HOME to a larger disk, or use data.storage=stream"
-            )
-            if total > free:
-                shutil.rmtree(folder, ignore_errors=True)
-                raise DataError(no_room)
-            # Reserve the space now: a disk that fills while pages of a memory map are written
-            # kills the process with SIGBUS, where a failed reservation is an error message.
-            with open(tmp, "wb") as f:
-                try:
-                    if not hasattr(os, "posix_fallocate"):  # macOS
-                        raise OSError(errno.EOPNOTSUPP, "no posix_fallocate")
-                    os.posix_fallocate(f.fileno(), 0, max(total, 1))
-                except OSError as e:
-                    if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                        tmp.unlink(missing_ok=True)
-                        if e.errno == errno.ENOSPC:
-                            shutil.rmtree(folder, ignore_errors=True)
-                            raise DataError(no_room) from None
-                        raise
-                    f.truncate(max(total, 1))  # a file system without fallocate: a sparse file
-            arr = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(max(n, 1), *source.shape))
-            try:
-                kept, report = decode_all(source, arr, desc=f"caching {source.root.name}", workers=workers)
-                arr.flush()
-                del arr
-                _fail_if_empty(source, kept, report)
-                os.truncate(tmp, len(kept) * source.item_bytes)
-                os.replace(tmp, folder / "pixels.u8")
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                if not any(folder.iterdir()):
-                    folder.rmdir()
-                raise
-        else:
-            kept, report = decode_all(source, None, desc=f"scanning {source.root.name}", workers=workers)
-            _fail_if_empty(source, kept, report)
-        secs = time.perf_counter() - t0
-        meta = {
-            "format": CACHE_FORMAT,
-            "source": str(source.root.resolve()),
-            "kind": source.kind,
-            "params": source.params,
-            "shape": [len(kept), *source.shape],
-            "items": n,
-            "kept": kept if len(kept) < n else None,  # None: every item
-            "skipped": report.summary(),
-            "pixels": bool(pixels),
-            "seconds": round(secs, 2),
-        }
-        _write_json(folder / "meta.json", meta)
-        what = "cached" if pixels else "scanned"
-        if big or not quiet_small:
-            log(
-                f"{what} {len(kept):,} {source.what} of {source.root} in {secs:.1f} s "
-                f"({n / max(secs, 1e-9):,.0f} img/s) into {folder}"
-            )
+        meta = _build_cache(folder, source, pixels=pixels, damaged=damaged, log=log, workers=workers, quiet=quiet_small)
     _remove_stale(root, name, folder)
     return folder, meta
+
+
+def _ready(folder: Path, source: ItemSource, pixels: bool) -> tuple[dict[str, Any] | None, str]:
+    """The usable metadata of ``folder``, or None and why it is damaged ("" when merely not built)."""
+    meta, damaged = _read_meta(folder)
+    if meta is not None:
+        damaged = _fits_source(meta, source)
+        if damaged:
+            meta = None
+        elif pixels and not meta["pixels"]:  # a stream's scan: the pixels are yet to be cached
+            return None, ""
+    return meta, damaged
+
+
+def _build_cache(
+    folder: Path,
+    source: ItemSource,
+    *,
+    pixels: bool,
+    damaged: str,
+    log: Callable[[str], None],
+    workers: int,
+    quiet: bool,
+) -> dict[str, Any]:
+    """Decode ``source`` into ``folder`` (pixels and meta.json, or meta.json alone); the caller holds the lock."""
+    if damaged:
+        log(f"decoded-data cache {folder} is damaged ({damaged}); rebuilding it")
+        (folder / "meta.json").unlink(missing_ok=True)  # first: nobody takes the folder for ready any more
+        (folder / "pixels.u8").unlink(missing_ok=True)
+    for leftover in folder.glob("*.tmp-*") if folder.is_dir() else []:  # of a build that was killed
+        leftover.unlink(missing_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(source.items)
+    big = n >= PROGRESS_MIN_ITEMS
+    if big:
+        doing = "caching the decoded" if pixels else "scanning (once: which files decode)"
+        log(f"{doing} {n:,} {source.what} of {source.root} ...")
+    t0 = time.perf_counter()
+    if pixels:
+        kept, report = _write_pixels(folder, source, workers=workers)
+    else:
+        kept, report = decode_all(source, None, desc=f"scanning {source.root.name}", workers=workers)
+        _fail_if_empty(source, kept, report)
+    secs = time.perf_counter() - t0
+    meta = {
+        "format": CACHE_FORMAT,
+        "source": str(source.root.resolve()),
+        "kind": source.kind,
+        "params": source.params,
+        "shape": [len(kept), *source.shape],
+        "items": n,
+        "kept": kept if len(kept) < n else None,  # None: every item
+        "skipped": report.summary(),
+        "pixels": bool(pixels),
+        "seconds": round(secs, 2),
+    }
+    _write_json(folder / "meta.json", meta)
+    if big or not quiet:
+        log(
+            f"{'cached' if pixels else 'scanned'} {len(kept):,} {source.what} of {source.root} in {secs:.1f} s "
+            f"({n / max(secs, 1e-9):,.0f} img/s) into {folder}"
+        )
+    return meta
+
+
+def _write_pixels(folder: Path, source: ItemSource, *, workers: int) -> tuple[list[int], SkipReport]:
+    """Decode every item into ``folder/pixels.u8`` (written under a temporary name, renamed when whole)."""
+    n = len(source.items)
+    tmp = folder / f"pixels.u8.tmp-{os.getpid()}"
+    _reserve(tmp, n * source.item_bytes, folder, source)
+    arr = np.memmap(tmp, dtype=np.uint8, mode="r+", shape=(max(n, 1), *source.shape))
+    try:
+        kept, report = decode_all(source, arr, desc=f"caching {source.root.name}", workers=workers)
+        arr.flush()
+        del arr
+        _fail_if_empty(source, kept, report)
+        os.truncate(tmp, len(kept) * source.item_bytes)
+        os.replace(tmp, folder / "pixels.u8")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+        raise
+    return kept, report
+
+
+def _reserve(tmp: Path, total: int, folder: Path, source: ItemSource) -> None:
+    """Create ``tmp`` with ``total`` bytes reserved on disk, or raise the one-line "no room" error.
+
+    Reserving now matters: a disk that fills while pages of a memory map are written kills the
+    process with SIGBUS, where a failed reservation is an error message."""
+    free = shutil.disk_usage(folder).free
+    no_room = (
+        f"{source.root}: the cache needs {_human(total)} but {folder.parent} has {_human(free)} free; "
+        "free some space (gankit cache), set XDG_CACHE_HOME to a larger disk, or use data.storage=stream"
+    )
+    if total > free:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise DataError(no_room)
+    with open(tmp, "wb") as f:
+        try:
+            if not hasattr(os, "posix_fallocate"):  # macOS
+                raise OSError(errno.EOPNOTSUPP, "no posix_fallocate")
+            os.posix_fallocate(f.fileno(), 0, max(total, 1))
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                tmp.unlink(missing_ok=True)
+                if e.errno == errno.ENOSPC:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    raise DataError(no_room) from None
+                raise
+            f.truncate(max(total, 1))  # a file system without fallocate: a sparse file
 
 
 def _kept(meta: dict[str, Any]) -> list[int]:
@@ -610,8 +654,9 @@ def open_stream(source: ItemSource, *, log: Callable[[str], None], workers: int 
 
 
 def open_memory(source: ItemSource, *, log: Callable[[str], None], copy: bool = True) -> Stored:
-    """All items in RAM. With ``copy=False`` the store reads a persisted cache through its mapping
-    (for a dataset that converts every item at once and keeps only the result, as colorization's Lab)."""
+    """All items in RAM. With ``copy=False`` the store reads a persisted cache through its mapping (for
+    a dataset that keeps a derived copy of every item beside the store, as colorization's Lab: the uint8
+    items then take page cache, not the process's own memory)."""
     if not source.persist or len(source.items) * source.item_bytes > _free_disk(storage_root()):
         return load_in_memory(source)
     try:  # a small cache is built quietly: it takes no longer than decoding did

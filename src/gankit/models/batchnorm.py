@@ -32,9 +32,7 @@ STANDING_BATCHES = 16
 
 def batchnorm_layers(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """The BatchNorm layers of ``module`` that keep running statistics."""
-    return [
-        m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-    ]
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
 def check_mode(mode: str) -> str:
@@ -61,7 +59,9 @@ def sampling_mode(
     check_mode(mode)
     layers = batchnorm_layers(G)
     flags = [(m, m.training) for m in G.modules()]
-    saved = [(m, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum) for m in layers]
+    saved = [
+        (m, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone(), m.momentum) for m in layers
+    ]
     try:
         if not layers or mode == "eval":
             G.eval()
