@@ -349,7 +349,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, out, resume=resuming)
     except TrainingInterrupted as e:
         return 128 + e.signum
-    if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
+    from gankit.training.distributed import launch_rank
+
+    if launch_rank() != 0:  # torchrun: only rank 0 reports
         return 0
     run = result.out_dir
     print(f"done: {result.step} steps, epoch {result.epoch} in {run} (samples/, loss.png, checkpoints/G_last.pt)")
