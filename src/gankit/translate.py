@@ -113,7 +113,7 @@ def check_overwrite(jobs: list[Job], overwrite: bool) -> None:
         raise OutputsExist(f"{existing[0]} already exists{more}; pass --overwrite to replace, or choose another --out")
 
 
-def _load_rgb01(path: Path) -> Tensor:
+def load_rgb01(path: Path) -> Tensor:
     """(1, 3, H, W) float in [0, 1]; grayscale files become three equal channels."""
     return pil_to_tensor(to_rgb(open_image(path))).unsqueeze(0).float() / 255.0
 
@@ -327,7 +327,7 @@ def _run_jobs(
     written = 0
     for job in tqdm(jobs, desc=command, unit="image", disable=None if len(jobs) > 1 else True, leave=False):
         try:
-            rgb = _load_rgb01(job.src)
+            rgb = load_rgb01(job.src)
         except ImageReadError as e:
             report.add(e)
             continue

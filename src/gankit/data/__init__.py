@@ -181,14 +181,14 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
 
 def _paired_kind(p: Path, default: str) -> str:
     """aligned, pair-folders or facades for a folder given to a paired preset."""
-    from gankit.data.facades import _is_cmp_base, facades_layout
-    from gankit.data.paired import _pair_dirs
+    from gankit.data.facades import facades_layout, is_cmp_base
+    from gankit.data.paired import pair_dirs
 
     split_root = next((p / s for s in ("train", "val", "test") if (p / s).is_dir()), p)
-    layout = "pair-folders" if _pair_dirs(split_root) is not None else "aligned" if split_root != p else ""
+    layout = "pair-folders" if pair_dirs(split_root) is not None else "aligned" if split_root != p else ""
     if default != "facades":
         return layout or default
-    if not layout or _is_cmp_base(p):
+    if not layout or is_cmp_base(p):
         return "facades"  # find_facades builds from CMP, descends into facades/, or explains
     # Facades only when the manifest or the colours say so: another data set keeps the direction asked for.
     return "facades" if facades_layout(p).certain else layout

@@ -44,7 +44,7 @@ from gankit.paths import cache_dir, data_root
 
 from .errors import DataError
 from .images import ImageReadError, SkipReport, decode_many, list_images, open_image, to_rgb
-from .paired import _pair_dirs
+from .paired import pair_dirs
 
 __all__ = [
     "CMP_PALETTE",
@@ -260,7 +260,8 @@ def facades_origin(folder: str | Path) -> str | None:
         return None
 
 
-def _is_cmp_base(folder: Path) -> bool:
+def is_cmp_base(folder: Path) -> bool:
+    """Whether ``folder`` holds the CMP facades base files (``cmp_b*.png``) that gankit builds pairs from."""
     return any(folder.glob("cmp_b*.png"))
 
 
@@ -336,7 +337,7 @@ def facades_layout(root: str | Path) -> FacadesLayout:
     """The :class:`FacadesLayout` of a facades folder: gankit's manifest, else colour, else ``BtoA``."""
     root = Path(root)
     split_root = next((root / s for s in ("train", "val", "test") if (root / s).is_dir()), root)
-    dirs = _pair_dirs(split_root)
+    dirs = pair_dirs(split_root)
     if dirs is not None:
         a, b = (_open_some(list_images(d, recursive=False)) for d in dirs)
         side = _label_side(a, b)
@@ -369,7 +370,7 @@ def facades_direction(root: str | Path) -> str:
 
 
 def _resolve(folder: Path, log: Callable[[str], None]) -> Path | None:
-    if _is_cmp_base(folder):
+    if is_cmp_base(folder):
         target = data_root() / "facades"
         if not _manifest_matches(target, folder):
             log(f"building pix2pix facades pairs from {folder} into {target}")
@@ -377,7 +378,7 @@ def _resolve(folder: Path, log: Callable[[str], None]) -> Path | None:
         return target
     if (folder / _BUILDING).exists():  # being built by another process, or a build was killed
         src = _building_source(folder)
-        if src is None or not src.is_dir() or not _is_cmp_base(src):
+        if src is None or not src.is_dir() or not is_cmp_base(src):
             raise DataError(
                 f"{folder} holds an unfinished gankit facades build (interrupted, no {MANIFEST}); pass the "
                 "CMP Facade base folder (cmp_b*.png + cmp_b*.jpg) as the data path to rebuild it, or delete it"
@@ -386,7 +387,7 @@ def _resolve(folder: Path, log: Callable[[str], None]) -> Path | None:
             log(f"{folder} holds an unfinished facades build; finishing it from {src}")
             build_facades(src, folder, log=log)
         return folder
-    if (folder / "train").is_dir() or _pair_dirs(folder) is not None:
+    if (folder / "train").is_dir() or pair_dirs(folder) is not None:
         return folder
     if (folder / "facades").is_dir() and folder.name != "facades":
         return _resolve(folder / "facades", log)

@@ -274,7 +274,7 @@ def load_aligned(
         raise _missing_split(root, split)
     files = list_images(folder, recursive=False)
     if not files:
-        if _pair_dirs(folder) is not None:
+        if pair_dirs(folder) is not None:
             raise DataError(
                 f"{folder} holds a/ and b/ subfolders, not A|B side-by-side images: "
                 "that is the pair-folders layout (data.name=pair-folders)"
@@ -314,7 +314,8 @@ def load_aligned(
     )
 
 
-def _pair_dirs(folder: Path) -> tuple[Path, Path] | None:
+def pair_dirs(folder: Path) -> tuple[Path, Path] | None:
+    """The A and B folders of a pair-folders layout (``a/`` + ``b/``, or ``A/`` + ``B/``), else None."""
     for a, b in (("a", "b"), ("A", "B")):
         if (folder / a).is_dir() and (folder / b).is_dir():
             return folder / a, folder / b
@@ -369,11 +370,11 @@ def load_pair_folders(
     root = Path(root)
     train = split == "train" if train is None else train
     whole_set = False
-    held_out = split in ("train", "val") and _pair_dirs(root / "train") is not None
-    held_out = held_out and _pair_dirs(root / "val") is None
-    dirs = _pair_dirs(root / ("train" if held_out else split))
+    held_out = split in ("train", "val") and pair_dirs(root / "train") is not None
+    held_out = held_out and pair_dirs(root / "val") is None
+    dirs = pair_dirs(root / ("train" if held_out else split))
     if dirs is None:
-        dirs = _pair_dirs(root)
+        dirs = pair_dirs(root)
         if dirs is None:
             if (root / split).is_dir():
                 raise DataError(f"{root / split} has no a/ and b/ subfolders (expected {root / split}/a and /b)")
@@ -389,7 +390,7 @@ def load_pair_folders(
     stems = sorted(a_files)
     if not stems:
         raise DataError(f"no image files in {a_dir} and {b_dir}")
-    val_source = VAL_SPLIT if _pair_dirs(root / "val") is not None else ""
+    val_source = VAL_SPLIT if pair_dirs(root / "val") is not None else ""
     if whole_set or held_out:
         if split == "test":  # only reached without split folders: a test/ split is used as it is
             log(f"{root}: no split folders, so 'test' uses the validation pairs")
