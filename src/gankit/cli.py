@@ -592,12 +592,8 @@ def _add_checkpoint_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gankit", description=DESCRIPTION)
-    parser.add_argument("--version", action="version", version=f"gankit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _train_parser(sub)
-
+def _sample_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit sample``."""
     s = sub.add_parser(
         "sample",
         help="generate images from a trained noise-to-image model (gan, cgan, dcgan)",
@@ -614,61 +610,63 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace existing files in --out and --grid")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
-    for name, what in (
-        ("translate", "pix2pix: translate images of any size"),
-        ("colorize", "colorize photos at full resolution"),
-    ):
-        t = sub.add_parser(
-            name,
-            help=what,
-            description=f"{what[0].upper()}{what[1:]}.\nFolders are searched recursively and their tree is "
-            "mirrored under --out (in/a/x.jpg -> OUT/a/x.png);\nexisting files are kept unless --overwrite.",
-        )
-        t.add_argument("run", help="run folder or checkpoint file")
-        t.add_argument("inputs", nargs="+", help="image files or folders")
-        t.add_argument("--out", required=True, help="output folder (input folders' subfolders are mirrored)")
-        _add_checkpoint_option(t)
-        t.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
-        t.add_argument("--format", choices=["png", "jpg"], default="png", help="output file format")
-        t.add_argument("--quality", type=int, metavar="N", help="JPEG quality 1-100 with --format jpg (default 95)")
-        mode = t.add_mutually_exclusive_group()
-        mode.add_argument(
-            "--eval-mode",
-            dest="train_mode",
-            action="store_false",
-            help="dropout off, BatchNorm running statistics (default; deterministic)",
-        )
-        mode.add_argument(
-            "--train-mode",
-            dest="train_mode",
-            action="store_true",
-            help="dropout on and per-image statistics, as the reference pix2pix test script",
-        )
-        t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-        if name == "translate":
-            # No default here: an explicit --strategy is refused above --max-memory, while the
-            # default gives way to tiles (gankit.translate.plan_strategies).
-            t.add_argument(
-                "--strategy",
-                choices=["pad", "resize", "tile"],
-                help="how to fit any size to the U-Net: resize (default: to the training size and back; "
-                "best in benchmarks/quality_strategies.py), tile (training-size tiles, blended), "
-                "pad (whole image, reflect-padded: most memory)",
-            )
-            t.add_argument(
-                "--max-side",
-                type=int,
-                metavar="N",
-                help="shrink images whose longer side exceeds N pixels before translating (output keeps the size)",
-            )
-            t.add_argument(
-                "--max-memory",
-                type=float,
-                metavar="GB",
-                help="memory one image may take (default: half the RAM, or 80%% of the GPU's)",
-            )
-        t.set_defaults(command_name=name, train_mode=False)
 
+def _image_parser(sub: argparse._SubParsersAction, name: str, what: str) -> None:
+    """``gankit translate`` or ``gankit colorize``: the same options, plus translate's size and memory ones."""
+    t = sub.add_parser(
+        name,
+        help=what,
+        description=f"{what[0].upper()}{what[1:]}.\nFolders are searched recursively and their tree is "
+        "mirrored under --out (in/a/x.jpg -> OUT/a/x.png);\nexisting files are kept unless --overwrite.",
+    )
+    t.add_argument("run", help="run folder or checkpoint file")
+    t.add_argument("inputs", nargs="+", help="image files or folders")
+    t.add_argument("--out", required=True, help="output folder (input folders' subfolders are mirrored)")
+    _add_checkpoint_option(t)
+    t.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+    t.add_argument("--format", choices=["png", "jpg"], default="png", help="output file format")
+    t.add_argument("--quality", type=int, metavar="N", help="JPEG quality 1-100 with --format jpg (default 95)")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--eval-mode",
+        dest="train_mode",
+        action="store_false",
+        help="dropout off, BatchNorm running statistics (default; deterministic)",
+    )
+    mode.add_argument(
+        "--train-mode",
+        dest="train_mode",
+        action="store_true",
+        help="dropout on and per-image statistics, as the reference pix2pix test script",
+    )
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    if name == "translate":
+        # No default here: an explicit --strategy is refused above --max-memory, while the
+        # default gives way to tiles (gankit.translate.plan_strategies).
+        t.add_argument(
+            "--strategy",
+            choices=["pad", "resize", "tile"],
+            help="how to fit any size to the U-Net: resize (default: to the training size and back; "
+            "best in benchmarks/quality_strategies.py), tile (training-size tiles, blended), "
+            "pad (whole image, reflect-padded: most memory)",
+        )
+        t.add_argument(
+            "--max-side",
+            type=int,
+            metavar="N",
+            help="shrink images whose longer side exceeds N pixels before translating (output keeps the size)",
+        )
+        t.add_argument(
+            "--max-memory",
+            type=float,
+            metavar="GB",
+            help="memory one image may take (default: half the RAM, or 80%% of the GPU's)",
+        )
+    t.set_defaults(command_name=name, train_mode=False)
+
+
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit eval``."""
     e = sub.add_parser(
         "eval",
         help="metrics of a trained model (FID/KID/precision-recall, L1/PSNR/SSIM, ...)",
@@ -702,6 +700,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit export``."""
     x = sub.add_parser(
         "export",
         help="export a generator to ONNX, checked against PyTorch",
@@ -720,6 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     x.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
+
+def _import_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit import pix2pix-repo|dcgan-example``."""
     im = sub.add_parser(
         "import",
         help="turn a reference implementation's checkpoint into a gankit run folder",
@@ -749,6 +753,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--out", required=True, help="the run folder to create")
         q.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
 
+
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit report``."""
     rp = sub.add_parser(
         "report",
         help="one self-contained HTML page of a run (summary, curves, samples, eval)",
@@ -761,6 +768,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     rp.add_argument("--device", default="auto", help="image-to-image runs: where val examples are scored")
 
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit serve``."""
     sv = sub.add_parser(
         "serve",
         help="a local web demo of trained runs (gradio; pip install 'gankit[demo]')",
@@ -774,9 +784,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--share", action="store_true", help="also make a public gradio.live link (off by default)")
     sv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
-    sub.add_parser(
-        "list", help="show families, presets and datasets", description="Show families, presets and datasets."
-    )
+
+def _cache_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit cache``."""
     ca = sub.add_parser(
         "cache",
         help="list or clear what gankit keeps on disk (caches, built and downloaded data sets)",
@@ -793,6 +803,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove a kind (storage, stats, classifiers, facades, a data set) or the decoded-data caches whose "
         "names start with NAME; without a name: storage and stats",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gankit`` parser: one small function per subcommand, in the order ``--help`` lists them."""
+    parser = _Parser(prog="gankit", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"gankit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train_parser(sub)
+    _sample_parser(sub)
+    for name, what in (
+        ("translate", "pix2pix: translate images of any size"),
+        ("colorize", "colorize photos at full resolution"),
+    ):
+        _image_parser(sub, name, what)
+    _eval_parser(sub)
+    _export_parser(sub)
+    _import_parser(sub)
+    _report_parser(sub)
+    _serve_parser(sub)
+    sub.add_parser(
+        "list", help="show families, presets and datasets", description="Show families, presets and datasets."
+    )
+    _cache_parser(sub)
     return parser
 
 
