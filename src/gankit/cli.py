@@ -53,6 +53,17 @@ def _set_thread_waiting() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+_FLAGS = {"fmt": "--format"}
+"""Library settings whose flag is not ``--`` + the name with dashes."""
+
+
+def flag(name: str, value: object = None) -> str:
+    """How the CLI names a library setting in messages (:class:`gankit.formatting.Spelling`):
+    ``flag("max_side", 0)`` -> ``"--max-side 0"``, ``flag("overwrite", True)`` -> ``"--overwrite"``."""
+    option = _FLAGS.get(name, "--" + name.replace("_", "-"))
+    return option if value is None or value is True else f"{option} {value}"
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps description line breaks and shows each option's default (where it has one)."""
 
@@ -533,9 +544,34 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from gankit.translate import run_translate
+    """``gankit translate|colorize RUN INPUTS --out OUT``: see :mod:`gankit.translate`; exit 1 when
+    no input could be read."""
+    from gankit.translate import colorize_files, translate_files
 
-    return run_translate(args)
+    common: dict[str, Any] = {
+        "checkpoint": args.checkpoint,
+        "fmt": args.format,
+        "quality": args.quality,
+        "overwrite": args.overwrite,
+        "train_mode": args.train_mode,
+        "device": args.device,
+        "spell": flag,
+    }
+    if args.command == "translate":
+        done = translate_files(
+            args.run,
+            args.inputs,
+            args.out,
+            strategy=args.strategy,
+            max_side=args.max_side,
+            max_memory=args.max_memory,
+            **common,
+        )
+    else:
+        done = colorize_files(args.run, args.inputs, args.out, **common)
+    mode = "train" if done.train_mode else "eval"
+    print(f"wrote {len(done.written)} image(s) under {Path(args.out)} ({mode} mode, {done.checkpoint})")
+    return 0 if done.written else 1
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -662,7 +698,7 @@ def _image_parser(sub: argparse._SubParsersAction, name: str, what: str) -> None
             metavar="GB",
             help="memory one image may take (default: half the RAM, or 80%% of the GPU's)",
         )
-    t.set_defaults(command_name=name, train_mode=False)
+    t.set_defaults(train_mode=False)
 
 
 def _eval_parser(sub: argparse._SubParsersAction) -> None:
