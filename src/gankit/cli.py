@@ -370,89 +370,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _label_index(label: str, class_names: list[str], num_classes: int) -> int:
-    """``--label 7`` or ``--label Sneaker`` (case-insensitive) -> class index."""
-    if re.fullmatch(r"-?\d+", label):
-        k = int(label)
-        if not 0 <= k < num_classes:
-            raise ConfigError(f"--label {k}: this model has classes 0-{num_classes - 1}")
-        return k
-    lowered = [c.lower() for c in class_names]
-    if label.lower() in lowered:
-        return lowered.index(label.lower())
-    close = difflib.get_close_matches(label, class_names, n=1, cutoff=0.5)
-    names = ", ".join(f"{i}={c}" for i, c in enumerate(class_names)) or f"0-{num_classes - 1}"
-    raise ConfigError(
-        f"--label {label}: not a class of this model"
-        + (f"; did you mean '{close[0]}'?" if close else "")
-        + f" (classes: {names})"
-    )
-
-
 def cmd_sample(args: argparse.Namespace) -> int:
-    import torch
+    """``gankit sample RUN --n N --out OUT``: see :func:`gankit.sampling.sample_to_folder`."""
+    from gankit.sampling import sample_to_folder
 
-    from gankit.data.base import to_uint8
-    from gankit.devices import resolve_device
-    from gankit.errors import OutputExists
-    from gankit.locks import hold, output_lock
-    from gankit.sampling import balanced_note, choose_labels, load_generator, sample
-    from gankit.training.checkpoint import CheckpointError
-    from gankit.visualize import save_grid, save_png, to_display
-
-    if args.n <= 0:
-        raise ConfigError("--n must be positive")
-    loaded = load_generator(args.run, device=resolve_device(args.device))
-    if loaded.family.kind == "paired":
-        cmd = "translate" if loaded.family.name == "pix2pix" else "colorize"
-        raise CheckpointError(f"{args.run}: a {loaded.family.name} run turns images into images; use gankit {cmd}")
-    label = None
-    if args.label is not None:
-        if not loaded.num_classes:
-            raise ConfigError(f"--label: {args.run} is not class-conditional (family {loaded.family.name})")
-        label = _label_index(args.label, loaded.info.class_names, loaded.num_classes)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")
-    hold(output_lock(out, "gankit sample"))  # a second sample into --out refuses until this command ends
-    labels = choose_labels(
+    done = sample_to_folder(
+        args.run,
         args.n,
-        loaded.num_classes,
-        label=label,
+        args.out,
+        label=args.label,
         balanced=args.labels == "balanced",
-        generator=torch.Generator().manual_seed(args.seed + 1),
+        seed=args.seed,
+        grid=args.grid,
+        overwrite=args.overwrite,
+        device=args.device,
+        spell=flag,
     )
-    names = [f"{i:05d}" + (f"_class{int(labels[i])}" if labels is not None else "") + ".png" for i in range(args.n)]
-    existing = [n for n in names if (out / n).exists()]
-    if existing and not args.overwrite:
-        raise OutputExists(f"{out / existing[0]} exists ({len(existing)} files would be replaced); pass --overwrite")
-    grid = Path(args.grid) if args.grid else None
-    if grid is not None and grid.exists() and not args.overwrite:
-        raise OutputExists(f"--grid {grid} exists; pass --overwrite to replace it")
-    if labels is not None and label is None and args.labels == "balanced":
-        note = balanced_note(args.n, loaded.num_classes)
-        if note:
-            print(note)
-    images = sample(loaded, args.n, labels=labels, seed=args.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, img in zip(names, to_uint8(images)):
-        save_png(img, out / name)
-    if grid is not None:
-        k = loaded.num_classes
-        classes = loaded.info.class_names[:k] or [str(i) for i in range(k)]
-        balanced = args.labels == "balanced" and k
-        chosen = ""
-        if label is not None:  # the class of every image, by name: "class 7 (Sneaker)"
-            chosen = f", class {label}" + (f" ({classes[label]})" if classes[label] != str(label) else "")
-        caption = f"{Path(args.run).name} ({loaded.family.name}){chosen}, seed {args.seed}"
-        save_grid(
-            to_display(images),
-            grid,
-            nrow=k if balanced else 8,
-            caption=caption,
-            column_labels=classes if balanced else None,
-        )
-    print(f"wrote {args.n} images to {out}" + (f" and a grid to {args.grid}" if args.grid else ""))
+    print(f"wrote {len(done.images)} images to {Path(args.out)}" + (f" and a grid to {args.grid}" if args.grid else ""))
     return 0
 
 
