@@ -279,7 +279,7 @@ def sample_to_folder(
     from gankit.devices import resolve_device
     from gankit.errors import OutputExists
     from gankit.locks import output_lock
-    from gankit.visualize import save_grid, save_png, to_display
+    from gankit.visualize import save_png
 
     if n <= 0:
         raise ConfigError(f"{spell('n')} must be positive")
@@ -291,15 +291,14 @@ def sample_to_folder(
         cmd = "translate" if loaded.family.name == "pix2pix" else "colorize"
         raise CheckpointError(f"{where}: a {loaded.family.name} run turns images into images; use gankit {cmd}")
     k = loaded.num_classes
-    if label is not None:
-        if not k:
-            raise ConfigError(f"{spell('label')}: {where} is not class-conditional (family {loaded.family.name})")
-        label = label_index(label, loaded.info.class_names, k, spell)
+    if label is not None and not k:
+        raise ConfigError(f"{spell('label')}: {where} is not class-conditional (family {loaded.family.name})")
+    index = label_index(label, loaded.info.class_names, k, spell) if label is not None else None
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{spell('out', out)} is a file, not a folder")
     with output_lock(out, "gankit sample", option=spell("out")):  # a second writer into out refuses meanwhile
-        labels = choose_labels(n, k, label=label, balanced=balanced, generator=torch.Generator().manual_seed(seed + 1))
+        labels = choose_labels(n, k, label=index, balanced=balanced, generator=torch.Generator().manual_seed(seed + 1))
         names = [f"{i:05d}" + (f"_class{int(labels[i])}" if labels is not None else "") + ".png" for i in range(n)]
         existing = [x for x in names if (out / x).exists()]
         if existing and not overwrite:
@@ -309,7 +308,7 @@ def sample_to_folder(
         grid = Path(grid) if grid is not None else None
         if grid is not None and grid.exists() and not overwrite:
             raise OutputExists(f"{spell('grid', grid)} exists; pass {spell('overwrite', True)} to replace it")
-        note = balanced_note(n, k) if labels is not None and label is None and balanced else ""
+        note = balanced_note(n, k) if labels is not None and index is None and balanced else ""
         if note:
             log(note)
         images = sample(loaded, n, labels=labels, seed=seed)
@@ -317,16 +316,26 @@ def sample_to_folder(
         for x, img in zip(names, to_uint8(images)):
             save_png(img, out / x)
         if grid is not None:
-            classes = loaded.info.class_names[:k] or [str(i) for i in range(k)]
-            chosen = ""
-            if label is not None:  # the class of every image, by name: "class 7 (Sneaker)"
-                chosen = f", class {label}" + (f" ({classes[label]})" if classes[label] != str(label) else "")
-            by_class = balanced and k
-            save_grid(
-                to_display(images),
-                grid,
-                nrow=k if by_class else 8,
-                caption=f"{where.name} ({loaded.family.name}){chosen}, seed {seed}",
-                column_labels=classes if by_class else None,
-            )
+            caption = f"{where.name} ({loaded.family.name})"
+            _write_grid(loaded, images, grid, caption=caption, label=index, by_class=balanced, seed=seed)
     return SampledFiles([out / x for x in names], grid, note)
+
+
+def _write_grid(
+    loaded: LoadedGenerator, images: Tensor, grid: Path, *, caption: str, label: int | None, by_class: bool, seed: int
+) -> None:
+    """The grid of :func:`sample_to_folder`: captioned with the class and seed, one column per class when balanced."""
+    from gankit.visualize import save_grid, to_display
+
+    k = loaded.num_classes
+    classes = loaded.info.class_names[:k] or [str(i) for i in range(k)]
+    if label is not None:  # the class of every image, by name: "class 7 (Sneaker)"
+        caption += f", class {label}" + (f" ({classes[label]})" if classes[label] != str(label) else "")
+    columns = by_class and k
+    save_grid(
+        to_display(images),
+        grid,
+        nrow=k if columns else 8,
+        caption=f"{caption}, seed {seed}",
+        column_labels=classes if columns else None,
+    )
