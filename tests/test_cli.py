@@ -20,9 +20,10 @@ import yaml
 from conftest import GANKIT, subprocess_env, write_idx_dataset
 from PIL import Image
 
-from gankit.cli import _label_index, main
+from gankit.cli import flag, main
 from gankit.config import PRESETS, ConfigError
 from gankit.families import FAMILIES
+from gankit.sampling import label_index
 from gankit.training.stats import read_jsonl
 
 STEPS = 25  # 200 images / batch 20 = 10 steps per epoch: two epoch ends and a final partial epoch
@@ -240,7 +241,7 @@ FMNIST_CLASSES = [
     [("7", 7), ("Sneaker", 7), ("sneaker", 7), ("ankle boot", 9), ("0", 0)],
 )
 def test_label_by_index_or_class_name(label: str, expected: int) -> None:
-    assert _label_index(label, FMNIST_CLASSES, 10) == expected
+    assert label_index(label, FMNIST_CLASSES, 10) == expected
 
 
 @pytest.mark.parametrize(
@@ -249,7 +250,7 @@ def test_label_by_index_or_class_name(label: str, expected: int) -> None:
 )
 def test_bad_label_names_the_classes(label: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
-        _label_index(label, FMNIST_CLASSES, 10)
+        label_index(label, FMNIST_CLASSES, 10, flag)
 
 
 def test_list_shows_every_family_and_preset(capsys) -> None:

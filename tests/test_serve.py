@@ -232,7 +232,7 @@ def test_cgan_class_picker_and_class_by_seed_grid(app: dict) -> None:
 
 
 def test_pix2pix_upload_keeps_the_size_and_matches_translate(app: dict, tmp_path: Path) -> None:
-    from gankit.translate import _load_rgb01, translate_image
+    from gankit.translate import load_rgb01, translate_image
 
     rng = np.random.default_rng(1)
     src = _png(tmp_path, rng.integers(0, 256, (45, 70, 3), dtype=np.uint8))
@@ -240,7 +240,7 @@ def test_pix2pix_upload_keeps_the_size_and_matches_translate(app: dict, tmp_path
     out = Image.open(path)
     assert out.size == (70, 45) and "70x45 out" in note
     rm = app["models"]["pix2pix"]
-    ref = translate_image(rm.loaded, _load_rgb01(Path(src)))
+    ref = translate_image(rm.loaded, load_rgb01(Path(src)))
     expect = (ref[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     assert np.array_equal(np.asarray(out.convert("RGB")), expect)
 
@@ -276,7 +276,7 @@ def test_pix2pix_examples_come_from_the_val_split(app: dict) -> None:
 
 @pytest.mark.parametrize("mode", ["L", "RGB"])
 def test_colorize_full_resolution_with_download(app: dict, tmp_path: Path, mode: str) -> None:
-    from gankit.translate import _load_rgb01, colorize_image
+    from gankit.translate import colorize_image, load_rgb01
 
     rng = np.random.default_rng(2)
     shape = (300, 410) if mode == "L" else (300, 410, 3)
@@ -285,7 +285,7 @@ def test_colorize_full_resolution_with_download(app: dict, tmp_path: Path, mode:
         gradio_client.handle_file(src), api_name=_api(app, "colorize", "colorize")
     )
     assert Image.open(shown).size == (410, 300) and Image.open(download).size == (410, 300)
-    ref = colorize_image(app["models"]["colorize"].loaded, _load_rgb01(Path(src)))
+    ref = colorize_image(app["models"]["colorize"].loaded, load_rgb01(Path(src)))
     expect = (ref[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     assert np.array_equal(np.asarray(Image.open(download).convert("RGB")), expect)
     assert "410x300 out" in note

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit.cli import main
+from gankit.cli import flag, main
 from gankit.config import make_config
 from gankit.data.base import DataInfo
 from gankit.data.errors import DataError
@@ -328,23 +328,29 @@ def test_memory_guard_refuses_or_tiles_before_anything_runs(run_dir: Path, tmp_p
     monkeypatch.setattr("gankit.translate.DEFAULT_STRATEGY", "pad")
     notes: list[str] = []
     jobs = plan_outputs([src], out)
-    assert plan_strategies(loaded, jobs, strategy=None, max_side=None, limit=limit_gb * 1e9, say=notes.append) == {
-        src: "tile"
-    }
+    assert plan_strategies(
+        loaded, jobs, strategy=None, max_side=None, limit=limit_gb * 1e9, say=notes.append, spell=flag
+    ) == {src: "tile"}
     assert len(notes) == 1 and "using --strategy tile" in notes[0]
     # Under the limit, a large estimate is still told (the largest image's only).
     notes.clear()
     monkeypatch.setattr("gankit.translate.LARGE", tile / 2)
     _img(tmp_path / "in" / "small.png", 40, 40)
     plan_strategies(
-        loaded, plan_outputs([tmp_path / "in"], out), strategy="tile", max_side=None, limit=pad, say=notes.append
+        loaded,
+        plan_outputs([tmp_path / "in"], out),
+        strategy="tile",
+        max_side=None,
+        limit=pad,
+        say=notes.append,
+        spell=flag,
     )
     assert len(notes) == 1 and "big.png: 400x300 needs about" in notes[0] and "--max-memory" in notes[0]
     # Where shrinking would help, the error offers a --max-side that fits.
     shrunk = translate_memory(loaded, 300, 400, "pad", max_side=200)
     limit = shrunk + (pad - shrunk) * 0.1
     with pytest.raises(DataError, match=r"--max-side 200 .* or a higher --max-memory"):
-        plan_strategies(loaded, jobs, strategy="pad", max_side=None, limit=limit)
+        plan_strategies(loaded, jobs, strategy="pad", max_side=None, limit=limit, spell=flag)
 
 
 def test_default_strategy_is_what_the_cli_uses(run_dir: Path, tmp_path: Path) -> None:
@@ -357,3 +363,31 @@ def test_default_strategy_is_what_the_cli_uses(run_dir: Path, tmp_path: Path) ->
     with contextlib.redirect_stdout(help_text), pytest.raises(SystemExit):
         main(["translate", "--help"])
     assert f"{DEFAULT_STRATEGY} (default" in " ".join(help_text.getvalue().split())
+
+
+# ------------------------------------------------------------------------------ from Python
+
+
+def test_translate_and_colorize_files_from_python(run_dir: Path, colorize_dir: Path, tmp_path: Path) -> None:
+    """The library functions behind the commands take keyword settings, return what they wrote, and
+    name settings as Python spells them (the CLI's flags only where the CLI calls them)."""
+    from gankit.translate import colorize_files, translate_files
+
+    src = _img(tmp_path / "in" / "sub" / "x.png", 40, 56)
+    done = translate_files(run_dir, [tmp_path / "in"], tmp_path / "py", fmt="jpg", quality=90, device="cpu")
+    assert done.written == [tmp_path / "py" / "sub" / "x.jpg"] and done.skipped == 0
+    assert done.checkpoint.name == "G_last.pt" and not done.train_mode
+    assert _run("translate", str(run_dir), str(tmp_path / "in"), "--out", str(tmp_path / "cli"), "--format", "jpg",
+                "--quality", "90", "--device", "cpu").returncode == 0  # fmt: skip
+    assert (tmp_path / "py" / "sub" / "x.jpg").read_bytes() == (tmp_path / "cli" / "sub" / "x.jpg").read_bytes()
+    col = colorize_files(colorize_dir, [src], tmp_path / "col", device="cpu")
+    assert col.written == [tmp_path / "col" / "x.png"] and Image.open(col.written[0]).size == (56, 40)
+    with pytest.raises(DataError, match=r"^quality sets JPEG quality; add fmt='jpg'"):
+        translate_files(run_dir, [src], tmp_path / "q", quality=80)
+    with pytest.raises(DataError, match=r"^max_side=0: must be a positive number"):
+        translate_files(run_dir, [src], tmp_path / "q", max_side=0)
+    with pytest.raises(DataError, match=r"pass overwrite=True to replace, or choose another out$"):
+        colorize_files(colorize_dir, [src], tmp_path / "col")
+    assert not (tmp_path / "q").exists()
+    res = _run("translate", str(run_dir), str(src), "--out", str(tmp_path / "q"), "--max-side", "0")
+    assert res.returncode == 1 and "--max-side 0: must be a positive number" in res.stderr

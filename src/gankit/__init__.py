@@ -22,6 +22,9 @@ _EXPORTS = {
     "register_preset": "gankit.families",
     "load_generator": "gankit.sampling",
     "sample": "gankit.sampling",
+    "sample_to_folder": "gankit.sampling",
+    "translate_files": "gankit.translate",
+    "colorize_files": "gankit.translate",
     "Trainer": "gankit.training.loop",
     "train": "gankit.training.loop",
 }

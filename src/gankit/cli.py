@@ -64,6 +64,17 @@ def _set_thread_waiting() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+_FLAGS = {"fmt": "--format"}
+"""Library settings whose flag is not ``--`` + the name with dashes."""
+
+
+def flag(name: str, value: object = None) -> str:
+    """How the CLI names a library setting in messages (:class:`gankit.formatting.Spelling`):
+    ``flag("max_side", 0)`` -> ``"--max-side 0"``, ``flag("overwrite", True)`` -> ``"--overwrite"``."""
+    option = _FLAGS.get(name, "--" + name.replace("_", "-"))
+    return option if value is None or value is True else f"{option} {value}"
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps description line breaks and shows each option's default (where it has one)."""
 
@@ -362,7 +373,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(cfg, out, resume=resuming)
     except TrainingInterrupted as e:
         return 128 + e.signum
-    if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
+    from gankit.training.distributed import launch_rank
+
+    if launch_rank() != 0:  # torchrun: only rank 0 reports
         return 0
     run = result.out_dir
     print(f"done: {result.step} steps, epoch {result.epoch} in {run} (samples/, loss.png, checkpoints/G_last.pt)")
@@ -370,89 +383,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _label_index(label: str, class_names: list[str], num_classes: int) -> int:
-    """``--label 7`` or ``--label Sneaker`` (case-insensitive) -> class index."""
-    if re.fullmatch(r"-?\d+", label):
-        k = int(label)
-        if not 0 <= k < num_classes:
-            raise ConfigError(f"--label {k}: this model has classes 0-{num_classes - 1}")
-        return k
-    lowered = [c.lower() for c in class_names]
-    if label.lower() in lowered:
-        return lowered.index(label.lower())
-    close = difflib.get_close_matches(label, class_names, n=1, cutoff=0.5)
-    names = ", ".join(f"{i}={c}" for i, c in enumerate(class_names)) or f"0-{num_classes - 1}"
-    raise ConfigError(
-        f"--label {label}: not a class of this model"
-        + (f"; did you mean '{close[0]}'?" if close else "")
-        + f" (classes: {names})"
-    )
-
-
 def cmd_sample(args: argparse.Namespace) -> int:
-    import torch
+    """``gankit sample RUN --n N --out OUT``: see :func:`gankit.sampling.sample_to_folder`."""
+    from gankit.sampling import sample_to_folder
 
-    from gankit.data.base import to_uint8
-    from gankit.devices import resolve_device
-    from gankit.errors import OutputExists
-    from gankit.locks import hold, output_lock
-    from gankit.sampling import balanced_note, choose_labels, load_generator, sample
-    from gankit.training.checkpoint import CheckpointError
-    from gankit.visualize import save_grid, save_png, to_display
-
-    if args.n <= 0:
-        raise ConfigError("--n must be positive")
-    loaded = load_generator(args.run, device=resolve_device(args.device))
-    if loaded.family.kind == "paired":
-        cmd = "translate" if loaded.family.name == "pix2pix" else "colorize"
-        raise CheckpointError(f"{args.run}: a {loaded.family.name} run turns images into images; use gankit {cmd}")
-    label = None
-    if args.label is not None:
-        if not loaded.num_classes:
-            raise ConfigError(f"--label: {args.run} is not class-conditional (family {loaded.family.name})")
-        label = _label_index(args.label, loaded.info.class_names, loaded.num_classes)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file, not a folder")
-    hold(output_lock(out, "gankit sample"))  # a second sample into --out refuses until this command ends
-    labels = choose_labels(
+    done = sample_to_folder(
+        args.run,
         args.n,
-        loaded.num_classes,
-        label=label,
+        args.out,
+        label=args.label,
         balanced=args.labels == "balanced",
-        generator=torch.Generator().manual_seed(args.seed + 1),
+        seed=args.seed,
+        grid=args.grid,
+        overwrite=args.overwrite,
+        device=args.device,
+        spell=flag,
     )
-    names = [f"{i:05d}" + (f"_class{int(labels[i])}" if labels is not None else "") + ".png" for i in range(args.n)]
-    existing = [n for n in names if (out / n).exists()]
-    if existing and not args.overwrite:
-        raise OutputExists(f"{out / existing[0]} exists ({len(existing)} files would be replaced); pass --overwrite")
-    grid = Path(args.grid) if args.grid else None
-    if grid is not None and grid.exists() and not args.overwrite:
-        raise OutputExists(f"--grid {grid} exists; pass --overwrite to replace it")
-    if labels is not None and label is None and args.labels == "balanced":
-        note = balanced_note(args.n, loaded.num_classes)
-        if note:
-            print(note)
-    images = sample(loaded, args.n, labels=labels, seed=args.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, img in zip(names, to_uint8(images)):
-        save_png(img, out / name)
-    if grid is not None:
-        k = loaded.num_classes
-        classes = loaded.info.class_names[:k] or [str(i) for i in range(k)]
-        balanced = args.labels == "balanced" and k
-        chosen = ""
-        if label is not None:  # the class of every image, by name: "class 7 (Sneaker)"
-            chosen = f", class {label}" + (f" ({classes[label]})" if classes[label] != str(label) else "")
-        caption = f"{Path(args.run).name} ({loaded.family.name}){chosen}, seed {args.seed}"
-        save_grid(
-            to_display(images),
-            grid,
-            nrow=k if balanced else 8,
-            caption=caption,
-            column_labels=classes if balanced else None,
-        )
-    print(f"wrote {args.n} images to {out}" + (f" and a grid to {args.grid}" if args.grid else ""))
+    print(f"wrote {len(done.images)} images to {Path(args.out)}" + (f" and a grid to {args.grid}" if args.grid else ""))
     return 0
 
 
@@ -545,9 +492,34 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
-    from gankit.translate import run_translate
+    """``gankit translate|colorize RUN INPUTS --out OUT``: see :mod:`gankit.translate`; exit 1 when
+    no input could be read."""
+    from gankit.translate import colorize_files, translate_files
 
-    return run_translate(args)
+    common: dict[str, Any] = {
+        "checkpoint": args.checkpoint,
+        "fmt": args.format,
+        "quality": args.quality,
+        "overwrite": args.overwrite,
+        "train_mode": args.train_mode,
+        "device": args.device,
+        "spell": flag,
+    }
+    if args.command == "translate":
+        done = translate_files(
+            args.run,
+            args.inputs,
+            args.out,
+            strategy=args.strategy,
+            max_side=args.max_side,
+            max_memory=args.max_memory,
+            **common,
+        )
+    else:
+        done = colorize_files(args.run, args.inputs, args.out, **common)
+    mode = "train" if done.train_mode else "eval"
+    print(f"wrote {len(done.written)} image(s) under {Path(args.out)} ({mode} mode, {done.checkpoint})")
+    return 0 if done.written else 1
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -604,12 +576,8 @@ def _add_checkpoint_option(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gankit", description=DESCRIPTION)
-    parser.add_argument("--version", action="version", version=f"gankit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _train_parser(sub)
-
+def _sample_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit sample``."""
     s = sub.add_parser(
         "sample",
         help="generate images from a trained noise-to-image model (gan, cgan, dcgan)",
@@ -626,61 +594,63 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help="replace existing files in --out and --grid")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
-    for name, what in (
-        ("translate", "pix2pix: translate images of any size"),
-        ("colorize", "colorize photos at full resolution"),
-    ):
-        t = sub.add_parser(
-            name,
-            help=what,
-            description=f"{what[0].upper()}{what[1:]}.\nFolders are searched recursively and their tree is "
-            "mirrored under --out (in/a/x.jpg -> OUT/a/x.png);\nexisting files are kept unless --overwrite.",
-        )
-        t.add_argument("run", help="run folder or checkpoint file")
-        t.add_argument("inputs", nargs="+", help="image files or folders")
-        t.add_argument("--out", required=True, help="output folder (input folders' subfolders are mirrored)")
-        _add_checkpoint_option(t)
-        t.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
-        t.add_argument("--format", choices=["png", "jpg"], default="png", help="output file format")
-        t.add_argument("--quality", type=int, metavar="N", help="JPEG quality 1-100 with --format jpg (default 95)")
-        mode = t.add_mutually_exclusive_group()
-        mode.add_argument(
-            "--eval-mode",
-            dest="train_mode",
-            action="store_false",
-            help="dropout off, BatchNorm running statistics (default; deterministic)",
-        )
-        mode.add_argument(
-            "--train-mode",
-            dest="train_mode",
-            action="store_true",
-            help="dropout on and per-image statistics, as the reference pix2pix test script",
-        )
-        t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-        if name == "translate":
-            # No default here: an explicit --strategy is refused above --max-memory, while the
-            # default gives way to tiles (gankit.translate.plan_strategies).
-            t.add_argument(
-                "--strategy",
-                choices=["pad", "resize", "tile"],
-                help="how to fit any size to the U-Net: resize (default: to the training size and back; "
-                "best in benchmarks/quality_strategies.py), tile (training-size tiles, blended), "
-                "pad (whole image, reflect-padded: most memory)",
-            )
-            t.add_argument(
-                "--max-side",
-                type=int,
-                metavar="N",
-                help="shrink images whose longer side exceeds N pixels before translating (output keeps the size)",
-            )
-            t.add_argument(
-                "--max-memory",
-                type=float,
-                metavar="GB",
-                help="memory one image may take (default: half the RAM, or 80%% of the GPU's)",
-            )
-        t.set_defaults(command_name=name, train_mode=False)
 
+def _image_parser(sub: argparse._SubParsersAction, name: str, what: str) -> None:
+    """``gankit translate`` or ``gankit colorize``: the same options, plus translate's size and memory ones."""
+    t = sub.add_parser(
+        name,
+        help=what,
+        description=f"{what[0].upper()}{what[1:]}.\nFolders are searched recursively and their tree is "
+        "mirrored under --out (in/a/x.jpg -> OUT/a/x.png);\nexisting files are kept unless --overwrite.",
+    )
+    t.add_argument("run", help="run folder or checkpoint file")
+    t.add_argument("inputs", nargs="+", help="image files or folders")
+    t.add_argument("--out", required=True, help="output folder (input folders' subfolders are mirrored)")
+    _add_checkpoint_option(t)
+    t.add_argument("--overwrite", action="store_true", help="replace output files that already exist")
+    t.add_argument("--format", choices=["png", "jpg"], default="png", help="output file format")
+    t.add_argument("--quality", type=int, metavar="N", help="JPEG quality 1-100 with --format jpg (default 95)")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--eval-mode",
+        dest="train_mode",
+        action="store_false",
+        help="dropout off, BatchNorm running statistics (default; deterministic)",
+    )
+    mode.add_argument(
+        "--train-mode",
+        dest="train_mode",
+        action="store_true",
+        help="dropout on and per-image statistics, as the reference pix2pix test script",
+    )
+    t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    if name == "translate":
+        # No default here: an explicit --strategy is refused above --max-memory, while the
+        # default gives way to tiles (gankit.translate.plan_strategies).
+        t.add_argument(
+            "--strategy",
+            choices=["pad", "resize", "tile"],
+            help="how to fit any size to the U-Net: resize (default: to the training size and back; "
+            "best in benchmarks/quality_strategies.py), tile (training-size tiles, blended), "
+            "pad (whole image, reflect-padded: most memory)",
+        )
+        t.add_argument(
+            "--max-side",
+            type=int,
+            metavar="N",
+            help="shrink images whose longer side exceeds N pixels before translating (output keeps the size)",
+        )
+        t.add_argument(
+            "--max-memory",
+            type=float,
+            metavar="GB",
+            help="memory one image may take (default: half the RAM, or 80%% of the GPU's)",
+        )
+    t.set_defaults(train_mode=False)
+
+
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit eval``."""
     e = sub.add_parser(
         "eval",
         help="metrics of a trained model (FID/KID/precision-recall, L1/PSNR/SSIM, ...)",
@@ -714,6 +684,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit export``."""
     x = sub.add_parser(
         "export",
         help="export a generator to ONNX, checked against PyTorch",
@@ -732,6 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     x.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
+
+def _import_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit import pix2pix-repo|dcgan-example``."""
     im = sub.add_parser(
         "import",
         help="turn a reference implementation's checkpoint into a gankit run folder",
@@ -761,6 +737,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--out", required=True, help="the run folder to create")
         q.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
 
+
+def _report_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit report``."""
     rp = sub.add_parser(
         "report",
         help="one self-contained HTML page of a run (summary, curves, samples, eval)",
@@ -773,6 +752,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     rp.add_argument("--device", default="auto", help="image-to-image runs: where val examples are scored")
 
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit serve``."""
     sv = sub.add_parser(
         "serve",
         help="a local web demo of trained runs (gradio; pip install 'gankit[demo]')",
@@ -786,9 +768,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--share", action="store_true", help="also make a public gradio.live link (off by default)")
     sv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
-    sub.add_parser(
-        "list", help="show families, presets and datasets", description="Show families, presets and datasets."
-    )
+
+def _cache_parser(sub: argparse._SubParsersAction) -> None:
+    """``gankit cache``."""
     ca = sub.add_parser(
         "cache",
         help="list or clear what gankit keeps on disk (caches, built and downloaded data sets)",
@@ -805,6 +787,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove a kind (storage, stats, classifiers, facades, a data set) or the decoded-data caches whose "
         "names start with NAME; without a name: storage and stats",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gankit`` parser: one small function per subcommand, in the order ``--help`` lists them."""
+    parser = _Parser(prog="gankit", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"gankit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train_parser(sub)
+    _sample_parser(sub)
+    for name, what in (
+        ("translate", "pix2pix: translate images of any size"),
+        ("colorize", "colorize photos at full resolution"),
+    ):
+        _image_parser(sub, name, what)
+    _eval_parser(sub)
+    _export_parser(sub)
+    _import_parser(sub)
+    _report_parser(sub)
+    _serve_parser(sub)
+    sub.add_parser(
+        "list", help="show families, presets and datasets", description="Show families, presets and datasets."
+    )
+    _cache_parser(sub)
     return parser
 
 

@@ -187,7 +187,7 @@ class Evaluation:
             batch = data.batch(index[s : s + self.batch_size], device=self.device, generator=None)
             feats.append(ext(batch["image"]))
         out = torch.cat(feats)
-        from gankit.training.checkpoint import atomic_save
+        from gankit.locks import atomic_save
 
         atomic_save({"features": out, "data": cfg, "split": split, "extractor": ext.name}, path)
         return out

@@ -1,6 +1,23 @@
-"""How sizes read in messages, listings and logs: one spelling for every command (no torch import)."""
+"""How sizes and settings read in messages, listings and logs: one spelling for every command (no torch import)."""
 
 from __future__ import annotations
+
+from typing import Protocol
+
+
+class Spelling(Protocol):
+    """How a message names a setting the caller chose: :func:`keyword` for Python callers; the CLI
+    passes its own (``gankit.cli.flag``), so the same check says ``--max-side 0`` on the command line."""
+
+    def __call__(self, name: str, value: object = None) -> str: ...
+
+
+def keyword(name: str, value: object = None) -> str:
+    """``keyword("quality")`` -> ``"quality"``; ``keyword("quality", 500)`` -> ``"quality=500"``;
+    strings are quoted (``strategy='tile'``), as they are typed in Python."""
+    if value is None:
+        return name
+    return f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
 
 
 def human_bytes(n: float) -> str:

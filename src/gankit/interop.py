@@ -43,8 +43,8 @@ from gankit.config import Config, make_config
 from gankit.data.base import DataInfo
 from gankit.errors import OutputExists
 from gankit.families import get_family
-from gankit.locks import atomic_path, output_lock
-from gankit.training.checkpoint import atomic_save, describe_load_failure, generator_snapshot
+from gankit.locks import atomic_path, atomic_save, output_lock
+from gankit.training.checkpoint import describe_load_failure, generator_snapshot
 
 SOURCES = ("pix2pix-repo", "dcgan-example")
 _STAT_KEYS = ("running_mean", "running_var", "num_batches_tracked")

@@ -9,8 +9,8 @@ output folders, where waiting would only overwrite the first run's files). The k
 flock when its process dies, however it dies, so a killed run never leaves a folder locked.
 
 A finished file appears all at once (:func:`atomic_path`: written under a temporary name, then
-:func:`os.replace`\\ d), so a run interrupted mid-write leaves the previous file or none, never a torn
-one that a rerun would take for a finished output.
+:func:`os.replace`\\ d; :func:`atomic_save` for ``torch.save``), so a run interrupted mid-write leaves
+the previous file or none, never a torn one that a rerun would take for a finished output.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from __future__ import annotations
 import atexit
 import fcntl
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 OUTPUT_LOCK = ".gankit.lock"
 """The lock file :func:`output_lock` keeps inside a folder while a command writes into it (removed after)."""
@@ -170,12 +172,28 @@ def hold(lock: AbstractContextManager[None]) -> None:
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path in ``path``'s folder to write to; renamed over ``path`` when the block ends
-    without an error, removed when it raises (Ctrl-C included)."""
+    without an error, removed when it raises (Ctrl-C included).
+
+    The temporary name holds the process and thread ids, so two writers of one file (two processes, or
+    two threads of one) never write into each other's temporary file: the last rename wins, whole.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_native_id()}")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``
+    (see :func:`atomic_path`): a reader sees the old file or the new one, never a torn one."""
+    import torch  # here, not at the top: the CLI imports this module before it needs torch
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())

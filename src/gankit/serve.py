@@ -201,12 +201,12 @@ def _check_pixels(path: Path, name: str) -> None:
 
 def load_upload(payload: Any, what: str) -> torch.Tensor:
     """A checked upload as a (1, 3, H, W) float image in [0, 1] (grayscale becomes three equal channels)."""
-    from gankit.translate import _load_rgb01  # the reader gankit translate/colorize use
+    from gankit.translate import load_rgb01  # the reader gankit translate/colorize use
 
     path, name = _upload_path(payload, what)
     _check_pixels(path, name)
     try:
-        return _load_rgb01(path)
+        return load_rgb01(path)
     except ImageReadError as e:
         raise UserError(str(e).replace(str(e.path), name, 1)) from None
 

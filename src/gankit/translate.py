@@ -2,28 +2,27 @@
 
 Both accept images of any size and aspect ratio and write outputs of exactly the input's size.
 
-* translate: the U-Net runs on the image resized to its training size (by default), on the
-  whole image reflect-padded to a multiple of its stride, or on blended training-size tiles (see
-  :func:`gankit.inference.run_any_size`). Before anything runs, the memory each image needs is
-  estimated; above ``--max-memory`` the default strategy gives way to ``tile`` (with a note),
-  and an explicitly chosen one is refused with the options that would fit.
-* colorize: ab is predicted at the model's training resolution from a resized copy, upsampled
+* translate (:func:`translate_files`): the U-Net runs on the image resized to its training size (by
+  default), on the whole image reflect-padded to a multiple of its stride, or on blended
+  training-size tiles (see :func:`gankit.inference.run_any_size`). Before anything runs, the memory
+  each image needs is estimated; above ``max_memory`` (``--max-memory``) the default strategy gives
+  way to ``tile`` (with a note), and an explicitly chosen one is refused with the options that would fit.
+* colorize (:func:`colorize_files`): ab is predicted at the model's training resolution from a resized copy, upsampled
   to the full size and combined with the photo's own full-resolution L channel, so edges and fine
   detail come from the original, only the colour from the network.
 
 Outputs mirror the inputs: ``in/a/x.jpg`` given as the folder ``in`` is written to
 ``OUT/a/x.png``; files named directly go to ``OUT/<name>.png``. Nothing is overwritten unless
-``--overwrite`` is given, and two inputs that would write the same output are an error. Each file
+asked (``overwrite=True``, ``--overwrite``), and two inputs that would write the same output are an error. Each file
 is written whole (temporary file, then rename), and a second run into the same ``--out`` while one
 is writing there refuses (:func:`gankit.locks.output_lock`).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from tqdm import tqdm
 from gankit.data.errors import DataError
 from gankit.data.images import ImageReadError, SkipReport, list_images, open_image, pil_to_tensor, to_rgb
 from gankit.errors import OutputExists
-from gankit.formatting import image_size
+from gankit.formatting import Spelling, image_size, keyword
 from gankit.inference import DEFAULT_STRATEGY, STRATEGIES, estimate_memory, run_any_size
 from gankit.locks import atomic_path, output_lock
 from gankit.sampling import LoadedGenerator, load_generator
@@ -103,17 +102,21 @@ class OutputsExist(DataError, OutputExists):
     """An output file exists and --overwrite was not given (exit code 2)."""
 
 
-def check_overwrite(jobs: list[Job], overwrite: bool) -> None:
-    """Refuse (before anything is written) to replace existing outputs unless ``overwrite``."""
+def check_overwrite(jobs: list[Job], overwrite: bool, spell: Spelling = keyword) -> None:
+    """Refuse (before anything is written) to replace existing outputs unless ``overwrite``
+    (``spell`` names the settings in the message, see :class:`gankit.formatting.Spelling`)."""
     if overwrite:
         return
     existing = [j.dst for j in jobs if j.dst.exists()]
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise OutputsExist(f"{existing[0]} already exists{more}; pass --overwrite to replace, or choose another --out")
+        raise OutputsExist(
+            f"{existing[0]} already exists{more}; pass {spell('overwrite', True)} to replace, "
+            f"or choose another {spell('out')}"
+        )
 
 
-def _load_rgb01(path: Path) -> Tensor:
+def load_rgb01(path: Path) -> Tensor:
     """(1, 3, H, W) float in [0, 1]; grayscale files become three equal channels."""
     return pil_to_tensor(to_rgb(open_image(path))).unsqueeze(0).float() / 255.0
 
@@ -202,15 +205,16 @@ def plan_strategies(
     strategy: str | None,
     max_side: int | None,
     limit: float,
-    say=print,  # noqa: ANN001
+    say: Callable[[str], object] = print,
+    spell: Spelling = keyword,
 ) -> dict[Path, str]:
     """The strategy for each input, checked against the memory ``limit`` before anything runs.
 
     With ``strategy=None`` (the default, :data:`gankit.inference.DEFAULT_STRATEGY`), an image
     whose estimate exceeds ``limit`` is tiled instead, with a one-line note; an explicitly chosen
     strategy over the limit, or an image too large even for tiles, is a :class:`DataError` that
-    names the options that help. Under the limit, the largest estimate is still printed if it is
-    over :data:`LARGE`.
+    names the options that help (as ``spell`` names them). Under the limit, the largest estimate
+    is still told to ``say`` if it is over :data:`LARGE`.
     """
     chosen = strategy or DEFAULT_STRATEGY
     out: dict[Path, str] = {}
@@ -222,29 +226,27 @@ def plan_strategies(
             continue
         h, w = size
         need = translate_memory(loaded, h, w, chosen, max_side)
+        what = f"{job.src}: {image_size(w, h)} needs about {_size(need)} with {spell('strategy', chosen)}"
         if need <= limit:
-            largest = max(
-                largest, (need, f"{job.src}: {image_size(w, h)} needs about {_size(need)} with --strategy {chosen}")
-            )
+            largest = max(largest, (need, what))
             continue
         tiled = translate_memory(loaded, h, w, "tile", max_side)
-        what = f"{job.src}: {image_size(w, h)} needs about {_size(need)} with --strategy {chosen}"
         if strategy is None and chosen != "tile" and tiled <= limit:
-            say(f"{what} (limit {_size(limit)}); using --strategy tile (about {_size(tiled)})")
+            say(f"{what} (limit {_size(limit)}); using {spell('strategy', 'tile')} (about {_size(tiled)})")
             out[job.src] = "tile"
             continue
-        hints = [f"--strategy tile (about {_size(tiled)})"] if chosen != "tile" and tiled <= limit else []
+        hints = [f"{spell('strategy', 'tile')} (about {_size(tiled)})"] if chosen != "tile" and tiled <= limit else []
         side = max(h, w) // 2
         while side >= loaded.info.resolution // 2 and translate_memory(loaded, h, w, chosen, side) > limit:
             side //= 2
         fits = side >= loaded.info.resolution // 2  # the halving above stopped because it fit
         if fits and (max_side is None or side < max_side):
-            hints.append(f"--max-side {side} (about {_size(translate_memory(loaded, h, w, chosen, side))})")
-        hints.append("a higher --max-memory GB")
+            hints.append(f"{spell('max_side', side)} (about {_size(translate_memory(loaded, h, w, chosen, side))})")
+        hints.append(f"a higher {spell('max_memory')} GB")
         options = ", ".join(hints[:-1]) + (" or " if len(hints) > 1 else "") + hints[-1]
         raise DataError(f"{what}, over the limit of {_size(limit)}; use {options}")
     if largest[0] > LARGE:  # worth knowing before a long run; one line for the largest image only
-        say(f"{largest[1]} (limit {_size(limit)}, --max-memory)")
+        say(f"{largest[1]} (limit {_size(limit)}, {spell('max_memory')})")
     return out
 
 
@@ -264,81 +266,175 @@ def colorize_image(loaded: LoadedGenerator, rgb01: Tensor) -> Tensor:
     return model_to_rgb(L_full, ab_full)
 
 
-def run_translate(args: argparse.Namespace) -> int:
-    """The ``translate`` and ``colorize`` subcommands."""
-    command = args.command_name
-    fmt = getattr(args, "format", "png")
-    quality = getattr(args, "quality", None)
-    if quality is not None and fmt != "jpg":
-        raise DataError("--quality sets JPEG quality; add --format jpg (PNG is lossless)")
-    if quality is not None and not 1 <= quality <= 100:
-        raise DataError(f"--quality {quality}: must be 1..100 (95 is near-lossless, 75 is PIL's default)")
-    strategy = getattr(args, "strategy", None)
+@dataclass(frozen=True)
+class WrittenImages:
+    """What :func:`translate_files` or :func:`colorize_files` did."""
+
+    written: list[Path]
+    """The output files, in input order."""
+    skipped: int
+    """Inputs that could not be read (told, by reason, in one line to ``log``)."""
+    checkpoint: Path
+    """The generator snapshot that ran."""
+    train_mode: bool
+    """Whether it ran with dropout on and per-image statistics (see ``train_mode``)."""
+
+
+def translate_files(
+    run: str | Path,
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    strategy: str | None = None,
+    max_side: int | None = None,
+    max_memory: float | None = None,
+    fmt: str = "png",
+    quality: int | None = None,
+    overwrite: bool = False,
+    train_mode: bool = False,
+    device: str = "auto",
+    log: Callable[[str], object] = print,
+    spell: Spelling = keyword,
+) -> WrittenImages:
+    """Translate image files with a pix2pix run (``gankit translate``), mirroring folders under ``out``.
+
+    Args:
+        run: a run folder or checkpoint file of an image-to-image model (not a colorization one).
+        inputs: image files and folders (searched recursively; see :func:`plan_outputs`).
+        out: the output folder; existing outputs are refused unless ``overwrite``.
+        checkpoint: snapshot of a run folder: ``"last"`` (default), ``"best"`` or a file
+            (:func:`gankit.sampling.resolve_checkpoint`).
+        strategy: ``"resize"``, ``"pad"`` or ``"tile"`` (:data:`gankit.inference.STRATEGIES`); None
+            is the default strategy, which gives way to tiles above ``max_memory``.
+        max_side: shrink images whose longer side exceeds this many pixels before translating.
+        max_memory: GB one image may take (default: half the RAM, or 80% of the GPU's memory).
+        fmt: ``"png"`` or ``"jpg"``; ``quality`` is the JPEG quality (1-100, default 95).
+        train_mode: dropout on and per-image statistics, as the reference pix2pix test script.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        log: where notes go (memory estimates, unreadable inputs).
+        spell: how messages name these settings (:class:`gankit.formatting.Spelling`).
+
+    Raises :class:`DataError` for a setting out of range, a missing input or a model of the wrong
+    kind, and :class:`OutputsExist` for an output that exists; nothing is written then.
+    """
     if strategy is not None and strategy not in STRATEGIES:
-        raise DataError(f"--strategy {strategy}: expected one of {', '.join(STRATEGIES)}")
-    max_side = getattr(args, "max_side", None)
+        raise DataError(f"{spell('strategy', strategy)}: expected one of {', '.join(STRATEGIES)}")
     if max_side is not None and max_side < 1:
-        raise DataError(f"--max-side {max_side}: must be a positive number of pixels")
-    out_dir = Path(args.out)
-    jobs = plan_outputs(args.inputs, out_dir, fmt, command)
+        raise DataError(f"{spell('max_side', max_side)}: must be a positive number of pixels")
+    if max_memory is not None and not (max_memory > 0 and math.isfinite(max_memory)):
+        raise DataError(f"{spell('max_memory', max_memory)}: must be a positive number of GB")
+    settings = _Settings("translate", strategy, max_side, max_memory, fmt, quality, train_mode, log, spell)
+    return _convert_files(run, inputs, out, settings, checkpoint=checkpoint, overwrite=overwrite, device=device)
+
+
+def colorize_files(
+    run: str | Path,
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    fmt: str = "png",
+    quality: int | None = None,
+    overwrite: bool = False,
+    train_mode: bool = False,
+    device: str = "auto",
+    log: Callable[[str], object] = print,
+    spell: Spelling = keyword,
+) -> WrittenImages:
+    """Colorize photos at their full resolution with a colorize run (``gankit colorize``).
+
+    The arguments are those of :func:`translate_files` (without its size and memory settings).
+    """
+    settings = _Settings("colorize", None, None, None, fmt, quality, train_mode, log, spell)
+    return _convert_files(run, inputs, out, settings, checkpoint=checkpoint, overwrite=overwrite, device=device)
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """How :func:`_convert_files` runs: the command and the settings the caller chose."""
+
+    command: str
+    strategy: str | None
+    max_side: int | None
+    max_memory: float | None
+    fmt: str
+    quality: int | None
+    train_mode: bool
+    log: Callable[[str], object]
+    spell: Spelling
+
+
+def _convert_files(
+    run: str | Path,
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    settings: _Settings,
+    *,
+    checkpoint: str | Path | None,
+    overwrite: bool,
+    device: str,
+) -> WrittenImages:
+    spell, fmt, quality = settings.spell, settings.fmt, settings.quality
+    if fmt not in FORMATS:
+        raise DataError(f"{spell('fmt', fmt)}: expected one of {', '.join(FORMATS)}")
+    if quality is not None and fmt != "jpg":
+        raise DataError(f"{spell('quality')} sets JPEG quality; add {spell('fmt', 'jpg')} (PNG is lossless)")
+    if quality is not None and not 1 <= quality <= 100:
+        raise DataError(f"{spell('quality', quality)}: must be 1..100 (95 is near-lossless, 75 is PIL's default)")
+    out_dir = Path(out)
+    jobs = plan_outputs(inputs, out_dir, fmt, settings.command)
     if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"--out {out_dir} is a file; pass a folder for the outputs")
+        raise DataError(f"{spell('out', out_dir)} is a file; pass a folder for the outputs")
     # A second run into the same folder refuses while this one writes, and the check for existing
     # outputs is made under the lock, so two runs never mix or overwrite each other's files.
-    with output_lock(out_dir, f"gankit {command}"):
-        check_overwrite(jobs, getattr(args, "overwrite", False))
-        return _run_jobs(args, jobs, out_dir, fmt=fmt, quality=quality, strategy=strategy, max_side=max_side)
+    with output_lock(out_dir, f"gankit {settings.command}", option=spell("out")):
+        check_overwrite(jobs, overwrite, spell)
+        return _run_jobs(run, jobs, settings, checkpoint=checkpoint, device=device)
 
 
 def _run_jobs(
-    args: argparse.Namespace,
-    jobs: list[Job],
-    out_dir: Path,
-    *,
-    fmt: str,
-    quality: int | None,
-    strategy: str | None,
-    max_side: int | None,
-) -> int:
+    run: str | Path, jobs: list[Job], settings: _Settings, *, checkpoint: str | Path | None, device: str
+) -> WrittenImages:
     from gankit.devices import resolve_device
 
-    command = args.command_name
-    device = resolve_device(args.device)
-    loaded = load_generator(
-        args.run,
-        device=device,
-        which=getattr(args, "checkpoint", None),
-        family="colorize" if command == "colorize" else "pix2pix",
-    )
+    command = settings.command
+    dev = resolve_device(device)
+    family = "colorize" if command == "colorize" else "pix2pix"
+    loaded = load_generator(run, device=dev, which=checkpoint, family=family)
     if command == "colorize" and loaded.info.space != "lab":
         raise DataError(f"{loaded.path}: a '{loaded.family.name}' model, not a colorization model")
     if command == "translate" and loaded.info.space == "lab":
         raise DataError(f"{loaded.path}: a colorization model; use `gankit colorize`")
     strategies: dict[Path, str] = {}
     if command == "translate":
-        max_gb = getattr(args, "max_memory", None)
-        if max_gb is not None and not (max_gb > 0 and math.isfinite(max_gb)):
-            raise DataError(f"--max-memory {max_gb}: must be a positive number of GB")
-        limit = max_gb * GB if max_gb is not None else default_memory_limit(torch.device(device))
-        strategies = plan_strategies(loaded, jobs, strategy=strategy, max_side=max_side, limit=limit)
-    loaded.G.train(args.train_mode)
+        max_gb = settings.max_memory
+        limit = max_gb * GB if max_gb is not None else default_memory_limit(torch.device(dev))
+        strategies = plan_strategies(
+            loaded,
+            jobs,
+            strategy=settings.strategy,
+            max_side=settings.max_side,
+            limit=limit,
+            say=settings.log,
+            spell=settings.spell,
+        )
+    loaded.G.train(settings.train_mode)
 
     report = SkipReport("inputs")
-    written = 0
+    written: list[Path] = []
     for job in tqdm(jobs, desc=command, unit="image", disable=None if len(jobs) > 1 else True, leave=False):
         try:
-            rgb = _load_rgb01(job.src)
+            rgb = load_rgb01(job.src)
         except ImageReadError as e:
             report.add(e)
             continue
         if command == "colorize":
             result = colorize_image(loaded, rgb)
         else:
-            result = translate_image(loaded, rgb, strategy=strategies[job.src], max_side=max_side)
-        save_image(result, job.dst, fmt, quality or DEFAULT_JPEG_QUALITY)
-        written += 1
+            result = translate_image(loaded, rgb, strategy=strategies[job.src], max_side=settings.max_side)
+        save_image(result, job.dst, settings.fmt, settings.quality or DEFAULT_JPEG_QUALITY)
+        written.append(job.dst)
     if report.total:
-        print(report.summary())
-    mode = "train" if args.train_mode else "eval"
-    print(f"wrote {written} image(s) under {out_dir} ({mode} mode, {loaded.path})")
-    return 0 if written else 1
+        settings.log(report.summary())
+    return WrittenImages(written, report.total, loaded.path, settings.train_mode)

@@ -53,6 +53,7 @@ from tqdm import tqdm
 from ..config import STORAGES
 from ..formatting import human_bytes
 from ..locks import Busy, lock_file
+from ..training.distributed import local_world_size
 from .errors import DataError
 from .images import ImageReadError, SkipReport
 
@@ -700,14 +701,6 @@ def _free_disk(path: Path) -> int:
         return 0
 
 
-def local_processes() -> int:
-    """Processes of this job on this node (torchrun's ``LOCAL_WORLD_SIZE``), each of which loads the data."""
-    try:
-        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
-
-
 def choose(source: ItemSource, *, memory_factor: float = 1.0) -> tuple[str, str]:
     """``(backend, why)`` for ``data.storage=auto``.
 
@@ -718,7 +711,7 @@ def choose(source: ItemSource, *, memory_factor: float = 1.0) -> tuple[str, str]
     """
     n = len(source.items)
     decoded = n * source.item_bytes
-    procs = local_processes()
+    procs = local_world_size()  # each process of this node loads the data
     need = decoded * memory_factor * procs
     ram = available_ram()
     who = f"{procs} processes x " if procs > 1 else ""

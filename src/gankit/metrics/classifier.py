@@ -36,7 +36,8 @@ from torch import Tensor, nn
 from gankit.config import DataConfig
 from gankit.data import EpochSampler, build_dataset
 from gankit.data.base import DataInfo, TrainSet, adapt_images
-from gankit.training.checkpoint import CheckpointError, atomic_save
+from gankit.locks import atomic_save
+from gankit.training.checkpoint import CheckpointError
 
 EMBED_DIM = 128
 

@@ -51,7 +51,7 @@ class FeatureStats:
         return cls(mean, xc.T @ xc / (len(x) - 1), len(x))
 
     def save(self, path: str | Path) -> None:
-        from gankit.training.checkpoint import atomic_save
+        from gankit.locks import atomic_save
 
         atomic_save({"mean": self.mean, "cov": self.cov, "n": self.n}, path)
 

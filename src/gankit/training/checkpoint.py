@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gankit.locks import atomic_save  # tests and older callers also import it from here
+
 LAST = "last.pt"
 PREV = "last.prev.pt"
 NEW = f".{LAST}.new"
@@ -38,22 +40,6 @@ G_EPOCH_GLOB = "G_epoch*.pt"
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be used; the message names the file and the problem."""
-
-
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 CHECKPOINT_FORMAT = 2

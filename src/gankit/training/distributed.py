@@ -31,8 +31,31 @@ class DistEnv:
         return self.rank == 0
 
 
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:  # not set by torchrun: a plain launch
+        return default
+
+
+def launch_env() -> DistEnv:
+    """What torchrun told this process (RANK, WORLD_SIZE, LOCAL_RANK), readable before the process
+    group exists; a plain launch is rank 0 of 1."""
+    return DistEnv(_env_int("RANK", 0), _env_int("WORLD_SIZE", 1), _env_int("LOCAL_RANK", 0))
+
+
+def launch_rank() -> int:
+    """This process's rank as launched (0 without torchrun): only rank 0 reports and writes the run."""
+    return launch_env().rank
+
+
+def local_world_size() -> int:
+    """Processes of this job on this node (torchrun's LOCAL_WORLD_SIZE, 1 without it): each loads the data."""
+    return max(1, _env_int("LOCAL_WORLD_SIZE", 1))
+
+
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return launch_env().enabled
 
 
 _wait_group: dist.ProcessGroup | None = None
@@ -48,7 +71,7 @@ def init(device: torch.device, *, wait_minutes: float = 60.0) -> tuple[DistEnv, 
     global _wait_group
     if not launched_by_torchrun():
         return DistEnv(), device
-    env = DistEnv(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+    env = launch_env()
     if device.type == "cuda":
         device = torch.device("cuda", env.local_rank)
         torch.cuda.set_device(device)

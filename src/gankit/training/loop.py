@@ -960,7 +960,7 @@ class Trainer:
 def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, log: Callable[[str], None] = print) -> TrainResult:
     """Train ``cfg`` into ``out_dir`` (see :class:`Trainer`); under torchrun, one call per process."""
     out_dir = Path(out_dir)
-    created = not out_dir.exists() and os.environ.get("RANK", "0") == "0"
+    created = not out_dir.exists() and distributed.launch_rank() == 0
     try:
         try:
             trainer = Trainer(cfg, out_dir, resume=resume, log=log)
