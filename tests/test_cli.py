@@ -441,3 +441,14 @@ def test_sample_checks_the_grid_before_writing_any_image(gan_run: tuple[Path, Pa
     out = tmp_path / "s"
     assert main(["sample", str(run), "--n", "2", "--out", str(out), "--grid", str(tmp_path / "g.png")]) == 2
     assert not out.exists() and (tmp_path / "g.png").read_bytes() == b"mine"
+
+
+def test_repeated_set_options_all_apply() -> None:
+    """`--set a=1 --set b=2` used to keep only the last one (argparse replaced the list each time)."""
+    from gankit.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train", "gan", "--set", "train.max_steps=4", "--set", "train.device=cpu", "optim.lr_g=1e-3"]
+    )
+    assert args.set == ["train.max_steps=4", "train.device=cpu", "optim.lr_g=1e-3"]
+    assert build_parser().parse_args(["train", "gan"]).set == []  # the default list is not shared or grown

@@ -143,7 +143,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--direction", choices=["AtoB", "BtoA"], help="paired data: which side is the input (default: AtoB)")
     p.add_argument("--config", help="YAML/JSON file of config sections (see config.yaml in any run folder)")
     p.add_argument(
-        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys, e.g. optim.lr_g=1e-4"
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config keys, e.g. optim.lr_g=1e-4",
     )
     p.add_argument(
         "--resume",
