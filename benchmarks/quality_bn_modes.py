@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from gankit.data import build_dataset
 from gankit.data.base import to_uint8
 from gankit.metrics.paired import PairedMetrics
