@@ -21,7 +21,7 @@ _EXPORTS = {
     "load_generator": "gankit.sampling",
     "sample": "gankit.sampling",
     "Trainer": "gankit.training.loop",
-    "train": "gankit.training.loop",
+    "train": "gankit.launch",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -25,7 +25,6 @@ input as a one-sentence error on the page. gradio is imported only in here (``pi
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import random
@@ -47,6 +46,7 @@ from PIL import Image
 from gankit.data.errors import DataError
 from gankit.data.images import ImageReadError
 from gankit.formatting import data_source
+from gankit.run import RunFolder
 from gankit.sampling import LoadedGenerator, choose_labels, load_generator, sample
 from gankit.training.checkpoint import CheckpointError
 
@@ -114,7 +114,7 @@ class RunModel:
 
     @property
     def name(self) -> str:
-        return (self.run.parent if self.run.name == "checkpoints" else self.run).name or str(self.run)
+        return RunFolder.at(self.run).path.name or str(self.run)
 
     def reload(self) -> str:
         """Load the newest snapshot of the run again (a run that is still training writes new ones)."""
@@ -126,13 +126,8 @@ class RunModel:
 
     def dataset(self) -> str:
         """The dataset the run actually trained on (run.json), else what its checkpoint recorded."""
-        folder = self.loaded.path.parent.parent if self.loaded.path.parent.name == "checkpoints" else None
-        record: dict[str, Any] = {}
-        if folder is not None and (folder / "run.json").is_file():
-            try:
-                record = json.loads((folder / "run.json").read_text()).get("dataset") or {}
-            except (OSError, ValueError, AttributeError):
-                record = {}
+        folder = RunFolder.of_checkpoint(self.loaded.path)
+        record = folder.recorded_dataset() if folder is not None else {}
         info = self.loaded.info
         name = record.get("name") or info.dataset or self.loaded.cfg.data.name
         source = data_source(record.get("source") or info.source, record.get("given") or info.given)

@@ -3,11 +3,14 @@
 Both kinds hold only state dicts, tensors and plain Python values, so they load with
 ``torch.load(weights_only=True)``: opening a checkpoint never runs code from the file.
 
-* ``checkpoints/last.pt``: everything needed to continue bit-exactly (models, optimizers, grad
-  scalers, EMA, counters, RNG states). The previous one is kept as ``last.prev.pt``; if ``last.pt``
-  is damaged, :func:`load_training_state` falls back to it with a message.
-* ``checkpoints/G_*.pt``: the generator (EMA weights when enabled) and the config, for sampling,
+* the full training state: everything needed to continue bit-exactly (models, optimizers, grad
+  scalers, EMA, counters, RNG states). The previous one is kept beside it (:func:`save_rotating`);
+  if the newest is damaged, :func:`find_newest_state` falls back to it with a message.
+* generator snapshots: the generator (EMA weights when enabled) and the config, for sampling,
   inference and metrics.
+
+This module holds the mechanics; where the files of a run live (and their names) is
+:class:`gankit.run.RunFolder`'s.
 """
 
 from __future__ import annotations
@@ -25,13 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
-LAST = "last.pt"
-PREV = "last.prev.pt"
-NEW = f".{LAST}.new"
-G_LAST = "G_last.pt"
-G_BEST = "G_best.pt"
-G_EPOCH_GLOB = "G_epoch*.pt"
 
 
 class CheckpointError(RuntimeError):
@@ -143,54 +139,47 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def save_training_state(ckpt_dir: Path, state: dict[str, Any]) -> Path:
-    """Write ``last.pt``, keeping the previous one as ``last.prev.pt``.
+def save_rotating(state: dict[str, Any], path: Path, *, previous: Path, staging: Path) -> Path:
+    """Write ``state`` to ``path``, keeping the file there before as ``previous``.
 
-    The new state is fully written (and fsynced) before any rename, so at every moment at least
-    one complete state exists on disk, whenever the process is killed.
+    The new state is fully written (and fsynced) to ``staging`` before any rename, so at every
+    moment at least one complete state exists on disk, whenever the process is killed.
     """
-    last = ckpt_dir / LAST
-    tmp = ckpt_dir / NEW
-    atomic_save(state, tmp)
-    if last.exists():
-        os.replace(last, ckpt_dir / PREV)
-    os.replace(tmp, last)
-    return last
+    atomic_save(state, staging)
+    if path.exists():
+        os.replace(path, previous)
+    os.replace(staging, path)
+    return path
 
 
-def find_training_state(ckpt_dir: Path, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]] | None:
-    """The newest readable full state in ``ckpt_dir`` and the file it came from (None when there is none).
+def find_newest_state(
+    staging: Path, path: Path, previous: Path, log: Callable[[str], None] = print
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable full state written by :func:`save_rotating`, and its file (None when there is none).
 
-    A damaged or missing ``last.pt`` next to a good ``last.prev.pt`` gives the latter, with a warning.
-    A complete new state that a kill stopped before its rename (see :func:`save_training_state`)
-    is the newest of all and comes first.
+    A damaged or missing ``path`` next to a good ``previous`` gives the latter, with a warning. A
+    complete ``staging`` state that a kill stopped before its rename is the newest of all and comes first.
     """
     errors = []
-    for path in (ckpt_dir / NEW, ckpt_dir / LAST, ckpt_dir / PREV):
-        if not path.exists():
-            if path.name == LAST and (ckpt_dir / PREV).exists():
-                errors.append(f"{path}: missing")
+    for candidate in (staging, path, previous):
+        if not candidate.exists():
+            if candidate == path and previous.exists():
+                errors.append(f"{candidate}: missing")
             continue
         try:
-            state = safe_load(path)
+            state = safe_load(candidate)
             if "step" not in state:
-                raise CheckpointError(f"{path}: a generator snapshot, not a full training state")
+                raise CheckpointError(f"{candidate}: a generator snapshot, not a full training state")
         except CheckpointError as e:
-            if path.name != NEW:  # an unfinished write is no loss: last.pt is the state before it
+            if candidate != staging:  # an unfinished write is no loss: ``path`` is the state before it
                 errors.append(str(e))
             continue
         if errors:
-            log(f"warning: {errors[-1]}; resuming from {path.name} instead")
-        return path, state
+            log(f"warning: {errors[-1]}; resuming from {candidate.name} instead")
+        return candidate, state
     if errors:
         raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
     return None
-
-
-def load_training_state(ckpt_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any] | None:
-    """The newest readable full state in ``ckpt_dir`` (None when there is none at all)."""
-    found = find_training_state(ckpt_dir, log=log)
-    return found[1] if found is not None else None
 
 
 def snapshot_problem(path: Path, *, full: bool = True) -> str | None:
