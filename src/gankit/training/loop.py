@@ -40,7 +40,7 @@ from gankit.training import distributed
 from gankit.training.callbacks import Callback, EpochEnd, default_callbacks, run_epoch_end
 from gankit.training.ema import EMA
 from gankit.training.progress import Progress, epoch_line
-from gankit.training.setup import build_networks, build_optimizers, build_sampler
+from gankit.training.setup import build_networks, build_optimizers, build_sampler, set_learning_rates
 from gankit.training.signals import StopSignals
 from gankit.training.state import TrainingState
 
@@ -147,15 +147,7 @@ class Trainer(TrainingState):
 
     # ------------------------------------------------------------------ training
     def _set_lr(self, epoch: int) -> None:
-        """Constant rate, then linear decay to 0 over ``optim.decay_epochs`` (pix2pix's 'linear' policy)."""
-        o = self.cfg.optim
-        adv_epoch = epoch - self.cfg.train.pretrain_epochs
-        factor = 1.0
-        if o.decay_epochs > 0:
-            factor = 1.0 - max(0, adv_epoch + 1 - self.cfg.train.epochs) / float(o.decay_epochs + 1)
-        for opt, base in ((self.opt_G, o.lr_g), (self.opt_D, o.lr_d)):
-            for group in opt.param_groups:
-                group["lr"] = base * factor * self.lr_scale
+        set_learning_rates(self.cfg, epoch, (self.opt_G, self.opt_D), scale=self.lr_scale)
 
     def _finite_or_handle(self, name: str, loss: Tensor) -> bool:
         """Check a loss before its update (one host sync). False means: skip this update."""

@@ -1,5 +1,6 @@
 """What the Trainer builds before its first step: the networks on their device (speed options,
-DDP, ``torch.compile``), the optimizers with their mixed-precision grad scalers, and the sampler.
+DDP, ``torch.compile``), the optimizers with their mixed-precision grad scalers and learning-rate
+schedule, and the sampler.
 
 Each builder is a plain function of the config, so the loop reads as a list of what it builds.
 """
@@ -81,6 +82,21 @@ def build_optimizers(cfg: Config, G: nn.Module, D: nn.Module, device: torch.devi
         scaler_D=torch.amp.GradScaler(device.type, enabled=amp == "fp16"),
         autocast_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp),
     )
+
+
+def set_learning_rates(
+    cfg: Config, epoch: int, optimizers: tuple[torch.optim.Optimizer, torch.optim.Optimizer], *, scale: float = 1.0
+) -> None:
+    """The rates of G's and D's optimizers for ``epoch``: constant, then linear decay to 0 over
+    ``optim.decay_epochs`` (pix2pix's 'linear' policy), times ``scale`` (lowered by on_nonfinite=skip)."""
+    o = cfg.optim
+    adv_epoch = epoch - cfg.train.pretrain_epochs
+    factor = 1.0
+    if o.decay_epochs > 0:
+        factor = 1.0 - max(0, adv_epoch + 1 - cfg.train.epochs) / float(o.decay_epochs + 1)
+    for opt, base in zip(optimizers, (o.lr_g, o.lr_d), strict=True):
+        for group in opt.param_groups:
+            group["lr"] = base * factor * scale
 
 
 def build_sampler(cfg: Config, n: int, dist: DistEnv, log: Callable[[str], None]) -> EpochSampler:
