@@ -226,7 +226,7 @@ def fake_paired_data(monkeypatch: pytest.MonkeyPatch) -> Callable[[Config], None
 @pytest.fixture
 def no_loss_plot(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skip the matplotlib loss plot at epoch ends (the slowest part of tiny runs; test_cli checks it)."""
-    monkeypatch.setattr("gankit.training.loop.plot_losses", lambda *args, **kwargs: None)
+    monkeypatch.setattr("gankit.training.callbacks.plot_losses", lambda *args, **kwargs: None)
 
 
 # ------------------------------------------------------------------------------ isolation

@@ -510,13 +510,13 @@ def test_unknown_family_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.fixture(scope="module")
 def gan_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny gan run of 2 epochs (so it holds last.pt, last.prev.pt and G_last.pt); read-only."""
-    from gankit.training.loop import train
+    from gankit.launch import train
 
     base = tmp_path_factory.mktemp("gan_run")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_CACHE_HOME", str(base / "xdg_cache"))
         mp.setenv("GANKIT_DATA", str(base / "gankit_data_env"))
-        mp.setattr("gankit.training.loop.plot_losses", lambda *a, **k: None)
+        mp.setattr("gankit.training.callbacks.plot_losses", lambda *a, **k: None)
         cfg = make_tiny_cfg("gan", base, **{"train.epochs": 2, "train.batch_size": 100, "train.n_samples": 4})
         train(cfg, base / "run", log=lambda m: None)
     ckpt = base / "run" / "checkpoints"

@@ -151,7 +151,7 @@ def test_a_few_pairs_validate_on_train_and_the_rule_is_deterministic() -> None:
 
 @pytest.mark.parametrize("preset", ["pix2pix", "colorize"])
 def test_paired_families_train_without_a_val_split(preset: str, tmp_path: Path, no_loss_plot: None) -> None:
-    from gankit.training.loop import train
+    from gankit.launch import train
 
     if preset == "pix2pix":
         data = facades_release(tmp_path / "facades", n_train=4, n_test=1)

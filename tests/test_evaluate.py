@@ -24,10 +24,10 @@ import gankit.evaluate as evaluate_mod
 from gankit.cli import main
 from gankit.config import Config
 from gankit.evaluate import Evaluation, NoMetricsComputed, evaluate, plot_metrics, real_vs_real
+from gankit.launch import train
 from gankit.metrics.classifier import shipped_classifier, shipped_manifest, train_classifier
 from gankit.metrics.features import INCEPTION_URL, ClassifierFeatures
 from gankit.training.checkpoint import CheckpointError
-from gankit.training.loop import train
 
 
 @pytest.fixture(autouse=True)

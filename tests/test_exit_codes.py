@@ -106,7 +106,7 @@ def test_interruptions_exit_with_128_plus_the_signal(world: Path, monkeypatch, c
     def terminated(*args, **kwargs):
         raise TrainingInterrupted(signal.SIGTERM, 3)
 
-    monkeypatch.setattr("gankit.training.loop.train", terminated)
+    monkeypatch.setattr("gankit.launch.train", terminated)
     assert main(["train", "gan", "--out", str(world / "t")]) == ExitCode.TERMINATED == 143
 
 

@@ -17,7 +17,8 @@ import yaml
 from conftest import GANKIT, make_tiny_cfg, subprocess_env, write_idx_dataset
 
 from gankit.config import ConfigError
-from gankit.training.checkpoint import CheckpointError, load_training_state, save_training_state
+from gankit.run import load_training_state, save_training_state
+from gankit.training.checkpoint import CheckpointError
 from gankit.training.loop import NonFiniteLoss, Trainer
 from gankit.training.stats import read_jsonl
 
@@ -225,7 +226,8 @@ def test_second_trainer_of_a_run_folder_refuses(tmp_path: Path, tiny_idx: Path, 
     """One process trains a run folder at a time; the second says who holds it, and never removes
     a folder the first one has just created."""
     from gankit.cli import main
-    from gankit.training.loop import RunFolderBusy, train
+    from gankit.launch import train
+    from gankit.run import RunFolderBusy
 
     run = tmp_path / "run"
     cfg = make_tiny_cfg("gan", tmp_path, **{"data.path": str(tiny_idx), "train.max_steps": 2})

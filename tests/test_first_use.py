@@ -17,7 +17,8 @@ from PIL import Image
 
 from gankit.cli import _cli_overrides, build_parser, main
 from gankit.config import ConfigError, TrainConfig
-from gankit.training.loop import Trainer, train
+from gankit.launch import train
+from gankit.training.loop import Trainer
 from gankit.training.stats import loss_panels, plot_losses, read_jsonl
 from gankit.visualize import save_grid
 

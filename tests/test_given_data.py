@@ -53,7 +53,7 @@ def test_pix2pix_on_cmp_records_the_folder_given_and_the_set_built_from_it(
 def test_data_read_where_given_record_no_second_path(tmp_path: Path, no_loss_plot) -> None:
     from conftest import make_tiny_cfg
 
-    from gankit.training.loop import train
+    from gankit.launch import train
 
     cfg = make_tiny_cfg("gan", tmp_path, **{"train.max_steps": 1})
     train(cfg, tmp_path / "run")

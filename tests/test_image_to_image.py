@@ -20,9 +20,9 @@ from gankit.color import rgb_to_lab
 from gankit.config import make_config
 from gankit.data.base import DataInfo
 from gankit.families import get_family
+from gankit.launch import train
 from gankit.sampling import load_generator
 from gankit.training.checkpoint import atomic_save, generator_snapshot, safe_load
-from gankit.training.loop import train
 
 TINY = {
     "data.resolution": 32,

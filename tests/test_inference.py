@@ -204,8 +204,8 @@ def test_tile_blending_hides_seams(overlap: int, smooth: bool) -> None:
 
 @pytest.mark.parametrize("preset", ["cgan", "pix2pix"])
 def test_load_generator_hands_back_an_nn_module(preset, tmp_path, tiny_cfg, fake_paired_data, no_loss_plot) -> None:
+    from gankit.launch import train
     from gankit.sampling import load_generator, sample
-    from gankit.training.loop import train
 
     cfg = tiny_cfg(preset, tmp_path, **{"train.max_steps": 1, "train.n_samples": 2})
     if preset == "pix2pix":

@@ -23,8 +23,8 @@ from PIL import Image
 import gankit
 from gankit.cli import main
 from gankit.evaluate import evaluate
+from gankit.launch import train
 from gankit.report import loss_plots, metric_plots, write_report
-from gankit.training.loop import train
 from gankit.training.stats import read_jsonl
 
 
@@ -62,7 +62,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pytest.MonkeyPatch
         mp.setenv("XDG_CACHE_HOME", str(root / "cache"))
         mp.setenv("MPLCONFIGDIR", str(root / "mpl"))
         mp.setattr("gankit.data.mnist.download", lambda name: pytest.fail(f"tried to download {name}"))
-        mp.setattr("gankit.training.loop.plot_losses", lambda *a, **k: None)  # loss.png: not the report's input
+        mp.setattr("gankit.training.callbacks.plot_losses", lambda *a, **k: None)  # loss.png: not the report's input
         yield mp
 
 

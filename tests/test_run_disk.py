@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from gankit.run import save_training_state
 from gankit.training import checkpoint
-from gankit.training.checkpoint import expected_disk_use, save_training_state
+from gankit.training.checkpoint import expected_disk_use
 from gankit.training.loop import Trainer
 
 Usage = namedtuple("Usage", "total used free")

@@ -32,18 +32,19 @@ KILLED_CLI = textwrap.dedent(
     """
     import os, signal, sys
 
-    import gankit.training.loop as loop
+    import gankit.training.callbacks as callbacks
     from gankit.cli import main
+    from gankit.training.stats import read_jsonl
 
     at = int(sys.argv[1])
-    plot = loop.plot_losses
+    plot = callbacks.plot_losses
 
     def plot_losses(stats, *args, **kwargs):  # SIGKILL while the end-of-run work of step `at` runs
-        if loop.read_jsonl(stats)[-1]["step"] == at:
+        if read_jsonl(stats)[-1]["step"] == at:
             os.kill(os.getpid(), signal.SIGKILL)
         return plot(stats, *args, **kwargs)
 
-    loop.plot_losses = plot_losses
+    callbacks.plot_losses = plot_losses
     sys.exit(main(sys.argv[2:]))
     """
 )
@@ -177,7 +178,7 @@ def test_interrupted_epoch_and_run_ends_are_completed_on_resume(
 def test_finished_run_by_epochs_suggests_more_epochs(tmp_path: Path, tiny_cfg, capsys) -> None:
     """Without --max-steps the epochs end the run, and only more epochs continue it."""
     cfg = tiny_cfg("gan", tmp_path, **{"train.epochs": 1, "data.max_images": 60})  # 3 steps
-    from gankit.training.loop import train
+    from gankit.launch import train
 
     assert train(cfg, tmp_path / "run", log=lambda m: None).epoch == 1
     lines: list[str] = []

@@ -57,7 +57,7 @@ def _write_photos(root: Path, n: int = 6, seed: int = 0) -> Path:
 
 def make_runs(root: Path) -> dict[str, Path]:
     """One tiny trained run per family under ``root`` (trained only if not there yet)."""
-    from gankit.training.loop import train
+    from gankit.launch import train
 
     runs = {f: root / f for f in FAMILIES}
     if all((p / "checkpoints" / "G_last.pt").is_file() for p in runs.values()):
@@ -69,7 +69,7 @@ def make_runs(root: Path) -> dict[str, Path]:
         "colorize": {"data.name": "colorization", "data.path": str(_write_photos(data / "photos"))},
     }
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("gankit.training.loop.plot_losses", lambda *a, **k: None)
+        mp.setattr("gankit.training.callbacks.plot_losses", lambda *a, **k: None)
         for family, out in runs.items():
             overrides = {"train.max_steps": 1, "train.n_samples": 4, **extra.get(family, {})}
             cfg = make_tiny_cfg(family, data, **overrides)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import make_tiny_cfg
 
-from gankit.training.loop import train
+from gankit.launch import train
 from gankit.training.stats import read_jsonl
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")

@@ -26,7 +26,7 @@ _EXPORTS = {
     "translate_files": "gankit.translate",
     "colorize_files": "gankit.translate",
     "Trainer": "gankit.training.loop",
-    "train": "gankit.training.loop",
+    "train": "gankit.launch",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -206,11 +206,6 @@ def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return o
 
 
-def _newest_run(preset: str) -> Path | None:
-    runs = sorted(Path("runs").glob(f"{preset}-*"), key=lambda p: p.stat().st_mtime)
-    return runs[-1] if runs else None
-
-
 def cmd_train_classifier(args: argparse.Namespace) -> int:
     """``gankit train classifier --data DATA``: the CNN whose features the *_clf metrics use.
 
@@ -306,18 +301,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except NoMetricsComputed as e:
         print(f"gankit eval: error: {e}", file=sys.stderr)
         return 1
-    run = Path(args.run)
-    if run.is_dir():
-        plot_metrics(run.parent if run.name == "checkpoints" else run)
+    if Path(args.run).is_dir():
+        from gankit.run import RunFolder
+
+        plot_metrics(RunFolder.at(args.run).path)
     return 0
 
 
 def _resume_config(out: Path, args: argparse.Namespace, overrides: dict[str, Any]) -> Config:
     """The saved config of the run in ``out`` with this command's changes applied (and checked)."""
     from gankit.config import describe_changes, diff_configs
-    from gankit.training.loop import saved_run_config
+    from gankit.run import RunFolder
 
-    cfg = saved_run_config(out)
+    cfg = RunFolder(out).load_config()
     if cfg.family != PRESETS[args.preset]["family"]:
         raise ConfigError(f"--resume: {out} is a '{cfg.family}' run, not '{PRESETS[args.preset]['family']}'")
     if args.config:
@@ -343,17 +339,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder; pass a folder for the run")
-    resuming = False
-    if args.resume:
-        from gankit.training.loop import holds_run  # a config.yaml, or a state that holds a copy of it
+    from gankit.run import RUNS, RunFolder
 
-        resuming = out is not None and holds_run(out)
+    resuming = False
+    if args.resume:  # a config.yaml, or a state that holds a copy of it
+        resuming = out is not None and RunFolder(out).holds_run()
     if args.resume and out is None:
-        out = _newest_run(args.preset)
-        if out is None:
-            raise ConfigError(f"--resume: no run to resume (no runs/{args.preset}-* folder; pass --out RUN_DIR)")
-        if not holds_run(out):
-            raise ConfigError(f"--resume: {out} has no config.yaml (not a gankit run folder)")
+        newest = RunFolder.newest(args.preset)
+        if newest is None:
+            raise ConfigError(f"--resume: no run to resume (no {RUNS}/{args.preset}-* folder; pass --out RUN_DIR)")
+        out = newest.path
+        if not newest.holds_run():
+            raise ConfigError(f"--resume: {out} has no {newest.config.name} (not a gankit run folder)")
         resuming = True
     elif args.resume and not resuming:  # --resume --out NEW: start it (handy for preemptible jobs and make demo)
         print(f"--resume: {out} holds no run yet; starting a new one there")
@@ -369,10 +366,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             if path is not None:
                 overrides.setdefault("data.path", path)
         cfg = make_config(args.preset, config_file=args.config, overrides=overrides)
-        out = out or Path("runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = out or RunFolder.new(args.preset).path
 
     from gankit.errors import TrainingInterrupted
-    from gankit.training.loop import train
+    from gankit.launch import train
 
     try:
         result = train(cfg, out, resume=resuming)

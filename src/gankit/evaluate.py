@@ -35,10 +35,10 @@ from gankit.metrics import METRICS, MetricUnavailable, eval_metric_keys, get_met
 from gankit.metrics.classifier import ClassifierChoice, locate_classifier, user_classifier_paths
 from gankit.metrics.features import ClassifierFeatures, FeatureExtractor, InceptionFeatures
 from gankit.paths import cache_dir
+from gankit.run import RunFolder
 from gankit.rundata import run_data
 from gankit.sampling import LoadedGenerator, choose_labels, load_generator
 from gankit.training.checkpoint import safe_load
-from gankit.training.stats import JsonlLog, read_jsonl
 from gankit.visualize import lab_to_display, to_display
 
 Log = Callable[[str], None]
@@ -333,12 +333,6 @@ def _check_names(names: list[str], kind: str) -> None:
             )
 
 
-def _run_dir(path: Path) -> Path | None:
-    if path.is_dir():
-        return path.parent if path.name == "checkpoints" else path
-    return path.parent.parent if path.parent.name == "checkpoints" else None
-
-
 def run_dataset(loaded: LoadedGenerator) -> str:
     """The dataset a run actually trained on: ``DataInfo.dataset``, or the config's name for older runs."""
     return getattr(loaded.info, "dataset", "") or loaded.cfg.data.name
@@ -436,11 +430,11 @@ def evaluate(
     except NoMetricsComputed as e:
         raise NoMetricsComputed(f"{loaded.path}: {e}") from None
     log(f"{loaded.path} ({ev.header()}): " + format_results(results, clf))
-    run_dir = _run_dir(Path(run_or_ckpt)) or _run_dir(loaded.path)
-    if run_dir is not None:
+    run = RunFolder.containing(run_or_ckpt) or RunFolder.containing(loaded.path)
+    if run is not None:
         step = safe_load(loaded.path).get("step", -1)
         c = ev.counts
-        JsonlLog(run_dir / "eval.jsonl").append(
+        run.eval_log.append(
             {
                 "step": step,
                 "time": round(time.time(), 3),
@@ -461,13 +455,10 @@ def recorded_data(name: str, where: Path = Path(".")) -> tuple[str, Path] | None
     """``(folder, run.json)`` of the newest run in ``where/runs/*/`` or ``where/*/`` that trained on the
     dataset ``name`` from a folder that still exists (``run.json``'s ``dataset.source``), else None."""
     found: list[tuple[float, str, Path]] = []
-    for record in {*where.glob("runs/*/run.json"), *where.glob("*/run.json")}:
-        try:
-            recorded = run_data(json.loads(record.read_text()))
-        except (OSError, ValueError):
-            continue  # not a run record gankit can read; other folders may have one
+    for run in RunFolder.recorded_under(where):
+        recorded = run_data(run.read_record())  # empty when the record cannot be read; other folders may have one
         if recorded.name == name and recorded.local_source:
-            found.append((record.stat().st_mtime, recorded.local_source, record))
+            found.append((run.record.stat().st_mtime, recorded.local_source, run.record))
     if not found:
         return None
     _, source, record = max(found)
@@ -619,8 +610,8 @@ def plot_metrics(run_dir: str | Path) -> Path | None:
 
     from gankit.metrics.plotting import draw_panel, panel_title
 
-    run = Path(run_dir)
-    rows = sorted(read_jsonl(run / "eval.jsonl"), key=lambda r: r.get("step", 0))
+    run = RunFolder(run_dir)
+    rows = run.read_evals()
     keys = eval_metric_keys(rows)
     if not keys:
         return None
@@ -636,7 +627,7 @@ def plot_metrics(run_dir: str | Path) -> Path | None:
     for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.tight_layout()
-    out = run / "metrics.png"
+    out = run.metrics_plot
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out

@@ -44,6 +44,7 @@ from gankit.data.base import DataInfo
 from gankit.errors import OutputExists
 from gankit.families import get_family
 from gankit.locks import atomic_path, atomic_save, output_lock
+from gankit.run import RunFolder
 from gankit.training.checkpoint import describe_load_failure, generator_snapshot
 
 SOURCES = ("pix2pix-repo", "dcgan-example")
@@ -300,13 +301,13 @@ def _load_into(module: nn.Module, sd: dict[str, Tensor], path: Path, what: str, 
         raise InteropError(f"{what} {path}: weights do not fit ({str(e).splitlines()[0]})") from None
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    taken = [p for p in (out / "config.yaml", out / "checkpoints") if p.exists()]
+def _prepare_out(run: RunFolder, overwrite: bool) -> None:
+    taken = [p for p in (run.config, run.checkpoints) if p.exists()]
     if taken and not overwrite:
         raise InteropExists(
-            f"--out {out} already holds a run ({taken[0].name}); pass --overwrite or choose another folder"
+            f"--out {run.path} already holds a run ({taken[0].name}); pass --overwrite or choose another folder"
         )
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
 
 
 def _sha256(path: Path) -> str:
@@ -331,15 +332,15 @@ def _write_run(
     if out.exists() and not out.is_dir():
         raise InteropError(f"--out {out} is a file; pass a folder for the new run")
     with output_lock(out, "gankit import"):
-        _prepare_out(out, overwrite)
-        ckpt = out / "checkpoints"
+        run = RunFolder(out)
+        _prepare_out(run, overwrite)
         snapshot = generator_snapshot(cfg, info, G.state_dict(), imported=record)
-        atomic_save(snapshot, ckpt / "G_last.pt")
+        atomic_save(snapshot, run.g_last)
         if D is not None:  # the discriminator beside it, with the same config and data facts
             meta = {k: snapshot[k] for k in ("format", "family", "config", "info", "imported")}
-            atomic_save({**meta, "D": D.state_dict()}, ckpt / "D_imported.pt")
-        cfg.save(out / "config.yaml")
-        with atomic_path(out / "imported.json") as tmp:
+            atomic_save({**meta, "D": D.state_dict()}, run.d_imported)
+        run.save_config(cfg)
+        with atomic_path(run.imported_record) as tmp:
             tmp.write_text(json.dumps(record, indent=2) + "\n")
     return out
 
@@ -478,7 +479,7 @@ def load_imported_discriminator(run: str | Path) -> nn.Module:
     """
     from gankit.training.checkpoint import CheckpointError
 
-    path = Path(run) / "checkpoints" / "D_imported.pt"
+    path = RunFolder(run).d_imported
     if not path.is_file():
         raise CheckpointError(f"{path}: no imported discriminator (import with --netD)")
     again = "import again with --netD and --overwrite"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import tempfile
 import time
@@ -26,12 +25,11 @@ import yaml
 
 from gankit.charts import fit_titles, significant, tidy_step_axes
 from gankit.config import Config, ConfigError
-from gankit.data.errors import DataError
 from gankit.families import get_family
 from gankit.formatting import data_source
 from gankit.metrics import EVAL_META_COLUMNS, MetricUnavailable, better, eval_metric_keys
+from gankit.run import RunFolder
 from gankit.rundata import run_data
-from gankit.training.stats import read_jsonl
 
 if TYPE_CHECKING:
     from gankit.evaluate import PairScores
@@ -65,60 +63,24 @@ class RunRecords:
 
 def find_run(path: str | Path) -> Path:
     """The run folder ``path`` names (its ``checkpoints/`` folder also works), else a DataError (exit code 1)."""
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: no such run folder; pass the folder that 'gankit train' wrote")
-    if not p.is_dir():
-        raise DataError(f"{p} is a file, not a run folder; pass the folder that holds config.yaml")
-    if p.name == "checkpoints" and (p.parent / "config.yaml").is_file():
-        p = p.parent
-    if not (p / "config.yaml").is_file():
-        raise DataError(f"{p} is not a gankit run folder (no config.yaml); pass the folder that 'gankit train' wrote")
-    return p
+    return RunFolder.find(path).path
 
 
 def read_run(run: Path) -> RunRecords:
     """Read the records of ``run`` (a folder checked by :func:`find_run`); missing logs are empty."""
-    cfg = Config.load(run / "config.yaml")  # a damaged file is a one-line ConfigError
-    text = (run / "config.yaml").read_text()
-    record: dict[str, Any] = {}
-    if (run / "run.json").is_file():
-        try:
-            record = json.loads((run / "run.json").read_text())
-        except ValueError:
-            record = {}  # a damaged record: the summary says "not recorded" rather than failing
-    metrics = read_jsonl(run / "metrics.jsonl")
-    records = RunRecords(
+    folder = RunFolder(run)
+    cfg = Config.load(folder.config)  # a damaged file is a one-line ConfigError
+    metrics = folder.read_metrics()
+    return RunRecords(
         run=run,
         cfg=cfg,
-        config_text=text,
-        record=record,
-        stats=read_jsonl(run / "stats.jsonl"),
+        config_text=folder.config_text(),
+        record=folder.read_record(),  # a damaged record: the summary says "not recorded" rather than failing
+        stats=folder.read_stats(),
         metrics=metrics,
-        evals=sorted(read_jsonl(run / "eval.jsonl"), key=lambda r: r.get("step", 0)),
+        evals=folder.read_evals(),
+        samples=folder.sample_grids(metrics),
     )
-    records.samples = sample_grids(run / "samples", metrics)
-    return records
-
-
-def sample_grids(folder: Path, metrics: list[dict[str, Any]]) -> list[tuple[str, Path]]:
-    """The grids ``samples/epoch_NNNN.png`` (and a final ``step_NNNNNNN.png``), ordered by training step."""
-    epoch_step = {int(r["epoch"]): int(r["step"]) for r in metrics if "epoch" in r and "step" in r}
-    found = []
-    for p in sorted(folder.glob("*.png")) if folder.is_dir() else []:
-        kind, _, num = p.stem.partition("_")
-        if not num.isdigit():
-            continue
-        n = int(num)
-        if kind == "epoch":
-            step = epoch_step.get(n)
-            label = f"epoch {n}" + (f", step {step}" if step is not None else "")
-            # without metrics.jsonl the epoch number still orders the grids; a final step_ grid comes last
-            found.append(((0, step) if step is not None else (1, n), label, p))
-        elif kind == "step":
-            found.append(((0, n), f"step {n} (end of training)", p))
-    found.sort(key=lambda t: t[0])
-    return [(label, p) for _, label, p in found]
 
 
 # ----------------------------------------------------------------------------- plots
@@ -527,7 +489,7 @@ def _examples_html(ex: Examples, r: RunRecords) -> str:
 
 def _grids_html(samples: list[tuple[str, Path]], run: Path) -> str:
     if not samples:
-        where = _e(run / "samples")
+        where = _e(RunFolder(run).samples)
         return f'<p class="missing">No sample grids in {where} yet (one is written at the end of every epoch).</p>'
     total = sum(p.stat().st_size for _, p in samples) / 2**20
     reencode = total > MAX_EMBEDDED_GRID_MB
@@ -546,7 +508,7 @@ def _grids_html(samples: list[tuple[str, Path]], run: Path) -> str:
     note = (
         f'<p class="sub">The {n} grids ({total:.0f} MB as PNG) are embedded as JPEG (quality 90) '
         "to keep this file small; "
-        f"the originals are in {_e(run / 'samples')}.</p>"
+        f"the originals are in {_e(RunFolder(run).samples)}.</p>"
         if reencode
         else ""
     )
@@ -567,7 +529,7 @@ def render_html(r: RunRecords, examples: Examples | None) -> str:
 
     loss = loss_plots(r.stats)
     losses = (
-        _plots_html(loss) if loss else f'<p class="missing">No losses logged yet ({_e(r.run / "stats.jsonl")}).</p>'
+        _plots_html(loss) if loss else f'<p class="missing">No losses logged yet ({_e(RunFolder(r.run).stats)}).</p>'
     )
 
     vk = val_keys(r.metrics)
@@ -628,7 +590,7 @@ def write_report(
     such in the page rather than failing.
     """
     run_dir = find_run(run)
-    path = Path(out) if out is not None else run_dir / "report.html"
+    path = Path(out) if out is not None else RunFolder(run_dir).report
     if path.is_dir():
         raise ConfigError(f"--out {path} is a folder; pass a file name such as {path / 'report.html'}")
     if path.exists() and not overwrite:

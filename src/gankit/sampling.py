@@ -16,6 +16,7 @@ from gankit.data.base import DataInfo
 from gankit.families import Family, get_family
 from gankit.formatting import Spelling, keyword
 from gankit.inference import GeneratorProfile, profile_generator, zero_unused_taps
+from gankit.run import CHECKPOINT_CHOICES, DEFAULT_CHECKPOINT, resolve_checkpoint  # noqa: F401 (re-exported)
 from gankit.training.checkpoint import CheckpointError, safe_load
 
 
@@ -54,60 +55,6 @@ class LoadedGenerator(nn.Module):
 
     def extra_repr(self) -> str:
         return f"family={self.family.name}, path={self.path}"
-
-
-DEFAULT_CHECKPOINT = "last"
-"""The snapshot that ``translate``, ``colorize``, ``eval`` and ``sample`` use from a run folder.
-
-``last`` (``G_last.pt``), not ``best``: ``G_best.pt`` is chosen by validation L1, which favours
-blurry, desaturated outputs over sharp plausible ones, and one default for every command means
-the model that ``gankit eval`` scores is the model the other commands run."""
-
-CHECKPOINT_CHOICES = ("best", "last")
-
-
-def resolve_checkpoint(path: str | Path, which: str | Path | None = None, *, prefer_best: bool = False) -> Path:
-    """The generator snapshot to load from a run folder or checkpoint file.
-
-    Args:
-        path: a run folder (or its ``checkpoints/`` folder), or a checkpoint file.
-        which: ``"last"`` (``G_last.pt``, else the full state ``last.pt``), ``"best"``
-            (``G_best.pt``, the best validation L1; an error if the run has none), or the path of a
-            checkpoint file, absolute or relative to the run's ``checkpoints/`` folder (e.g.
-            ``G_epoch0010.pt``). Default: :data:`DEFAULT_CHECKPOINT`. Ignored when ``path`` is a file.
-        prefer_best: the older spelling of ``which="best"``, kept for existing callers; unlike
-            ``which="best"`` it falls back to the last snapshot when there is no ``G_best.pt``.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise CheckpointError(f"{p}: no such run folder or checkpoint file")
-    if not p.is_dir():
-        return p
-    ckpt = p / "checkpoints" if (p / "checkpoints").is_dir() else p
-    if which is None:
-        which = "best" if prefer_best else DEFAULT_CHECKPOINT
-        strict = not prefer_best
-    else:
-        strict = True
-    if str(which) not in CHECKPOINT_CHOICES:
-        f = Path(which)
-        for candidate in (f, ckpt / f):
-            if candidate.is_file():
-                return candidate
-        raise CheckpointError(
-            f"--checkpoint {which}: no such file (nor in {ckpt}); pass best, last or a checkpoint file"
-        )
-    names = ["G_best.pt"] if which == "best" else []
-    if which == "last" or not strict:
-        names += ["G_last.pt", "last.pt"]
-    for name in names:
-        if (ckpt / name).is_file():
-            return ckpt / name
-    if which == "best" and strict:
-        raise CheckpointError(
-            f"{p}: no G_best.pt in {ckpt} (written only by runs with validation); use --checkpoint last"
-        )
-    raise CheckpointError(f"{p}: no generator checkpoint found (looked for {', '.join(names)} in {ckpt})")
 
 
 def load_generator(

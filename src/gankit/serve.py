@@ -25,7 +25,6 @@ input as a one-sentence error on the page. gradio is imported only in here (``pi
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import random
@@ -46,6 +45,7 @@ from PIL import Image
 
 from gankit.data.errors import DataError
 from gankit.data.images import ImageReadError
+from gankit.run import RunFolder
 from gankit.rundata import RunData, run_data
 from gankit.sampling import LoadedGenerator, choose_labels, load_generator, sample
 from gankit.training.checkpoint import CheckpointError
@@ -114,7 +114,7 @@ class RunModel:
 
     @property
     def name(self) -> str:
-        return (self.run.parent if self.run.name == "checkpoints" else self.run).name or str(self.run)
+        return RunFolder.at(self.run).path.name or str(self.run)
 
     def reload(self) -> str:
         """Load the newest snapshot of the run again (a run that is still training writes new ones)."""
@@ -126,13 +126,8 @@ class RunModel:
 
     def recorded_data(self) -> RunData:
         """What the run trained on (run.json), else what its checkpoint recorded."""
-        folder = self.loaded.path.parent.parent if self.loaded.path.parent.name == "checkpoints" else None
-        record: dict[str, Any] = {}
-        if folder is not None and (folder / "run.json").is_file():
-            try:
-                record = json.loads((folder / "run.json").read_text())
-            except (OSError, ValueError):
-                record = {}
+        folder = RunFolder.of_checkpoint(self.loaded.path)
+        record = folder.read_record() if folder is not None else {}
         return run_data(record, self.loaded.cfg.data, self.loaded.info)
 
     def dataset(self) -> str:

@@ -3,12 +3,14 @@
 Both kinds hold only state dicts, tensors and plain Python values, so they load with
 ``torch.load(weights_only=True)``: opening a checkpoint never runs code from the file.
 
-* ``checkpoints/last.pt``: everything needed to continue bit-exactly (models, optimizers, grad
-  scalers, EMA, counters, RNG states). The previous one is kept as ``last.prev.pt`` (unless
-  ``train.keep_prev_state=false``); if ``last.pt`` is damaged, :func:`load_training_state` falls
-  back to it with a message.
-* ``checkpoints/G_*.pt``: the generator (EMA weights when enabled) and the config, for sampling,
+* the full training state: everything needed to continue bit-exactly (models, optimizers, grad
+  scalers, EMA, counters, RNG states). The previous one is kept beside it (:func:`save_rotating`);
+  if the newest is damaged, :func:`find_newest_state` falls back to it with a message.
+* generator snapshots: the generator (EMA weights when enabled) and the config, for sampling,
   inference and metrics.
+
+This module holds the mechanics; where the files of a run live (and their names) is
+:class:`gankit.run.RunFolder`'s.
 """
 
 from __future__ import annotations
@@ -28,18 +30,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from gankit.locks import atomic_save  # tests and older callers also import it from here
-
-LAST = "last.pt"
-PREV = "last.prev.pt"
-NEW = f".{LAST}.new"
-G_LAST = "G_last.pt"
-G_BEST = "G_best.pt"
-G_EPOCH_GLOB = "G_epoch*.pt"
-
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be used; the message names the file and the problem."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 CHECKPOINT_FORMAT = 2
@@ -131,37 +140,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def save_training_state(
-    ckpt_dir: Path,
-    state: dict[str, Any],
-    *,
-    keep_prev: bool = True,
-    log: Callable[[str], None] | None = None,
-) -> Path:
-    """Write ``last.pt``, keeping the previous one as ``last.prev.pt`` (``keep_prev``, the default).
+def save_rotating(state: dict[str, Any], path: Path, *, previous: Path, staging: Path, keep_prev: bool = True) -> Path:
+    """Write ``state`` to ``path``, keeping the file there before as ``previous`` (``keep_prev``).
 
-    The new state is fully written (and fsynced) before any rename, so at every moment at least
-    one complete state exists on disk, whenever the process is killed. With ``keep_prev=False``
-    only ``last.pt`` stays (half the disk; no fallback if it is damaged later), and a
-    ``last.prev.pt`` left by earlier saves is removed.
-
-    Before the first state of a run (no ``last.pt`` yet) a run whose checkpoints would fill more
-    than :data:`DISK_SHARE` of the free disk gets one warning through ``log`` (see
-    :func:`disk_use_warning`).
+    The new state is fully written (and fsynced) to ``staging`` before any rename, so at every
+    moment at least one complete state exists on disk, whenever the process is killed. With
+    ``keep_prev=False`` only ``path`` stays (half the disk; no fallback if it is damaged later), and
+    a ``previous`` left by earlier saves is removed.
     """
-    last = ckpt_dir / LAST
-    if log is not None and not last.exists():
-        warning = disk_use_warning(ckpt_dir, state, keep_prev=keep_prev)
-        if warning:
-            log(f"warning: {warning}")
-    tmp = ckpt_dir / NEW
-    atomic_save(state, tmp)
-    if last.exists() and keep_prev:
-        os.replace(last, ckpt_dir / PREV)
-    os.replace(tmp, last)
-    if not keep_prev:  # also a last.prev.pt of earlier saves: the option is there to free its space
-        (ckpt_dir / PREV).unlink(missing_ok=True)
-    return last
+    atomic_save(state, staging)
+    if path.exists() and keep_prev:
+        os.replace(path, previous)
+    os.replace(staging, path)
+    if not keep_prev:  # also a previous state of earlier saves: the option is there to free its space
+        previous.unlink(missing_ok=True)
+    return path
 
 
 DISK_SHARE = 0.25
@@ -253,39 +246,34 @@ def disk_use_warning(ckpt_dir: Path, state: dict[str, Any], *, keep_prev: bool =
     )
 
 
-def find_training_state(ckpt_dir: Path, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]] | None:
-    """The newest readable full state in ``ckpt_dir`` and the file it came from (None when there is none).
+def find_newest_state(
+    staging: Path, path: Path, previous: Path, log: Callable[[str], None] = print
+) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable full state written by :func:`save_rotating`, and its file (None when there is none).
 
-    A damaged or missing ``last.pt`` next to a good ``last.prev.pt`` gives the latter, with a warning.
-    A complete new state that a kill stopped before its rename (see :func:`save_training_state`)
-    is the newest of all and comes first.
+    A damaged or missing ``path`` next to a good ``previous`` gives the latter, with a warning. A
+    complete ``staging`` state that a kill stopped before its rename is the newest of all and comes first.
     """
     errors = []
-    for path in (ckpt_dir / NEW, ckpt_dir / LAST, ckpt_dir / PREV):
-        if not path.exists():
-            if path.name == LAST and (ckpt_dir / PREV).exists():
-                errors.append(f"{path}: missing")
+    for candidate in (staging, path, previous):
+        if not candidate.exists():
+            if candidate == path and previous.exists():
+                errors.append(f"{candidate}: missing")
             continue
         try:
-            state = safe_load(path)
+            state = safe_load(candidate)
             if "step" not in state:
-                raise CheckpointError(f"{path}: a generator snapshot, not a full training state")
+                raise CheckpointError(f"{candidate}: a generator snapshot, not a full training state")
         except CheckpointError as e:
-            if path.name != NEW:  # an unfinished write is no loss: last.pt is the state before it
+            if candidate != staging:  # an unfinished write is no loss: ``path`` is the state before it
                 errors.append(str(e))
             continue
         if errors:
-            log(f"warning: {errors[-1]}; resuming from {path.name} instead")
-        return path, state
+            log(f"warning: {errors[-1]}; resuming from {candidate.name} instead")
+        return candidate, state
     if errors:
         raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
     return None
-
-
-def load_training_state(ckpt_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any] | None:
-    """The newest readable full state in ``ckpt_dir`` (None when there is none at all)."""
-    found = find_training_state(ckpt_dir, log=log)
-    return found[1] if found is not None else None
 
 
 def snapshot_problem(path: Path, *, full: bool = True) -> str | None:

@@ -1,4 +1,5 @@
-"""TensorBoard output of a run (``train.tensorboard``): scalars, sample grids and hyperparameters in ``RUN/tb/``.
+"""TensorBoard output of a run (``train.tensorboard``): scalars, sample grids and hyperparameters in ``RUN/tb/``
+(:attr:`gankit.run.RunFolder.tensorboard`).
 
 The loop calls this sink with what it already logs to stats.jsonl and metrics.jsonl, so the two
 never disagree. On resume the writer purges events at or after the resumed step, so the curves
@@ -31,7 +32,7 @@ def _tag(key: str) -> str:
 class TensorBoardSink:
     """Writes a run's curves and grids for TensorBoard (rank 0 only; the loop decides)."""
 
-    def __init__(self, run_dir: Path, cfg: Config, *, resume_step: int = 0) -> None:
+    def __init__(self, log_dir: Path, cfg: Config, *, resume_step: int = 0) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -39,7 +40,7 @@ class TensorBoardSink:
                 "train.tensorboard needs the tensorboard package; install it with: pip install 'gankit[tensorboard]'"
             ) from None
         # purge_step drops events logged after the checkpoint we resume from (an interrupted tail)
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=resume_step + 1 if resume_step else None)
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=resume_step + 1 if resume_step else None)
         self.cfg = cfg
 
     def scalars(self, step: int, values: dict[str, float], *, skip: tuple[str, ...] = ("step", "epoch")) -> None:
