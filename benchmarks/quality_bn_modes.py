@@ -52,14 +52,19 @@ def paired_scores(run: Path, seed: int) -> dict[str, dict[str, float]]:
         val.batch(torch.arange(s, min(s + 8, len(val))), device="cpu", generator=None) for s in range(0, len(val), 8)
     ]
 
+    # standing statistics from training inputs (never the val images scored below), as a run would
+    train = build_dataset(loaded.cfg.data, "train", log=lambda m: None)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+
     def standing_inputs(i: int) -> tuple[torch.Tensor, ...]:
-        return (batches[i % len(batches)]["input"],)
+        idx = order[(i * 8) % len(train) :][:8]
+        return (train.batch(idx, device="cpu", generator=None)["input"],)
 
     out = {}
     for mode in SAMPLING_MODES:
         torch.manual_seed(seed)  # the train mode's dropout
         metrics = PairedMetrics(space=loaded.info.space)
-        with torch.no_grad(), sampling_mode(loaded.G, mode, inputs=standing_inputs, batches=len(batches)):
+        with torch.no_grad(), sampling_mode(loaded.G, mode, inputs=standing_inputs):
             for b in batches:
                 metrics.update(b["input"], loaded.G(b["input"]).float(), b["target"])
         out[mode] = {k: round(v, 4) for k, v in metrics.compute().items()}
