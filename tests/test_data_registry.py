@@ -24,7 +24,7 @@ from gankit.data.base import EpochSampler, ImageTensorDataset, TrainSet, to_unit
 from gankit.data.colorization import LabCache
 from gankit.data.feed import batches
 from gankit.data.registry import unregister_dataset
-from gankit.training.loop import train
+from gankit.launch import train
 
 quiet = lambda msg: None  # noqa: E731
 NPY = "npy-images"
