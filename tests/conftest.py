@@ -30,6 +30,17 @@ from gankit.data.storage import MemoryStore
 torch.set_num_threads(1)
 
 N_TRAIN, N_TEST, SIDE, N_CLASSES = 200, 50, 28, 10
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+"""The repository root (README.md, Makefile)."""
+FIXTURES = TESTS / "fixtures"
+"""Files the tests read: reference-implementation checkpoints (interop/), a slice of Fashion-MNIST."""
+
+
+def quiet(msg: str) -> None:
+    """A ``log`` that drops every message."""
+
+
 DEFAULT_SYSTEM_DIRS = dict(_mnist.SYSTEM_DIRS)
 """The module's own system folders, saved before the autouse fixture replaces them."""
 
@@ -304,3 +315,59 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Any:
     report = outcome.get_result()
     if REQUIRE_BROWSER and report.skipped and _is_browser_test(report.nodeid):
         report.outcome = "failed"
+
+
+# ------------------------------------------------------------------------------ helpers several test files use
+
+
+def deep_equal(a: Any, b: Any, path: str = "") -> list[str]:
+    """Paths where two nested state dicts differ (tensors compared bitwise)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        ok = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+        return [] if ok else [path]
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{path} keys {sorted(map(str, a))} != {sorted(map(str, b))}"]
+        return [d for k in a for d in deep_equal(a[k], b[k], f"{path}.{k}")]
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return [f"{path} length"]
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in deep_equal(x, y, f"{path}[{i}]")]
+    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
+
+
+def trainer_states(tr: Any) -> dict[str, Any]:
+    """The weights and optimizer states of a Trainer, for :func:`deep_equal`."""
+    return {
+        "G": tr.G.state_dict(),
+        "D": tr.D.state_dict(),
+        "opt_G": tr.opt_G.state_dict(),
+        "opt_D": tr.opt_D.state_dict(),
+    }
+
+
+def wait_for_rows(proc: Any, stats: Path, n: int, timeout: float = 120.0) -> None:
+    """Wait until the training subprocess ``proc`` has logged ``n`` rows to ``stats`` (fail if it exits first)."""
+    import time
+
+    from gankit.training.stats import read_jsonl
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"training exited early with {proc.returncode}:\n{out}\n{err}")
+        if len(read_jsonl(stats)) >= n:
+            return
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("training did not start logging in time")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

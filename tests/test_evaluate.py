@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import fake_paired_for, write_idx_dataset
+from conftest import fake_paired_for, quiet, write_idx_dataset
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -35,10 +35,6 @@ def empty_torch_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.delenv("GANKIT_INCEPTION_WEIGHTS", raising=False)
     return tmp_path / "torch_home" / "hub" / "checkpoints"
-
-
-def quiet(msg: str) -> None:
-    pass
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from PIL import Image
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from conftest import make_tiny_cfg  # noqa: E402
+from conftest import FIXTURES, ROOT, make_tiny_cfg  # noqa: E402
 
 from gankit import export as export_mod  # noqa: E402
 from gankit.cli import main  # noqa: E402
@@ -28,8 +28,7 @@ from gankit.models.layers import init_weights  # noqa: E402
 from gankit.sampling import load_generator  # noqa: E402
 from gankit.training.checkpoint import atomic_save, generator_snapshot  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures" / "interop"
+INTEROP = FIXTURES / "interop"
 INFOS = {
     "gan": DataInfo(channels=1, resolution=28),
     "cgan": DataInfo(channels=1, resolution=28, num_classes=10),
@@ -187,7 +186,7 @@ def imported_colorizer(tmp_path: Path) -> Path:
     from gankit.interop import import_pix2pix_repo
 
     pth = tmp_path / "latest_net_G.pth"
-    torch.save(torch.load(FIXTURES / "jz_unet128_ngf4_instance_1to2_G.pt", weights_only=True)["state_dict"], pth)
+    torch.save(torch.load(INTEROP / "jz_unet128_ngf4_instance_1to2_G.pt", weights_only=True)["state_dict"], pth)
     return import_pix2pix_repo(pth, tmp_path / "colorizer", task="colorize")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES
 from PIL import Image
 
 from gankit.cli import main
@@ -32,12 +33,12 @@ from gankit.models.patchgan import PatchDiscriminator
 from gankit.models.unet import UNetGenerator
 from gankit.sampling import load_generator
 
-FIXTURES = Path(__file__).parent / "fixtures" / "interop"
+INTEROP = FIXTURES / "interop"
 TOL = 1e-5
 
 
 def fixture(name: str) -> dict:
-    return torch.load(FIXTURES / f"{name}.pt", weights_only=True)
+    return torch.load(INTEROP / f"{name}.pt", weights_only=True)
 
 
 def as_pth(tmp_path: Path, name: str, state: dict | None = None) -> Path:
@@ -51,7 +52,7 @@ def keys_layout(name: str) -> dict[str, torch.Tensor]:
     """A state dict with the key names and shapes of a full-size reference network (values random)."""
     g = torch.Generator().manual_seed(0)
     sd = {}
-    for line in (FIXTURES / f"{name}.keys.txt").read_text().splitlines():
+    for line in (INTEROP / f"{name}.keys.txt").read_text().splitlines():
         key, shape, dtype = line.split("\t")
         dims = tuple(int(d) for d in shape.strip("()").split(",") if d.strip())
         sd[key] = torch.zeros(dims, dtype=torch.int64) if dtype == "int64" else torch.rand(dims, generator=g)

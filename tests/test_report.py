@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import FakePairedSet, fake_paired_for, make_tiny_cfg, write_idx_dataset
+from conftest import FakePairedSet, fake_paired_for, make_tiny_cfg, quiet, write_idx_dataset
 from PIL import Image
 
 import gankit
@@ -47,10 +47,6 @@ def parse(page: str) -> _Tags:
     p = _Tags()
     p.feed(page)
     return p
-
-
-def quiet(msg: str) -> None:
-    pass
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_cfg, write_idx_dataset
+from conftest import free_port, make_tiny_cfg, write_idx_dataset
 from PIL import Image
 
 FAMILIES = ("gan", "cgan", "dcgan", "pix2pix", "colorize")
@@ -80,12 +79,6 @@ def make_runs(root: Path) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return make_runs(tmp_path_factory.getbasetemp() / "serve-runs")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------------ the served app

@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import write_image_folder
+from conftest import deep_equal, free_port, quiet, trainer_states, wait_for_rows, write_image_folder
 from PIL import Image
-from test_resume import _deep_equal, _states
 
 from gankit.config import ConfigError, DataConfig
 from gankit.data import EpochSampler, build_dataset
@@ -33,7 +32,6 @@ from gankit.training.loop import Trainer
 
 BACKENDS = ("memory", "mmap", "stream")
 CPU = torch.device("cpu")
-quiet = lambda msg: None  # noqa: E731
 
 
 def _photos(root: Path, n: int, *, size: tuple[int, int] = (40, 36), seed: int = 0) -> Path:
@@ -99,10 +97,10 @@ def test_every_backend_serves_the_same_batches(kind: str, tmp_path: Path) -> Non
         # 3 epochs' worth of steps, from step 0 and (as after a resume) from step 5
         served[storage] = list(batches(ds, sampler, start=0, stop=9, device=CPU, augment=augment))
         resumed = list(batches(ds, sampler, start=5, stop=9, device=CPU, augment=augment))
-        assert all(_deep_equal(a, b) == [] for a, b in zip(resumed, served[storage][5:], strict=True))
+        assert all(deep_equal(a, b) == [] for a, b in zip(resumed, served[storage][5:], strict=True))
     assert len(ds) == (24 if kind == "folder" else 11)  # the broken file is skipped (and every 10th held out)
     for storage in ("mmap", "stream"):
-        diffs = [d for a, b in zip(served["memory"], served[storage], strict=True) for d in _deep_equal(a, b)]
+        diffs = [d for a, b in zip(served["memory"], served[storage], strict=True) for d in deep_equal(a, b)]
         assert diffs == [], f"{storage}: {diffs[:3]}"
     if kind == "folder":
         assert "label" in served["memory"][0]
@@ -145,7 +143,7 @@ def test_training_and_resume_are_bitwise_equal_across_backends(
     straight = Trainer(_tiny_train_cfg(tiny_cfg, tmp_path, preset, "memory", 2 * n), tmp_path / "mem", log=quiet)
     assert straight.info.storage == "memory"
     straight.fit()
-    want = _states(straight)
+    want = trainer_states(straight)
     for storage in ("mmap", "stream"):
         first = Trainer(_tiny_train_cfg(tiny_cfg, tmp_path, preset, storage, n), tmp_path / storage, log=quiet)
         assert first.info.storage == storage
@@ -154,7 +152,7 @@ def test_training_and_resume_are_bitwise_equal_across_backends(
         cfg = _tiny_train_cfg(tiny_cfg, tmp_path, preset, storage, 2 * n)
         resumed = Trainer(cfg, tmp_path / storage, resume=True, log=quiet)
         resumed.fit()
-        diffs = _deep_equal(_states(resumed), want)
+        diffs = deep_equal(trainer_states(resumed), want)
         assert diffs == [], f"{storage}: {diffs[:3]}"
         assert json.loads((tmp_path / storage / "run.json").read_text())["dataset"]["storage"] == storage
 
@@ -372,7 +370,6 @@ def test_two_ranks_share_one_cache_and_every_backend_trains_alike(tmp_path: Path
     import sys
 
     from conftest import subprocess_env
-    from test_distributed import _free_port
 
     env = subprocess_env(tmp_path, mpl_config_dir)
     data = write_image_folder(tmp_path / "faces", 24)
@@ -382,16 +379,16 @@ def test_two_ranks_share_one_cache_and_every_backend_trains_alike(tmp_path: Path
     for storage in ("mmap", "stream"):
         out = tmp_path / storage
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), str(script), str(data), str(out), storage]  # fmt: skip
+               "--master_port", str(free_port()), str(script), str(data), str(out), storage]  # fmt: skip
         res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr[-3000:]
         g = [torch.load(out / f"G_rank{r}.pt", weights_only=True) for r in range(2)]
         params = [{k: v for k, v in w.items() if "running" not in k and "num_batches" not in k} for w in g]
-        assert _deep_equal(params[0], params[1]) == []  # (BatchNorm statistics are per rank without sync_bn)
+        assert deep_equal(params[0], params[1]) == []  # (BatchNorm statistics are per rank without sync_bn)
         weights[storage] = g[0]
     caches = list(Path(env["XDG_CACHE_HOME"], "gankit", "storage").glob("*/pixels.u8"))
     assert len(caches) == 1  # both ranks of the mmap run opened the one cache file (one built it)
-    assert _deep_equal(weights["mmap"], weights["stream"]) == []
+    assert deep_equal(weights["mmap"], weights["stream"]) == []
 
 
 def test_gankit_cache_lists_and_clears_the_caches(tmp_path: Path, capsys) -> None:
@@ -472,7 +469,6 @@ def test_ctrl_c_to_the_process_group_of_a_streaming_run_saves_and_resumes(tmp_pa
     import subprocess
 
     from conftest import GANKIT, subprocess_env
-    from test_resume import _wait_for_rows
 
     data = write_image_folder(tmp_path / "faces", 40)
     run = tmp_path / "run"
@@ -484,7 +480,7 @@ def test_ctrl_c_to_the_process_group_of_a_streaming_run_saves_and_resumes(tmp_pa
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
     try:
-        _wait_for_rows(proc, run / "stats.jsonl", 3)
+        wait_for_rows(proc, run / "stats.jsonl", 3)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
         out, err = proc.communicate(timeout=120)
     finally:

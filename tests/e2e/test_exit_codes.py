@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FIXTURES, ROOT
 from PIL import Image
 
 from gankit.cli import main
 from gankit.errors import ExitCode, TrainingInterrupted
 
-FIXTURES = Path(__file__).parent / "fixtures" / "interop"
+INTEROP = FIXTURES / "interop"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("jz_unet128_ngf4_instance_1to2_G", "pix2pix-repo", ["--task", "colorize"]),
     ):
         pth = w / f"{name}.pth"
-        torch.save(torch.load(FIXTURES / f"{name}.pt", weights_only=True)["state_dict"], pth)
+        torch.save(torch.load(INTEROP / f"{name}.pt", weights_only=True)["state_dict"], pth)
         run = {"dcgan-example": "dcgan", "pix2pix-repo": "pix2pix"}[kind] if not extra else "colorize"
         assert main(["import", kind, str(pth), "--out", str(w / run), *extra]) == 0
     Image.new("RGB", (40, 30), (120, 80, 40)).save(w / "photo.jpg")
@@ -111,7 +112,7 @@ def test_interruptions_exit_with_128_plus_the_signal(world: Path, monkeypatch, c
 
 
 def test_the_readme_table_lists_every_code() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     after = readme.split("### Exit codes", 1)[1]
     table = after[after.index("\n|") :].split("\n\n", 1)[0].strip().splitlines()
     rows = {int(r.split("|")[1].strip(" `")) for r in table[2:]}

@@ -17,14 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_image_folder
+from conftest import quiet, write_image_folder
 
 from gankit.cli import main
 from gankit.data import storage as st
 from gankit.data.folders import load_image_folder
 from gankit.locks import OUTPUT_LOCK, Busy, atomic_path, lock_file, output_lock
-
-quiet = lambda msg: None  # noqa: E731
 
 
 def _source(root: Path) -> st.ItemSource:

@@ -8,44 +8,17 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
-from conftest import GANKIT, subprocess_env, write_idx_dataset
+from conftest import GANKIT, deep_equal, subprocess_env, trainer_states, wait_for_rows, write_idx_dataset
 
 from gankit.cli import main
 from gankit.training.loop import Trainer
 from gankit.training.stats import read_jsonl
 
 STEPS_PER_EPOCH, N = 5, 7  # N crosses the first epoch boundary; 2N crosses the second
-
-
-def _deep_equal(a: Any, b: Any, path: str = "") -> list[str]:
-    """Paths where two nested state dicts differ (tensors compared bitwise)."""
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        ok = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
-        return [] if ok else [path]
-    if isinstance(a, dict) and isinstance(b, dict):
-        if a.keys() != b.keys():
-            return [f"{path} keys {sorted(map(str, a))} != {sorted(map(str, b))}"]
-        return [d for k in a for d in _deep_equal(a[k], b[k], f"{path}.{k}")]
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        if len(a) != len(b):
-            return [f"{path} length"]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _deep_equal(x, y, f"{path}[{i}]")]
-    return [] if a == b else [f"{path}: {a!r} != {b!r}"]
-
-
-def _states(tr: Trainer) -> dict[str, Any]:
-    return {
-        "G": tr.G.state_dict(),
-        "D": tr.D.state_dict(),
-        "opt_G": tr.opt_G.state_dict(),
-        "opt_D": tr.opt_D.state_dict(),
-    }
 
 
 @pytest.mark.parametrize("preset", ["gan", "cgan", "dcgan-fmnist32", "pix2pix", "colorize"])
@@ -79,19 +52,19 @@ def test_resume_is_bitwise_exact(preset: str, tmp_path: Path, tiny_cfg, no_loss_
 
     first = Trainer(cfg(N), tmp_path / "B", log=quiet)
     first.fit()
-    half = _states(first)
+    half = trainer_states(first)
     assert first.step == N
-    assert _deep_equal(half["G"], _states(straight)["G"]), "training did not move G between N and 2N"
+    assert deep_equal(half["G"], trainer_states(straight)["G"]), "training did not move G between N and 2N"
     del first
 
     messages: list[str] = []
     resumed = Trainer(cfg(2 * N), tmp_path / "B", resume=True, log=messages.append)
     assert resumed.step == N
     assert any(f"at step {N}" in m for m in messages)
-    assert _deep_equal(_states(resumed), half) == []  # the checkpoint restores what was in memory
+    assert deep_equal(trainer_states(resumed), half) == []  # the checkpoint restores what was in memory
     assert resumed.fit().step == 2 * N
 
-    diffs = _deep_equal(_states(resumed), _states(straight))
+    diffs = deep_equal(trainer_states(resumed), trainer_states(straight))
     assert diffs == [], diffs[:5]
     # the logged losses agree too, and the resumed log has exactly one row per step
     rows_a = read_jsonl(tmp_path / "A" / "stats.jsonl")
@@ -100,7 +73,7 @@ def test_resume_is_bitwise_exact(preset: str, tmp_path: Path, tiny_cfg, no_loss_
     assert rows_b == rows_a
     saved = torch.load(tmp_path / "B" / "checkpoints" / "last.pt", weights_only=True)
     assert saved["step"] == 2 * N
-    assert _deep_equal(saved["G"], straight.G.state_dict()) == []
+    assert deep_equal(saved["G"], straight.G.state_dict()) == []
 
 
 def test_resume_refuses_another_family(tmp_path: Path, tiny_cfg, no_loss_plot) -> None:
@@ -127,19 +100,6 @@ def test_resume_falls_back_to_previous_checkpoint(tmp_path: Path, tiny_cfg, no_l
 
 
 # ------------------------------------------------------------------------------------ signals
-
-
-def _wait_for_rows(proc: subprocess.Popen, stats: Path, n: int, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"training exited early with {proc.returncode}:\n{out}\n{err}")
-        if len(read_jsonl(stats)) >= n:
-            return
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("training did not start logging in time")
 
 
 def test_sigint_and_sigterm_save_and_resume(tmp_path: Path, mpl_config_dir: Path, capsys) -> None:
@@ -175,7 +135,7 @@ def test_sigint_and_sigterm_save_and_resume(tmp_path: Path, mpl_config_dir: Path
         )
     try:
         for sig, (run, proc) in procs.items():
-            _wait_for_rows(proc, run / "stats.jsonl", 3)
+            wait_for_rows(proc, run / "stats.jsonl", 3)
             proc.send_signal(sig)
         results = {sig: proc.communicate(timeout=120) for sig, (run, proc) in procs.items()}
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_tiny_cfg
+from conftest import make_tiny_cfg, quiet
 from PIL import Image
 
 from gankit.cli import main
@@ -26,7 +26,6 @@ from gankit.data.feed import batches
 from gankit.data.registry import unregister_dataset
 from gankit.launch import train
 
-quiet = lambda msg: None  # noqa: E731
 NPY = "npy-images"
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import GANKIT, make_tiny_cfg, subprocess_env, write_idx_dataset
+from conftest import GANKIT, ROOT, make_tiny_cfg, subprocess_env, write_idx_dataset
 from PIL import Image
 
 from gankit.cli import _cli_overrides, build_parser, main
@@ -351,7 +351,7 @@ def test_help_states_each_default_once_and_checkpoint_defaults_agree() -> None:
 
 def _demo_commands(epochs: int) -> list[list[str]]:
     """The gankit lines of the Makefile's demo recipe, as argv (``$(EPOCHS)`` filled in)."""
-    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
     lines = [line.strip() for line in recipe.splitlines()[1:] if line.startswith("\t")]
     assert lines and all(line.startswith("$(BIN)/gankit ") for line in lines), lines

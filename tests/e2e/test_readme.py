@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_idx_dataset
+from conftest import FIXTURES, ROOT, write_idx_dataset
 from PIL import Image
 
 from gankit.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 NOT_RUN = {
     "make": "installs a venv / runs the whole suite (CI runs `make test` itself)",
@@ -103,7 +103,7 @@ def _make_world(home: Path, work: Path, data: Path) -> None:
     Image.fromarray(idx).convert("P").save(work / "labels.png")
     _photo(work / "old_photo.jpg", 7, (90, 70))
     # reference checkpoints as the reference repositories write them (plain state dicts)
-    fixtures = Path(__file__).parent / "fixtures" / "interop"
+    fixtures = FIXTURES / "interop"
     for name, dest in (
         ("jz_unet128_ngf4_batch_G.pt", "checkpoints/facades_pix2pix/latest_net_G.pth"),
         ("jz_basic_ndf8_batch_D.pt", "checkpoints/facades_pix2pix/latest_net_D.pth"),

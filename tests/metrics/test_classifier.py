@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES, quiet
 
 from gankit.cli import main
 from gankit.config import Config, DataConfig, make_config
@@ -32,11 +33,7 @@ from gankit.metrics.features import ClassifierFeatures
 from gankit.metrics.prdc import precision_recall
 from gankit.training.checkpoint import CheckpointError
 
-FIXTURE = Path(__file__).parent / "data" / "fashion-mnist-t10k-first600.npz"
-
-
-def quiet(msg: str) -> None:
-    pass
+FIXTURE = FIXTURES / "fashion-mnist-t10k-first600.npz"
 
 
 def real_images() -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,7 +10,6 @@ must agree within 0.15 absolute on every logged row of the first epochs; the wei
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import subprocess_env, write_idx_dataset
+from conftest import free_port, subprocess_env, write_idx_dataset
 
 WORKER = textwrap.dedent(
     """
@@ -43,12 +42,6 @@ WORKER = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(tmp_path: Path, mpl: Path, data: Path, out: Path, dump: Path, *, nproc: int, bs: int, steps: int) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -62,7 +55,7 @@ def _launch(tmp_path: Path, mpl: Path, data: Path, out: Path, dump: Path, *, npr
         "--master_addr",
         "127.0.0.1",
         "--master_port",
-        str(_free_port()),
+        str(free_port()),
         str(script),
         str(data),
         str(out),
@@ -311,7 +304,7 @@ def _run_worker(tmp: Path, mpl: Path, part: str, nprocs: tuple[int, ...]) -> dic
         cmd = [sys.executable, str(script), str(out), str(images), part]
         if nproc > 1:
             launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
-            cmd[1:1] = [*launcher, "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+            cmd[1:1] = [*launcher, "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
         res = subprocess.run(cmd, env=subprocess_env(tmp, mpl), capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr[-3000:]
         dumps[nproc] = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(nproc)]
