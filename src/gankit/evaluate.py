@@ -65,7 +65,8 @@ def stats_dir() -> Path:
 def default_metrics(kind: str, *, space: str = "rgb", conditional: bool = False, classifier: bool = False) -> list[str]:
     """The metrics :func:`evaluate` computes when none are named (``classifier``: the data has class labels)."""
     if kind == "paired":
-        return ["l1", "psnr", "ssim", "lpips"] + (["colorfulness"] if space == "lab" else [])
+        # fid, kid, pr: outputs vs targets of the split, in Inception space (how published pix2pix FIDs are computed)
+        return ["l1", "psnr", "ssim", "lpips"] + (["colorfulness"] if space == "lab" else []) + ["fid", "kid", "pr"]
     names = ["fid", "kid", "pr"]
     if classifier:
         names += ["fid_clf", "kid_clf", "pr_clf"] + (["cls_acc"] if conditional else [])
@@ -146,6 +147,8 @@ class Evaluation:
             real = self.dataset_features(self.split, ext)
             if self.other_split is not None:
                 fake = self.dataset_features(self.other_split, ext)
+            elif self.loaded is not None and self.loaded.family.kind == "paired":
+                fake = self._output_features(ext)
             else:
                 fake = torch.cat([ext(images) for images, _ in self.generated()])
             self._features[space] = (real, fake)
@@ -165,13 +168,8 @@ class Evaluation:
         the same statistics never leave a torn file.
         """
         data = self.data(split)
-        index = torch.arange(len(data))
-        self.counts["other" if split == self.other_split and split != self.split else "reference"] = min(
-            len(data), self.n
-        )
-        if len(data) > self.n:
-            perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
-            index = perm[: self.n].sort().values
+        index = self._subset(split)
+        self.counts["other" if split == self.other_split and split != self.split else "reference"] = len(index)
         cfg = dataclasses.asdict(self.data_cfg)
         key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:10]
         subset = f"-s{self.seed}" if len(index) < len(data) else ""
@@ -185,12 +183,31 @@ class Evaluation:
         feats = []
         for s in range(0, len(index), self.batch_size):
             batch = data.batch(index[s : s + self.batch_size], device=self.device, generator=None)
-            feats.append(ext(batch["image"]))
+            feats.append(ext(batch["image"] if "image" in batch else _as_rgb(data, batch["input"], batch["target"])))
         out = torch.cat(feats)
         from gankit.locks import atomic_save
 
         atomic_save({"features": out, "data": cfg, "split": split, "extractor": ext.name}, path)
         return out
+
+    def _subset(self, split: str) -> Tensor:
+        """The images of ``split`` that feature metrics use: all, or a seeded sorted subset of ``n``."""
+        size = len(self.data(split))
+        if size <= self.n:
+            return torch.arange(size)
+        return torch.randperm(size, generator=torch.Generator().manual_seed(self.seed))[: self.n].sort().values
+
+    @torch.no_grad()
+    def _output_features(self, ext: FeatureExtractor) -> Tensor:
+        """Features of an image-to-image model's outputs for the inputs whose targets are the reference."""
+        loaded, data = self._need_generator("paired"), self.data(self.split)
+        index = self._subset(self.split)
+        self.counts["generated"] = len(index)
+        feats = []
+        for s in range(0, len(index), self.batch_size):
+            batch = data.batch(index[s : s + self.batch_size], device=self.device, generator=None)
+            feats.append(ext(_as_rgb(data, batch["input"], loaded.G(batch["input"]).float())))
+        return torch.cat(feats)
 
     # ------------------------------------------------------------------ generated images
     @torch.no_grad()
@@ -324,12 +341,18 @@ class Evaluation:
         return f"{self.split} split: {c.get('generated', 0)} generated{ref}"
 
 
+def _as_rgb(data: TrainSet, inputs: Tensor, outputs: Tensor) -> Tensor:
+    """An image-to-image pair's output (or target) as the RGB image it shows, in [-1, 1]."""
+    rgb = lab_to_display(inputs, outputs) if data.info.space == "lab" else to_display(outputs)
+    return rgb * 2 - 1
+
+
 def _check_names(names: list[str], kind: str) -> None:
     for name in names:
-        if get_metric(name).kind != kind:
+        if get_metric(name).kind not in (kind, "any"):
             raise ValueError(
                 f"metric '{name}' is for {get_metric(name).kind} models, not {kind} ones; "
-                f"choose from {', '.join(m for m in METRICS if METRICS[m].kind == kind)}"
+                f"choose from {', '.join(m for m in METRICS if METRICS[m].kind in (kind, 'any'))}"
             )
 
 

