@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
-from gankit.metrics.features import MetricUnavailable, MissingWeightsError
+from gankit.metrics.errors import MetricUnavailable, MissingWeightsError
 from gankit.metrics.fid import fid_from_features
 from gankit.metrics.kid import kid
 from gankit.metrics.prdc import precision_recall

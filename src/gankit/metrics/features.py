@@ -24,21 +24,7 @@ import torch
 from torch import Tensor
 
 from gankit.data.base import to_uint8
-
-
-class MetricUnavailable(RuntimeError):
-    """A metric cannot be computed here (no weights, no classifier, wrong kind of model); it is skipped.
-
-    ``fix``, when known, is the one thing the user can do about it (a command, a file to put somewhere).
-    """
-
-    def __init__(self, message: str, *, fix: str = "") -> None:
-        super().__init__(message)
-        self.fix = fix
-
-
-class MissingWeightsError(MetricUnavailable):
-    """Pretrained weights a metric needs are not on this machine (gankit never downloads them)."""
+from gankit.metrics.errors import MissingWeightsError
 
 
 def hub_checkpoints_dir() -> Path:

