@@ -24,9 +24,9 @@ from gankit.cli import main
 from gankit.config import Config
 from gankit.data.base import to_uint8
 from gankit.evaluate import default_metrics, evaluate
+from gankit.launch import train
 from gankit.metrics import MetricUnavailable, MissingWeightsError
 from gankit.metrics.features import INCEPTION_FILES, FeatureExtractor, InceptionFeatures, inception_weights_path
-from gankit.training.loop import train
 from gankit.visualize import lab_to_display
 
 TOLERANCE = 1e-5
