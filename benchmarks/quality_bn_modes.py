@@ -8,6 +8,8 @@ range), PSNR and SSIM over the validation split, per mode. Each mode samples the
     python benchmarks/quality_bn_modes.py RUN [RUN ...] [--n 64] [--seed 0]
 
 A run is any gankit run folder (``gankit train dcgan --data FOLDER --max-steps 30 --batch-size 8``).
+Its full training state (``checkpoints/last.pt``) is loaded: it holds the running statistics, which
+the ``eval`` mode uses (a snapshot of a ``train.sampling=standing`` run holds standing ones).
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from gankit.data import build_dataset
 from gankit.data.base import to_uint8
 from gankit.metrics.paired import PairedMetrics
 from gankit.models.batchnorm import SAMPLING_MODES, sampling_mode
-from gankit.sampling import load_generator
+from gankit.run import RunFolder
+from gankit.sampling import LoadedGenerator
+from gankit.sampling import load_generator as _load
+
+
+def load_generator(run: Path) -> LoadedGenerator:
+    """The generator of ``run``'s full state (running statistics), or of ``run`` itself when it is a file."""
+    return _load(RunFolder(run).state if run.is_dir() else run)
 
 
 def noise_spread(run: Path, n: int, seed: int) -> dict[str, float]:

@@ -617,13 +617,15 @@ def _image_parser(sub: argparse._SubParsersAction, name: str, what: str) -> None
         "--eval-mode",
         dest="train_mode",
         action="store_false",
-        help="dropout off, BatchNorm running statistics (default; deterministic)",
+        help="dropout off, the BatchNorm statistics stored in the snapshot (default, unless the run "
+        "was trained with train.sampling=train; deterministic)",
     )
     mode.add_argument(
         "--train-mode",
         dest="train_mode",
         action="store_true",
-        help="dropout on and per-image statistics, as the reference pix2pix test script",
+        help="dropout on and per-image statistics, as the reference pix2pix test script "
+        "(the default for a run trained with train.sampling=train)",
     )
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     if name == "translate":
@@ -648,7 +650,7 @@ def _image_parser(sub: argparse._SubParsersAction, name: str, what: str) -> None
             metavar="GB",
             help="memory one image may take (default: half the RAM, or 80%% of the GPU's)",
         )
-    t.set_defaults(train_mode=False)
+    t.set_defaults(train_mode=None)  # the snapshot's mode (train.sampling)
 
 
 def _eval_parser(sub: argparse._SubParsersAction) -> None:

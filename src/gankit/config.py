@@ -26,6 +26,10 @@ from gankit.presets import PRESETS
 STORAGES = ("auto", "memory", "mmap", "stream")
 """The values of ``data.storage`` (:mod:`gankit.data.storage`); here, not there, so that validation needs no torch."""
 
+SAMPLING_MODES = ("eval", "train", "standing")
+"""The values of ``train.sampling``: how a BatchNorm generator normalizes when it samples
+(:mod:`gankit.models.batchnorm`); here, not there, so that validation needs no torch."""
+
 
 class ConfigError(ValueError):
     """A config file, preset or ``--set`` override is invalid (unknown key, wrong type, bad value)."""
@@ -155,6 +159,13 @@ class TrainConfig:
     (no page faults on reuse; 1.1-1.3x on pix2pix). It changes glibc's allocator for the whole process,
     which then holds its peak memory until it exits, so it is opt-in for Python callers; the ``gankit``
     command turns it on (``--set train.keep_memory=false`` turns it off)."""
+    sampling: str = "standing"
+    """How a generator with BatchNorm (dcgan, pix2pix, colorize) samples, in the epoch grids, validation and
+    every snapshot (``G_last.pt``, ...) and so in sample, translate, colorize, eval, serve and export:
+    ``standing`` (statistics recomputed over a few batches of G's own inputs, written into the snapshot's
+    BatchNorm buffers; the default, measured best), ``eval`` (the running statistics, as the course notes) or
+    ``train`` (batch statistics and dropout, as the pix2pix paper's test script; ONNX export refuses it).
+    Generators without BatchNorm (gan, cgan) sample the same whatever it says."""
     keep_snapshots: int = 5
     """Keep at most this many per-epoch generator snapshots (``G_epochNNNN.pt``), the newest; 0 keeps none.
     ``G_last.pt``, ``G_best.pt`` and the full state are always kept."""
@@ -420,6 +431,11 @@ def validate(cfg: Config) -> None:
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (0.0 <= cfg.train.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
         (cfg.train.keep_snapshots >= 0, "train.keep_snapshots must be >= 0"),
+        (
+            cfg.train.sampling in SAMPLING_MODES,
+            f"train.sampling must be {', '.join(SAMPLING_MODES[:-1])} or {SAMPLING_MODES[-1]}, "
+            f"not {cfg.train.sampling!r}",
+        ),
         (cfg.train.dist_timeout_minutes > 0, "train.dist_timeout_minutes must be > 0"),
         (
             re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device) is not None,

@@ -214,8 +214,19 @@ def _require_onnx() -> tuple[Any, Any]:
 
 
 def load_for_export(run: str | Path, checkpoint: str = "last") -> LoadedGenerator:
-    """The generator of ``run`` for ``checkpoint`` = ``best``, ``last`` or a checkpoint file path."""
-    return load_generator(run, which=checkpoint)
+    """The generator of ``run`` for ``checkpoint`` = ``best``, ``last`` or a checkpoint file path.
+
+    A snapshot written for train-mode sampling (``train.sampling=train``: batch statistics) is
+    refused: an ONNX graph would bake in the statistics of the batch it was traced on. A standing
+    snapshot exports as is (its recomputed statistics are in its BatchNorm buffers).
+    """
+    loaded = load_generator(run, which=checkpoint)
+    if loaded.sampling == "train":
+        raise ExportError(
+            f"{loaded.path}: this run samples in train mode (train.sampling=train, batch statistics), which an "
+            f"ONNX graph cannot carry; train with --set train.sampling=standing (the default) to export it"
+        )
+    return loaded
 
 
 def _session(path: Path, ort: Any) -> Any:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from gankit.config import Config, ConfigError
+from gankit.config import SAMPLING_MODES, Config, ConfigError
 from gankit.data.base import DataInfo
 from gankit.families import Family, get_family
 from gankit.formatting import Spelling, keyword
@@ -27,7 +27,9 @@ class LoadedGenerator(nn.Module):
     ``eval()``, ``train()``, ``to()``, ``parameters()`` and ``state_dict()`` (keys ``G.*``) act on
     it. Besides the network (``.G``): ``cfg`` (the run's config), ``info`` (what it was trained on:
     channels, resolution, classes, dataset), ``family``, ``path`` (the checkpoint file) and, for
-    image-to-image generators, ``profile`` (shapes and memory per pixel at the training size).
+    image-to-image generators, ``profile`` (shapes and memory per pixel at the training size), and
+    ``sampling``: the mode the snapshot was written for (``train.sampling``: ``standing``, ``eval``
+    or ``train``); :meth:`sampling_mode_on` puts the network back in it.
     """
 
     def __init__(
@@ -38,11 +40,18 @@ class LoadedGenerator(nn.Module):
         family: Family,
         path: Path,
         profile: GeneratorProfile | None = None,
+        sampling: str = "eval",
     ) -> None:
         super().__init__()
         self.G = G
         self.cfg, self.info, self.family, self.path, self.profile = cfg, info, family, Path(path), profile
+        self.sampling = sampling
         self.train(G.training)  # the wrapper reports (and keeps) the mode the network is in
+
+    def sampling_mode_on(self) -> LoadedGenerator:
+        """The network in the mode its snapshot samples in: train mode (batch statistics, dropout) for
+        ``train``, else eval mode (for ``standing`` the recomputed statistics are in the buffers)."""
+        return self.train(self.sampling == "train")
 
     def forward(self, *inputs: Tensor | None) -> Tensor:
         """The network's forward pass: ``G(z, labels)`` for noise models, ``G(x)`` for image-to-image."""
@@ -73,6 +82,11 @@ def load_generator(
     the training size (and so kept their untrained initial values) are set to zero: outputs at
     the training size are unchanged, and at other sizes those taps no longer add noise
     (:func:`gankit.inference.zero_unused_taps`); ``zero_taps=False`` keeps the weights as saved.
+
+    The network comes in the mode its snapshot was written for (``"sampling"``, from the run's
+    ``train.sampling``): eval mode for ``standing`` (the snapshot's BatchNorm buffers hold the
+    standing statistics) and ``eval``, train mode for ``train``; snapshots without the field, and
+    full training states, in eval mode.
     """
     ckpt_path = resolve_checkpoint(path, which, prefer_best=prefer_best)
     state = safe_load(ckpt_path)
@@ -97,7 +111,12 @@ def load_generator(
         profile = profile_generator(G, (info.resolution, info.resolution), info.in_channels)
         if zero_taps:
             zero_unused_taps(G, profile)
-    return LoadedGenerator(G, cfg, info, fam, ckpt_path, profile)
+    # a full training state ("ema" holds weights, not a flag) has the running statistics: eval
+    snapshot = not isinstance(state.get("ema"), dict)
+    mode = str(state.get("sampling", "eval")) if snapshot else "eval"
+    if mode not in SAMPLING_MODES:
+        raise CheckpointError(f"{ckpt_path}: unknown sampling mode '{mode}' (expected {', '.join(SAMPLING_MODES)})")
+    return LoadedGenerator(G, cfg, info, fam, ckpt_path, profile, sampling=mode).sampling_mode_on()
 
 
 def choose_labels(

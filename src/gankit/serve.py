@@ -355,7 +355,7 @@ def action_translate(rm: RunModel, out: Outputs, payload: Any, *, drawn: bool = 
     h, w = rgb.shape[-2:]
     strategy = _memory_check(rm, h, w)
     with rm.lock:
-        rm.loaded.G.eval()
+        rm.loaded.sampling_mode_on()  # the snapshot's mode (train.sampling)
         result = translate_image(rm.loaded, rgb, strategy=strategy)
     path = out.save(result, "photo")
     return str(path), note + f"{w}x{h} in, {w}x{h} out (as `gankit translate {rm.run} IMAGE --out OUT`)"
@@ -368,7 +368,7 @@ def action_colorize(rm: RunModel, out: Outputs, payload: Any) -> tuple[str, str,
     rgb = load_upload(payload, "photo")
     h, w = rgb.shape[-2:]
     with rm.lock:
-        rm.loaded.G.eval()
+        rm.loaded.sampling_mode_on()  # the snapshot's mode (train.sampling)
         result = colorize_image(rm.loaded, rgb)
     path = out.save(result, "colorized")
     return str(path), str(path), f"{w}x{h} in, {w}x{h} out (as `gankit colorize {rm.run} PHOTO --out OUT`)"

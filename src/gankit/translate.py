@@ -292,7 +292,7 @@ def translate_files(
     fmt: str = "png",
     quality: int | None = None,
     overwrite: bool = False,
-    train_mode: bool = False,
+    train_mode: bool | None = None,
     device: str = "auto",
     log: Callable[[str], object] = print,
     spell: Spelling = keyword,
@@ -310,7 +310,9 @@ def translate_files(
         max_side: shrink images whose longer side exceeds this many pixels before translating.
         max_memory: GB one image may take (default: half the RAM, or 80% of the GPU's memory).
         fmt: ``"png"`` or ``"jpg"``; ``quality`` is the JPEG quality (1-100, default 95).
-        train_mode: dropout on and per-image statistics, as the reference pix2pix test script.
+        train_mode: True: dropout on and per-image statistics, as the reference pix2pix test script;
+            False: eval mode; None (default): the mode the snapshot was written for (the run's
+            ``train.sampling``: eval mode with its standing statistics, or train mode).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         log: where notes go (memory estimates, unreadable inputs).
         spell: how messages name these settings (:class:`gankit.formatting.Spelling`).
@@ -337,7 +339,7 @@ def colorize_files(
     fmt: str = "png",
     quality: int | None = None,
     overwrite: bool = False,
-    train_mode: bool = False,
+    train_mode: bool | None = None,
     device: str = "auto",
     log: Callable[[str], object] = print,
     spell: Spelling = keyword,
@@ -360,7 +362,7 @@ class _Settings:
     max_memory: float | None
     fmt: str
     quality: int | None
-    train_mode: bool
+    train_mode: bool | None
     log: Callable[[str], object]
     spell: Spelling
 
@@ -419,7 +421,9 @@ def _run_jobs(
             say=settings.log,
             spell=settings.spell,
         )
-    loaded.G.train(settings.train_mode)
+    if settings.train_mode is not None:  # forced; else the snapshot's mode, as load_generator set it
+        loaded.G.train(settings.train_mode)
+    train_mode = loaded.G.training
 
     report = SkipReport("inputs")
     written: list[Path] = []
@@ -437,4 +441,4 @@ def _run_jobs(
         written.append(job.dst)
     if report.total:
         settings.log(report.summary())
-    return WrittenImages(written, report.total, loaded.path, settings.train_mode)
+    return WrittenImages(written, report.total, loaded.path, train_mode)

@@ -23,8 +23,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-SAMPLING_MODES = ("eval", "train", "standing")
-"""The ways a generator's BatchNorm layers may normalize while it samples (see module docstring)."""
+from gankit.config import SAMPLING_MODES  # the values of train.sampling (config needs no torch)
 
 STANDING_BATCHES = 16
 """Batches of inputs the ``standing`` mode averages its statistics over."""

@@ -5,8 +5,10 @@ The :class:`~gankit.training.loop.Trainer` calls every hook on rank 0 only, in l
 
 * :meth:`Callback.on_start`: the Trainer is built (a resumed one holds its state), nothing trained yet;
 * :meth:`Callback.on_stats`: a row was appended to ``stats.jsonl``;
-* :meth:`Callback.on_epoch_end`: an epoch (or the run) ended. The generator is in eval mode and the
-  RNGs are forked, so nothing here changes the training; callbacks pass what they made to the ones
+* :meth:`Callback.on_epoch_end`: an epoch (or the run) ended. The generator is in the run's sampling
+  mode (``train.sampling``: standing statistics recomputed once, for the grid, validation and the
+  snapshots alike; :meth:`~gankit.training.state.TrainingState.sampling_generator`) and the RNGs
+  are forked, so nothing here changes the training; callbacks pass what they made to the ones
   after them through the :class:`EpochEnd`. The Trainer saves its full state after the last one,
   which records the work as done (a run stopped before that does it on ``--resume``);
 * :meth:`Callback.on_fit_end`: :meth:`~gankit.training.loop.Trainer.fit` returns.
@@ -59,6 +61,8 @@ class TrainerView(Protocol):
 
     def save_snapshots(self, paths: list[Path]) -> None: ...
 
+    def sampling_generator(self) -> AbstractContextManager[nn.Module]: ...
+
 
 @dataclass
 class EpochEnd:
@@ -92,7 +96,7 @@ class Callback:
         """``row`` (losses averaged since the last row) was logged at ``trainer.step``."""
 
     def on_epoch_end(self, trainer: TrainerView, end: EpochEnd) -> None:
-        """An epoch's (or the run's) end; the generator is in eval mode, the RNGs are forked."""
+        """An epoch's (or the run's) end; the generator is in its sampling mode, the RNGs are forked."""
 
     def on_fit_end(self, trainer: TrainerView, final: dict[str, float] | None) -> None:
         """:meth:`fit` returns; ``final`` holds the last losses and validation numbers when it trained."""
@@ -223,18 +227,13 @@ class TensorBoard(Callback):
 
 
 def run_epoch_end(callbacks: Sequence[Callback], trainer: TrainerView, end: EpochEnd) -> None:
-    """Each callback's :meth:`~Callback.on_epoch_end`, in order, with the generator in eval mode and the
-    RNGs forked: nothing here changes the training, so the work gives the same files whether it
-    runs at the epoch's end or after a resume."""
-    G = trainer.generator
-    was_training = G.training
-    G.eval()
-    try:
-        with torch.random.fork_rng(devices=[trainer.device] if trainer.device.type == "cuda" else []):
+    """Each callback's :meth:`~Callback.on_epoch_end`, in order, with the generator in the run's sampling
+    mode (its buffers and flags restored after) and the RNGs forked: nothing here changes the
+    training, so the work gives the same files whether it runs at the epoch's end or after a resume."""
+    with torch.random.fork_rng(devices=[trainer.device] if trainer.device.type == "cuda" else []):
+        with trainer.sampling_generator():
             for cb in callbacks:
                 cb.on_epoch_end(trainer, end)
-    finally:
-        G.train(was_training)
 
 
 def default_callbacks(cfg: Config, *, evaluation: Sequence[Callback] = ()) -> list[Callback]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from torch import nn
 from gankit.config import Config, ConfigError, describe_changes, diff_configs
 from gankit.data.base import DataInfo
 from gankit.errors import NonFiniteLoss, TrainingInterrupted
+from gankit.families import Family
+from gankit.models.batchnorm import batchnorm_layers, sampling_mode
 from gankit.run import RunFolder
 from gankit.training import distributed
 from gankit.training.checkpoint import (
@@ -31,6 +34,7 @@ from gankit.training.checkpoint import (
 )
 from gankit.training.distributed import DistEnv
 from gankit.training.ema import EMA
+from gankit.training.standing import StandingInputs, standing_inputs
 
 
 class TrainingState:
@@ -61,6 +65,13 @@ class TrainingState:
     lr_scale: float
     best: dict[str, float]
     state_path: Path | None
+    device: torch.device
+    family: Family
+    data: Any
+    objective: Any
+    _standing: StandingInputs | None = None
+    _sampling: bool = False
+    _sampling_warned: bool = False
 
     def epoch_of(self, position: int) -> int:
         return position // self.steps_per_epoch
@@ -158,10 +169,67 @@ class TrainingState:
             if not line.startswith(("train.progress", "train.device", "data.path")):
                 self.log(f"resume: {line}")
 
-    def snapshot(self) -> dict[str, Any]:
-        """Generator-only checkpoint for sampling and inference (EMA weights when enabled)."""
+    @property
+    def sampling(self) -> str:
+        """How the generator samples: ``train.sampling``, or ``eval`` when it has no BatchNorm (the
+        mode changes nothing then) or when SyncBatchNorm across processes would wait on the other
+        ranks, which do not sample."""
         G = self.ema.shadow if self.ema else self.G
-        return generator_snapshot(self.cfg, self.info, G.state_dict(), step=self.step, ema=self.ema is not None)
+        if not batchnorm_layers(G):
+            return "eval"
+        mode = self.cfg.train.sampling
+        if mode != "eval" and self.dist.enabled and self.cfg.train.sync_bn:
+            if not self._sampling_warned:
+                self.log(f"warning: train.sampling={mode} with train.sync_bn across processes: sampling in eval mode")
+                self._sampling_warned = True
+            return "eval"
+        return mode
+
+    def standing(self) -> StandingInputs:
+        """The inputs the ``standing`` mode recomputes the statistics from (built once)."""
+        if self._standing is None:
+            noise = self.family.kind == "noise"
+            classes = getattr(self.objective, "num_classes", 0) if noise else 0
+            self._standing = standing_inputs(self.cfg, self.data, noise=noise, num_classes=classes, device=self.device)
+        return self._standing
+
+    @contextmanager
+    def sampling_generator(self) -> Iterator[nn.Module]:
+        """The generator (EMA weights when enabled) in the run's :attr:`sampling` mode inside the ``with``
+        block: standing statistics recomputed once, in its buffers, for the grid, validation and the
+        snapshots alike. Its buffers and flags are restored after, so the full training state keeps the
+        running statistics. Nested uses share the outer one; the run's RNGs are not drawn from."""
+        G = self.ema.shadow if self.ema else self.G
+        if self._sampling:
+            yield G
+            return
+        mode, standing = self.sampling, None
+        if mode == "standing":
+            standing = self.standing()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            with sampling_mode(
+                G, mode, inputs=standing.inputs if standing else None, batches=standing.batches if standing else 0
+            ):
+                self._sampling = True
+                try:
+                    yield G
+                finally:
+                    self._sampling = False
+
+    def snapshot(self) -> dict[str, Any]:
+        """Generator-only checkpoint for sampling and inference (EMA weights when enabled), with the
+        BatchNorm buffers of its :attr:`sampling` mode (the standing statistics) and that mode recorded."""
+        with self.sampling_generator() as G:
+            weights = G.state_dict()
+            for name, buf in G.named_buffers():  # copies: the buffers are restored when sampling ends
+                if name in weights:
+                    weights[name] = buf.detach().clone()
+        mode = self.sampling
+        extra: dict[str, Any] = {"sampling": mode}
+        if mode == "standing":
+            extra["standing"] = self.standing().record()
+        return generator_snapshot(self.cfg, self.info, weights, step=self.step, ema=self.ema is not None, **extra)
 
     def check_finite(self) -> None:
         """Refuse to save parameters that are NaN or infinite (the last good checkpoint stays)."""
