@@ -13,21 +13,10 @@ import math
 import textwrap
 from typing import Any
 
+from gankit.formatting import significant  # noqa: F401  (the report formats its numbers with it)
+
 CLOSE_TICKS = 0.08
 """Two single-point values closer than this fraction of the y range share one tick (the first)."""
-
-
-def significant(x: float, digits: int = 2) -> str:
-    """``x`` rounded to ``digits`` significant digits, without exponent: 0.5 -> "0.50", 1234 -> "1,200".
-
-    For rates such as images per second, where a slow run's 0.5 must not read as 0.
-    """
-    if x == 0 or not math.isfinite(x):
-        return f"{x:g}"
-    exponent = math.floor(math.log10(abs(x)))
-    rounded = round(x, digits - 1 - exponent)
-    exponent = math.floor(math.log10(abs(rounded)))  # 9.96 rounds up to 10
-    return f"{rounded:,.{max(0, digits - 1 - exponent)}f}"
 
 
 def _data_lines(ax: Any) -> list[tuple[list[float], list[float]]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 
@@ -38,3 +39,22 @@ def data_source(source: str, given: str = "") -> str:
 def image_size(width: int, height: int) -> str:
     """``"1024x543"``: width x height, as image viewers, PIL's ``Image.size`` and ``identify`` say it."""
     return f"{width}x{height}"
+
+
+def significant(x: float, digits: int = 2) -> str:
+    """``x`` rounded to ``digits`` significant digits, without exponent: 0.5 -> "0.50", 1234 -> "1,200".
+
+    For rates such as images per second, where a slow run's 0.5 must not read as 0.
+    """
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    exponent = math.floor(math.log10(abs(x)))
+    rounded = round(x, digits - 1 - exponent)
+    exponent = math.floor(math.log10(abs(rounded)))  # 9.96 rounds up to 10
+    return f"{rounded:,.{max(0, digits - 1 - exponent)}f}"
+
+
+def rate(x: float) -> str:
+    """A throughput for a log line: whole numbers from 10 up (``2950``), two significant digits below
+    (``0.90``), so a slow run's rate never reads as 0."""
+    return f"{x:.0f}" if x >= 10 else significant(x)

@@ -185,3 +185,11 @@ def test_readme_wgan_gp_dcgan_example_trains(tmp_path: Path, tiny_cfg, no_loss_p
     rows = read_jsonl(tmp_path / "run" / "stats.jsonl")
     assert [("g_loss" in r) for r in rows] == [False, False, False, False, True] * 2
     assert all(r["gp"] >= 0 and torch.isfinite(torch.tensor(r["gp"])) for r in rows)
+
+
+def test_the_epoch_line_never_reads_zero_images_per_second() -> None:
+    """A pix2pix epoch on a busy CPU ran at 0.9 img/s and the log said "0 img/s"."""
+    from gankit.training.progress import epoch_line
+
+    assert epoch_line(0, 2, 8, {"d_loss": 0.5}, {"seconds": 8.0, "images": 7}).endswith("| 8.0 s, 0.88 img/s")
+    assert epoch_line(0, 2, 8, {"d_loss": 0.5}, {"seconds": 2.0, "images": 5900}).endswith("| 2.0 s, 2950 img/s")

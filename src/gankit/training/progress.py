@@ -10,6 +10,7 @@ from typing import Any
 from tqdm import tqdm
 
 from gankit.errors import NonFiniteLoss
+from gankit.formatting import rate
 from gankit.training import distributed
 from gankit.training.stats import StatsAccumulator
 
@@ -61,5 +62,5 @@ def epoch_line(epoch: int, total_epochs: int, step: int, values: dict[str, float
     """``epoch 3/10 step 1200: d_loss 0.6931 g_loss 0.6931 | 4.1 s, 2950 img/s``."""
     msg = " ".join(f"{k} {v:.4f}" for k, v in values.items())
     secs, imgs = timing.get("seconds"), timing.get("images")
-    speed = f" | {secs:.1f} s, {imgs / max(secs, 1e-9):.0f} img/s" if secs is not None and imgs else ""
+    speed = f" | {secs:.1f} s, {rate(imgs / max(secs, 1e-9))} img/s" if secs is not None and imgs else ""
     return f"epoch {epoch + 1}/{total_epochs} step {step}: {msg}{speed}"
