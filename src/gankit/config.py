@@ -59,7 +59,8 @@ class DataConfig:
     flip: bool = True
     """Random horizontal flips (paired data and colorization)."""
     max_images: int = 0
-    """Use at most this many training images (0 = all); handy for smoke runs."""
+    """Use at most this many training images (0 = all): a fixed, seeded subset, the same in every run and
+    for every dataset kind (:func:`gankit.data.splits.seeded_subset`), recorded in run.json."""
     storage: str = "auto"
     """Where decoded images live: memory (each process's RAM), mmap (a cache file on disk shared by
     all processes), stream (decoded per batch by worker processes) or auto (by size; see

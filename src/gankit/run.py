@@ -373,6 +373,7 @@ class RunFolder:
                 "train_images": train_images,
                 "val_images": val_images,
                 "val_source": facts.get("val_source", ""),
+                "subset": facts.get("subset", ""),
                 "storage": facts.get("storage", ""),
             },
             "device": device,

@@ -110,7 +110,8 @@ def test_a_generic_idx_folder_is_loaded_and_recorded_as_such(tiny_idx: Path) -> 
     lines: list[str] = []
     named = build_dataset(DataConfig(name="fashion-mnist", path=str(tiny_idx), max_images=30), log=lines.append)
     assert (named.info.dataset, named.info.num_images) == ("fashion-mnist", 30)
-    assert len(lines) == 1 and "not a standard" in lines[0] and "treated as fashion-mnist" in lines[0]
+    assert len(lines) == 2 and "not a standard" in lines[0] and "treated as fashion-mnist" in lines[0]
+    assert lines[1].startswith("data.max_images=30: training on 30 of 200, seeded")
 
 
 def test_a_given_folder_is_the_only_place_looked_in(tiny_idx: Path, tmp_path: Path) -> None:

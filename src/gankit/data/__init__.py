@@ -7,7 +7,8 @@ folder, whose kind is read from its content (IDX files identified as MNIST, Fash
 generic IDX by :func:`gankit.data.mnist.identify_idx`; an image folder; a paired layout); never a
 file, and never data found elsewhere in its place. Every dataset records in its :class:`DataInfo`
 what was actually loaded: ``dataset``, ``source``, ``num_images``, ``storage`` (and how it was
-chosen) and, for paired data, ``val_source`` (the validation rule of :mod:`gankit.data.splits`).
+chosen), the ``data.max_images`` ``subset`` (:func:`gankit.data.splits.seeded_subset`) and, for
+paired data, ``val_source`` (the validation rule of :mod:`gankit.data.splits`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def build_dataset(cfg: DataConfig, split: str = "train", *, log: Callable[[str],
     ds.info.storage = ds.store.kind
     if ds.info.storage_choice and (split == "train" or ds.info.storage != "memory"):
         log(f"{ds.info.storage_choice} ({split} split)")
+    if ds.info.subset and split == "train":
+        log(f"data.max_images={cfg.max_images}: training on {ds.info.subset} {cfg.name} items (the same every run)")
     return ds
 
 

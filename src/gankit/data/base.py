@@ -44,6 +44,9 @@ class DataInfo:
     built from into the cache, or a folder holding ``facades/``. "" when the data were read where given."""
     num_images: int = 0
     """Items in this split (pairs for paired data), after ``data.max_images``."""
+    subset: str = ""
+    """The ``data.max_images`` subset, when it left items out: "1,000 of 60,000, seeded (seed 0)"
+    (:func:`gankit.data.splits.seeded_subset`); "" when every item was used, and in older checkpoints."""
     storage: str = ""
     """Where the decoded images lived: memory, mmap or stream (:mod:`.storage`); "" in older checkpoints."""
     storage_choice: str = ""
@@ -160,6 +163,21 @@ class ImageTensorDataset:
             channels=self.out_channels,
             class_names=self.info.class_names,
         )
+        ds.info = replace(self.info, num_images=len(ds) if self.info.num_images else 0)
+        return ds
+
+    def select(self, indices: list[int]) -> ImageTensorDataset:
+        """The items at ``indices`` (held in memory), keeping this dataset's classes and facts."""
+        at = torch.tensor(indices, dtype=torch.long)
+        labels = self.labels[at] if self.labels is not None else None
+        ds = ImageTensorDataset(
+            self.store.pixels[at],
+            labels,
+            resolution=self.resolution,
+            channels=self.out_channels,
+            class_names=self.info.class_names,
+        )
+        # the classes are those of the whole set, even when the subset misses the last one
         ds.info = replace(self.info, num_images=len(ds) if self.info.num_images else 0)
         return ds
 

@@ -49,7 +49,7 @@ from .images import (
     stack_square,
     to_rgb,
 )
-from .splits import VAL_SPLIT, describe, holdout
+from .splits import VAL_SPLIT, describe, describe_subset, holdout, seeded_subset
 from .storage import DeviceCopies, ItemSource, MemoryStore, Store, open_store
 
 __all__ = ["ColorizationDataset", "LabCache", "load_colorization", "to_lab_cache", "MIN_PHOTO_SIDE", "LAB_CACHE_DTYPE"]
@@ -225,12 +225,12 @@ def load_colorization(
     With too few photos to hold one out, ``val`` is the training photos (:mod:`.splits`).
 
     Only ``train`` is augmented (random ``load_size`` -> ``resolution`` crop, flips); other splits are
-    resized straight to ``resolution`` and never flipped. ``max_images`` > 0 keeps the first photos
-    of the split by name.
+    resized straight to ``resolution`` and never flipped. ``max_images`` > 0 keeps that many photos
+    of the split, a seeded subset (:func:`.splits.seeded_subset`).
     """
     folder, files, val_source = _split_photos(Path(root), split, val_fraction, log)
-    if max_images > 0:
-        files = files[:max_images]
+    subset = describe_subset(len(files), max_images)
+    files = [files[i] for i in seeded_subset(len(files), max_images)]
 
     train = split == "train"
     size = (load_size or resolution) if train else resolution
@@ -255,7 +255,7 @@ def load_colorization(
         names=[str(files[i].relative_to(folder)) for i in stored.kept],
     )
     ds.info.source, ds.info.val_source = str(folder.resolve()), val_source
-    ds.info.storage_choice = stored.choice
+    ds.info.storage_choice, ds.info.subset = stored.choice, subset
     return ds
 
 

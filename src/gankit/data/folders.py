@@ -21,6 +21,7 @@ from torch import Tensor
 from gankit.data.base import ImageTensorDataset
 from gankit.data.errors import DataError
 from gankit.data.images import find_images, open_image, pil_to_tensor, to_rgb
+from gankit.data.splits import describe_subset, seeded_subset
 from gankit.data.storage import ItemSource, open_store
 from gankit.paths import cache_dir
 
@@ -67,6 +68,7 @@ def load_image_folder(
 ) -> ImageTensorDataset:
     """Every image under ``root`` as ``channels`` x ``resolution`` x ``resolution`` uint8.
 
+    ``max_images`` > 0 keeps that many images, a seeded subset (:func:`.splits.seeded_subset`).
     ``storage`` is the backend of :mod:`gankit.data.storage`; with ``memory`` the decoded images
     are also cached on disk (unless ``use_cache`` is false), so the next run starts at once.
     """
@@ -74,8 +76,8 @@ def load_image_folder(
     if not root.is_dir():
         raise DataError(f"{root}: image folder not found")
     files = find_images(root)
-    if max_images:
-        files = files[:max_images]
+    subset = describe_subset(len(files), max_images)
+    files = [files[i] for i in seeded_subset(len(files), max_images)]
     if not files:
         raise DataError(f"{root}: no image files found (looked for .jpg, .png, .bmp, .webp, .tif)")
     channels = channels or 3
@@ -92,7 +94,7 @@ def load_image_folder(
     stored = open_store(source, storage, log=log, workers=workers)
     labels = torch.tensor([classes[1][i] for i in stored.kept]) if classes else None
     ds = ImageTensorDataset(stored.store, labels, class_names=classes[0] if classes else None)
-    ds.info.storage_choice = stored.choice
+    ds.info.storage_choice, ds.info.subset = stored.choice, subset
     return ds
 
 

@@ -51,6 +51,7 @@ def load_idx_kind(cfg: DataConfig, split: str, log: Log) -> TrainSet:
     """IDX images and labels (held in memory: they are small), checked to be the set ``cfg.name`` says."""
     from gankit.data.base import ImageTensorDataset
     from gankit.data.mnist import DIGIT_CLASSES, FASHION_CLASSES, IDX_CLASSES, identify_idx, load_idx
+    from gankit.data.splits import describe_subset, seeded_subset
     from gankit.paths import cache_dir
 
     name = cfg.name
@@ -71,7 +72,10 @@ def load_idx_kind(cfg: DataConfig, split: str, log: Log) -> TrainSet:
     ds = ImageTensorDataset(
         loaded.images, loaded.labels, resolution=cfg.resolution, channels=cfg.channels, class_names=names
     )
-    ds = ds.subset(cfg.max_images) if cfg.max_images else ds
+    subset = describe_subset(len(ds), cfg.max_images)
+    if subset:  # the same seeded choice as every other kind, not the first N images
+        ds = ds.select(seeded_subset(len(ds), cfg.max_images))
+        ds.info.subset = subset
     if loaded.downloaded:
         ds.info.source = f"torchvision download into {cache_dir() / name}"
         return ds

@@ -46,7 +46,7 @@ from .images import (
     stack_square,
     to_rgb,
 )
-from .splits import HOLDOUT_FRACTION, VAL_SPLIT, Holdout, describe, holdout
+from .splits import HOLDOUT_FRACTION, VAL_SPLIT, Holdout, describe, describe_subset, holdout, seeded_subset
 from .storage import ItemSource, MemoryStore, Store, open_store
 
 __all__ = [
@@ -228,7 +228,8 @@ def load_pairs(
     """The pairs of ``split`` under ``root`` in ``layout`` (see :func:`load_aligned`, :func:`load_pair_folders`).
 
     ``train`` defaults to ``split == "train"`` (random crop from ``load_size`` and flips); other
-    splits are resized to ``resolution``. ``max_images`` > 0 keeps the first pairs by name.
+    splits are resized to ``resolution``. ``max_images`` > 0 keeps that many pairs, a seeded subset
+    (:func:`.splits.seeded_subset`).
     ``storage`` and ``workers``: :func:`.storage.open_store`.
     """
     if layout not in LAYOUTS:
@@ -236,9 +237,9 @@ def load_pairs(
     root = Path(root)
     train = split == "train" if train is None else train
     found = (_find_aligned if layout == "aligned" else _find_pair_folders)(root, split, log)
-    items, names = found.items, found.names
-    if max_images > 0:
-        items, names = items[:max_images], names[:max_images]
+    subset = describe_subset(len(found.items), max_images)
+    keep = seeded_subset(len(found.items), max_images)
+    items, names = [found.items[i] for i in keep], [found.names[i] for i in keep]
     size = (load_size or resolution) if train else resolution
     source = ItemSource(
         kind=found.kind,
@@ -261,7 +262,7 @@ def load_pairs(
         names=[names[i] for i in stored.kept],
     )
     ds.info.source, ds.info.val_source = str(found.root.resolve()), found.val_source
-    ds.info.storage_choice = stored.choice
+    ds.info.storage_choice, ds.info.subset = stored.choice, subset
     return ds
 
 

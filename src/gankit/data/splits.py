@@ -14,14 +14,31 @@ pair folder, a folder of a few colour photos. gankit then applies one rule, ever
 
 A ``test/`` split is never used for validation, so it stays an untouched test set. Whichever
 applies is said once in the log and recorded in :attr:`gankit.data.base.DataInfo.val_source`.
+
+``data.max_images=N`` trains on a subset of the training items chosen the same way for every dataset
+kind (:func:`seeded_subset`): N items drawn with the fixed seed :data:`SUBSET_SEED`, kept in their
+sorted order. Not the first N files, whose names often follow class, time or place; and not the
+training seed, so runs with different ``train.seed`` see the same images. It is recorded in
+:attr:`gankit.data.base.DataInfo.subset` (and so in ``run.json``).
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from fractions import Fraction
 
-__all__ = ["HOLDOUT_FRACTION", "VAL_SPLIT", "Holdout", "describe", "holdout", "is_held_out"]
+__all__ = [
+    "HOLDOUT_FRACTION",
+    "SUBSET_SEED",
+    "VAL_SPLIT",
+    "Holdout",
+    "describe",
+    "describe_subset",
+    "holdout",
+    "is_held_out",
+    "seeded_subset",
+]
 
 HOLDOUT_FRACTION = Fraction(1, 10)
 """The part of the training items held out when a dataset has no ``val/`` split."""
@@ -76,3 +93,26 @@ def describe(source: str, where: str) -> str:
     if source.startswith("train (too few"):
         line += "; val metrics then measure fit, not generalization"
     return line
+
+
+SUBSET_SEED = 0
+"""The seed of the ``data.max_images`` subset: fixed, so a subset of N is the same in every run."""
+
+
+def seeded_subset(n_total: int, n: int, seed: int = SUBSET_SEED) -> list[int]:
+    """The sorted indices of ``n`` of ``n_total`` items, drawn with ``seed`` (all of them when ``n`` is
+    0 or at least ``n_total``).
+
+    Python's :class:`random.Random` with an integer seed is stable across platforms and versions, and
+    independent of torch, so the same call picks the same items on every machine.
+    """
+    if n <= 0 or n >= n_total:
+        return list(range(n_total))
+    return sorted(random.Random(seed).sample(range(n_total), n))
+
+
+def describe_subset(n_total: int, n: int, seed: int = SUBSET_SEED) -> str:
+    """For :attr:`DataInfo.subset`: "1,000 of 60,000, seeded (seed 0)", or "" when nothing is left out."""
+    if n <= 0 or n >= n_total:
+        return ""
+    return f"{n:,} of {n_total:,}, seeded (seed {seed})"
