@@ -1,5 +1,6 @@
 """The work around the training steps, handed to the loop as callbacks (Lightning's callbacks, EDM's
-``progress`` reporting): sample grids, validation, the metrics row, snapshots, the loss plot, TensorBoard.
+``progress`` reporting): sample grids, validation, the metrics row, snapshots, the loss plot, TensorBoard,
+and the warning when D wins outright (:class:`DiscriminatorWins`).
 
 The :class:`~gankit.training.loop.Trainer` calls every hook on rank 0 only, in list order:
 
@@ -226,6 +227,56 @@ class TensorBoard(Callback):
         self.sink = None
 
 
+class DiscriminatorWins(Callback):
+    """One warning in the log when D wins outright, naming the options that help (pytorch/examples #822,
+    "Loss_D goes to 0"): G then gets almost no gradient and stops improving, and nothing else says so.
+
+    D wins when its adversarial loss (``d_loss`` over ``loss.d_scale``) stays below ``threshold`` in every
+    stats row for at least ``min_steps`` steps. The rule has a meaning for losses whose floor is 0 and
+    whose healthy values are far above it (vanilla ~1-1.4, lsgan ~0.3-0.5, hinge ~1-2); wgan-gp's
+    critic loss is unbounded and gets no warning. After a warning the next one waits ``repeat_steps``.
+    """
+
+    LOSSES = ("vanilla", "lsgan", "hinge")
+
+    def __init__(self, threshold: float = 0.05, min_steps: int = 200, repeat_steps: int = 5000) -> None:
+        self.threshold, self.min_steps, self.repeat_steps = threshold, min_steps, repeat_steps
+        self._last_step: int | None = None
+        """The step of the previous row: a row averages the steps since it."""
+        self._since: int | None = None
+        """Where the current run of winning rows began (None: the last row was not one)."""
+        self._warned: int | None = None
+
+    def on_stats(self, tr: TrainerView, row: dict[str, float]) -> None:
+        last, self._last_step = self._last_step, tr.step
+        if tr.cfg.loss.gan not in self.LOSSES or "d_loss" not in row:
+            return
+        loss = row["d_loss"] / (tr.cfg.loss.d_scale or 1.0)
+        if loss >= self.threshold:
+            self._since = None
+            return
+        if self._since is None:
+            self._since = last if last is not None else max(0, tr.step - tr.cfg.train.log_every)
+        if tr.step - self._since < self.min_steps:
+            return
+        if self._warned is not None and tr.step - self._warned < self.repeat_steps:
+            return
+        self._warned = tr.step
+        tr.log(self.message(tr, loss, row))
+
+    def message(self, tr: TrainerView, loss: float, row: dict[str, float]) -> str:
+        """The warning: what was seen, and the options to try."""
+        logits = f"; mean logits real {row['d_real']:+.1f}, fake {row['d_fake']:+.1f}" if "d_real" in row else ""
+        lower = tr.cfg.optim.lr_d / 4
+        return (
+            f"warning: D is winning outright: its loss stayed below {self.threshold:g} for the last "
+            f"{tr.step - (self._since or 0)} steps (now {loss:.4f}{logits}), so G gets little gradient. "
+            f"Try --set loss.r1_gamma=10 (R1 penalty on reals), --set model.d_spectral_norm=true, "
+            f"a lower D rate (TTUR: --set optim.lr_d={lower:g}), or --set train.augment=diffaug (when "
+            f"available), and see README, 'When D wins'"
+        )
+
+
 def run_epoch_end(callbacks: Sequence[Callback], trainer: TrainerView, end: EpochEnd) -> None:
     """Each callback's :meth:`~Callback.on_epoch_end`, in order, with the generator in the run's sampling
     mode (its buffers and flags restored after) and the RNGs forked: nothing here changes the
@@ -238,7 +289,15 @@ def run_epoch_end(callbacks: Sequence[Callback], trainer: TrainerView, end: Epoc
 
 def default_callbacks(cfg: Config, *, evaluation: Sequence[Callback] = ()) -> list[Callback]:
     """The end-of-epoch work of a run, in order; ``evaluation`` runs after the snapshots it scores."""
-    callbacks: list[Callback] = [SampleGrid(), Validation(), MetricsRow(), Snapshots(), LossPlot(), *evaluation]
+    callbacks: list[Callback] = [
+        DiscriminatorWins(),
+        SampleGrid(),
+        Validation(),
+        MetricsRow(),
+        Snapshots(),
+        LossPlot(),
+        *evaluation,
+    ]
     if cfg.train.tensorboard:
         callbacks.append(TensorBoard())  # last: it logs what the others made
     return callbacks
