@@ -85,3 +85,12 @@ def test_spectral_norm_run_resumes_bitwise(tmp_path: Path, tiny_cfg, no_loss_plo
     resumed.fit()
     diffs = deep_equal(trainer_states(resumed), trainer_states(straight))
     assert diffs == [], diffs[:5]
+
+
+def test_resume_refuses_to_switch_spectral_norm(tmp_path: Path, tiny_cfg, no_loss_plot) -> None:
+    from gankit.config import ConfigError
+
+    Trainer(tiny_cfg("gan", tmp_path, **{"train.max_steps": 1}), tmp_path / "run", log=_quiet).fit()
+    cfg = tiny_cfg("gan", tmp_path, **{"train.max_steps": 2, "model.d_spectral_norm": True})
+    with pytest.raises(ConfigError, match="'model.d_spectral_norm' changes the networks"):
+        Trainer(cfg, tmp_path / "run", resume=True, log=_quiet)
