@@ -326,3 +326,13 @@ def test_a_damaged_run_config_is_one_line_naming_it(
         said, fix = f"{run / 'config.yaml'} is damaged ({reason})", "restore it from a backup copy of the run"
     assert capsys.readouterr().err == f"gankit {command}: error: {said}; {fix}\n"
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]  # nothing written beside it
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [("loss.r1_gamma", -1.0, "loss.r1_gamma must be >= 0"), ("loss.r1_every", 0, "loss.r1_every must be >= 1")],
+)
+def test_bad_r1_options_are_one_line_config_errors(key: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        make_config("gan", overrides={key: value})
+    assert "\n" not in str(err.value)

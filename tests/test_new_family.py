@@ -99,7 +99,7 @@ def test_a_sixth_family_trains_samples_and_is_listed(
     assert main(["report", str(run), "--device", "cpu"]) == 0
     page = (run / "report.html").read_text()
     model_table = re.search(r"<th colspan=2>model</th></tr>(.*?)</table>", page).group(1)
-    assert re.findall(r"<tr><td>(\w+)</td>", model_table) == ["z_dim", "init", "init_gain"]
+    assert re.findall(r"<tr><td>(\w+)</td>", model_table) == ["z_dim", "init", "init_gain", "d_spectral_norm"]
 
 
 def test_a_preset_is_checked_when_it_is_registered(toy: str) -> None:

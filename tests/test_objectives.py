@@ -104,3 +104,57 @@ def test_d_loss_does_not_backpropagate_into_the_generator() -> None:
     d_loss, _ = obj.d_loss(lambda x, c: D(x), {"image": torch.randn(3, 1, 4, 4)}, fake, None)  # type: ignore[arg-type]
     d_loss.backward()
     assert G.weight.grad is None and D[1].weight.grad is not None
+
+
+class LinearCritic(nn.Module):
+    """D(x) = w.x; for image-to-image D(cat([input, x])) = v.input + w.x. Its gradient in the image x is
+    w everywhere, so E[||grad_x D||^2] = ||w||^2."""
+
+    def __init__(self, n: int, in_channels: int = 0) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.w = nn.Parameter(torch.randn(n, generator=g))
+        self.v = nn.Parameter(torch.randn(n, generator=g))
+        self.in_channels = in_channels
+
+    def forward(self, x: Tensor, label: Tensor | None = None) -> Tensor:
+        if self.in_channels:
+            cond, x = x[:, : self.in_channels], x[:, self.in_channels :]
+            return (x.flatten(1) @ self.w + cond.flatten(1) @ self.v).reshape(-1, 1)
+        return (x.flatten(1) @ self.w).reshape(-1, 1)
+
+
+@pytest.mark.parametrize("preset", ["gan", "cgan", "pix2pix"])
+@pytest.mark.parametrize("every", [1, 4])
+def test_r1_is_gamma_half_w_squared_times_k_on_r1_steps_only(preset: str, every: int) -> None:
+    gamma = 3.0
+    base = make_config(preset)
+    cfg = make_config(preset, overrides={"loss.r1_gamma": gamma, "loss.r1_every": every})
+    n = 2 * 4 * 4
+    if preset == "pix2pix":
+        info = DataInfo(channels=2, resolution=4, in_channels=2)
+        batch = {"input": torch.randn(3, 2, 4, 4), "target": torch.randn(3, 2, 4, 4)}
+        fake, cond = torch.randn(3, 2, 4, 4), batch["input"]
+        D = LinearCritic(n, in_channels=2)
+    else:
+        info = DataInfo(channels=2, resolution=4, num_classes=10 if preset == "cgan" else 0)
+        batch = {"image": torch.randn(3, 2, 4, 4), "label": torch.tensor([1, 2, 3])}
+        fake, cond = torch.randn(3, 2, 4, 4), (torch.tensor([4, 5, 6]) if preset == "cgan" else None)
+        D = LinearCritic(n)
+    family = get_family(preset)
+    plain, _ = build_objective(base, info, family).d_loss(D, batch, fake, cond)
+    obj = build_objective(cfg, info, family)
+    assert [obj.r1_due(s) for s in range(8)] == [s % every == 0 for s in range(8)]
+    off, off_stats = obj.d_loss(D, batch, fake, cond, r1_step=False)
+    assert off.item() == pytest.approx(plain.item(), rel=1e-6) and "r1" not in off_stats
+    on, stats = obj.d_loss(D, batch, fake, cond, r1_step=True)
+    w2 = float(D.w.detach().pow(2).sum())  # only the image side gets the gradient, not the condition
+    assert float(stats["r1"]) == pytest.approx(w2, rel=1e-5)
+    assert on.item() - plain.item() == pytest.approx(gamma / 2 * w2 * every, rel=1e-5)
+    on.backward()  # the penalty reaches D's weights: d/dw (gamma/2 k ||w||^2) = gamma k w, plus the loss part
+    assert D.w.grad is not None
+
+
+def test_r1_off_by_default_and_never_due() -> None:
+    obj = build_objective(make_config("gan"), DataInfo(channels=1, resolution=4), get_family("gan"))
+    assert not any(obj.r1_due(s) for s in range(20))

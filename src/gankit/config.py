@@ -93,6 +93,9 @@ class ModelConfig:
     init: str = "normal"
     """normal (N(0, gain) as in the papers), xavier, kaiming, orthogonal or default (PyTorch's)."""
     init_gain: float = 0.02
+    d_spectral_norm: bool = False
+    """Spectral normalization (Miyato et al. 2018) of every conv/linear weight of the discriminator, any
+    family; its normalization layers stay. Changes D's checkpoint keys, so it cannot change on --resume."""
 
 
 @dataclass
@@ -107,6 +110,12 @@ class LossConfig:
     """Factor on the discriminator loss (pix2pix halves it)."""
     l1_weight: float = 100.0
     """Image-to-image only: weight of the L1 reconstruction term."""
+    r1_gamma: float = 0.0
+    """R1 gradient penalty on real images (Mescheder et al. 2018), ``r1_gamma / 2 * E[||grad D(real)||^2]``
+    with D under the real samples' condition (cGAN label, image-to-image input); 0 = off. Any loss.gan."""
+    r1_every: int = 16
+    """Lazy R1 as in StyleGAN2: the penalty is applied on every this-many-th discriminator step (from the
+    first), scaled by it, so its expected strength is unchanged; 1 = every step."""
 
 
 @dataclass
@@ -416,6 +425,8 @@ def validate(cfg: Config) -> None:
         (cfg.train.max_steps >= 0, "train.max_steps must be >= 0"),
         (cfg.train.max_minutes >= 0, "train.max_minutes must be >= 0"),
         (cfg.loss.n_critic >= 1, "loss.n_critic must be >= 1"),
+        (cfg.loss.r1_gamma >= 0, f"loss.r1_gamma must be >= 0 (0 = off), not {cfg.loss.r1_gamma}"),
+        (cfg.loss.r1_every >= 1, f"loss.r1_every must be >= 1 (1 = R1 on every step), not {cfg.loss.r1_every}"),
         (cfg.train.amp in ("none", "bf16", "fp16"), "train.amp must be none, bf16 or fp16"),
         (cfg.train.on_nonfinite in ("stop", "skip"), "train.on_nonfinite must be stop or skip"),
         (cfg.model.norm in ("batch", "instance", "none"), "model.norm must be batch, instance or none"),

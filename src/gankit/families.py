@@ -60,12 +60,14 @@ class Family:
     @property
     def model_fields(self) -> tuple[str, ...]:
         """The ``cfg.model`` fields this family uses (the others are ignored by it)."""
-        return (*self.builder_fields, *(("d_norm",) if self.normalized_critic else ()), "init", "init_gain")
+        norm = ("d_norm",) if self.normalized_critic else ()
+        return (*self.builder_fields, *norm, "init", "init_gain", "d_spectral_norm")
 
     def build(
         self, cfg: Config, info: DataInfo, *, init: bool = True, log: Callable[[str], None] | None = None
     ) -> tuple[nn.Module, nn.Module]:
-        """Generator and discriminator, initialized with ``cfg.model.init`` unless ``init`` is False.
+        """Generator and discriminator, initialized with ``cfg.model.init`` unless ``init`` is False;
+        with ``model.d_spectral_norm`` the discriminator's conv/linear weights are spectrally normalized.
 
         ``log`` receives a line when the discriminator's normalization differs from ``model.norm``
         (see :func:`critic_norm`)."""
@@ -73,12 +75,14 @@ class Family:
             note = critic_norm_note(cfg)
             if note:
                 log(note)
-        from gankit.models.layers import init_weights
+        from gankit.models.layers import apply_spectral_norm, init_weights
 
         G, D = self.build_models(cfg, info)
         if init:
             init_weights(G, cfg.model.init, cfg.model.init_gain)
             init_weights(D, cfg.model.init, cfg.model.init_gain)
+        if cfg.model.d_spectral_norm:
+            apply_spectral_norm(D)  # after the init: the initialized weight is what gets normalized
         return G, D
 
 

@@ -120,3 +120,22 @@ def gradient_penalty(
     else:
         (grad,) = torch.autograd.grad(out, x_hat, create_graph=True)
     return ((grad.flatten(1).float().norm(2, dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, *, scaler: _Scaler | None = None) -> Tensor:
+    """R1 penalty E[||grad_x D(x)||_2^2] on real samples (Mescheder et al. 2018), unweighted: callers
+    multiply by ``gamma / 2``.
+
+    ``critic`` scores ``real`` under its condition (label, input image); only ``real`` gets the
+    gradient. A patch discriminator's logits are summed per sample, as the WGAN-GP penalty does.
+    ``scaler`` follows the AMP recipe of :func:`gradient_penalty` (inf when the scaled backward overflows).
+    """
+    x = real.detach().requires_grad_(True)
+    out = critic(x).float().sum()
+    if scaler is not None and scaler.is_enabled():
+        scale = scaler.scale(torch.ones((), device=out.device))
+        (grad,) = torch.autograd.grad(scaler.scale(out), x, create_graph=True)
+        grad = grad.float() / scale
+    else:
+        (grad,) = torch.autograd.grad(out, x, create_graph=True)
+    return grad.flatten(1).float().pow(2).sum(dim=1).mean()

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from gankit.config import Config
 from gankit.data.base import Batch, DataInfo
 from gankit.families import Family
-from gankit.losses import get_gan_loss, gradient_penalty
+from gankit.losses import get_gan_loss, gradient_penalty, r1_penalty
 
 Stats = dict[str, Tensor]
 
@@ -46,6 +46,13 @@ class Objective:
         self.loss = get_gan_loss(cfg.loss.gan)
         self.d_scale = cfg.loss.d_scale
         self.gp_weight = cfg.loss.gp_weight
+        self.r1_gamma = cfg.loss.r1_gamma
+        self.r1_every = cfg.loss.r1_every
+
+    def r1_due(self, step: int) -> bool:
+        """Whether the discriminator step after ``step`` completed steps carries the lazy R1 penalty
+        (every ``loss.r1_every``-th step from the first, as in StyleGAN2)."""
+        return self.r1_gamma > 0 and step % self.r1_every == 0
 
     # --- to be provided by subclasses
     def generate(self, G: nn.Module, batch: Batch) -> tuple[Tensor, Tensor | None]:
@@ -67,13 +74,19 @@ class Objective:
         *,
         D_local: nn.Module | None = None,
         scaler: torch.amp.GradScaler | None = None,
+        r1_step: bool = False,
     ) -> tuple[Tensor, Stats]:
         """Discriminator loss. ``D_local`` (the module inside a DDP wrapper) serves the gradient
         penalty, whose double backward DDP does not support; its gradients still reach the same
         parameters within the same backward pass. ``scaler`` (fp16) is the one that will scale this
         loss; the penalty's gradients follow PyTorch's AMP recipe with it.
 
-        ``stats["d_loss"]`` is the adversarial part alone; ``stats["gp"]`` the unweighted penalty."""
+        With ``loss.r1_gamma`` > 0 and ``r1_step`` (see :meth:`r1_due`), the loss adds the lazy R1
+        penalty ``r1_every * r1_gamma / 2 * E[||grad D(real)||^2]``: applied every k-th step and scaled
+        by k, its expected strength is that of the penalty on every step (Karras et al. 2020, StyleGAN2).
+
+        ``stats["d_loss"]`` is the adversarial part alone; ``stats["gp"]`` the unweighted penalty;
+        ``stats["r1"]`` (R1 steps only) the unweighted E[||grad D(real)||^2]."""
         real, real_cond = self.real(batch)
         real_logits = self.critic(D, real, real_cond)
         fake_logits = self.critic(D, fake.detach(), fake_cond)
@@ -94,6 +107,14 @@ class Objective:
                 gp = gradient_penalty(lambda x: self.critic(critic_net, x, real_cond), real, fake, scaler=scaler)
             loss = loss + self.gp_weight * gp
             stats["gp"] = gp.detach()
+        if r1_step and self.r1_gamma > 0:
+            # a pass of its own through the plain module: DDP has no double backward, and the reals
+            # were already counted in the batch norm statistics by the pass above
+            critic_net = D_local if D_local is not None else D
+            with frozen_running_stats(critic_net):
+                r1 = r1_penalty(lambda x: self.critic(critic_net, x, real_cond), real, scaler=scaler)
+            loss = loss + self.r1_every * self.r1_gamma / 2 * r1
+            stats["r1"] = r1.detach()
         return loss, stats
 
     def g_loss(self, D: nn.Module, batch: Batch, fake: Tensor, fake_cond: Tensor | None) -> tuple[Tensor, Stats]:

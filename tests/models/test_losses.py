@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gankit.losses import GAN_LOSSES, get_gan_loss, gradient_penalty
+from gankit.losses import GAN_LOSSES, get_gan_loss, gradient_penalty, r1_penalty
 from gankit.objectives import frozen_running_stats
 
 REAL = torch.tensor([-2.0, 0.0, 1.5, 3.0])
@@ -272,3 +272,21 @@ def test_bad_d_norm_is_one_line_config_error() -> None:
 
     with pytest.raises(ConfigError, match="^model.d_norm must be auto, batch, instance, layer or none$"):
         make_config("dcgan", overrides={"model.d_norm": "group"})
+
+
+# --------------------------------------------------------------------------- R1 penalty
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (3, 2, 4, 4)])
+def test_r1_penalty_closed_form_for_linear_critic(shape: tuple[int, ...]) -> None:
+    """For D(x) = w.x the gradient at every real is w: E[||grad||^2] = ||w||^2, whatever the reals."""
+    torch.manual_seed(2)
+    w = torch.randn(math.prod(shape[1:]))
+    r1 = r1_penalty(_linear_critic(w), torch.randn(shape))
+    assert r1.item() == pytest.approx(float(w.pow(2).sum()), rel=1e-6)
+
+
+def test_r1_penalty_is_differentiable_in_the_critic_weights() -> None:
+    w = torch.randn(7, requires_grad=True)
+    r1_penalty(_linear_critic(w), torch.randn(4, 7)).backward()
+    assert torch.allclose(w.grad, 2 * w.detach())  # d||w||^2/dw

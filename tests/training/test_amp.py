@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from gankit.losses import gradient_penalty
+from gankit.losses import gradient_penalty, r1_penalty
 from gankit.training.loop import Trainer
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="fp16 training needs CUDA")
@@ -137,3 +137,34 @@ def test_fp16_with_scaler_trains_on_cuda(loss: str, tmp_path: Path, tiny_cfg) ->
     if loss == "wgan-gp":
         assert torch.isfinite(stats["gp"])
     assert all(torch.isfinite(p).all() for p in [*tr.G.parameters(), *tr.D.parameters()])
+
+
+# --------------------------------------------------------------------------- R1 under fp16
+
+
+def test_scaled_r1_equals_the_fp32_r1() -> None:
+    D = _critic()
+    real = torch.randn(6, 3, 2, 2)
+    reference = r1_penalty(D, real)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    with torch.autocast("cpu", dtype=torch.float16):
+        scaled = r1_penalty(D, real, scaler=scaler)
+    assert scaled.dtype == torch.float32
+    assert scaled.item() == pytest.approx(reference.item(), rel=2e-2)
+    assert torch.equal(r1_penalty(D, real, scaler=torch.amp.GradScaler("cpu", enabled=False)), reference)
+
+
+def test_overflowing_r1_skips_the_step_and_lowers_the_scale(tmp_path: Path, tiny_cfg) -> None:
+    """As for the WGAN-GP penalty: an R1 whose scaled backward overflows is the scaler's to handle."""
+    over = {"loss.r1_gamma": 10.0, "loss.r1_every": 1}
+    tr = Trainer(tiny_cfg("gan", tmp_path, **over), tmp_path / "run", log=lambda m: None)
+    tr.autocast_dtype = torch.float16
+    tr.scaler_D = torch.amp.GradScaler("cpu", init_scale=2.0**100)
+    batch = _first_batch(tr)
+    d0 = _params(tr.D)
+    stats = tr.train_step(batch, g_step=False)
+    assert not _moved(d0, tr.D) and tr.scaler_D.get_scale() == 2.0**99
+    assert "r1" not in stats and torch.isfinite(stats["d_loss"])
+    tr.scaler_D = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    stats = tr.train_step(batch, g_step=False)
+    assert _moved(d0, tr.D) and torch.isfinite(stats["r1"]) and stats["r1"] > 0

@@ -193,3 +193,23 @@ def test_the_epoch_line_never_reads_zero_images_per_second() -> None:
 
     assert epoch_line(0, 2, 8, {"d_loss": 0.5}, {"seconds": 8.0, "images": 7}).endswith("| 8.0 s, 0.88 img/s")
     assert epoch_line(0, 2, 8, {"d_loss": 0.5}, {"seconds": 2.0, "images": 5900}).endswith("| 2.0 s, 2950 img/s")
+
+
+@pytest.mark.parametrize("name", ["cgan", "dcgan", "pix2pix"])
+def test_lazy_r1_trains_finite_and_logs_r1_on_every_kth_step(
+    name: str, tmp_path: Path, tiny_cfg, fake_paired_data, no_loss_plot
+) -> None:
+    over = {"loss.r1_gamma": 10.0, "loss.r1_every": 2, "train.max_steps": 4, "train.batch_size": 4}
+    tr = _trainer(name, tmp_path, tiny_cfg, fake_paired_data, **over)
+    bn = [m for m in tr.D.modules() if isinstance(m, nn.BatchNorm2d)]
+    d0 = _params(tr.D)
+    assert tr.fit().step == 4
+    assert _changed(d0, tr.D)
+    for m in (tr.G, tr.D):
+        assert all(torch.isfinite(p).all() for p in m.parameters())
+    rows = read_jsonl(tmp_path / "run" / "stats.jsonl")
+    assert ["r1" in r for r in rows] == [True, False, True, False]
+    assert all(r["r1"] > 0 and torch.isfinite(torch.tensor(r["r1"])) for r in rows if "r1" in r)
+    if bn:
+        # reals and fakes of the D step, fakes of the G step: the R1 pass does not count the reals again
+        assert int(bn[0].num_batches_tracked) == 4 * 3

@@ -58,3 +58,20 @@ def init_weights(module: nn.Module, scheme: str = "normal", gain: float = 0.02) 
         elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Spectral normalization (Miyato et al. 2018) of every conv/linear weight in ``module``, in place.
+
+    Each weight becomes a parametrization (``torch.nn.utils.parametrizations.spectral_norm``, one power
+    iteration per training forward), so the state dict holds ``parametrizations.weight.original`` and
+    the power-iteration vectors instead of ``weight``. Normalization layers are left as they are.
+    Call it after :func:`init_weights`: the initialized weight becomes the parametrization's original.
+    """
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    layers = [m for m in module.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear)]
+    for m in layers:
+        # ConvTranspose2d keeps its output channels in dim 1 (what spectral_norm's default dim expects)
+        spectral_norm(m)
+    return module

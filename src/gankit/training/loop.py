@@ -178,18 +178,21 @@ class Trainer(TrainingState):
         if not pretrain:
             D.requires_grad_(True)
             with self.autocast():
-                d_loss, d_stats = obj.d_loss(self.D_step, batch, fake, fake_cond, D_local=D, scaler=self.scaler_D)
+                d_loss, d_stats = obj.d_loss(
+                    self.D_step, batch, fake, fake_cond, D_local=D, scaler=self.scaler_D, r1_step=obj.r1_due(self.step)
+                )
             # fp16: a gradient penalty whose scaled backward overflowed is inf; like any overflow it is
             # the scaler's to handle (update skipped, scale lowered), so only the rest is checked here
-            scaled_gp = self.scaler_D.is_enabled() and "gp" in d_stats
+            scaled_gp = self.scaler_D.is_enabled() and ("gp" in d_stats or "r1" in d_stats)
             if not self._finite_or_handle("d_loss", d_stats["d_loss"] if scaled_gp else d_loss):
                 return {}
             self.opt_D.zero_grad(set_to_none=True)
             self.scaler_D.scale(d_loss).backward()
             self.scaler_D.step(self.opt_D)
             self.scaler_D.update()
-            if scaled_gp and not bool(torch.isfinite(d_stats["gp"])):
-                d_stats.pop("gp")  # a skipped update: its overflowed penalty is not a training statistic
+            for pen in ("gp", "r1") if scaled_gp else ():
+                if pen in d_stats and not bool(torch.isfinite(d_stats[pen])):
+                    d_stats.pop(pen)  # a skipped update: its overflowed penalty is not a training statistic
             stats.update(d_stats)
         if g_step or pretrain:
             D.requires_grad_(False)
