@@ -154,30 +154,20 @@ class ImageTensorDataset:
         return len(self.store)
 
     def subset(self, n: int) -> ImageTensorDataset:
-        """The first ``n`` items (for quick runs)."""
-        labels = self.labels[:n] if self.labels is not None else None
-        ds = ImageTensorDataset(
-            self.store.head(n),
-            labels,
-            resolution=self.resolution,
-            channels=self.out_channels,
-            class_names=self.info.class_names,
-        )
-        ds.info = replace(self.info, num_images=len(ds) if self.info.num_images else 0)
-        return ds
+        """The first ``n`` items (for quick runs); a mapped store stays mapped."""
+        return self._derived(self.store.head(n), self.labels[:n] if self.labels is not None else None)
 
     def select(self, indices: list[int]) -> ImageTensorDataset:
         """The items at ``indices`` (held in memory), keeping this dataset's classes and facts."""
         at = torch.tensor(indices, dtype=torch.long)
-        labels = self.labels[at] if self.labels is not None else None
+        return self._derived(self.store.pixels[at], self.labels[at] if self.labels is not None else None)
+
+    def _derived(self, store: Tensor | Store, labels: Tensor | None) -> ImageTensorDataset:
+        """A dataset of some of these items: same resolution, channels and facts; the classes are those
+        of the whole set, even when the items miss the last one."""
         ds = ImageTensorDataset(
-            self.store.pixels[at],
-            labels,
-            resolution=self.resolution,
-            channels=self.out_channels,
-            class_names=self.info.class_names,
+            store, labels, resolution=self.resolution, channels=self.out_channels, class_names=self.info.class_names
         )
-        # the classes are those of the whole set, even when the subset misses the last one
         ds.info = replace(self.info, num_images=len(ds) if self.info.num_images else 0)
         return ds
 
