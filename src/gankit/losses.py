@@ -110,16 +110,26 @@ def gradient_penalty(
     lowers the scale, as for any overflowing fp16 step.
     """
     alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, generator=generator)
-    x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    out = critic(x_hat).float().sum()
+    x_hat = alpha * real.detach() + (1 - alpha) * fake.detach()
+    grad = _input_gradient(critic, x_hat, scaler)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def _input_gradient(critic: Callable[[Tensor], Tensor], x: Tensor, scaler: _Scaler | None) -> Tensor:
+    """d(sum of the critic's outputs)/dx in fp32, differentiable (``create_graph``), per sample.
+
+    With an enabled ``scaler`` the scaled output is differentiated (so small fp16 gradients do not
+    underflow) and the gradient unscaled after: PyTorch's AMP recipe for gradient penalties.
+    """
+    x = x.detach().requires_grad_(True)
+    out = critic(x).float().sum()
     if scaler is not None and scaler.is_enabled():
         # scale(1) is the scale as a device tensor: no host sync, unlike scaler.get_scale()
         scale = scaler.scale(torch.ones((), device=out.device))
-        (grad,) = torch.autograd.grad(scaler.scale(out), x_hat, create_graph=True)
-        grad = grad.float() / scale
-    else:
-        (grad,) = torch.autograd.grad(out, x_hat, create_graph=True)
-    return ((grad.flatten(1).float().norm(2, dim=1) - 1) ** 2).mean()
+        (grad,) = torch.autograd.grad(scaler.scale(out), x, create_graph=True)
+        return grad.float() / scale
+    (grad,) = torch.autograd.grad(out, x, create_graph=True)
+    return grad.float()
 
 
 def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, *, scaler: _Scaler | None = None) -> Tensor:
@@ -130,12 +140,5 @@ def r1_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, *, scaler: _Sca
     gradient. A patch discriminator's logits are summed per sample, as the WGAN-GP penalty does.
     ``scaler`` follows the AMP recipe of :func:`gradient_penalty` (inf when the scaled backward overflows).
     """
-    x = real.detach().requires_grad_(True)
-    out = critic(x).float().sum()
-    if scaler is not None and scaler.is_enabled():
-        scale = scaler.scale(torch.ones((), device=out.device))
-        (grad,) = torch.autograd.grad(scaler.scale(out), x, create_graph=True)
-        grad = grad.float() / scale
-    else:
-        (grad,) = torch.autograd.grad(out, x, create_graph=True)
-    return grad.flatten(1).float().pow(2).sum(dim=1).mean()
+    grad = _input_gradient(critic, real, scaler)
+    return grad.flatten(1).pow(2).sum(dim=1).mean()
