@@ -81,6 +81,9 @@ class ModelConfig:
     embed_dim: int = 10
     """cGAN: size of the label embedding concatenated to z and to the image."""
     g_dropout: float = 0.0
+    g_dropout_blocks: str = "paper"
+    """U-Net only: which decoder blocks get ``g_dropout``: paper (the three nearest the bottleneck, the
+    paper's table) or reference (the 8*ngf blocks after the innermost, as the authors' code)."""
     d_dropout: float = 0.0
     norm: str = "batch"
     """batch, instance or none (DCGAN / U-Net / PatchGAN)."""
@@ -430,6 +433,7 @@ def validate(cfg: Config) -> None:
         (cfg.train.amp in ("none", "bf16", "fp16"), "train.amp must be none, bf16 or fp16"),
         (cfg.train.on_nonfinite in ("stop", "skip"), "train.on_nonfinite must be stop or skip"),
         (cfg.model.norm in ("batch", "instance", "none"), "model.norm must be batch, instance or none"),
+        (cfg.model.g_dropout_blocks in ("paper", "reference"), "model.g_dropout_blocks must be paper or reference"),
         (
             cfg.model.d_norm in ("auto", "batch", "instance", "layer", "none"),
             "model.d_norm must be auto, batch, instance, layer or none",

@@ -181,7 +181,7 @@ def list_families() -> list[str]:
 
 
 _MLP_FIELDS = ("z_dim", "g_hidden", "d_hidden", "g_dropout", "d_dropout")
-_UNET_PATCHGAN_FIELDS = ("ngf", "ndf", "norm", "g_dropout", "n_layers")
+_UNET_PATCHGAN_FIELDS = ("ngf", "ndf", "norm", "g_dropout", "g_dropout_blocks", "n_layers")
 
 
 @register_family(
@@ -252,7 +252,13 @@ def _unet_patchgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
 
     m = cfg.model
     G = UNetGenerator(
-        info.in_channels, info.channels, resolution=info.resolution, ngf=m.ngf, norm=m.norm, dropout=m.g_dropout
+        info.in_channels,
+        info.channels,
+        resolution=info.resolution,
+        ngf=m.ngf,
+        norm=m.norm,
+        dropout=m.g_dropout,
+        dropout_blocks=m.g_dropout_blocks,
     )
     D = PatchDiscriminator(info.in_channels + info.channels, ndf=m.ndf, n_layers=m.n_layers, norm=critic_norm(cfg))
     return G, D

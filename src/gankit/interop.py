@@ -398,6 +398,7 @@ def import_pix2pix_repo(
         "model.ngf": gf.ngf,
         "model.norm": gf.norm,
         "model.g_dropout": 0.5 if dropout else 0.0,
+        "model.g_dropout_blocks": "reference",  # where the reference's UnetGenerator has its dropout
         "data.resolution": res,
         "data.load_size": max(res, round(res * 286 / 256)) if task == "pix2pix" else res,
     }

@@ -81,6 +81,18 @@ def test_unet_dropout_in_three_innermost_decoder_blocks(resolution: int) -> None
     assert _dropout_blocks(UNetGenerator(3, 3, resolution=resolution, ngf=4, dropout=0.0)) == []
 
 
+@pytest.mark.parametrize("resolution, blocks", [(512, [1, 2, 3, 4]), (256, [1, 2, 3]), (128, [1, 2]), (64, [1]), (32, [])])
+def test_unet_reference_dropout_follows_the_authors_unet(resolution: int, blocks: list[int]) -> None:
+    """The authors' UnetGenerator adds num_downs - 5 dropout blocks of 8*ngf channels around an
+    innermost block without dropout; the weights are the same as with the paper's placement."""
+    g = UNetGenerator(3, 3, resolution=resolution, ngf=4, dropout=0.5, dropout_blocks="reference")
+    assert _dropout_blocks(g) == blocks
+    paper = UNetGenerator(3, 3, resolution=resolution, ngf=4, dropout=0.5)
+    assert {k: v.shape for k, v in g.state_dict().items()} == {k: v.shape for k, v in paper.state_dict().items()}
+    with pytest.raises(ValueError, match="dropout_blocks"):
+        UNetGenerator(3, 3, resolution=resolution, ngf=4, dropout_blocks="outer")
+
+
 def test_unet_dropout_is_active_only_in_train_mode() -> None:
     torch.manual_seed(0)
     x = torch.randn(2, 3, 64, 64)

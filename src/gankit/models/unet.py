@@ -17,9 +17,11 @@ Two details follow the reference code rather than the paper's table:
 * convs carry a bias only when the norm is not ``batch`` (the final output conv always has one),
   so the parameter count matches the reference (54.41 M for ``unet_256``, ngf=64, RGB->RGB).
 
-Dropout sits in the three decoder blocks closest to the bottleneck, as in the paper's
-CD512-CD1024-CD1024 decoder head. (The reference code shifts it one block outwards; since those
-blocks all have 8*ngf channels this changes no shapes or parameter counts.)
+Where the dropout sits is a choice (``dropout_blocks``): ``paper`` puts it in the three decoder
+blocks closest to the bottleneck, as in the paper's CD512-CD1024-CD1024 decoder head; ``reference``
+follows the authors' code, which has none in the innermost block and one in every other block
+whose width is at the 8*ngf cap (three at 256x256, none at 32x32). Neither changes a shape or a
+parameter, so a checkpoint loads under both; only training and train-mode sampling differ.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from torch import Tensor, nn
 from gankit.models.layers import norm_layer
 
 NUM_DROPOUT_BLOCKS = 3
+DROPOUT_BLOCKS = ("paper", "reference")
 
 
 def num_downsamplings(resolution: int) -> int:
@@ -51,7 +54,9 @@ class UNetGenerator(nn.Module):
         resolution: training resolution; sets the depth to log2(resolution) downsamplings.
         ngf: width of the first encoder layer; deeper layers use multiples capped at 8 * ngf.
         norm: ``batch``, ``instance`` or ``none``.
-        dropout: dropout probability in the three innermost decoder blocks; 0 disables it.
+        dropout: dropout probability in the decoder blocks named by ``dropout_blocks``; 0 disables it.
+        dropout_blocks: ``paper`` (the three decoder blocks nearest the bottleneck) or ``reference``
+            (the 8*ngf decoder blocks after the innermost one, as ``junyanz/pytorch-CycleGAN-and-pix2pix``).
 
     ``self.multiple`` (= 2 ** depth) is the number that input height and width must divide by.
     """
@@ -65,10 +70,13 @@ class UNetGenerator(nn.Module):
         ngf: int = 64,
         norm: str = "batch",
         dropout: float = 0.5,
+        dropout_blocks: str = "paper",
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if dropout_blocks not in DROPOUT_BLOCKS:
+            raise ValueError(f"dropout_blocks must be one of {', '.join(DROPOUT_BLOCKS)}, got {dropout_blocks!r}")
         depth = num_downsamplings(resolution)
         self.resolution = resolution
         self.num_downs = depth
@@ -95,7 +103,11 @@ class UNetGenerator(nn.Module):
         ups: list[nn.Module] = []
         for level in range(depth - 1, 0, -1):
             in_width = widths[level] if level == depth - 1 else 2 * widths[level]
-            use_dropout = dropout > 0 and level >= depth - NUM_DROPOUT_BLOCKS
+            if dropout_blocks == "paper":
+                in_dropout_block = level >= depth - NUM_DROPOUT_BLOCKS
+            else:  # the reference's 8*ngf blocks: output width at the cap, innermost excluded
+                in_dropout_block = level < depth - 1 and widths[level - 1] == widths[-1] == 8 * ngf
+            use_dropout = dropout > 0 and in_dropout_block
             ups.append(
                 nn.Sequential(
                     nn.ReLU(),
