@@ -16,6 +16,7 @@ from gankit.config import (
     apply_overrides,
     load_config_file,
     make_config,
+    parse_augment,
     parse_set_args,
 )
 from gankit.families import FAMILIES
@@ -336,3 +337,56 @@ def test_bad_r1_options_are_one_line_config_errors(key: str, value: object, mess
     with pytest.raises(ConfigError, match=message) as err:
         make_config("gan", overrides={key: value})
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("none", ("none", ())),
+        ("diffaug", ("diffaug", ("color", "translation", "cutout"))),
+        ("diffaug:cutout,translation", ("diffaug", ("translation", "cutout"))),  # applied in one fixed order
+        ("diffaug: translation , color", ("diffaug", ("color", "translation"))),
+        ("ada", ("ada", ("color", "translation", "cutout"))),
+        ("ada:cutout", ("ada", ("cutout",))),
+    ],
+)
+def test_augment_values_parse(value: str, expected: tuple[str, tuple[str, ...]]) -> None:
+    assert parse_augment(value) == expected
+    assert make_config("gan", overrides={"train.augment": value}).train.augment == value
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("diffaug:colour", "train.augment='diffaug:colour': unknown diffaug policy 'colour'; did you mean 'color'?"),
+        (
+            "diffaug:translation,cutoff",
+            "train.augment='diffaug:translation,cutoff': unknown diffaug policy 'cutoff'; did you mean 'cutout'?",
+        ),
+        ("ada:zoom", "unknown ada policy 'zoom'; the policies are color, translation, cutout"),
+        ("diffaug:", "train.augment='diffaug:': an empty name in the diffaug policy"),
+        ("diffaugment", "use none, diffaug, diffaug:POLICY or ada (POLICY: a comma list of color, translation, cutout"),
+        ("diffaugment", "did you mean 'diffaug'?"),
+        ("none:color", "train.augment='none:color': use none, diffaug"),
+    ],
+)
+def test_bad_augment_values_are_one_line_errors_naming_the_word(value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        make_config("gan", overrides={"train.augment": value})
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train.augment": "ada", "loss.gan": "wgan-gp"}, "train.augment=ada adapts to the sign of D's output"),
+        ({"train.ada_target": 1.0}, "train.ada_target must be in (0, 1), not 1.0"),
+        ({"train.ada_kimg": 0}, "train.ada_kimg must be > 0, not 0.0"),
+    ],
+)
+def test_bad_ada_options_are_config_errors(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        make_config("gan", overrides=overrides)
+    assert message in str(err.value)
+    make_config("gan", overrides={"train.augment": "diffaug", "loss.gan": "wgan-gp"})  # diffaug needs no sign

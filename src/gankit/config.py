@@ -31,6 +31,14 @@ SAMPLING_MODES = ("eval", "train", "standing")
 (:mod:`gankit.models.batchnorm`); here, not there, so that validation needs no torch."""
 
 
+AUGMENT_MODES = ("none", "diffaug", "ada")
+"""The values of ``train.augment`` before an optional ``:POLICY`` (:mod:`gankit.augment`)."""
+
+AUGMENT_POLICIES = ("color", "translation", "cutout")
+"""DiffAugment's transforms, in the order they are applied; here, not in :mod:`gankit.augment`, so that
+validation needs no torch."""
+
+
 class ConfigError(ValueError):
     """A config file, preset or ``--set`` override is invalid (unknown key, wrong type, bad value)."""
 
@@ -195,6 +203,17 @@ class TrainConfig:
     """Multi-process runs: synchronize BatchNorm statistics across processes (SyncBatchNorm)."""
     progress: bool = True
     """Show a progress bar when stderr is a terminal (the per-epoch log line is always printed)."""
+    augment: str = "none"
+    """Differentiable augmentation of D's inputs, real and fake alike (:mod:`gankit.augment`), for small
+    data: none, diffaug (DiffAugment with every transform: color, translation, cutout), diffaug:POLICY
+    (a comma list of them, e.g. ``diffaug:translation,cutout``) or ada (each transform applied with a
+    probability p that adapts to D's overfitting; ``ada:POLICY`` picks the transforms)."""
+    ada_target: float = 0.6
+    """train.augment=ada: p rises while the mean sign of D's outputs on reals (Karras et al. 2020's r_t,
+    in [-1, 1]) is above this, and falls below it; 0.6: D calls 80% of the reals real."""
+    ada_kimg: float = 100.0
+    """train.augment=ada: how fast p moves: by at most 1 per this many thousand images. The paper's 500
+    suits its runs of millions of images; gankit's runs are often 100x shorter."""
     tensorboard: bool = False
     """Also write losses, learning rates, speed, validation/eval metrics, sample grids and hyperparameters
     to ``RUN/tb/`` for TensorBoard (``pip install 'gankit[tensorboard]'``)."""
@@ -420,8 +439,36 @@ def make_config(
     return cfg
 
 
+def parse_augment(value: str) -> tuple[str, tuple[str, ...]]:
+    """``train.augment`` as (mode, transforms): ``"none"`` -> ``("none", ())``, ``"diffaug"`` ->
+    ``("diffaug", AUGMENT_POLICIES)``, ``"diffaug:cutout,translation"`` -> ``("diffaug", ("translation",
+    "cutout"))`` (in :data:`AUGMENT_POLICIES` order), ``"ada"`` like ``"diffaug"``. A bad word is a
+    one-line :class:`ConfigError` naming it."""
+    mode, colon, policy = value.partition(":")
+    if mode not in AUGMENT_MODES or (mode == "none" and colon):
+        close = difflib.get_close_matches(mode, AUGMENT_MODES, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close and close[0] != mode else ""
+        raise ConfigError(
+            f"train.augment={value!r}: use none, diffaug, diffaug:POLICY or ada (POLICY: a comma list of "
+            f"{', '.join(AUGMENT_POLICIES)}){hint}"
+        )
+    if mode == "none":
+        return mode, ()
+    if not colon:
+        return mode, AUGMENT_POLICIES
+    words = [w.strip() for w in policy.split(",")]
+    for word in words:
+        if word not in AUGMENT_POLICIES:
+            close = difflib.get_close_matches(word, AUGMENT_POLICIES, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"the policies are {', '.join(AUGMENT_POLICIES)}"
+            what = f"unknown {mode} policy {word!r}" if word else f"an empty name in the {mode} policy"
+            raise ConfigError(f"train.augment={value!r}: {what}; {hint}")
+    return mode, tuple(p for p in AUGMENT_POLICIES if p in words)
+
+
 def validate(cfg: Config) -> None:
     """Value checks that types alone do not catch."""
+    augment, _ = parse_augment(cfg.train.augment)
     checks = [
         (cfg.train.batch_size > 0, "train.batch_size must be > 0"),
         (cfg.train.epochs >= 0, "train.epochs must be >= 0"),
@@ -453,6 +500,13 @@ def validate(cfg: Config) -> None:
             f"not {cfg.train.sampling!r}",
         ),
         (cfg.train.dist_timeout_minutes > 0, "train.dist_timeout_minutes must be > 0"),
+        (0 < cfg.train.ada_target < 1, f"train.ada_target must be in (0, 1), not {cfg.train.ada_target}"),
+        (cfg.train.ada_kimg > 0, f"train.ada_kimg must be > 0, not {cfg.train.ada_kimg}"),
+        (
+            augment != "ada" or cfg.loss.gan != "wgan-gp",
+            "train.augment=ada adapts to the sign of D's output on reals, which a wgan-gp critic does not "
+            "have; use train.augment=diffaug, or loss.gan vanilla, lsgan or hinge",
+        ),
         (
             re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.train.device) is not None,
             f"--device {cfg.train.device}: not a device gankit can use; use auto, cpu, cuda or cuda:N"

@@ -63,13 +63,16 @@ class GANLoss:
     d: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
     g: Callable[[Tensor], Tensor]
     gradient_penalty: bool = False
+    midpoint: float | None = 0.0
+    """D's output halfway between its targets for reals and fakes: ADA's overfitting heuristic counts
+    the outputs on reals above it. None: no such point (a Wasserstein critic's outputs have no fixed level)."""
 
 
 GAN_LOSSES: dict[str, GANLoss] = {
     "vanilla": GANLoss(vanilla_d, vanilla_g),
-    "lsgan": GANLoss(lsgan_d, lsgan_g),
+    "lsgan": GANLoss(lsgan_d, lsgan_g, midpoint=0.5),
     "hinge": GANLoss(hinge_d, wasserstein_g),
-    "wgan-gp": GANLoss(wasserstein_d, wasserstein_g, gradient_penalty=True),
+    "wgan-gp": GANLoss(wasserstein_d, wasserstein_g, gradient_penalty=True, midpoint=None),
 }
 
 

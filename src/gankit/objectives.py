@@ -4,6 +4,9 @@
 * :class:`NoiseToImage`: G(z[, y]) vs real images; optional class conditioning (cGAN).
 * :class:`ImageToImage`: pix2pix: D sees (input, output) pairs; G adds ``l1_weight`` * L1 to the
   adversarial term (Isola et al. 2017).
+
+With ``train.augment`` on, D judges every image, real or fake, in D's step and in G's, through the
+:mod:`differentiable augmentation <gankit.augment>` (:meth:`Objective.judge`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from gankit.config import Config
+from gankit.augment import DiffAugment
+from gankit.config import Config, parse_augment
 from gankit.data.base import Batch, DataInfo
 from gankit.families import Family
 from gankit.losses import get_gan_loss, gradient_penalty, r1_penalty
@@ -42,7 +46,14 @@ def frozen_running_stats(module: nn.Module) -> Iterator[None]:
 class Objective:
     """Shared adversarial part. Subclasses say how to make fakes and how D is conditioned."""
 
+    pairs = False
+    """Whether D's condition is an image that the geometric augmentations move with D's image."""
+
     def __init__(self, cfg: Config, info: DataInfo) -> None:
+        mode, policy = parse_augment(cfg.train.augment)
+        self.augment = DiffAugment(policy, space=info.space, p=0.0 if mode == "ada" else 1.0) if policy else None
+        """``train.augment``'s transforms (None: off); for ada the loop sets their ``p``."""
+        self.adaptive = mode == "ada"
         self.loss = get_gan_loss(cfg.loss.gan)
         self.d_scale = cfg.loss.d_scale
         self.gp_weight = cfg.loss.gp_weight
@@ -64,6 +75,16 @@ class Objective:
     def critic(self, D: nn.Module, x: Tensor, cond: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    def judge(self, D: nn.Module, x: Tensor, cond: Tensor | None, generator: torch.Generator | None = None) -> Tensor:
+        """D's logits for ``x`` under ``cond``, through the augmentation when ``train.augment`` is on
+        (drawn from ``generator``; differentiable, so G's gradient passes through it)."""
+        if self.augment is not None:
+            if self.pairs:
+                x, cond = self.augment(x, generator, cond=cond)
+            else:
+                x, _ = self.augment(x, generator)
+        return self.critic(D, x, cond)
+
     # --- losses
     def d_loss(
         self,
@@ -75,6 +96,7 @@ class Objective:
         D_local: nn.Module | None = None,
         scaler: torch.amp.GradScaler | None = None,
         r1_step: bool = False,
+        generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Stats]:
         """Discriminator loss. ``D_local`` (the module inside a DDP wrapper) serves the gradient
         penalty, whose double backward DDP does not support; its gradients still reach the same
@@ -85,11 +107,16 @@ class Objective:
         penalty ``r1_every * r1_gamma / 2 * E[||grad D(real)||^2]``: applied every k-th step and scaled
         by k, its expected strength is that of the penalty on every step (Karras et al. 2020, StyleGAN2).
 
+        With ``train.augment``, reals and fakes (and the penalties' inputs) are augmented, each with its
+        own draw from ``generator``; the penalties' gradients are taken before the augmentation.
+
         ``stats["d_loss"]`` is the adversarial part alone; ``stats["gp"]`` the unweighted penalty;
-        ``stats["r1"]`` (R1 steps only) the unweighted E[||grad D(real)||^2]."""
+        ``stats["r1"]`` (R1 steps only) the unweighted E[||grad D(real)||^2]; ``stats["d_real_sign"]``
+        (``train.augment=ada``) the mean sign of D's outputs on reals about the loss's midpoint, ADA's
+        overfitting heuristic."""
         real, real_cond = self.real(batch)
-        real_logits = self.critic(D, real, real_cond)
-        fake_logits = self.critic(D, fake.detach(), fake_cond)
+        real_logits = self.judge(D, real, real_cond, generator)
+        fake_logits = self.judge(D, fake.detach(), fake_cond, generator)
         loss_real, loss_fake = self.loss.d(real_logits, fake_logits)
         loss = (loss_real + loss_fake) * self.d_scale
         stats: Stats = {
@@ -97,6 +124,9 @@ class Objective:
             "d_real": real_logits.detach().float().mean(),
             "d_fake": fake_logits.detach().float().mean(),
         }
+        if self.adaptive:
+            assert self.loss.midpoint is not None  # config validation refuses ada with wgan-gp
+            stats["d_real_sign"] = (real_logits.detach().float() - self.loss.midpoint).sign().mean()
         if self.loss.gradient_penalty:
             # interpolate i lies between real[i] and fake[i], so both must have the same condition
             # (class label, input image), and the interpolate is scored under it
@@ -104,7 +134,9 @@ class Objective:
                 raise ValueError("the gradient penalty needs fakes made for the real samples' conditions")
             critic_net = D_local if D_local is not None else D
             with frozen_running_stats(critic_net):
-                gp = gradient_penalty(lambda x: self.critic(critic_net, x, real_cond), real, fake, scaler=scaler)
+                gp = gradient_penalty(
+                    lambda x: self.judge(critic_net, x, real_cond, generator), real, fake, scaler=scaler
+                )
             loss = loss + self.gp_weight * gp
             stats["gp"] = gp.detach()
         if r1_step and self.r1_gamma > 0:
@@ -112,13 +144,20 @@ class Objective:
             # were already counted in the batch norm statistics by the pass above
             critic_net = D_local if D_local is not None else D
             with frozen_running_stats(critic_net):
-                r1 = r1_penalty(lambda x: self.critic(critic_net, x, real_cond), real, scaler=scaler)
+                r1 = r1_penalty(lambda x: self.judge(critic_net, x, real_cond, generator), real, scaler=scaler)
             loss = loss + self.r1_every * self.r1_gamma / 2 * r1
             stats["r1"] = r1.detach()
         return loss, stats
 
-    def g_loss(self, D: nn.Module, batch: Batch, fake: Tensor, fake_cond: Tensor | None) -> tuple[Tensor, Stats]:
-        adv = self.loss.g(self.critic(D, fake, fake_cond))
+    def g_loss(
+        self,
+        D: nn.Module,
+        batch: Batch,
+        fake: Tensor,
+        fake_cond: Tensor | None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Stats]:
+        adv = self.loss.g(self.judge(D, fake, fake_cond, generator))
         return adv, {"g_loss": adv.detach()}
 
 
@@ -154,6 +193,8 @@ class NoiseToImage(Objective):
 
 
 class ImageToImage(Objective):
+    pairs = True
+
     def __init__(self, cfg: Config, info: DataInfo) -> None:
         super().__init__(cfg, info)
         self.l1_weight = cfg.loss.l1_weight
@@ -171,8 +212,15 @@ class ImageToImage(Objective):
     def l1(self, fake: Tensor, batch: Batch) -> Tensor:
         return (fake.float() - batch["target"].float()).abs().mean()
 
-    def g_loss(self, D: nn.Module, batch: Batch, fake: Tensor, fake_cond: Tensor | None) -> tuple[Tensor, Stats]:
-        adv, stats = super().g_loss(D, batch, fake, fake_cond)
+    def g_loss(
+        self,
+        D: nn.Module,
+        batch: Batch,
+        fake: Tensor,
+        fake_cond: Tensor | None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Stats]:
+        adv, stats = super().g_loss(D, batch, fake, fake_cond, generator)
         l1 = self.l1(fake, batch)
         loss = adv + self.l1_weight * l1
         return loss, {"g_loss": loss.detach(), "g_adv": adv.detach(), "g_l1": l1.detach()}

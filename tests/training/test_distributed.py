@@ -285,6 +285,32 @@ PENALTY_WORKER = textwrap.dedent(
                                            if "BatchNorm" in type(m).__name__})
         dump["trainer_buffers"] = {f"{n}.{k}": v.cpu() for n, net in (("G", tr.G), ("D", tr.D))
                                    for k, v in net.named_buffers()}
+    if part == "ada":  # a real train.augment=ada run (DCGAN on a tiny folder); p and r_t recorded per rank
+        from gankit.augment import AdaptiveAugment
+        from gankit.training.loop import Trainer
+
+        seen = {"p": [], "local": [], "mean": []}
+        update = AdaptiveAugment.update
+
+        def recording(self, sign, reduce=None):
+            def recorded_reduce(t):
+                mean = reduce(t)
+                seen["local"].append(float(t))
+                seen["mean"].append(float(mean))
+                return mean
+
+            update(self, sign, recorded_reduce)
+            seen["p"].append(self.p)
+
+        AdaptiveAugment.update = recording
+        tcfg = make_config("dcgan", overrides={
+            "data.name": "folder", "data.path": images, "data.resolution": 16, "data.channels": 1,
+            "model.ngf": 4, "model.ndf": 4, "model.z_dim": 8, "train.batch_size": 4, "train.max_steps": 12,
+            "train.epochs": 4, "train.device": "cpu", "train.progress": False, "train.n_samples": 4,
+            "train.augment": "ada", "train.ada_target": 0.3, "train.ada_kimg": 0.128,  # p moves 0.25 a time
+        })
+        Trainer(tcfg, os.path.join(out, "run"), log=lambda s: None).fit()
+        dump["ada"] = seen
     torch.save(dump, os.path.join(out, f"rank{rank}.pt"))
     distributed.shutdown()
     """
@@ -329,6 +355,18 @@ def test_gradient_penalty_under_ddp_matches_one_process(penalty_runs: dict[int, 
     for k, want in one["grads"].items():
         assert torch.equal(r0["grads"][k], r1["grads"][k]), k  # averaged across ranks
         assert torch.allclose(r0["grads"][k], want, rtol=1e-4, atol=1e-6), k
+
+
+@pytest.mark.slow  # two torchrun processes training a few steps
+def test_ada_keeps_one_p_on_every_rank(tmp_path: Path, mpl_config_dir: Path) -> None:
+    """train.augment=ada under DDP: ADA's r_t is averaged over the ranks, whose own halves of the batch
+    give different values, so every rank moves p the same way."""
+    (r0, r1) = _run_worker(tmp_path, mpl_config_dir, "ada", (2,))[2]
+    a, b = r0["ada"], r1["ada"]
+    assert len(a["mean"]) == 3  # 12 steps: an adjustment every 4
+    assert a["local"] != b["local"], "the ranks saw the same signs: the test cannot tell a mean from a copy"
+    assert a["mean"] == b["mean"] == [pytest.approx((x + y) / 2) for x, y in zip(a["local"], b["local"])]
+    assert a["p"] == b["p"] and len(set(a["p"])) > 1
 
 
 def test_sync_bn_on_cpu_is_a_clear_error() -> None:

@@ -21,8 +21,22 @@ from gankit.training.stats import read_jsonl
 STEPS_PER_EPOCH, N = 5, 7  # N crosses the first epoch boundary; 2N crosses the second
 
 
-@pytest.mark.parametrize("preset", ["gan", "cgan", "dcgan-fmnist32", "pix2pix", "colorize"])
-def test_resume_is_bitwise_exact(preset: str, tmp_path: Path, tiny_cfg, no_loss_plot, fake_paired_data) -> None:
+@pytest.mark.parametrize(
+    ("preset", "augment"),
+    [
+        ("gan", "none"),
+        ("cgan", "none"),
+        ("dcgan-fmnist32", "none"),
+        ("pix2pix", "none"),
+        ("colorize", "none"),
+        # differentiable augmentation draws every step; ADA's p moves (and N = 7 stops mid-interval)
+        ("cgan", "ada"),
+        ("pix2pix", "diffaug"),
+    ],
+)
+def test_resume_is_bitwise_exact(
+    preset: str, augment: str, tmp_path: Path, tiny_cfg, no_loss_plot, fake_paired_data
+) -> None:
     paired = preset in ("pix2pix", "colorize")
     batch_size = 2 if paired else 20
 
@@ -35,6 +49,8 @@ def test_resume_is_bitwise_exact(preset: str, tmp_path: Path, tiny_cfg, no_loss_
                 "train.batch_size": batch_size,
                 "train.epochs": 3,
                 "train.max_steps": max_steps,
+                "train.augment": augment,
+                "train.ada_kimg": 0.2,  # p moves by 0.4 every 4 steps
             },
         )
         if paired:  # tiny U-Net + PatchGAN on random pairs; the U-Net's dropout draws from the RNG each step
@@ -71,6 +87,8 @@ def test_resume_is_bitwise_exact(preset: str, tmp_path: Path, tiny_cfg, no_loss_
     rows_b = read_jsonl(tmp_path / "B" / "stats.jsonl")
     assert [r["step"] for r in rows_b] == list(range(1, 2 * N + 1))
     assert rows_b == rows_a
+    if augment == "ada":
+        assert any(r["ada_p"] > 0 for r in rows_a[N:]), "p never rose: the resumed steps did not augment"
     saved = torch.load(tmp_path / "B" / "checkpoints" / "last.pt", weights_only=True)
     assert saved["step"] == 2 * N
     assert deep_equal(saved["G"], straight.G.state_dict()) == []

@@ -272,8 +272,8 @@ class DiscriminatorWins(Callback):
             f"warning: D is winning outright: its loss stayed below {self.threshold:g} for the last "
             f"{tr.step - (self._since or 0)} steps (now {loss:.4f}{logits}), so G gets little gradient. "
             f"Try --set loss.r1_gamma=10 (R1 penalty on reals), --set model.d_spectral_norm=true, "
-            f"a lower D rate (TTUR: --set optim.lr_d={lower:g}), or --set train.augment=diffaug (when "
-            f"available), and see README, 'When D wins'"
+            f"a lower D rate (TTUR: --set optim.lr_d={lower:g}), or on small data --set train.augment=diffaug "
+            f"(or train.augment=ada), and see README, 'When D wins'"
         )
 
 

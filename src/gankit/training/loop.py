@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gankit.augment import AdaptiveAugment, step_generator
 from gankit.config import Config
 from gankit.data import build_dataset
 from gankit.data.base import Batch
@@ -108,6 +109,10 @@ class Trainer(TrainingState):
         self.ema = EMA(self.G, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
 
         self.sampler = build_sampler(cfg, len(self.data), self.dist, log)
+        self.ada = None  # train.augment=ada: the probability of the augmentations, adapted as D overfits
+        if self.objective.adaptive:
+            images = cfg.train.batch_size * self.dist.world_size
+            self.ada = AdaptiveAugment(target=cfg.train.ada_target, kimg=cfg.train.ada_kimg, images_per_step=images)
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_epochs = cfg.train.pretrain_epochs + cfg.train.epochs + cfg.optim.decay_epochs
         # ``step`` counts updates (what --max-steps, the log and every file name count); ``position``
@@ -169,9 +174,18 @@ class Trainer(TrainingState):
         )
         return False
 
+    def augment_generator(self) -> torch.Generator | None:
+        """The generator of this step's ``train.augment`` draws (None when off): the same after a resume."""
+        if self.objective.augment is None:
+            return None
+        return step_generator(self.cfg.train.seed, self.step, rank=self.dist.rank, world_size=self.dist.world_size)
+
     def train_step(self, batch: Batch, *, pretrain: bool = False, g_step: bool = True) -> dict[str, Tensor]:
         """One discriminator step and (when ``g_step``) one generator step. Returns device scalars."""
         G, D, obj = self.G, self.D, self.objective
+        aug = self.augment_generator()
+        if self.ada is not None and obj.augment is not None:
+            obj.augment.p = self.ada.p  # the one place p is handed over: a resumed run's too
         with torch.set_grad_enabled(g_step or pretrain), self.autocast():
             fake, fake_cond = obj.generate(self.G_step, batch)
         stats: dict[str, Tensor] = {}
@@ -179,7 +193,14 @@ class Trainer(TrainingState):
             D.requires_grad_(True)
             with self.autocast():
                 d_loss, d_stats = obj.d_loss(
-                    self.D_step, batch, fake, fake_cond, D_local=D, scaler=self.scaler_D, r1_step=obj.r1_due(self.step)
+                    self.D_step,
+                    batch,
+                    fake,
+                    fake_cond,
+                    D_local=D,
+                    scaler=self.scaler_D,
+                    r1_step=obj.r1_due(self.step),
+                    generator=aug,
                 )
             # fp16: a gradient penalty whose scaled backward overflowed is inf; like any overflow it is
             # the scaler's to handle (update skipped, scale lowered), so only the rest is checked here
@@ -194,6 +215,9 @@ class Trainer(TrainingState):
                 if pen in d_stats and not bool(torch.isfinite(d_stats[pen])):
                     d_stats.pop(pen)  # a skipped update: its overflowed penalty is not a training statistic
             stats.update(d_stats)
+            if self.ada is not None:
+                self.ada.update(d_stats["d_real_sign"], reduce=lambda t: distributed.mean_across(t, self.dist))
+                stats["ada_p"] = torch.tensor(self.ada.p, device=self.device)
         if g_step or pretrain:
             D.requires_grad_(False)
             with self.autocast():
@@ -202,7 +226,7 @@ class Trainer(TrainingState):
                     g_loss, g_stats = obj.pretrain_loss(batch, fake)
                 else:
                     # D is not stepped here: the plain module avoids a DDP gradient sync for it
-                    g_loss, g_stats = obj.g_loss(D, batch, fake, fake_cond)
+                    g_loss, g_stats = obj.g_loss(D, batch, fake, fake_cond, aug)
             if not self._finite_or_handle("g_loss", g_loss):
                 D.requires_grad_(True)
                 return stats

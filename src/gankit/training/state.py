@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gankit.augment import AdaptiveAugment
 from gankit.config import Config, ConfigError, describe_changes, diff_configs
 from gankit.data.base import DataInfo
 from gankit.errors import NonFiniteLoss, TrainingInterrupted
@@ -53,6 +54,7 @@ class TrainingState:
     scaler_G: torch.amp.GradScaler
     scaler_D: torch.amp.GradScaler
     ema: EMA | None
+    ada: AdaptiveAugment | None
     is_main: bool
     out_dir: Path
     step: int
@@ -102,6 +104,7 @@ class TrainingState:
             "scaler_G": self.scaler_G.state_dict(),
             "scaler_D": self.scaler_D.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
+            "ada": self.ada.state_dict() if self.ada else None,
             "step": self.step,
             "position": self.position,
             "pending_epoch_end": pending_epoch_end,
@@ -132,6 +135,8 @@ class TrainingState:
         try:
             self._load_counters(s)
             set_rng_state(s["rng"])
+            if self.ada is not None and s.get("ada") is not None:  # none: ada switched on at this resume
+                self.ada.load_state_dict(s["ada"])
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(
                 f"{self.state_path}: an incomplete training state ({type(e).__name__}: {e}); "
