@@ -293,6 +293,28 @@ def subprocess_env(tmp_path: Path, mpl_config_dir: Path) -> dict[str, str]:
 GANKIT = [sys.executable, "-m", "gankit"]
 
 
+# ------------------------------------------------------------------- screenshots of trained runs
+
+SCREENSHOT_RUNS = os.environ.get("GANKIT_SCREENSHOT_RUNS", "")
+"""Opt-in: a folder of trained runs ``gan-s0``, ``cgan-s0``, ``dcgan-s0``, ``pix2pix-s0``,
+``colorize-s0`` (the layout ``benchmarks/results.py`` writes to ``runs/results/``). When set, the
+browser tests serve and report these runs instead of tiny ones, so that the screenshots they save to
+``$GANKIT_SCREENSHOTS`` show real models; unset (CI), they use tiny runs trained in the test."""
+
+
+def trained_run(family: str) -> Path | None:
+    """``$GANKIT_SCREENSHOT_RUNS/<family>-s0``, or None when the variable is not set; a folder
+    without that run fails the test (the screenshots must not silently fall back to tiny runs)."""
+    if not SCREENSHOT_RUNS:
+        return None
+    run = Path(SCREENSHOT_RUNS).expanduser().resolve() / f"{family}-s0"
+    if not (run / "checkpoints" / "G_last.pt").is_file():
+        pytest.fail(
+            f"GANKIT_SCREENSHOT_RUNS={SCREENSHOT_RUNS}: no trained {family} run at {run} (checkpoints/G_last.pt)"
+        )
+    return run
+
+
 # ------------------------------------------------------------------------------ browser tests in CI
 
 REQUIRE_BROWSER = bool(os.environ.get("GANKIT_REQUIRE_BROWSER"))
