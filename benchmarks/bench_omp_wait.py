@@ -114,9 +114,9 @@ def main() -> None:
         names,
         args,
         env=lambda name: {"OMP_WAIT_POLICY": POLICIES[_policy(name)]},
-        around_round=lambda name: burning(args.burners, args.pin)
-        if _condition(name) == "busy"
-        else contextlib.nullcontext(),
+        around_round=lambda name: (
+            burning(args.burners, args.pin) if _condition(name) == "busy" else contextlib.nullcontext()
+        ),
     )
     extra: dict[str, Any] = {"burners": args.burners, "pinned": args.pin}
     for den in ("ACTIVE", "unset"):

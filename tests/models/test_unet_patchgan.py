@@ -81,7 +81,9 @@ def test_unet_dropout_in_three_innermost_decoder_blocks(resolution: int) -> None
     assert _dropout_blocks(UNetGenerator(3, 3, resolution=resolution, ngf=4, dropout=0.0)) == []
 
 
-@pytest.mark.parametrize("resolution, blocks", [(512, [1, 2, 3, 4]), (256, [1, 2, 3]), (128, [1, 2]), (64, [1]), (32, [])])
+@pytest.mark.parametrize(
+    "resolution, blocks", [(512, [1, 2, 3, 4]), (256, [1, 2, 3]), (128, [1, 2]), (64, [1]), (32, [])]
+)
 def test_unet_reference_dropout_follows_the_authors_unet(resolution: int, blocks: list[int]) -> None:
     """The authors' UnetGenerator adds num_downs - 5 dropout blocks of 8*ngf channels around an
     innermost block without dropout; the weights are the same as with the paper's placement."""
