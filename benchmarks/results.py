@@ -289,7 +289,8 @@ def main() -> None:
             row = {"job": name, "preset": job.preset, "seed": seed, "run": str(run)}
             row |= training_facts(run) | {"wall_s": round(wall, 1)}
             scores = evaluate(run, args)
-            row |= {k: v for k, v in scores.items() if isinstance(v, int | float) and k not in ("time", "step")}
+            # the eval row's own step, time and (noise) seed are not the run's
+            row |= {k: v for k, v in scores.items() if isinstance(v, int | float) and k not in ("time", "step", "seed")}
             row |= {
                 "date": _dt.date.today().isoformat(),
                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, {args.device}",
