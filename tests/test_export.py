@@ -15,48 +15,16 @@ from PIL import Image
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from conftest import FIXTURES, ROOT, make_tiny_cfg  # noqa: E402
+from conftest import FIXTURES, ROOT, snapshot_run  # noqa: E402
 
 from gankit import export as export_mod  # noqa: E402
 from gankit.cli import main  # noqa: E402
-from gankit.data.base import DataInfo  # noqa: E402
 from gankit.export import ExportError, export_onnx, reflect_index  # noqa: E402
-from gankit.families import get_family  # noqa: E402
 from gankit.inference import pad_to_multiple, run_any_size  # noqa: E402
 from gankit.locks import lock_file  # noqa: E402
-from gankit.models.layers import init_weights  # noqa: E402
 from gankit.sampling import load_generator  # noqa: E402
-from gankit.training.checkpoint import atomic_save, generator_snapshot  # noqa: E402
 
 INTEROP = FIXTURES / "interop"
-INFOS = {
-    "gan": DataInfo(channels=1, resolution=28),
-    "cgan": DataInfo(channels=1, resolution=28, num_classes=10),
-    "dcgan": DataInfo(channels=3, resolution=32),
-    "pix2pix": DataInfo(channels=3, resolution=32, in_channels=3),
-    "colorize": DataInfo(channels=2, resolution=32, in_channels=1, space="lab"),
-}
-
-
-def make_run(family: str, root: Path) -> Path:
-    """A run folder holding a generator snapshot as the Trainer writes it (weights as after some training)."""
-    cfg = make_tiny_cfg(family, root)
-    info = INFOS[family]
-    torch.manual_seed(0)
-    G, _ = get_family(family).build(cfg, info, init=False)
-    # PyTorch's default init gives outputs spread over [-1, 1] (the papers' N(0, 0.02) keeps them near
-    # 0), and BatchNorm statistics away from (0, 1) make eval mode differ from train mode.
-    init_weights(G, "default")
-    with torch.no_grad():
-        for m in G.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-    run = root / f"run-{family}"
-    (run / "checkpoints").mkdir(parents=True)
-    cfg.save(run / "config.yaml")
-    atomic_save(generator_snapshot(cfg, info, G.state_dict(), step=3), run / "checkpoints" / "G_last.pt")
-    return run
 
 
 def ort_session(path: Path):
@@ -71,7 +39,7 @@ def ort_session(path: Path):
 @pytest.mark.slow  # the exporter takes seconds per graph
 @pytest.mark.parametrize("family", ["gan", "cgan", "dcgan", "pix2pix", "colorize"])
 def test_export_every_family_matches_pytorch(tmp_path: Path, family: str, capsys: pytest.CaptureFixture) -> None:
-    run = make_run(family, tmp_path)
+    run = snapshot_run(family, tmp_path)
     out = tmp_path / "G.onnx"
     if family == "gan":  # one family through the CLI, with --checkpoint naming a file
         ckpt = run / "checkpoints" / "G_last.pt"
@@ -127,7 +95,7 @@ def test_reflect_index_matches_gankit_padding() -> None:
 
 
 def test_existing_out_is_not_overwritten(tmp_path: Path) -> None:
-    run = make_run("gan", tmp_path)
+    run = snapshot_run("gan", tmp_path)
     out = tmp_path / "G.onnx"
     out.write_bytes(b"keep me")
     with pytest.raises(ExportError, match="already exists; pass --overwrite"):
@@ -138,7 +106,7 @@ def test_existing_out_is_not_overwritten(tmp_path: Path) -> None:
 
 def test_a_second_export_to_the_same_file_refuses(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Two exports to one file would both find it missing; the second would replace the first's file."""
-    run = make_run("gan", tmp_path)
+    run = snapshot_run("gan", tmp_path)
     out = tmp_path / "models" / "G.onnx"
     with lock_file(out.parent / ".G.onnx.lock", note="gankit export"):  # another export is writing G.onnx
         assert main(["export", str(run), "--out", str(out)]) == 1
@@ -157,7 +125,7 @@ def test_a_second_export_to_the_same_file_refuses(tmp_path: Path, capsys: pytest
 
 
 def test_pipeline_needs_a_colorize_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    run = make_run("pix2pix", tmp_path)
+    run = snapshot_run("pix2pix", tmp_path)
     assert main(["export", str(run), "--pipeline", "--out", str(tmp_path / "p.onnx")]) == 1
     assert "the uint8 image pipeline is for colorize models" in capsys.readouterr().err
     assert main(["export", str(run), "--checkpoint", "best", "--out", str(tmp_path / "p.onnx")]) == 1
@@ -168,7 +136,7 @@ def test_pipeline_needs_a_colorize_model(tmp_path: Path, capsys: pytest.CaptureF
 @pytest.mark.slow  # the exporter takes seconds per graph
 def test_mismatch_is_an_error_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """If onnxruntime disagreed with PyTorch, the export fails and nothing is left that looks valid."""
-    run = make_run("gan", tmp_path)
+    run = snapshot_run("gan", tmp_path)
     reference = export_mod._reference
     monkeypatch.setattr(export_mod, "_reference", lambda *a: reference(*a) + 1e-3)
     out = tmp_path / "G.onnx"

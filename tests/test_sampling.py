@@ -41,7 +41,8 @@ def test_sample_to_folder_writes_what_gankit_sample_writes(cgan_run: Path, tmp_p
     )
     names = ["00000_class0.png", "00001_class1.png", "00002_class2.png", "00003_class0.png"]
     assert done.images == [tmp_path / "py" / n for n in names] and done.grid == tmp_path / "py.png"
-    assert notes == [done.note] and "class 0 gets 2" in done.note  # 4 images over 3 classes
+    assert notes == [done.note, "engine: torch (inference_mode)"]  # which engine ran is said too
+    assert "class 0 gets 2" in done.note  # 4 images over 3 classes
     with contextlib.redirect_stdout(io.StringIO()):
         args = ["sample", str(cgan_run), "--n", "4", "--labels", "balanced", "--seed", "3", "--out"]
         assert main([*args, str(tmp_path / "cli"), "--device", "cpu"]) == 0

@@ -20,7 +20,7 @@ _EXPORTS = {
     "list_families": "gankit.families",
     "register_family": "gankit.families",
     "register_preset": "gankit.families",
-    "load_generator": "gankit.sampling",
+    "load_generator": "gankit.loading",
     "sample": "gankit.sampling",
     "sample_to_folder": "gankit.sampling",
     "translate_files": "gankit.translate",

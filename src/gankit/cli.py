@@ -297,6 +297,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             device=args.device,
             seed=args.seed,
             batch_size=args.batch_size,
+            engine=args.engine,
         )
     except NoMetricsComputed as e:
         print(f"gankit eval: error: {e}", file=sys.stderr)
@@ -399,6 +400,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         grid=args.grid,
         overwrite=args.overwrite,
         device=args.device,
+        engine=args.engine,
         spell=flag,
     )
     print(f"wrote {len(done.images)} images to {Path(args.out)}" + (f" and a grid to {args.grid}" if args.grid else ""))
@@ -485,7 +487,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         files = f"{k.files:,} file" + ("s" if k.files != 1 else "")
         print(f"  {k.kind:<{width}}  {human_bytes(k.bytes):>9}  {files:>11}  {k.path}  {what}")
     print(f"in all: {human_bytes(sum(k.bytes for k in kept))}")
-    rebuilt = " and ".join(REBUILT)
+    rebuilt = ", ".join(REBUILT[:-1]) + " and " + REBUILT[-1]
     print(
         f"remove: gankit cache --clear [KIND|NAME ...]  (no argument: {rebuilt}, which the next run rebuilds;\n"
         f"  KIND: {', '.join(dict.fromkeys([*TITLES, *kinds]))}; NAME: decoded-data caches by name prefix)"
@@ -505,6 +507,7 @@ def cmd_translate(args: argparse.Namespace) -> int:
         "overwrite": args.overwrite,
         "train_mode": args.train_mode,
         "device": args.device,
+        "engine": args.engine,
         "spell": flag,
     }
     if args.command == "translate":
@@ -562,8 +565,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port {args.port}: must be 1..65535")
     from gankit.serve import serve
 
-    serve(args.runs, host=args.host, port=args.port, share=args.share, device=args.device)
+    serve(args.runs, host=args.host, port=args.port, share=args.share, device=args.device, engine=args.engine)
     return 0
+
+
+def _add_engine_option(p: argparse.ArgumentParser) -> None:
+    """``--engine`` of sample, translate, colorize, eval and serve (see gankit.engine; no torch import here)."""
+    p.add_argument(
+        "--engine",
+        choices=["auto", "torch", "onnxruntime"],
+        help="what runs the generator: onnxruntime (a verified ONNX export, cached per snapshot; needs "
+        "pip install 'gankit[export]'), torch, or auto: onnxruntime where it can run the model as it "
+        "samples, else torch (default: $GANKIT_ENGINE, else auto)",
+    )
 
 
 def _add_checkpoint_option(p: argparse.ArgumentParser) -> None:
@@ -595,6 +609,7 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--grid", help="also write one grid image here (.png or .jpg)")
     s.add_argument("--overwrite", action="store_true", help="replace existing files in --out and --grid")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_engine_option(s)
 
 
 def _image_parser(sub: argparse._SubParsersAction, name: str, what: str) -> None:
@@ -628,6 +643,7 @@ def _image_parser(sub: argparse._SubParsersAction, name: str, what: str) -> None
         "(the default for a run trained with train.sampling=train)",
     )
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_engine_option(t)
     if name == "translate":
         # No default here: an explicit --strategy is refused above --max-memory, while the
         # default gives way to tiles (gankit.translate.plan_strategies).
@@ -687,6 +703,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, default=0, help="seed of the noise and of the reference subset")
     e.add_argument("--batch-size", type=int, default=256, help="images per forward pass")
     e.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_engine_option(e)
 
 
 def _export_parser(sub: argparse._SubParsersAction) -> None:
@@ -771,6 +788,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("--port", type=int, default=7860, help="port to listen on")
     sv.add_argument("--share", action="store_true", help="also make a public gradio.live link (off by default)")
     sv.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_engine_option(sv)
 
 
 def _cache_parser(sub: argparse._SubParsersAction) -> None:
@@ -780,16 +798,17 @@ def _cache_parser(sub: argparse._SubParsersAction) -> None:
         help="list or clear what gankit keeps on disk (caches, built and downloaded data sets)",
         description="List, with sizes, everything gankit keeps in $XDG_CACHE_HOME/gankit (~/.cache/gankit)\n"
         "and what it built or downloaded into $GANKIT_DATA: decoded-data caches (storage),\n"
-        "reference statistics (stats), classifiers you trained (classifiers), facades pairs (facades),\n"
-        "downloaded data sets. --clear removes by kind, or decoded-data caches by name;\n"
-        "without a name, storage and stats (rebuilt when needed). Data you placed yourself are never removed.",
+        "reference statistics (stats), ONNX exports of the onnxruntime engine (onnx), classifiers you\n"
+        "trained (classifiers), facades pairs (facades), downloaded data sets. --clear removes by kind,\n"
+        "or decoded-data caches by name; without a name, storage, stats and onnx (rebuilt when needed).\n"
+        "Data you placed yourself are never removed.",
     )
     ca.add_argument(
         "--clear",
         nargs="*",
         metavar="KIND|NAME",
-        help="remove a kind (storage, stats, classifiers, facades, a data set) or the decoded-data caches whose "
-        "names start with NAME; without a name: storage and stats",
+        help="remove a kind (storage, stats, onnx, classifiers, facades, a data set) or the decoded-data caches "
+        "whose names start with NAME; without a name: storage, stats and onnx",
     )
 
 

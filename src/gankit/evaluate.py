@@ -206,7 +206,7 @@ class Evaluation:
         feats = []
         for s in range(0, len(index), self.batch_size):
             batch = data.batch(index[s : s + self.batch_size], device=self.device, generator=None)
-            feats.append(ext(_as_rgb(data, batch["input"], loaded.G(batch["input"]).float())))
+            feats.append(ext(_as_rgb(data, batch["input"], loaded(batch["input"]).float())))
         return torch.cat(feats)
 
     # ------------------------------------------------------------------ generated images
@@ -220,7 +220,7 @@ class Evaluation:
         labels = choose_labels(self.n, loaded.info.num_classes, balanced=True)
         for s in range(0, self.n, self.batch_size):
             lb = labels[s : s + self.batch_size].to(self.device) if labels is not None else None
-            yield loaded.G(z[s : s + self.batch_size].to(self.device), lb).float(), lb
+            yield loaded(z[s : s + self.batch_size].to(self.device), lb).float(), lb
 
     def _need_generator(self, kind: str) -> LoadedGenerator:
         if self.loaded is None or self.loaded.family.kind != kind:
@@ -279,7 +279,7 @@ class Evaluation:
         self.counts["pairs"] = total
         for s in range(0, total, self.batch_size):
             b = data.batch(torch.arange(s, min(s + self.batch_size, total)), device=self.device, generator=None)
-            pred = loaded.G(b["input"]).float()
+            pred = loaded(b["input"]).float()
             pixels.update(b["input"], pred, b["target"])
             if space == "lab":
                 rgb, rgb_true = lab_to_display(b["input"], pred), lab_to_display(b["input"], b["target"])
@@ -406,6 +406,7 @@ def evaluate(
     device: str = "auto",
     seed: int = 0,
     batch_size: int = 256,
+    engine: str | None = None,
     log: Log = print,
 ) -> dict[str, float]:
     """Score a run folder or generator checkpoint; append a row to ``RUN/eval.jsonl`` and return the numbers.
@@ -419,12 +420,17 @@ def evaluate(
     ``classifier`` (a path, ``shipped`` or ``user``) defaults to the shipped classifier of the run's
     dataset unless a user-trained one was installed, and to the user-trained one where none is
     shipped (:func:`~gankit.metrics.classifier.locate_classifier`); its identity and accuracy go
-    beside the numbers in the log line and the row. Raises :class:`NoMetricsComputed`
-    (and appends nothing) when not one metric can be computed.
+    beside the numbers in the log line and the row. ``engine`` runs the generator (``auto``, ``torch``
+    or ``onnxruntime``: :mod:`gankit.engine`; None: ``$GANKIT_ENGINE``, else ``auto``). Raises
+    :class:`NoMetricsComputed` (and appends nothing) when not one metric can be computed.
     """
+    from gankit.engine import engine_name, use_engine
+
     start = time.monotonic()
+    engine_name(engine)  # a typo is refused before the model loads
     dev = resolve_device(device)
     loaded = load_generator(run_or_ckpt, device=dev, which=checkpoint)
+    use_engine(loaded, engine, log=log)
     kind = loaded.family.kind
     split = split or ("test" if kind == "noise" else "val")
     dataset = run_dataset(loaded)
@@ -577,7 +583,7 @@ class PairScores:
         """(input, output, target) of the pairs ``indices``, as float tensors on the CPU."""
         dev = next(self.loaded.G.parameters()).device
         b = self.data.batch(torch.tensor(indices), device=dev, generator=None)
-        out = self.loaded.G(b["input"]).float()
+        out = self.loaded(b["input"]).float()
         return b["input"].float().cpu(), out.cpu(), b["target"].float().cpu()
 
 
@@ -615,7 +621,7 @@ def score_pairs(
     l1s = []
     for start in range(0, len(data), batch_size):
         b = data.batch(torch.arange(start, min(start + batch_size, len(data))), device=dev, generator=None)
-        out = loaded.G(b["input"]).float()
+        out = loaded(b["input"]).float()
         l1s.append((out - b["target"].float()).abs().flatten(1).mean(1).cpu())
     return PairScores(loaded, data, torch.cat(l1s))
 

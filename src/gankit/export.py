@@ -42,8 +42,8 @@ from torch import Tensor, nn
 
 from gankit.color import model_to_rgb, rgb_to_model
 from gankit.errors import MissingExtra, OutputExists
+from gankit.loading import LoadedGenerator, load_generator
 from gankit.locks import lock_file
-from gankit.sampling import LoadedGenerator, load_generator
 
 OPSET = 18
 """Opset 18 has Resize with antialiasing, which the colorize pipeline needs."""
@@ -132,7 +132,7 @@ class ConditionalNoiseGraph(nn.Module):
 class ColorizePipeline(nn.Module):
     """``gankit colorize`` as one module: uint8 (H, W, C) photo -> uint8 (H, W, 3) colour photo.
 
-    The same steps as :func:`gankit.translate.colorize_image`: ab is predicted from an antialiased
+    The same steps as :func:`gankit.inference.colorize`: ab is predicted from an antialiased
     ``resolution`` x ``resolution`` copy, upsampled bilinearly to full size and joined with the
     photo's own full-resolution L.
     """
@@ -200,7 +200,8 @@ class ExportReport:
 # ------------------------------------------------------------------------------------ export
 
 
-def _require_onnx() -> tuple[Any, Any]:
+def require_onnx() -> tuple[Any, Any]:
+    """``(onnx, onnxruntime)``; :class:`ExportNeedsExtra` (one line, with the pip command) when the extra is missing."""
     try:
         import onnx
         import onnxruntime
@@ -213,14 +214,15 @@ def _require_onnx() -> tuple[Any, Any]:
     return onnx, onnxruntime
 
 
-def load_for_export(run: str | Path, checkpoint: str = "last") -> LoadedGenerator:
-    """The generator of ``run`` for ``checkpoint`` = ``best``, ``last`` or a checkpoint file path.
+def load_for_export(run: str | Path | LoadedGenerator, checkpoint: str = "last") -> LoadedGenerator:
+    """The generator of ``run`` for ``checkpoint`` = ``best``, ``last`` or a checkpoint file path
+    (or ``run`` itself, already loaded).
 
     A snapshot written for train-mode sampling (``train.sampling=train``: batch statistics) is
     refused: an ONNX graph would bake in the statistics of the batch it was traced on. A standing
     snapshot exports as is (its recomputed statistics are in its BatchNorm buffers).
     """
-    loaded = load_generator(run, which=checkpoint)
+    loaded = run if isinstance(run, LoadedGenerator) else load_generator(run, which=checkpoint)
     if loaded.sampling == "train":
         raise ExportError(
             f"{loaded.path}: this run samples in train mode (train.sampling=train, batch statistics), which an "
@@ -229,7 +231,8 @@ def load_for_export(run: str | Path, checkpoint: str = "last") -> LoadedGenerato
     return loaded
 
 
-def _session(path: Path, ort: Any) -> Any:
+def open_session(path: Path, ort: Any) -> Any:
+    """An onnxruntime CPU session of ``path`` with as many threads as PyTorch uses."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()  # the same CPU budget PyTorch was given
     options.log_severity_level = 3
@@ -288,12 +291,13 @@ def _example_inputs(loaded: LoadedGenerator, graph: str, variant: int, seed: int
 def _reference(loaded: LoadedGenerator, graph: str, inputs: tuple[Tensor, ...]) -> Tensor:
     """What gankit itself computes for ``inputs`` (its own inference code, not the export wrappers)."""
     if graph == "pipeline":
-        from gankit.translate import colorize_image
+        from gankit.inference import colorize
 
         (image,) = inputs
         rgb01 = image.permute(2, 0, 1).unsqueeze(0).float().expand(1, 3, -1, -1) / 255.0
         # quantized as gankit colorize saves its PNGs
-        return (colorize_image(loaded, rgb01)[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
+        rgb = colorize(loaded.G, rgb01, loaded.info.resolution)
+        return (rgb[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0)
     if loaded.family.kind == "noise":
         return loaded.G(*inputs)
     from gankit.inference import run_any_size
@@ -327,7 +331,7 @@ def _dynamic_shapes(loaded: LoadedGenerator, graph: str) -> dict[str, Any]:
 
 
 def export_onnx(
-    run: str | Path,
+    run: str | Path | LoadedGenerator,
     out: str | Path,
     *,
     checkpoint: str = "last",
@@ -340,7 +344,8 @@ def export_onnx(
     """Export the generator of ``run`` to ONNX at ``out``, verified against PyTorch (see the module docstring).
 
     Args:
-        run: run folder or generator checkpoint file.
+        run: run folder or generator checkpoint file, or a generator already loaded (in eval mode;
+            its weights are exported as they are in memory).
         out: the ``.onnx`` file to write; an existing file is an error unless ``overwrite``.
         checkpoint: ``last`` (default), ``best`` or a path to a checkpoint file.
         pipeline: colorize models only: export the uint8 image -> uint8 image pipeline.
@@ -352,7 +357,7 @@ def export_onnx(
         An :class:`ExportReport`; raises :class:`ExportError` when the export fails or does not match,
         and :class:`gankit.locks.Busy` (one line) while another process exports to ``out``.
     """
-    _, ort = _require_onnx()
+    _, ort = require_onnx()
     out = Path(out)
     if out.is_dir():
         raise ExportError(f"--out {out} is a folder; pass a file name such as {out / 'G.onnx'}")
@@ -389,10 +394,19 @@ def _out_lock(out: Path) -> Iterator[None]:
 
 
 def _export_verified(
-    run: str | Path, out: Path, ort: Any, *, checkpoint: str, pipeline: bool, tolerance: float | None, seed: int
+    run: str | Path | LoadedGenerator,
+    out: Path,
+    ort: Any,
+    *,
+    checkpoint: str,
+    pipeline: bool,
+    tolerance: float | None,
+    seed: int,
 ) -> ExportReport:
     """Export to a temporary file beside ``out``, check it with onnxruntime, then rename it to ``out``."""
     loaded = load_for_export(run, checkpoint)
+    if isinstance(run, LoadedGenerator) and loaded.G.training:  # the caller's generator: its mode stays the caller's
+        raise ExportError(f"{loaded.path}: the generator is in train mode (dropout, batch statistics); export is eval")
     loaded.G.float().eval()
     module, graph, facts = _graph_for(loaded, pipeline)
     module.eval()
@@ -407,7 +421,7 @@ def _export_verified(
         report = ExportReport(
             out, loaded.family.name, graph, facts["inputs"], facts["outputs"], loaded.path, tolerance=tolerance
         )
-        session = _session(tmp, ort)
+        session = open_session(tmp, ort)
         for inputs in examples:
             feed = {name: t.numpy() for name, t in zip(facts["inputs"], inputs)}
             (got,) = session.run(None, feed)

@@ -18,7 +18,7 @@ that is the caller's choice (pix2pix, for instance, is sometimes sampled with dr
 
 At the training size, the innermost conv and transposed conv of the U-Net use only the centre 2x2
 of their 4x4 kernels; the other taps see zero padding, get no gradient and keep their initial
-values. :func:`zero_unused_taps` (applied by :func:`gankit.sampling.load_generator`) zeroes them,
+values. :func:`zero_unused_taps` (applied by :func:`gankit.loading.load_generator`) zeroes them,
 so that on larger inputs they add nothing the model did not learn.
 """
 
@@ -46,6 +46,9 @@ PAD_MODES = ("reflect", "replicate", "constant")
 
 Padding = tuple[int, int, int, int]
 """(left, right, top, bottom), the order of :func:`torch.nn.functional.pad` for the last two dims."""
+
+Generator = Callable[[Tensor], Tensor]
+"""What runs the network: an ``nn.Module`` or any callable, e.g. a loaded generator with its engine."""
 
 
 def _pad(x: Tensor, pad: Padding, mode: str) -> Tensor:
@@ -132,7 +135,7 @@ def _tile_starts(size: int, tile: int, stride: int) -> list[int]:
     return list(range(0, size - tile, stride)) + [size - tile]
 
 
-def _run_tiled(G: nn.Module, x: Tensor, tile: int, overlap: int) -> Tensor:
+def _run_tiled(G: Generator, x: Tensor, tile: int, overlap: int) -> Tensor:
     h, w = x.shape[-2:]
     # Images smaller than a tile are mirrored up to tile size so every tile the model sees is full.
     grow_h, grow_w = max(tile - h, 0), max(tile - w, 0)
@@ -160,8 +163,75 @@ def _run_tiled(G: nn.Module, x: Tensor, tile: int, overlap: int) -> Tensor:
     return crop_padding(out / weight, pad).to(out_dtype)
 
 
+@dataclass(frozen=True)
+class Fitted:
+    """How :func:`fit_to_generator` changed an image, and so how :func:`restore_size` undoes it."""
+
+    size: tuple[int, int]
+    """The input's (H, W): the output is brought back to it."""
+    pad: Padding | None = None
+    """``pad``: cropped off the generator's output."""
+    tile: tuple[int, int] | None = None
+    """``tile``: (tile side, overlap); the generator runs on blended tiles (:func:`run_fitted`)."""
+
+
+def fit_to_generator(
+    x: Tensor,
+    *,
+    multiple: int,
+    resolution: int,
+    max_side: int | None = None,
+    strategy: str = DEFAULT_STRATEGY,
+    tile_overlap: int | None = None,
+) -> tuple[Tensor, Fitted]:
+    """The first third of :func:`run_any_size`: ``x`` resized, shrunk or padded for the generator.
+
+    Split out so that a folder of images can be fitted in worker threads and the generator run on
+    batches of fitted images of one shape (:mod:`gankit.pipeline`). Arguments as :func:`run_any_size`.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy '{strategy}' (expected one of {', '.join(STRATEGIES)})")
+    if x.dim() != 4:
+        raise ValueError(f"expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
+    if multiple < 1 or resolution < 1:
+        raise ValueError(f"multiple and resolution must be positive, got {multiple} and {resolution}")
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be positive, got {max_side}")
+    overlap = 0
+    if strategy == "tile":
+        if resolution % multiple:
+            raise ValueError(f"tile size (resolution={resolution}) must be a multiple of {multiple}")
+        overlap = resolution // 4 if tile_overlap is None else tile_overlap
+        if not 0 <= overlap <= resolution // 2:
+            raise ValueError(f"tile_overlap must be in [0, {resolution // 2}], got {overlap}")
+
+    h, w = x.shape[-2:]
+    if strategy == "resize":
+        return _resize(x, (resolution, resolution)), Fitted((h, w))
+    work = x
+    if max_side is not None and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        work = _resize(x, (max(1, round(h * scale)), max(1, round(w * scale))))
+    if strategy == "pad":
+        padded, pad = pad_to_multiple(work, multiple)
+        return padded, Fitted((h, w), pad=pad)
+    return work, Fitted((h, w), tile=(resolution, overlap))
+
+
+def run_fitted(G: Generator, x: Tensor, fitted: Fitted) -> Tensor:
+    """The second third of :func:`run_any_size`: the generator on a fitted image (or its tiles)."""
+    return _run_tiled(G, x, *fitted.tile) if fitted.tile is not None else G(x)
+
+
+def restore_size(y: Tensor, fitted: Fitted) -> Tensor:
+    """The last third of :func:`run_any_size`: the generator's output cropped and resized to the input's size."""
+    if fitted.pad is not None:
+        y = crop_padding(y, fitted.pad)
+    return _resize(y, fitted.size)
+
+
 def run_any_size(
-    G: nn.Module,
+    G: Generator,
     x: Tensor,
     *,
     multiple: int,
@@ -190,36 +260,43 @@ def run_any_size(
     Returns:
         (N, C_out, H, W): always exactly the input's height and width.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy '{strategy}' (expected one of {', '.join(STRATEGIES)})")
-    if x.dim() != 4:
-        raise ValueError(f"expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
-    if multiple < 1 or resolution < 1:
-        raise ValueError(f"multiple and resolution must be positive, got {multiple} and {resolution}")
-    if max_side is not None and max_side < 1:
-        raise ValueError(f"max_side must be positive, got {max_side}")
-    if strategy == "tile":
-        if resolution % multiple:
-            raise ValueError(f"tile size (resolution={resolution}) must be a multiple of {multiple}")
-        overlap = resolution // 4 if tile_overlap is None else tile_overlap
-        if not 0 <= overlap <= resolution // 2:
-            raise ValueError(f"tile_overlap must be in [0, {resolution // 2}], got {overlap}")
+    fitted_x, fitted = fit_to_generator(
+        x, multiple=multiple, resolution=resolution, max_side=max_side, strategy=strategy, tile_overlap=tile_overlap
+    )
+    return restore_size(run_fitted(G, fitted_x, fitted), fitted)
 
-    h, w = x.shape[-2:]
-    if strategy == "resize":
-        return _resize(G(_resize(x, (resolution, resolution))), (h, w))
 
-    work = x
-    if max_side is not None and max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        work = _resize(x, (max(1, round(h * scale)), max(1, round(w * scale))))
+@torch.no_grad()
+def colorize(G: Generator, rgb01: Tensor, resolution: int) -> Tensor:
+    """A colorization generator (L -> ab) on photos of any size, RGB in [0, 1] (N, 3, H, W) -> RGB.
 
-    if strategy == "pad":
-        padded, pad = pad_to_multiple(work, multiple)
-        y = crop_padding(G(padded), pad)
-    else:
-        y = _run_tiled(G, work, resolution, overlap)
-    return _resize(y, (h, w))
+    ab is predicted from an antialiased ``resolution`` x ``resolution`` copy, upsampled bilinearly to
+    the full size and joined with the photo's own full-resolution L: edges and fine detail come from
+    the original, only the colour from the network (``gankit colorize``).
+    """
+    L_small, L_full = colorize_input(rgb01, resolution)
+    return colorize_output(G(L_small), L_full)
+
+
+@torch.no_grad()
+def colorize_input(rgb01: Tensor, resolution: int) -> tuple[Tensor, Tensor]:
+    """The first step of :func:`colorize`: the generator's input (the L of a ``resolution`` copy, model
+    scaled) and the photo's own L at full size."""
+    from gankit.color import rgb_to_model
+
+    L_full, _ = rgb_to_model(rgb01)
+    small = F.interpolate(rgb01, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)
+    L_small, _ = rgb_to_model(small.clamp(0, 1))
+    return L_small, L_full
+
+
+@torch.no_grad()
+def colorize_output(ab_small: Tensor, L_full: Tensor) -> Tensor:
+    """The last step of :func:`colorize`: the predicted ab upsampled and joined with the full-size L."""
+    from gankit.color import model_to_rgb
+
+    ab_full = F.interpolate(ab_small.float(), size=L_full.shape[-2:], mode="bilinear", align_corners=False)
+    return model_to_rgb(L_full, ab_full)
 
 
 # ------------------------------------------------------------------------------ untrained taps

@@ -36,6 +36,7 @@ class PeriodicEval(Callback):
                 n=t.eval_n,
                 device=str(tr.device),
                 seed=t.seed,
+                engine="torch",  # a new snapshot every time: an ONNX export would cost more than it saves
                 log=tr.log,
             )
         except ValueError as e:  # no metric computable here (DataError, ConfigError, ...): training goes on

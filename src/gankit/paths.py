@@ -1,7 +1,8 @@
 """Where gankit keeps things on disk: one rule for every cache and built data set.
 
 - ``cache_dir()``: ``$XDG_CACHE_HOME/gankit`` (``~/.cache/gankit`` when unset). Decoded-data caches
-  (``storage/``), reference statistics (``stats/``), user classifiers (``classifiers/``) and, unless
+  (``storage/``), reference statistics (``stats/``), ONNX exports of the onnxruntime engine
+  (``onnx/``), user classifiers (``classifiers/``) and, unless
   ``$GANKIT_DATA`` is set, downloaded and built data sets live here.
 - ``data_root()``: ``$GANKIT_DATA`` if set, else ``cache_dir()``: where data sets are downloaded or built
   (``fashion-mnist/``, ``facades/``) and looked for.

@@ -91,15 +91,29 @@ def _read_step(path: Path) -> int | None:
 
 
 class RunModel:
-    """One run folder served by the app: its generator (loaded once) and what the page says about it."""
+    """One run folder served by the app: its generator (loaded once, run through ``engine``: see
+    :mod:`gankit.engine`; None: ``$GANKIT_ENGINE``, else ``auto``) and what the page says about it."""
 
-    def __init__(self, run: str | Path, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        run: str | Path,
+        device: str | torch.device = "cpu",
+        engine: str | None = None,
+        log: Callable[[str], object] = print,
+    ) -> None:
         self.run = Path(run)
-        self.device = device
+        self.device, self.engine, self.log = device, engine, log
         self.lock = threading.Lock()
-        self.loaded: LoadedGenerator = load_generator(self.run, device=device)
+        self.loaded: LoadedGenerator = self._load()
         self.step = _read_step(self.loaded.path)
         self.loaded_at = time.time()
+
+    def _load(self) -> LoadedGenerator:
+        from gankit.engine import use_engine
+
+        loaded = load_generator(self.run, device=self.device)
+        use_engine(loaded, self.engine, log=lambda line: self.log(f"{self.run}: {line}"))
+        return loaded
 
     @property
     def family(self) -> str:
@@ -119,7 +133,7 @@ class RunModel:
     def reload(self) -> str:
         """Load the newest snapshot of the run again (a run that is still training writes new ones)."""
         with self.lock:
-            self.loaded = load_generator(self.run, device=self.device)
+            self.loaded = self._load()
             self.step = _read_step(self.loaded.path)
             self.loaded_at = time.time()
         return self.describe()
@@ -299,9 +313,8 @@ def action_walk(rm: RunModel, out: Outputs, seed_a: Any, seed_b: Any, steps: Any
     z = _slerp(_first_latent(rm, seed_a), _first_latent(rm, seed_b), torch.linspace(0, 1, steps))
     labels = torch.full((steps,), k, dtype=torch.long) if k is not None else None
     with rm.lock, torch.no_grad():
-        G = rm.loaded.G
-        device = next(G.parameters()).device
-        images = G(z.to(device), labels.to(device) if labels is not None else None).float().cpu()
+        device = next(rm.loaded.G.parameters()).device
+        images = rm.loaded(z.to(device), labels.to(device) if labels is not None else None).float().cpu()
     caption = f"{rm.task} {rm.name}: seed {seed_a} -> seed {seed_b}"
     return str(_grid(images, out.path(f"walk-{seed_a}-{seed_b}"), nrow=steps, caption=caption))
 
@@ -628,14 +641,26 @@ def launch(
 
 
 def serve(
-    runs: list[str | Path], *, host: str = "127.0.0.1", port: int = 7860, share: bool = False, device: str = "auto"
+    runs: list[str | Path],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    device: str = "auto",
+    engine: str | None = None,
 ) -> None:
-    """``gankit serve RUN [RUN ...]``: load every run once, then serve the page until interrupted."""
+    """``gankit serve RUN [RUN ...]``: load every run once, then serve the page until interrupted.
+
+    ``engine`` runs the generators (``auto``, ``torch`` or ``onnxruntime``: :mod:`gankit.engine`;
+    None: ``$GANKIT_ENGINE``, else ``auto``); one line per run says which.
+    """
     _require_gradio()
     from gankit.devices import resolve_device
+    from gankit.engine import engine_name
 
+    engine_name(engine)  # a typo is refused before any model loads
     dev = resolve_device(device)
-    models = [RunModel(r, dev) for r in runs]
+    models = [RunModel(r, dev, engine) for r in runs]
     out = Outputs()
     try:
         app = build_app(models, out)

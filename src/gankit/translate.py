@@ -9,7 +9,12 @@ Both accept images of any size and aspect ratio and write outputs of exactly the
   way to ``tile`` (with a note), and an explicitly chosen one is refused with the options that would fit.
 * colorize (:func:`colorize_files`): ab is predicted at the model's training resolution from a resized copy, upsampled
   to the full size and combined with the photo's own full-resolution L channel, so edges and fine
-  detail come from the original, only the colour from the network.
+  detail come from the original, only the colour from the network (:func:`gankit.inference.colorize`).
+
+A folder runs through :func:`gankit.pipeline.run_files`: files are decoded and written in worker
+threads while the generator (through the engine of :mod:`gankit.engine`) runs on batches of
+same-shape inputs; as many files are held at once as their memory estimates allow within
+``--max-memory``, and the files written are the ones the one-at-a-time loop writes.
 
 Outputs mirror the inputs: ``in/a/x.jpg`` given as the folder ``in`` is written to
 ``OUT/a/x.png``; files named directly go to ``OUT/<name>.png``. Nothing is overwritten unless
@@ -25,19 +30,30 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from tqdm import tqdm
 
 from gankit.data.errors import DataError
-from gankit.data.images import ImageReadError, SkipReport, list_images, open_image, pil_to_tensor, to_rgb
+from gankit.data.images import SkipReport, list_images, open_image, pil_to_tensor, to_rgb
 from gankit.errors import OutputExists
 from gankit.formatting import Spelling, image_size, keyword
-from gankit.inference import DEFAULT_STRATEGY, STRATEGIES, estimate_memory, run_any_size
+from gankit.inference import (
+    DEFAULT_STRATEGY,
+    STRATEGIES,
+    Fitted,
+    colorize,
+    colorize_input,
+    colorize_output,
+    estimate_memory,
+    fit_to_generator,
+    restore_size,
+    run_fitted,
+)
 from gankit.locks import atomic_path, output_lock
+from gankit.pipeline import Prepared, run_files
 from gankit.sampling import LoadedGenerator, load_generator
 
 FORMATS = {"png": "PNG", "jpg": "JPEG"}
@@ -52,6 +68,14 @@ PROCESS_BASELINE = 0.53 * GB
 peaks of 3000x4000 CPU translates (ngf=64: pad 7.09 GB, tile 1.65 GB, resize 1.66 GB; see
 benchmarks/quality_strategies.py --memory). The overhead is what kernels keep beyond the tensors
 (oneDNN's blocked copies of conv inputs and outputs); the baseline is Python, torch and PIL."""
+COLORIZE_BYTES_PER_PIXEL = 104
+"""Peak tensor bytes per pixel of one photo through :func:`colorize_image` and its PNG quantization,
+besides the generator at its training size (counted by ``gankit.inference``'s tensor counter: 103.1
+at 480x320 and 103.0 at 1500x1000; the sRGB <-> Lab conversions hold several full-size copies)."""
+MAX_BATCH = 4
+"""Most same-shape images per generator call in a folder. On one thread of the 2-core CPU a batch of 4
+ran the colorize unet_256 at 103-114 ms per image against 163-191 ms one by one on the torch engine
+(channels_last), and at 82-85 against 86-90 ms on onnxruntime."""
 
 
 @dataclass(frozen=True)
@@ -141,12 +165,30 @@ def _model_input(loaded: LoadedGenerator, rgb01: Tensor) -> Tensor:
 def translate_image(
     loaded: LoadedGenerator, rgb01: Tensor, *, strategy: str = DEFAULT_STRATEGY, max_side: int | None = None
 ) -> Tensor:
-    """pix2pix output for one (1, C, H, W) image in [0, 1]; returns (1, 3, H, W) in [0, 1]."""
-    G, info = loaded.G, loaded.info
-    device = next(G.parameters()).device
+    """pix2pix output for one (1, C, H, W) image in [0, 1]; returns (1, 3, H, W) in [0, 1].
+
+    The generator runs as ``loaded(...)``, through its engine if one is attached (:mod:`gankit.engine`).
+    """
+    x, fitted = translate_input(loaded, rgb01, strategy=strategy, max_side=max_side)
+    return translate_output(run_fitted(loaded, x, fitted), fitted)
+
+
+@torch.no_grad()
+def translate_input(
+    loaded: LoadedGenerator, rgb01: Tensor, *, strategy: str = DEFAULT_STRATEGY, max_side: int | None = None
+) -> tuple[Tensor, Fitted]:
+    """The first step of :func:`translate_image`: the generator's input for the image, and how it was fitted."""
+    device = next(loaded.G.parameters()).device
     x = _model_input(loaded, rgb01.to(device))
-    y = run_any_size(G, x, multiple=G.multiple, resolution=info.resolution, strategy=strategy, max_side=max_side)
-    y = (y.float() + 1) / 2
+    return fit_to_generator(
+        x, multiple=loaded.G.multiple, resolution=loaded.info.resolution, strategy=strategy, max_side=max_side
+    )
+
+
+@torch.no_grad()
+def translate_output(y: Tensor, fitted: Fitted) -> Tensor:
+    """The last step of :func:`translate_image`: the generator's output at the image's size, RGB in [0, 1]."""
+    y = (restore_size(y, fitted).float() + 1) / 2
     return y.expand(-1, 3, -1, -1) if y.shape[1] == 1 else y
 
 
@@ -157,6 +199,17 @@ def translate_memory(loaded: LoadedGenerator, h: int, w: int, strategy: str, max
     image and the [0, 1] output), scaled by :data:`KERNEL_OVERHEAD` for what kernels keep, plus
     the weights and :data:`PROCESS_BASELINE`: an estimate of the process's peak RSS.
     """
+    return int(_fixed_bytes(loaded) + _translate_bytes(loaded, h, w, strategy, max_side))
+
+
+def _fixed_bytes(loaded: LoadedGenerator) -> int:
+    """What a process holds whatever the images: :data:`PROCESS_BASELINE` and the weights."""
+    weights = sum(t.numel() * t.element_size() for t in [*loaded.G.parameters(), *loaded.G.buffers()])
+    return int(PROCESS_BASELINE + weights)
+
+
+def _translate_bytes(loaded: LoadedGenerator, h: int, w: int, strategy: str, max_side: int | None) -> int:
+    """The part of :func:`translate_memory` that one image adds."""
     G = loaded.G
     assert loaded.profile is not None, "load_generator profiles image-to-image models"
     c = loaded.info.in_channels
@@ -168,8 +221,15 @@ def translate_memory(loaded: LoadedGenerator, h: int, w: int, strategy: str, max
     decoded = 3 * px + 12 * px  # uint8 RGB and the float copy in [0, 1]
     model_input = 4 * c * px
     post = 2 * 12 * px  # (y + 1) / 2 and its temporary
-    weights = sum(t.numel() * t.element_size() for t in [*G.parameters(), *G.buffers()])
-    return int(PROCESS_BASELINE + weights + KERNEL_OVERHEAD * (decoded + model_input + max(run, post)))
+    return int(KERNEL_OVERHEAD * (decoded + model_input + max(run, post)))
+
+
+def _colorize_bytes(loaded: LoadedGenerator, h: int, w: int) -> int:
+    """What one photo adds to the memory of ``gankit colorize``: its conversions at full size and
+    the generator at the training size (see :data:`COLORIZE_BYTES_PER_PIXEL`)."""
+    assert loaded.profile is not None, "load_generator profiles image-to-image models"
+    res = loaded.info.resolution
+    return int(KERNEL_OVERHEAD * (COLORIZE_BYTES_PER_PIXEL * h * w + loaded.profile.peak_bytes_per_pixel * res * res))
 
 
 def _size(nbytes: float) -> str:
@@ -184,6 +244,11 @@ def default_memory_limit(device: torch.device) -> float:
         return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not POSIX: assume a modest machine
         return 8 * GB
+
+
+def image_sizes(jobs: list[Job]) -> dict[Path, tuple[int, int] | None]:
+    """Every input's (H, W), from the file headers (None where unreadable)."""
+    return {job.src: _image_size(job.src) for job in jobs}
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
@@ -207,6 +272,7 @@ def plan_strategies(
     limit: float,
     say: Callable[[str], object] = print,
     spell: Spelling = keyword,
+    sizes: dict[Path, tuple[int, int] | None] | None = None,
 ) -> dict[Path, str]:
     """The strategy for each input, checked against the memory ``limit`` before anything runs.
 
@@ -214,13 +280,15 @@ def plan_strategies(
     whose estimate exceeds ``limit`` is tiled instead, with a one-line note; an explicitly chosen
     strategy over the limit, or an image too large even for tiles, is a :class:`DataError` that
     names the options that help (as ``spell`` names them). Under the limit, the largest estimate
-    is still told to ``say`` if it is over :data:`LARGE`.
+    is still told to ``say`` if it is over :data:`LARGE`. ``sizes``: the inputs' (H, W) when
+    already read (:func:`image_sizes`).
     """
     chosen = strategy or DEFAULT_STRATEGY
     out: dict[Path, str] = {}
     largest: tuple[int, str] = (0, "")
+    sizes = sizes if sizes is not None else image_sizes(jobs)
     for job in jobs:
-        size = _image_size(job.src)
+        size = sizes[job.src]
         out[job.src] = chosen
         if size is None:
             continue
@@ -252,18 +320,12 @@ def plan_strategies(
 
 @torch.no_grad()
 def colorize_image(loaded: LoadedGenerator, rgb01: Tensor) -> Tensor:
-    """Colour version of a (1, 3, H, W) photo in [0, 1] (grayscale or colour) at its full resolution."""
-    from gankit.color import model_to_rgb, rgb_to_model
+    """Colour version of a (1, 3, H, W) photo in [0, 1] (grayscale or colour) at its full resolution
+    (:func:`gankit.inference.colorize`).
 
-    G, res = loaded.G, loaded.info.resolution
-    device = next(G.parameters()).device
-    full = rgb01.to(device)
-    L_full, _ = rgb_to_model(full)
-    small = F.interpolate(full, size=(res, res), mode="bilinear", align_corners=False, antialias=True)
-    L_small, _ = rgb_to_model(small.clamp(0, 1))
-    ab_small = G(L_small).float()
-    ab_full = F.interpolate(ab_small, size=full.shape[-2:], mode="bilinear", align_corners=False)
-    return model_to_rgb(L_full, ab_full)
+    The generator runs as ``loaded(...)``, through its engine if one is attached (:mod:`gankit.engine`).
+    """
+    return colorize(loaded, rgb01.to(next(loaded.G.parameters()).device), loaded.info.resolution)
 
 
 @dataclass(frozen=True)
@@ -294,6 +356,8 @@ def translate_files(
     overwrite: bool = False,
     train_mode: bool | None = None,
     device: str = "auto",
+    engine: str | None = None,
+    workers: int | None = None,
     log: Callable[[str], object] = print,
     spell: Spelling = keyword,
 ) -> WrittenImages:
@@ -308,13 +372,19 @@ def translate_files(
         strategy: ``"resize"``, ``"pad"`` or ``"tile"`` (:data:`gankit.inference.STRATEGIES`); None
             is the default strategy, which gives way to tiles above ``max_memory``.
         max_side: shrink images whose longer side exceeds this many pixels before translating.
-        max_memory: GB one image may take (default: half the RAM, or 80% of the GPU's memory).
+        max_memory: GB the run may take (default: half the RAM, or 80% of the GPU's memory): one
+            image's estimate must fit (see ``strategy``), and a folder holds as many images at once
+            as their estimates fit.
         fmt: ``"png"`` or ``"jpg"``; ``quality`` is the JPEG quality (1-100, default 95).
         train_mode: True: dropout on and per-image statistics, as the reference pix2pix test script;
             False: eval mode; None (default): the mode the snapshot was written for (the run's
             ``train.sampling``: eval mode with its standing statistics, or train mode).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        log: where notes go (memory estimates, unreadable inputs).
+        engine: what runs the generator: ``auto``, ``torch`` or ``onnxruntime`` (:mod:`gankit.engine`;
+            None: ``$GANKIT_ENGINE``, else ``auto``).
+        workers: threads that decode and write files while the generator runs (default: one per
+            core but one, at least 1 and at most 4); 0: one file at a time in the calling thread.
+        log: where notes go (the engine, memory estimates, unreadable inputs).
         spell: how messages name these settings (:class:`gankit.formatting.Spelling`).
 
     Raises :class:`DataError` for a setting out of range, a missing input or a model of the wrong
@@ -326,7 +396,9 @@ def translate_files(
         raise DataError(f"{spell('max_side', max_side)}: must be a positive number of pixels")
     if max_memory is not None and not (max_memory > 0 and math.isfinite(max_memory)):
         raise DataError(f"{spell('max_memory', max_memory)}: must be a positive number of GB")
-    settings = _Settings("translate", strategy, max_side, max_memory, fmt, quality, train_mode, log, spell)
+    settings = _Settings(
+        "translate", fmt, quality, train_mode, engine, workers, log, spell, strategy, max_side, max_memory
+    )
     return _convert_files(run, inputs, out, settings, checkpoint=checkpoint, overwrite=overwrite, device=device)
 
 
@@ -341,14 +413,17 @@ def colorize_files(
     overwrite: bool = False,
     train_mode: bool | None = None,
     device: str = "auto",
+    engine: str | None = None,
+    workers: int | None = None,
     log: Callable[[str], object] = print,
     spell: Spelling = keyword,
 ) -> WrittenImages:
     """Colorize photos at their full resolution with a colorize run (``gankit colorize``).
 
-    The arguments are those of :func:`translate_files` (without its size and memory settings).
+    The arguments are those of :func:`translate_files` (without its size and memory settings; a
+    folder holds as many photos at once as fit in half the RAM, or 80% of the GPU's memory).
     """
-    settings = _Settings("colorize", None, None, None, fmt, quality, train_mode, log, spell)
+    settings = _Settings("colorize", fmt, quality, train_mode, engine, workers, log, spell)
     return _convert_files(run, inputs, out, settings, checkpoint=checkpoint, overwrite=overwrite, device=device)
 
 
@@ -357,14 +432,16 @@ class _Settings:
     """How :func:`_convert_files` runs: the command and the settings the caller chose."""
 
     command: str
-    strategy: str | None
-    max_side: int | None
-    max_memory: float | None
     fmt: str
     quality: int | None
     train_mode: bool | None
+    engine: str | None
+    workers: int | None
     log: Callable[[str], object]
     spell: Spelling
+    strategy: str | None = None
+    max_side: int | None = None
+    max_memory: float | None = None
 
 
 def _convert_files(
@@ -399,8 +476,10 @@ def _run_jobs(
     run: str | Path, jobs: list[Job], settings: _Settings, *, checkpoint: str | Path | None, device: str
 ) -> WrittenImages:
     from gankit.devices import resolve_device
+    from gankit.engine import engine_name, use_engine
 
-    command = settings.command
+    command, log, spell = settings.command, settings.log, settings.spell
+    engine_name(settings.engine, spell)  # a typo is refused before the model loads
     dev = resolve_device(device)
     family = "colorize" if command == "colorize" else "pix2pix"
     loaded = load_generator(run, device=dev, which=checkpoint, family=family)
@@ -408,37 +487,54 @@ def _run_jobs(
         raise DataError(f"{loaded.path}: a '{loaded.family.name}' model, not a colorization model")
     if command == "translate" and loaded.info.space == "lab":
         raise DataError(f"{loaded.path}: a colorization model; use `gankit colorize`")
+    max_gb = settings.max_memory
+    limit = max_gb * GB if max_gb is not None else default_memory_limit(torch.device(dev))
+    sizes = image_sizes(jobs)
     strategies: dict[Path, str] = {}
     if command == "translate":
-        max_gb = settings.max_memory
-        limit = max_gb * GB if max_gb is not None else default_memory_limit(torch.device(dev))
         strategies = plan_strategies(
-            loaded,
-            jobs,
-            strategy=settings.strategy,
-            max_side=settings.max_side,
-            limit=limit,
-            say=settings.log,
-            spell=settings.spell,
-        )
+            loaded, jobs, strategy=settings.strategy, max_side=settings.max_side, limit=limit, say=log, spell=spell,
+            sizes=sizes,
+        )  # fmt: skip
     if settings.train_mode is not None:  # forced; else the snapshot's mode, as load_generator set it
         loaded.G.train(settings.train_mode)
     train_mode = loaded.G.training
+    use_engine(loaded, settings.engine, log=log, spell=spell)
 
-    report = SkipReport("inputs")
-    written: list[Path] = []
-    for job in tqdm(jobs, desc=command, unit="image", disable=None if len(jobs) > 1 else True, leave=False):
-        try:
-            rgb = load_rgb01(job.src)
-        except ImageReadError as e:
-            report.add(e)
-            continue
+    def prepare(job: Job) -> Prepared:
+        rgb = load_rgb01(job.src)
         if command == "colorize":
-            result = colorize_image(loaded, rgb)
-        else:
-            result = translate_image(loaded, rgb, strategy=strategies[job.src], max_side=settings.max_side)
+            return Prepared(*colorize_input(rgb.to(dev), loaded.info.resolution))
+        x, fitted = translate_input(loaded, rgb, strategy=strategies[job.src], max_side=settings.max_side)
+        return Prepared(x, fitted, batchable=fitted.tile is None)
+
+    def generate(x: Tensor, contexts: list[Any]) -> Tensor:
+        return loaded(x) if command == "colorize" else run_fitted(loaded, x, contexts[0])
+
+    def finish(job: Job, y: Tensor, context: Tensor | Fitted) -> Path:
+        result = colorize_output(y, context) if command == "colorize" else translate_output(y, context)
         save_image(result, job.dst, settings.fmt, settings.quality or DEFAULT_JPEG_QUALITY)
-        written.append(job.dst)
+        return job.dst
+
+    def image_bytes(src: Path, h: int, w: int) -> int:
+        if command == "colorize":
+            return _colorize_bytes(loaded, h, w)
+        return _translate_bytes(loaded, h, w, strategies[src], settings.max_side)
+
+    # As many images at once as their estimates fit beside the weights (at least one: the memory
+    # guard above has checked that each image fits alone); in train mode one image per call, as
+    # its batch statistics are the image's own.
+    largest = max((image_bytes(src, *hw) for src, hw in sizes.items() if hw is not None), default=1)
+    max_batch = 1 if train_mode else MAX_BATCH
+    at_once = int(max(1, min(3 * max_batch, (limit - _fixed_bytes(loaded)) // max(largest, 1))))
+    # One core for the generator, the others (at most 4) for the files: on the busy 2-core machine a
+    # second file thread slowed the generator more than it helped (8 photos: 1.12-1.18 s, 1.28-1.49 s).
+    workers = settings.workers if settings.workers is not None else max(1, min(4, (os.cpu_count() or 2) - 1))
+    report = SkipReport("inputs")
+    results = run_files(
+        jobs, prepare, generate, finish, report=report, desc=command, workers=workers, in_flight=at_once,
+        max_batch=max_batch,
+    )  # fmt: skip
     if report.total:
-        settings.log(report.summary())
-    return WrittenImages(written, report.total, loaded.path, train_mode)
+        log(report.summary())
+    return WrittenImages([r for r in results if r is not None], report.total, loaded.path, train_mode)
