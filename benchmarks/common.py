@@ -36,8 +36,9 @@ from typing import Any, Protocol
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_FILE = BENCH_DIR / "results.jsonl"
 DEFAULT_DATA_ROOT = Path(os.environ.get("GANKIT_BENCH_DATA", "/work/shared/data"))
-CACHE_DIR = BENCH_DIR / ".cache"
-"""gankit's data caches (built facades, decoded folders) during benchmarks; kept out of ~/.cache."""
+CACHE_DIR = Path(os.environ.get("GANKIT_BENCH_CACHE", BENCH_DIR / ".cache"))
+"""gankit's data caches (built facades, decoded folders) and the synthetic data sets during benchmarks;
+kept out of ~/.cache (``$GANKIT_BENCH_CACHE`` moves them, e.g. into a test's temporary folder)."""
 
 GANKIT_OPTIONS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -330,7 +331,8 @@ def _child(
             warm.append(time.perf_counter() - t)
         runner.end_round()
         runner.begin_round()
-        flops = _count_flops(runner)  # one more, untimed step
+        # one more, untimed step; a runner may opt out (under torch.compile the counter may fail or recompile)
+        flops = _count_flops(runner) if getattr(runner, "count_flops", True) else None
         runner.end_round()
         conn.send(
             {
