@@ -4,7 +4,7 @@ Trains each family with its preset (the course notes' networks and recipes), sco
 ``gankit eval`` (Inception FID/KID/precision-recall from ``gankit[fid]``, plus the family's own
 metrics), and writes a table and small JPEGs to ``--publish`` (default ``docs/results/``)::
 
-    python benchmarks/results.py --budget-minutes 60                     # this 2-core CPU
+    python benchmarks/results.py --gan-epochs 30 --cgan-epochs 10 --budget-minutes 18 --n 1000   # 2-core CPU
     python benchmarks/results.py --budget-minutes 240 --device cuda --n 10000
 
 Jobs (``--only`` picks some):
