@@ -24,6 +24,7 @@ import platform
 import resource
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -656,3 +657,31 @@ def gankit_runner(preset: str, name: str, args: argparse.Namespace, overrides: d
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+def run_pool(jobs: list[tuple[list[str], Path]], *, parallel: int, env: dict[str, str], cwd: Path) -> None:
+    """Run ``(command, log file)`` jobs, ``parallel`` at a time, each logging to its file (the command
+    first); a failing job stops the pool with the end of its log, and no job outlives a failure or Ctrl-C."""
+    todo = list(jobs)
+    running: list[tuple[subprocess.Popen[bytes], Path, float]] = []
+    try:
+        while todo or running:
+            while todo and len(running) < parallel:
+                cmd, log = todo.pop(0)
+                print("$ " + shlex.join(cmd), flush=True)
+                with log.open("a") as f:
+                    f.write(f"$ {shlex.join(cmd)}\n")
+                    f.flush()
+                    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+                running.append((proc, log, time.perf_counter()))
+            time.sleep(1)
+            for item in [r for r in running if r[0].poll() is not None]:
+                running.remove(item)
+                proc, log, t = item
+                if proc.returncode != 0:
+                    tail = "\n".join(log.read_text().strip().splitlines()[-5:])
+                    raise SystemExit(f"command failed (exit {proc.returncode}), see {log}:\n{tail}")
+                print(f"  done in {time.perf_counter() - t:.0f} s ({log.name})", flush=True)
+    finally:
+        for proc, _, _ in running:
+            proc.terminate()

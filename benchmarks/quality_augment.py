@@ -37,7 +37,6 @@ import math
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -127,28 +126,7 @@ def run_pool(jobs: list[tuple[list[str], Path]], args: argparse.Namespace) -> No
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))  # this checkout
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
-    todo, running = list(jobs), []
-    try:
-        while todo or running:
-            while todo and len(running) < args.parallel:
-                cmd, log = todo.pop(0)
-                print("$ " + shlex.join(cmd), flush=True)
-                with log.open("a") as f:
-                    f.write(f"$ {shlex.join(cmd)}\n")
-                    f.flush()
-                    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-                running.append((proc, log, time.perf_counter()))
-            time.sleep(1)
-            for item in [r for r in running if r[0].poll() is not None]:
-                running.remove(item)
-                proc, log, t = item
-                if proc.returncode != 0:
-                    tail = "\n".join(log.read_text().strip().splitlines()[-5:])
-                    raise SystemExit(f"command failed (exit {proc.returncode}), see {log}:\n{tail}")
-                print(f"  done in {time.perf_counter() - t:.0f} s ({log.name})", flush=True)
-    finally:  # a failure or Ctrl-C must not leave trainings behind
-        for proc, _, _ in running:
-            proc.terminate()
+    common.run_pool(jobs, parallel=args.parallel, env=env, cwd=REPO)
 
 
 def train_all(settings: list[tuple[str, str, int]], args: argparse.Namespace) -> None:

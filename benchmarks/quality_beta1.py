@@ -26,7 +26,6 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -105,27 +104,7 @@ def run_pool(jobs: list[tuple[list[str], Path]], args: argparse.Namespace) -> No
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
-    todo = list(jobs)
-    running: list[tuple[subprocess.Popen[bytes], Path, float]] = []
-    try:
-        while todo or running:
-            while todo and len(running) < args.parallel:
-                cmd, log = todo.pop(0)
-                print("$ " + shlex.join(cmd), flush=True)
-                with log.open("a") as f:
-                    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-                running.append((proc, log, time.perf_counter()))
-            time.sleep(2)
-            for item in [r for r in running if r[0].poll() is not None]:
-                running.remove(item)
-                proc, log, t = item
-                if proc.returncode != 0:
-                    tail = "\n".join(log.read_text().strip().splitlines()[-5:])
-                    raise SystemExit(f"command failed (exit {proc.returncode}), see {log}:\n{tail}")
-                print(f"  done in {time.perf_counter() - t:.0f} s ({log.name})", flush=True)
-    finally:  # a failure or Ctrl-C must not leave trainings behind
-        for proc, _, _ in running:
-            proc.terminate()
+    common.run_pool(jobs, parallel=args.parallel, env=env, cwd=REPO)
 
 
 def train_all(settings: list[tuple[str, float, int]], args: argparse.Namespace) -> None:
