@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
+from gankit.run import RunFolder
+from gankit.training.stats import read_jsonl
 
 from common import DEFAULT_DATA_ROOT
 
@@ -89,11 +90,8 @@ def gankit(*argv: str, threads: int, log: Path) -> None:
 
 
 def trained_seconds(run: Path) -> float:
-    """Training time so far: the per-epoch seconds of ``run/metrics.jsonl`` (whole epochs only)."""
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return 0.0
-    return sum(float(json.loads(line).get("seconds", 0.0)) for line in path.read_text().splitlines() if line.strip())
+    """Training time so far: the seconds of the run's ``metrics.jsonl`` rows (0 before its first row)."""
+    return sum(float(r.get("seconds", 0.0)) for r in RunFolder(run).read_metrics())
 
 
 def train(name: str, job: Job, seed: int, run: Path, args: argparse.Namespace, minutes: float) -> float:
@@ -117,27 +115,28 @@ def train(name: str, job: Job, seed: int, run: Path, args: argparse.Namespace, m
 
 def evaluate(run: Path, args: argparse.Namespace) -> dict:
     """``gankit eval`` of the run's last snapshot; the eval.jsonl row it appended."""
-    rows_before = _rows(run / "eval.jsonl")
+    evals = RunFolder(run).evals
+    rows_before = read_jsonl(evals)
     argv = ["eval", str(run), "--n", str(args.n), "--seed", "0", "--device", args.device]
     gankit(*argv, threads=args.threads, log=run.parent / f"{run.name}.log")
-    rows = _rows(run / "eval.jsonl")
+    rows = read_jsonl(evals)  # in the order written: the last is this call's
     if len(rows) <= len(rows_before):
-        sys.exit(f"gankit eval wrote no row to {run / 'eval.jsonl'}")
+        sys.exit(f"gankit eval wrote no row to {evals}")
     return rows[-1]
 
 
 def _rows(path: Path) -> list[dict]:
+    """The rows of this script's own ``results.jsonl`` (keyed by job, not by a training ``step``)."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
 def training_facts(run: Path) -> dict:
-    """Steps, epochs and training seconds of a finished run, from its metrics.jsonl and config."""
-    rows = _rows(run / "metrics.jsonl")
-    stats = _rows(run / "stats.jsonl")
-    steps = max([r["step"] for r in rows + stats] or [0])
-    batch = yaml.safe_load((run / "config.yaml").read_text())["train"]["batch_size"]
-    info = json.loads((run / "run.json").read_text())
-    epochs = steps * batch / info["dataset"]["train_images"]
+    """Steps, epochs and training seconds of a finished run, from its metrics, stats, config and record."""
+    folder = RunFolder(run)
+    rows = folder.read_metrics()
+    steps = max([r["step"] for r in rows + folder.read_stats()] or [0])
+    batch = folder.load_config(log=lambda m: None).train.batch_size
+    epochs = steps * batch / folder.recorded_dataset()["train_images"]
     return {"steps": steps, "epochs": round(epochs, 2), "train_s": round(sum(r.get("seconds", 0) for r in rows), 1)}
 
 
