@@ -4,29 +4,48 @@ PNG, download), on the preset-sized generators (gan: MLP 100-256-512-1024; pix2p
 ngf=64 at 256 px). Targets: < 0.3 s, < 2 s, < 3 s.
 
 The generators are freshly initialized (not trained): the cost of a forward pass does not depend on
-the weights. Each number is the median of ``--repeats`` calls after one warm-up call. Optionally
-(``--big``) also a 4000x3000 colorize. With ``--browser``, the page load is also timed in headless
-Chromium (navigation start to the tabs drawn).
+the weights. They are made once, and every measurement serves the same files. Each measurement is a
+fresh process that loads them with ``gankit.serve``, launches the app and times ``--repeats`` calls
+per endpoint after one untimed warm-up call (its median). Optionally (``--big``) also a 4000x3000
+colorize. With ``--browser``, the page load is also timed in headless Chromium (navigation start to
+the tabs drawn).
+
+Engine: the measured gankit runs the engine a user gets (``GANKIT_ENGINE`` is removed from its
+environment, so ``auto``: onnxruntime where the ``export`` extra is installed), or ``--engine``. The
+ONNX export happens while a run loads (before anything is timed) into a cache folder of this
+benchmark (``XDG_CACHE_HOME`` in its temp folder, removed at the end), so the first measurement
+exports and later ones load the cached graph; the warm-up call takes onnxruntime's first-run costs.
+The engine line each run logged is printed.
+
+With ``--before-src OLD/src`` the same measurement also runs with that gankit (e.g. a worktree of the
+commit before the inference engine; its ``serve`` has the same ``RunModel``/``build_app``/``launch``),
+``--rounds`` times each, interleaved with the order reversed every round; it prints the median over
+rounds per endpoint and the ratio before / now.
 
     .venv/bin/python benchmarks/bench_serve.py [--threads N] [--repeats 5] [--big] [--browser]
+    .venv/bin/python benchmarks/bench_serve.py --before-src OLD/src --rounds 3 [--threads N] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
 import os
+import shutil
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import torch
-from PIL import Image
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+SRC = Path(__file__).resolve().parent.parent / "src"
+PRESETS = ("gan", "pix2pix", "colorize")
 
 
 def make_run(root: Path, preset: str) -> Path:
@@ -60,8 +79,6 @@ def timed(fn, repeats: int) -> float:
 
 
 def browser_load(url: str) -> float | None:
-    import shutil
-
     try:
         from selenium import webdriver
         from selenium.webdriver.common.by import By
@@ -88,22 +105,24 @@ def browser_load(url: str) -> float | None:
         d.quit()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--big", action="store_true", help="also a 4000x3000 colorize")
-    ap.add_argument("--browser", action="store_true", help="also the page load in headless Chromium")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Serve the runs under ``root`` with the gankit on ``sys.path`` and time its endpoints (in a child)."""
+    import gankit
+    import numpy as np
+    import torch
     from gankit import serve as sv
     from gradio_client import Client, handle_file
+    from PIL import Image
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    runs = [make_run(tmp, p) for p in ("gan", "pix2pix", "colorize")]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):  # the line per run saying which engine runs it
+        models = [sv.RunModel(root / p) for p in PRESETS]
+    engines = [line.replace(f"{root}{os.sep}", "") for line in log.getvalue().splitlines() if "engine:" in line]
+    tmp = Path(tempfile.mkdtemp(prefix="calls-", dir=root))
     out = sv.Outputs()
-    app = sv.build_app([sv.RunModel(r) for r in runs], out)
+    app = sv.build_app(models, out)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -134,9 +153,78 @@ def main() -> None:
             results["page load (headless Chromium, tabs drawn)"] = load
     app.close()
     out.cleanup()
-    print(f"gankit serve, torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPU(s)")
-    for name, seconds in results.items():
-        print(f"  {name:<44} {seconds:7.3f} s")
+    shutil.rmtree(tmp)
+    return {
+        "gankit": str(Path(gankit.__file__).parent),
+        "engines": engines or ["PyTorch eager (this gankit has no engine)"],
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "results": results,
+    }
+
+
+def measure_in_child(args: argparse.Namespace, root: Path, src: Path, engine: str | None) -> dict[str, Any]:
+    """:func:`measure` in a fresh process importing gankit from ``src`` (``engine``: its $GANKIT_ENGINE)."""
+    env = {k: v for k, v in os.environ.items() if k != "GANKIT_ENGINE"}
+    env.update(PYTHONPATH=str(src), XDG_CACHE_HOME=str(root / "cache"), GRADIO_ANALYTICS_ENABLED="False")
+    if engine:
+        env["GANKIT_ENGINE"] = engine
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    cmd = [sys.executable, __file__, "--measure", str(root), "--repeats", str(args.repeats)]
+    cmd += ["--threads", str(args.threads)] + ["--big"] * args.big + ["--browser"] * args.browser
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"measuring with {src} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--big", action="store_true", help="also a 4000x3000 colorize")
+    ap.add_argument("--browser", action="store_true", help="also the page load in headless Chromium")
+    ap.add_argument("--before-src", type=Path, help="src/ of an earlier gankit to compare against")
+    ap.add_argument("--rounds", type=int, default=3, help="measurements per gankit with --before-src")
+    ap.add_argument("--engine", choices=["auto", "torch", "onnxruntime"], help="this gankit's (default: auto)")
+    ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child: serve the runs in this folder
+    args = ap.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args, args.measure)))
+        return
+    sys.path.insert(0, str(SRC))
+    root = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    for preset in PRESETS:
+        make_run(root, preset)
+    contestants = {"now": SRC, **({"before": args.before_src} if args.before_src else {})}
+    rounds = args.rounds if args.before_src else 1
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contestants}
+    for r in range(rounds):
+        for name in list(contestants)[:: 1 if r % 2 == 0 else -1]:
+            runs[name].append(measure_in_child(args, root, contestants[name], args.engine))
+    shutil.rmtree(root)
+    first = runs["now"][0]
+    print(f"gankit serve, torch {first['torch']}, {first['threads']} thread(s), {os.cpu_count()} CPU(s)")
+    for name, rs in runs.items():
+        print(f"  {name}: {rs[0]['gankit']}")
+        for line in rs[0]["engines"]:
+            print(f"    {line}")
+    medians = {
+        name: {k: statistics.median(m["results"][k] for m in rs) for k in rs[0]["results"]} for name, rs in runs.items()
+    }
+    if "before" not in runs:
+        for what, seconds in medians["now"].items():
+            print(f"  {what:<44} {seconds:7.3f} s")
+        return
+    print(f"  median over {rounds} rounds (each the median of {args.repeats} calls), interleaved:")
+    print(f"  {'':<44} {'before':>9} {'now':>9}  before/now")
+    for what, now in medians["now"].items():
+        before = medians["before"][what]
+        each = ", ".join(
+            f"{m['results'][what]:.3f}/{n['results'][what]:.3f}" for m, n in zip(runs["before"], runs["now"])
+        )
+        print(f"  {what:<44} {before:7.3f} s {now:7.3f} s  x{before / now:.2f}   (rounds: {each})")
 
 
 if __name__ == "__main__":
