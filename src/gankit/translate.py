@@ -58,6 +58,10 @@ from gankit.sampling import LoadedGenerator, load_generator
 
 FORMATS = {"png": "PNG", "jpg": "JPEG"}
 DEFAULT_JPEG_QUALITY = 95
+PNG_COMPRESS_LEVEL = 1
+"""zlib level of the PNGs translate/colorize/serve write. PIL's default (6) made encoding as slow as the
+generator: a 1024x768 photo took 0.99 s at 6, 0.33 s at 3 and 0.19 s at 1 for a 5% larger file (1.14 vs
+1.20 MB; OpenCV's default is 1 too). Lossless either way."""
 
 GB = 1e9
 LARGE = 2 * GB
@@ -149,7 +153,7 @@ def save_image(img: Tensor, path: Path, fmt: str = "png", quality: int = DEFAULT
     """Write a (1, 3, H, W) image in [0, 1] as PNG or JPEG, atomically: a run stopped mid-write
     leaves no file (and no temporary file), never a torn image."""
     arr = (img[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    options = {"quality": quality} if fmt == "jpg" else {}
+    options = {"quality": quality} if fmt == "jpg" else {"compress_level": PNG_COMPRESS_LEVEL}
     with atomic_path(path) as tmp:
         Image.fromarray(arr).save(tmp, format=FORMATS[fmt], **options)
 
