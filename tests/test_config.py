@@ -166,11 +166,25 @@ def test_list_and_optional_values() -> None:
         ("model.norm", "layer", "model.norm"),
         ("data.channels", 2, "data.channels"),
         ("train.ema_decay", 1.0, "ema_decay"),
+        ("train.ema_halflife_kimg", -1, r"train.ema_halflife_kimg must be >= 0 \(0 = off\), not -1"),
+        ("train.ema_rampup", -0.05, r"train.ema_rampup must be >= 0 \(0 = no ramp-up\), not -0.05"),
     ],
 )
 def test_value_checks(key: str, value: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_config("gan", overrides={key: value})
+
+
+def test_ema_decay_and_halflife_are_exclusive() -> None:
+    both = {"train.ema_decay": 0.999, "train.ema_halflife_kimg": 10}
+    with pytest.raises(ConfigError) as e:
+        make_config("gan", overrides=both)
+    assert str(e.value) == (
+        "train.ema_decay=0.999 and train.ema_halflife_kimg=10 both set the generator EMA; set one of them to 0"
+    )
+    cfg = make_config("gan", overrides=parse_set_args(["train.ema_halflife_kimg=10", "train.ema_rampup=0"]))
+    assert (cfg.train.ema_decay, cfg.train.ema_halflife_kimg, cfg.train.ema_rampup) == (0.0, 10.0, 0.0)
+    assert make_config("gan").train.ema_rampup == 0.05  # StyleGAN2-ADA's, used once a half-life is set
 
 
 def test_overrides_do_not_leak_between_configs() -> None:

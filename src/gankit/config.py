@@ -153,7 +153,16 @@ class TrainConfig:
     amp: str = "none"
     """Mixed precision: none, bf16 or fp16 (fp16 uses a gradient scaler; CUDA only)."""
     ema_decay: float = 0.0
-    """Exponential moving average of the generator weights (0 = off, e.g. 0.999)."""
+    """Exponential moving average (EMA) of the generator weights with this constant decay per generator step
+    (0 = off, e.g. 0.999); grids, validation and snapshots (so sample, eval, ...) use the average. Exclusive
+    with ema_halflife_kimg, which sets the decay by images seen instead."""
+    ema_halflife_kimg: float = 0.0
+    """EMA of the generator weights with a half-life of this many thousand training images (StyleGAN2-ADA's
+    ema_kimg, e.g. 10; 0 = off): a generator step has decay ``0.5 ** (b / (1000 * ema_halflife_kimg))``, b
+    being the images D saw since the previous generator step. Exclusive with ema_decay."""
+    ema_rampup: float = 0.05
+    """With ema_halflife_kimg: the half-life is at most this times the images seen so far, so that early on,
+    while G changes fast, the average follows it (StyleGAN2-ADA's ramp-up; 0 = none). ema_decay ignores it."""
     pretrain_epochs: int = 0
     """Image-to-image only: epochs of L1-only generator training before the adversarial phase."""
     log_every: int = 10
@@ -493,6 +502,16 @@ def validate(cfg: Config) -> None:
         ),
         (cfg.data.workers >= 0, "data.workers must be >= 0"),
         (0.0 <= cfg.train.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
+        (
+            cfg.train.ema_halflife_kimg >= 0,
+            f"train.ema_halflife_kimg must be >= 0 (0 = off), not {cfg.train.ema_halflife_kimg}",
+        ),
+        (cfg.train.ema_rampup >= 0, f"train.ema_rampup must be >= 0 (0 = no ramp-up), not {cfg.train.ema_rampup}"),
+        (
+            cfg.train.ema_decay == 0 or cfg.train.ema_halflife_kimg == 0,
+            f"train.ema_decay={cfg.train.ema_decay:g} and train.ema_halflife_kimg={cfg.train.ema_halflife_kimg:g} "
+            "both set the generator EMA; set one of them to 0",
+        ),
         (cfg.train.keep_snapshots >= 0, "train.keep_snapshots must be >= 0"),
         (
             cfg.train.sampling in SAMPLING_MODES,

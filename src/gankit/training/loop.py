@@ -106,7 +106,9 @@ class Trainer(TrainingState):
         opt = build_optimizers(cfg, self.G, self.D, self.device, self.speed.amp)
         self.opt_G, self.opt_D, self.scaler_G, self.scaler_D = opt.opt_G, opt.opt_D, opt.scaler_G, opt.scaler_D
         self.autocast_dtype = opt.autocast_dtype
-        self.ema = EMA(self.G, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+        t = cfg.train
+        use_ema = t.ema_decay > 0 or t.ema_halflife_kimg > 0
+        self.ema = EMA(self.G, t.ema_decay, halflife_kimg=t.ema_halflife_kimg, rampup=t.ema_rampup) if use_ema else None
 
         self.sampler = build_sampler(cfg, len(self.data), self.dist, log)
         self.ada = None  # train.augment=ada: the probability of the augmentations, adapted as D overfits
@@ -236,7 +238,10 @@ class Trainer(TrainingState):
             self.scaler_G.update()
             D.requires_grad_(True)
             if self.ema is not None:
-                self.ema.update(G)
+                # the images since the previous generator step; images_seen from the position, which a resume keeps
+                steps = 1 if pretrain else self.cfg.loss.n_critic
+                batch_images = steps * self.cfg.train.batch_size * self.dist.world_size
+                self.ema.update(G, images_seen=self.images_seen, batch_images=batch_images)
             stats.update(g_stats)
         return stats
 

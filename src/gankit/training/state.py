@@ -78,6 +78,11 @@ class TrainingState:
     def epoch_of(self, position: int) -> int:
         return position // self.steps_per_epoch
 
+    @property
+    def images_seen(self) -> int:
+        """Training images the steps so far took from the data (all processes): the count a resume keeps."""
+        return self.position * self.cfg.train.batch_size * self.dist.world_size
+
     def epochs_reached(self) -> int:
         """The epoch of the last step taken (1-based; 0 before the first): what "done" reports."""
         return self.epoch_of(self.position - 1) + 1 if self.position > 0 else 0
@@ -108,7 +113,7 @@ class TrainingState:
             "step": self.step,
             "position": self.position,
             "pending_epoch_end": pending_epoch_end,
-            "images_seen": self.position * self.cfg.train.batch_size * self.dist.world_size,
+            "images_seen": self.images_seen,
             "world_size": self.dist.world_size,
             "batch_size": self.cfg.train.batch_size,
             "lr_scale": self.lr_scale,
