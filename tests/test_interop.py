@@ -16,6 +16,7 @@ import pytest
 import torch
 from conftest import FIXTURES
 from PIL import Image
+from torch import nn
 
 from gankit.cli import main
 from gankit.interop import (
@@ -181,6 +182,54 @@ def test_full_size_dcgan_layouts_map_onto_gankit() -> None:
     assert df == {"ndf": 64, "nc": 3, "resolution": 64}
     DCGANGenerator(100, 3, resolution=64, ngf=64).load_state_dict(g)
     DCGANDiscriminator(3, resolution=64, ndf=64).load_state_dict(d)
+
+
+def _example_layout(widths: list[int], nc: int = 3, *, nz: int = 8, generator: bool = True) -> nn.Sequential:
+    """A pytorch/examples-style DCGAN ``main`` with the given feature widths (G: from 4x4 up; D: down to 4x4),
+    as a user extending the example to other sizes writes it."""
+    if generator:
+        layers: list[nn.Module] = [nn.ConvTranspose2d(nz, widths[0], 4, 1, 0, bias=False)]
+        layers += [nn.BatchNorm2d(widths[0]), nn.ReLU(True)]
+        for a, b in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], nc, 4, 2, 1, bias=False), nn.Tanh()]
+    else:
+        layers = [nn.Conv2d(nc, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        for a, b in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.LeakyReLU(0.2, inplace=True)]
+        layers += [nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False), nn.Sigmoid()]
+    return nn.Sequential(*layers)
+
+
+def _save_main(seq: nn.Sequential, path: Path) -> Path:
+    torch.save({f"main.{k}": v for k, v in seq.state_dict().items()}, path)
+    return path
+
+
+def test_a_128px_example_imports_when_its_widths_follow_gankits_cap(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    capped = _example_layout([32, 32, 16, 8, 4]).eval()  # ngf=4: 8*ngf at 4x4 and 8x8, then halving
+    run = import_dcgan_example(_save_main(capped, tmp_path / "G.pth"), tmp_path / "run")
+    loaded = load_generator(run)
+    assert (loaded.cfg.model.ngf, loaded.info.resolution) == (4, 128)
+    z = torch.randn(2, 8)
+    with torch.no_grad():
+        assert_reproduces(loaded.G(z), capped(z[:, :, None, None]))
+
+
+@pytest.mark.parametrize("generator", [True, False])
+def test_a_128px_example_that_doubles_past_8x_is_a_one_line_error(tmp_path: Path, generator: bool) -> None:
+    """Doubling on past the 64-px network (ngf*16 / ndf*16 at 4x4) is refused with both width lists."""
+    capped_g, doubling_g = [32, 32, 16, 8, 4], [64, 32, 16, 8, 4]
+    g_path = _save_main(_example_layout(doubling_g if generator else capped_g), tmp_path / "G.pth")
+    netD = None if generator else _save_main(_example_layout(doubling_g[::-1], generator=False), tmp_path / "D.pth")
+    if generator:
+        expected = "channel widths [64, 32, 16, 8, 4], but gankit's 128px DCGAN with ngf=4 has [32, 32, 16, 8, 4]"
+    else:
+        expected = "channel widths [4, 8, 16, 32, 64], but gankit's 128px DCGAN with ndf=4 has [4, 8, 16, 32, 32]"
+    with pytest.raises(InteropError, match=re.escape(expected)):
+        import_dcgan_example(g_path, tmp_path / "run", netD=netD)
+    assert not (tmp_path / "run").exists()
 
 
 def test_n_layers_patchgan_and_no_norm_are_exact() -> None:

@@ -17,6 +17,7 @@ Adding a family takes three steps (``tests/test_new_family.py`` does them for a 
 2. **A registration**, here (or in any module imported before use): a builder decorated with
    :func:`register_family`, which reads ``cfg.model`` fields and the data facts (``DataInfo``:
    channels, resolution, classes) and returns ``(G, D)``; ``model_fields`` names the fields it reads.
+   An optional ``check_config`` refuses a config the builder cannot build before any data loads.
 3. **A preset** of the same name, :func:`register_preset` (or an entry in
    :data:`gankit.presets.PRESETS`): the family, its dataset and the paper's settings.
 
@@ -56,6 +57,14 @@ class Family:
     """Whether the discriminator has normalization layers (set by ``model.norm`` / ``model.d_norm``)."""
     builder_fields: tuple[str, ...] = ()
     """The ``cfg.model`` fields its builder reads."""
+    check_config: Callable[[Config], None] | None = None
+    """Checks of the config its builder would fail (e.g. an unsupported ``data.resolution``), run by
+    :meth:`check` before the data loads; raises ConfigError with a one-line message."""
+
+    def check(self, cfg: Config) -> None:
+        """Refuse a config this family cannot build before any data is read (a no-op without checks)."""
+        if self.check_config is not None:
+            self.check_config(cfg)
 
     @property
     def model_fields(self) -> tuple[str, ...]:
@@ -97,13 +106,15 @@ def register_family(
     model_fields: tuple[str, ...],
     conditional: bool = False,
     normalized_critic: bool = False,
+    check_config: Callable[[Config], None] | None = None,
 ) -> Callable[[Builder], Builder]:
-    """Register a builder under ``name``; ``model_fields`` names the ``cfg.model`` fields it reads."""
+    """Register a builder under ``name``; ``model_fields`` names the ``cfg.model`` fields it reads,
+    ``check_config`` (optional) refuses configs it cannot build (see :attr:`Family.check_config`)."""
 
     def wrap(fn: Builder) -> Builder:
         if name in FAMILIES:
             raise ValueError(f"family '{name}' registered twice")
-        FAMILIES[name] = Family(name, kind, description, fn, conditional, normalized_critic, model_fields)
+        FAMILIES[name] = Family(name, kind, description, fn, conditional, normalized_critic, model_fields, check_config)
         return fn
 
     return wrap
@@ -229,12 +240,24 @@ def _cgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     )
 
 
+def _dcgan_check(cfg: Config) -> None:
+    """An explicit ``data.resolution`` must be one the DCGAN builds (0 takes the dataset's, checked at build)."""
+    if cfg.data.resolution:
+        from gankit.models.dcgan import check_resolution
+
+        try:
+            check_resolution(cfg.data.resolution)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None  # an option's value: a usage error (exit code 2)
+
+
 @register_family(
     "dcgan",
     kind="noise",
-    description="DCGAN (Radford et al. 2016), 64x64 faces or any folder",
+    description="DCGAN (Radford et al. 2016), 64x64 faces or any folder; 32-256 px presets",
     model_fields=("z_dim", "ngf", "ndf", "norm"),
     normalized_critic=True,
+    check_config=_dcgan_check,
 )
 def _dcgan(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
     from gankit.models.dcgan import DCGANDiscriminator, DCGANGenerator

@@ -263,7 +263,8 @@ def dcgan_generator_facts(sd: dict[str, Tensor], path: Path, what: str = "netG")
     n = len(idx) - 1  # stride-2 blocks; resolution = 4 * 2**n
     return {
         "nz": int(first.shape[0]),
-        "ngf": int(first.shape[1]) // 2 ** (n - 1),
+        # the last conv's input is ngf wide at every size (the first's width is capped above 64 px)
+        "ngf": int(last.shape[0]),
         "nc": int(last.shape[1]),
         "resolution": 2 ** (n + 2),
     }
@@ -277,6 +278,29 @@ def dcgan_discriminator_facts(sd: dict[str, Tensor], path: Path, what: str = "--
     if last.shape[0] != 1:
         raise _fail(what, path, "a discriminator ending in a 1-channel conv", f"{tuple(last.shape)}")
     return {"ndf": int(first.shape[0]), "nc": int(first.shape[1]), "resolution": 2 ** (len(idx) + 1)}
+
+
+def _check_dcgan_widths(
+    sd: dict[str, Tensor], path: Path, what: str, resolution: int, base: int, *, generator: bool
+) -> None:
+    """The channel widths of a DCGAN state dict are gankit's (:func:`gankit.models.dcgan.feature_widths`).
+
+    Up to 64 px the reference's doubling and gankit's agree; above, a reference extended by doubling
+    further (ngf*16 at 128) is refused here with both schedules named, rather than at its first layer.
+    """
+    from gankit.models.dcgan import feature_widths
+
+    convs = [sd[f"main.{i}.weight"] for i in _conv_indices(sd)[:-1]]
+    widths = [int(w.shape[1] if generator else w.shape[0]) for w in convs]  # ConvTranspose2d: (in, out, k, k)
+    expected = feature_widths(resolution, base)
+    if not generator:
+        expected = expected[::-1]
+    if widths != expected:
+        name = "ngf" if generator else "ndf"
+        raise InteropError(
+            f"{what} {path}: channel widths {widths}, but gankit's {resolution}px DCGAN with {name}={base} has "
+            f"{expected} (doubling per block, at most 8*{name}); this checkpoint's layout cannot be loaded"
+        )
 
 
 # ----------------------------------------------------------------------------------- run folder
@@ -434,6 +458,7 @@ def import_dcgan_example(
     g_path, out = Path(netG), Path(out)
     g_sd = load_reference_state(g_path, "netG")
     gf = dcgan_generator_facts(g_sd, g_path)
+    _check_dcgan_widths(g_sd, g_path, "netG", gf["resolution"], gf["ngf"], generator=True)
     norm = "batch" if "main.1.weight" in g_sd else "none"
     d_sd, df = None, None
     if netD is not None:
@@ -445,6 +470,7 @@ def import_dcgan_example(
                 f"--netD {d_path}: a discriminator for {df['nc']}-channel {df['resolution']}px images, but the "
                 f"generator makes {gf['nc']}-channel {gf['resolution']}px images"
             )
+        _check_dcgan_widths(d_sd, d_path, "--netD", df["resolution"], df["ndf"], generator=False)
     overrides: dict[str, Any] = {
         "model.z_dim": gf["nz"],
         "model.ngf": gf["ngf"],

@@ -45,6 +45,29 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.epochs": 5,
         "train.channels_last": True,  # 1.05-1.2x on CPU (BENCHMARKS.md)
     },
+    # Larger DCGANs: one stride-2 block more per doubling, widths capped at ngf*8 / ndf*8
+    # (gankit.models.dcgan); the paper's recipe otherwise. Aligned CelebA is 178 px on its short side,
+    # so at 256 its faces are upsampled: pass --data with larger images for detail at that size.
+    "dcgan128": {
+        "family": "dcgan",
+        "data.name": "celeba",
+        "data.resolution": 128,
+        "data.channels": 3,
+        "model.z_dim": 100,
+        "train.batch_size": 128,
+        "train.epochs": 5,
+        "train.channels_last": True,
+    },
+    "dcgan256": {
+        "family": "dcgan",
+        "data.name": "celeba",
+        "data.resolution": 256,
+        "data.channels": 3,
+        "model.z_dim": 100,
+        "train.batch_size": 128,
+        "train.epochs": 5,
+        "train.channels_last": True,
+    },
     "dcgan-fmnist": {
         "family": "dcgan",
         "data.name": "fashion-mnist",

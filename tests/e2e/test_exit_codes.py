@@ -50,6 +50,7 @@ CASES = [
     ("train gan --out W/dcgan", ExitCode.USAGE),  # a folder that holds a run, without --resume
     ("train gan --set optim.lr=1", ExitCode.USAGE),
     ("train gan --data W/missing --out W/new", ExitCode.ERROR),
+    ("train dcgan --set data.name=folder data.path=W/missing data.resolution=100 --out W/new", ExitCode.USAGE),
     ("train classifier --data mnist --out W/taken.pt", ExitCode.USAGE),
     ("sample W/dcgan --n 1 --out W/taken", ExitCode.USAGE),
     ("sample W/dcgan --n 0 --out W/s", ExitCode.USAGE),

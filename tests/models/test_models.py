@@ -26,6 +26,8 @@ PRESET_INFO = {
     "gan": DataInfo(channels=1, resolution=28, num_classes=10),
     "cgan": DataInfo(channels=1, resolution=28, num_classes=10),
     "dcgan": DataInfo(channels=3, resolution=64),
+    "dcgan128": DataInfo(channels=3, resolution=128),
+    "dcgan256": DataInfo(channels=3, resolution=256),
     "dcgan-fmnist": DataInfo(channels=1, resolution=64, num_classes=10),
     "dcgan-fmnist32": DataInfo(channels=1, resolution=32, num_classes=10),
     "pix2pix": DataInfo(channels=3, resolution=256, in_channels=3),
@@ -232,7 +234,7 @@ def test_dcgan_32_variant() -> None:
 @pytest.mark.parametrize("resolution", [8, 48, 100])
 def test_dcgan_refuses_odd_resolutions(resolution: int) -> None:
     cfg = make_config("dcgan", overrides={"model.ngf": 8, "model.ndf": 8})
-    with pytest.raises(ValueError, match="power-of-two"):
+    with pytest.raises(ValueError, match="power of two"):
         get_family("dcgan").build(cfg, DataInfo(channels=3, resolution=resolution))
 
 

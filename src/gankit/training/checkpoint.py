@@ -51,8 +51,9 @@ def atomic_save(obj: Any, path: str | Path) -> None:
             tmp.unlink()
 
 
-CHECKPOINT_FORMAT = 2
-"""2: cGAN generators use LeakyReLU(0.2) (format-1 cGAN checkpoints are refused on load)."""
+CHECKPOINT_FORMAT = 3
+"""2: cGAN generators use LeakyReLU(0.2) (format-1 cGAN checkpoints are refused on load).
+3: DCGAN channel widths stop at ngf*8 / ndf*8 above 64 px (format-2 DCGANs above 64 px are refused)."""
 
 
 def generator_snapshot(
@@ -95,6 +96,15 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(
             f"{path}: a cGAN checkpoint of gankit 0.1, whose generator used ReLU where the course notes "
             f"use LeakyReLU(0.2); its weights do not fit today's generator. Retrain it: gankit train cgan"
+        )
+    info = obj.get("info")
+    res = int(info.get("resolution", 0)) if isinstance(info, dict) else 0
+    if obj.get("family") == "dcgan" and int(obj.get("format", 1)) < 3 and res > 64:
+        # format-2 DCGANs kept doubling their widths past the 64-px network's ngf*8 (ngf*16 at 128 px)
+        raise CheckpointError(
+            f"{path}: a {res}px DCGAN checkpoint of an older gankit, whose widths doubled past ngf*8; "
+            f"today's DCGAN stops at ngf*8, so its weights do not fit. Retrain it: gankit train dcgan "
+            f"--set data.resolution={res}"
         )
     return obj
 

@@ -96,6 +96,7 @@ class Trainer(TrainingState):
         if resumed is not None:
             self.check_resume_changes(resumed)
         torch.manual_seed(cfg.train.seed)
+        self.family.check(cfg)  # before the data: decoding a large folder first would only delay the error
         self.data = build_dataset(cfg.data, "train", log=log)
         self.info = self.data.info
         self.val_data = build_dataset(cfg.data, "val", log=log) if self.family.kind == "paired" else None
