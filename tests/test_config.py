@@ -168,6 +168,7 @@ def test_list_and_optional_values() -> None:
         ("train.ema_decay", 1.0, "ema_decay"),
         ("train.ema_halflife_kimg", -1, r"train.ema_halflife_kimg must be >= 0 \(0 = off\), not -1"),
         ("train.ema_rampup", -0.05, r"train.ema_rampup must be >= 0 \(0 = no ramp-up\), not -0.05"),
+        ("loss.label_smoothing", 0.5, r"loss.label_smoothing must be in \[0, 0.5\) \(0 = off\), not 0.5"),
     ],
 )
 def test_value_checks(key: str, value: Any, message: str) -> None:
@@ -185,6 +186,12 @@ def test_ema_decay_and_halflife_are_exclusive() -> None:
     cfg = make_config("gan", overrides=parse_set_args(["train.ema_halflife_kimg=10", "train.ema_rampup=0"]))
     assert (cfg.train.ema_decay, cfg.train.ema_halflife_kimg, cfg.train.ema_rampup) == (0.0, 10.0, 0.0)
     assert make_config("gan").train.ema_rampup == 0.05  # StyleGAN2-ADA's, used once a half-life is set
+
+
+def test_label_smoothing_needs_a_loss_with_targets() -> None:
+    with pytest.raises(ConfigError, match="which loss.gan=hinge does not have; use loss.gan vanilla or lsgan"):
+        make_config("gan", overrides={"loss.label_smoothing": 0.1, "loss.gan": "hinge"})
+    assert make_config("gan", overrides={"loss.label_smoothing": 0.1, "loss.gan": "lsgan"}).loss.label_smoothing == 0.1
 
 
 def test_overrides_do_not_leak_between_configs() -> None:

@@ -52,6 +52,17 @@ def test_noise_to_image_d_and_g_losses_are_the_notes_bce() -> None:
     assert set(g_stats) == {"g_loss"}
 
 
+def test_label_smoothing_sets_d_target_for_reals_and_leaves_g_alone() -> None:
+    cfg = make_config("gan", overrides={"loss.label_smoothing": 0.1})
+    obj = build_objective(cfg, DataInfo(channels=1, resolution=28), get_family("gan"))
+    D = ConstantCritic(real_logit=2.0, fake_logit=-1.0)
+    real, fake = torch.ones(4, 1, 28, 28), -torch.ones(4, 1, 28, 28)
+    d_loss, _ = obj.d_loss(D, {"image": real}, fake, None)
+    assert float(d_loss) == pytest.approx(bce_with_logits(2.0, 0.9) + bce_with_logits(-1.0, 0), rel=1e-6)
+    g_loss, _ = obj.g_loss(D, {"image": real}, fake, None)
+    assert float(g_loss) == pytest.approx(bce_with_logits(-1.0, 1), rel=1e-6)
+
+
 def test_cgan_fakes_get_random_labels_and_d_sees_them() -> None:
     cfg = make_config("cgan")
     obj = build_objective(cfg, DataInfo(channels=1, resolution=28, num_classes=10), get_family("cgan"))

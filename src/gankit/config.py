@@ -35,6 +35,8 @@ AUGMENT_MODES = ("none", "diffaug", "ada")
 """The values of ``train.augment`` before an optional ``:POLICY`` (:mod:`gankit.augment`)."""
 
 AUGMENT_POLICIES = ("color", "translation", "cutout")
+SMOOTHABLE_LOSSES = ("vanilla", "lsgan")
+"""The loss.gan values with a target for reals, which loss.label_smoothing lowers (gankit.losses)."""
 """DiffAugment's transforms, in the order they are applied; here, not in :mod:`gankit.augment`, so that
 validation needs no torch."""
 
@@ -121,6 +123,9 @@ class LossConfig:
     """Factor on the discriminator loss (pix2pix halves it)."""
     l1_weight: float = 100.0
     """Image-to-image only: weight of the L1 reconstruction term."""
+    label_smoothing: float = 0.0
+    """One-sided label smoothing (Salimans et al. 2016): D's target for reals is 1 - this (e.g. 0.1 -> 0.9),
+    fakes keep 0; 0 = off. loss.gan vanilla or lsgan only."""
     r1_gamma: float = 0.0
     """R1 gradient penalty on real images (Mescheder et al. 2018), ``r1_gamma / 2 * E[||grad D(real)||^2]``
     with D under the real samples' condition (cGAN label, image-to-image input); 0 = off. Any loss.gan."""
@@ -511,6 +516,15 @@ def validate(cfg: Config) -> None:
             cfg.train.ema_decay == 0 or cfg.train.ema_halflife_kimg == 0,
             f"train.ema_decay={cfg.train.ema_decay:g} and train.ema_halflife_kimg={cfg.train.ema_halflife_kimg:g} "
             "both set the generator EMA; set one of them to 0",
+        ),
+        (
+            0 <= cfg.loss.label_smoothing < 0.5,
+            f"loss.label_smoothing must be in [0, 0.5) (0 = off), not {cfg.loss.label_smoothing}",
+        ),
+        (
+            cfg.loss.label_smoothing == 0 or cfg.loss.gan in SMOOTHABLE_LOSSES,
+            f"loss.label_smoothing lowers the target for reals, which loss.gan={cfg.loss.gan} does not have; "
+            f"use loss.gan {' or '.join(SMOOTHABLE_LOSSES)}, or loss.label_smoothing=0",
         ),
         (cfg.train.keep_snapshots >= 0, "train.keep_snapshots must be >= 0"),
         (

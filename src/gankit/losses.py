@@ -12,34 +12,45 @@ Working on logits (never Sigmoid + BCELoss) keeps the vanilla loss numerically s
 * ``lsgan``: Mao et al. 2017, least squares with targets 1 (real) and 0 (fake), as pix2pix uses it.
 * ``hinge``: Lim & Ye 2017 / Miyato et al. 2018.
 * ``wgan-gp``: Gulrajani et al. 2017; the gradient penalty is :func:`gradient_penalty`.
+
+One-sided label smoothing (Salimans et al. 2016, ``get_gan_loss(name, label_smoothing=s)``) moves D's
+target for reals from 1 to 1 - s in the two losses that have targets (vanilla, lsgan); fakes keep 0
+and G's loss is unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gankit.config import SMOOTHABLE_LOSSES
+
 
 def _mean(x: Tensor) -> Tensor:
     return x.float().mean()
 
 
-def vanilla_d(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
-    # BCE(sigmoid(real), 1) = softplus(-real); BCE(sigmoid(fake), 0) = softplus(fake)
-    return _mean(F.softplus(-real.float())), _mean(F.softplus(fake.float()))
+def vanilla_d(real: Tensor, fake: Tensor, real_target: float = 1.0) -> tuple[Tensor, Tensor]:
+    # BCE(sigmoid(real), t) = t * softplus(-real) + (1 - t) * softplus(real); BCE(sigmoid(fake), 0) = softplus(fake)
+    real = real.float()
+    loss_real = (
+        F.softplus(-real) if real_target == 1.0 else torch.lerp(F.softplus(real), F.softplus(-real), real_target)
+    )
+    return _mean(loss_real), _mean(F.softplus(fake.float()))
 
 
 def vanilla_g(fake: Tensor) -> Tensor:
     return _mean(F.softplus(-fake.float()))
 
 
-def lsgan_d(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
-    return _mean((real.float() - 1) ** 2), _mean(fake.float() ** 2)
+def lsgan_d(real: Tensor, fake: Tensor, real_target: float = 1.0) -> tuple[Tensor, Tensor]:
+    return _mean((real.float() - real_target) ** 2), _mean(fake.float() ** 2)
 
 
 def lsgan_g(fake: Tensor) -> Tensor:
@@ -76,12 +87,18 @@ GAN_LOSSES: dict[str, GANLoss] = {
 }
 
 
-def get_gan_loss(name: str) -> GANLoss:
-    """The adversarial loss called ``name`` (see :data:`GAN_LOSSES`)."""
+def get_gan_loss(name: str, label_smoothing: float = 0.0) -> GANLoss:
+    """The adversarial loss called ``name`` (see :data:`GAN_LOSSES`), with D's target for reals at
+    ``1 - label_smoothing`` (one-sided label smoothing; only the losses in ``SMOOTHABLE_LOSSES``)."""
     try:
-        return GAN_LOSSES[name]
+        loss = GAN_LOSSES[name]
     except KeyError:
         raise ValueError(f"unknown GAN loss '{name}'; known: {', '.join(GAN_LOSSES)}") from None
+    if not label_smoothing:
+        return loss
+    if name not in SMOOTHABLE_LOSSES:
+        raise ValueError(f"label smoothing needs a loss with targets ({', '.join(SMOOTHABLE_LOSSES)}), not '{name}'")
+    return replace(loss, d=partial(loss.d, real_target=1.0 - label_smoothing))
 
 
 class _Scaler(Protocol):

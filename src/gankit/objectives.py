@@ -54,7 +54,7 @@ class Objective:
         self.augment = DiffAugment(policy, space=info.space, p=0.0 if mode == "ada" else 1.0) if policy else None
         """``train.augment``'s transforms (None: off); for ada the loop sets their ``p``."""
         self.adaptive = mode == "ada"
-        self.loss = get_gan_loss(cfg.loss.gan)
+        self.loss = get_gan_loss(cfg.loss.gan, cfg.loss.label_smoothing)
         self.d_scale = cfg.loss.d_scale
         self.gp_weight = cfg.loss.gp_weight
         self.r1_gamma = cfg.loss.r1_gamma

@@ -290,3 +290,24 @@ def test_r1_penalty_is_differentiable_in_the_critic_weights() -> None:
     w = torch.randn(7, requires_grad=True)
     r1_penalty(_linear_critic(w), torch.randn(4, 7)).backward()
     assert torch.allclose(w.grad, 2 * w.detach())  # d||w||^2/dw
+
+
+@pytest.mark.parametrize("name", ["vanilla", "lsgan"])
+def test_label_smoothing_lowers_only_the_real_target(name: str) -> None:
+    plain, smooth = get_gan_loss(name), get_gan_loss(name, label_smoothing=0.1)
+    real_term, fake_term = smooth.d(REAL, FAKE)
+    if name == "vanilla":  # BCE against 0.9 for reals
+        expected = F.binary_cross_entropy_with_logits(REAL, torch.full_like(REAL, 0.9))
+    else:
+        expected = ((REAL - 0.9) ** 2).mean()
+    assert real_term.item() == pytest.approx(expected.item(), abs=1e-6)
+    assert real_term.item() != pytest.approx(plain.d(REAL, FAKE)[0].item(), abs=1e-3)
+    assert fake_term.item() == pytest.approx(plain.d(REAL, FAKE)[1].item(), abs=1e-7)
+    assert smooth.g(FAKE).item() == pytest.approx(plain.g(FAKE).item(), abs=1e-7)
+    assert get_gan_loss(name, 0.0) is GAN_LOSSES[name]  # off: the registered loss itself
+
+
+@pytest.mark.parametrize("name", ["hinge", "wgan-gp"])
+def test_label_smoothing_is_refused_for_losses_without_targets(name: str) -> None:
+    with pytest.raises(ValueError, match="label smoothing needs a loss with targets"):
+        get_gan_loss(name, label_smoothing=0.1)
