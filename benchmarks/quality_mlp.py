@@ -1,16 +1,19 @@
-"""Quality: EMA of G for the MLP presets (issue 22): none, a constant ``train.ema_decay``, and StyleGAN2-ADA's
-half-life in images with its ramp-up (``train.ema_halflife_kimg``, ``train.ema_rampup``).
+"""Quality of the MLP presets per training recipe (issue 22): EMA of G, batch size, learning rates, label
+smoothing, alone or combined, on the notes' networks.
 
 Every family (``--families``: gan, cgan) is trained with its preset on Fashion-MNIST under every arm
 (``--arms``) and seed, and scored after each of ``--epochs`` (a comma list, e.g. ``5,50``) with
 ``gankit eval`` of ``G_last.pt``, which holds the EMA weights when the EMA is on: ``fid_clf`` (the
 domain classifier's feature space against the test split), and for cgan ``cls_acc`` (the share of
-samples the classifier gives the label they were made for). Arms:
+samples the classifier gives the label they were made for). An arm is ``none`` (the preset as is) or
+tokens joined by ``+`` (e.g. ``b32+hl10``), each adding ``--set`` overrides:
 
-* ``none``: no EMA (the presets today);
 * ``decayD``: ``train.ema_decay=D``, e.g. ``decay0.999`` (the constant decay gankit had before);
 * ``hlK`` / ``hlKrR``: ``train.ema_halflife_kimg=K`` with ``train.ema_rampup=R`` (default 0.05,
-  StyleGAN2-ADA's; ``r0`` = no ramp-up), e.g. ``hl10``, ``hl10r0``.
+  StyleGAN2-ADA's; ``r0`` = no ramp-up), e.g. ``hl10``, ``hl10r0``;
+* ``bN``: ``train.batch_size=N``; ``lrX``: both rates X, ``lrgX`` / ``lrdX``: G's / D's rate
+  (e.g. ``lrd4e-4+lrg1e-4``, TTUR); ``lsS``: ``loss.label_smoothing=S``; ``beta1B``: ``optim.beta1=B``;
+* a name given with ``--variant NAME KEY=VALUE ...``.
 
 A run reaches each ``--epochs`` value in turn: ``gankit train FAMILY --epochs E1 ...``, its evaluation,
 then ``--resume --epochs E2`` and its evaluation, so ``--epochs 5,50`` costs 50 epochs, not 55; an exact
@@ -23,9 +26,9 @@ continues with ``--resume``. A run folder made with other options (``WORK/RUN.cm
 The table: per family, epochs and arm, each metric per seed, the mean and its ratio to ``none``.
 One line per invocation is appended to ``results.jsonl`` (unless ``--no-save``).
 
-    python benchmarks/quality_ema.py --epochs 5,50 [--families gan,cgan] [--arms none,decay0.999,hl10]
+    python benchmarks/quality_mlp.py --epochs 5,50 [--families gan,cgan] [--arms none,decay0.999,hl10]
         [--seeds 0,1] [--data-root /work/shared/data] [--work /tmp/ema] [--n 10000] [--device auto]
-        [--parallel 2 --threads 1] [--set data.max_images=500 ...] [--no-save]
+        [--parallel 2 --threads 1] [--set data.max_images=500 ...] [--variant NAME KEY=VALUE ...] [--no-save]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +52,42 @@ METRICS = {"gan": {"fid_clf": True}, "cgan": {"fid_clf": True, "cls_acc": False}
 """What is scored per family, and whether lower is better."""
 
 
+TOKENS: list[tuple[str, Callable[[re.Match[str]], list[str]]]] = [
+    (r"decay(0?\.\d+)", lambda m: [f"train.ema_decay={m[1]}"]),
+    (
+        r"hl(\d+(?:\.\d+)?)(?:r(\d+(?:\.\d+)?))?",
+        lambda m: [f"train.ema_halflife_kimg={m[1]}", f"train.ema_rampup={m[2] or '0.05'}"],
+    ),
+    (r"b(\d+)", lambda m: [f"train.batch_size={m[1]}"]),
+    (r"lr([\d.e-]+)", lambda m: [f"optim.lr_g={m[1]}", f"optim.lr_d={m[1]}"]),
+    (r"lr([gd])([\d.e-]+)", lambda m: [f"optim.lr_{m[1]}={m[2]}"]),
+    (r"ls(0?\.\d+)", lambda m: [f"loss.label_smoothing={m[1]}"]),
+    (r"beta1(0?\.\d+)", lambda m: [f"optim.beta1={m[1]}"]),
+]
+"""Arm tokens (see the module docstring) -> their ``--set`` overrides."""
+VARIANTS: dict[str, list[str]] = {}
+"""Arm tokens named with ``--variant NAME KEY=VALUE ...``."""
+
+
 def arm_overrides(arm: str) -> list[str]:
     """The ``--set`` values of an arm name (see the module docstring); a bad name is a one-line exit."""
     if arm == "none":
         return []
-    if m := re.fullmatch(r"decay(0?\.\d+)", arm):
-        return [f"train.ema_decay={m[1]}"]
-    if m := re.fullmatch(r"hl(\d+(?:\.\d+)?)(?:r(\d+(?:\.\d+)?))?", arm):
-        return [f"train.ema_halflife_kimg={m[1]}", f"train.ema_rampup={m[2] or '0.05'}"]
-    raise SystemExit(f"--arms: unknown arm {arm!r}; use none, decayD (e.g. decay0.999), hlK or hlKrR (e.g. hl10r0.05)")
+    sets = []
+    for token in arm.split("+"):
+        if token in VARIANTS:
+            sets += VARIANTS[token]
+            continue
+        for pattern, overrides in TOKENS:
+            if m := re.fullmatch(pattern, token):
+                sets += overrides(m)
+                break
+        else:
+            raise SystemExit(
+                f"--arms: unknown {token!r} in {arm!r}; use none, or tokens joined by + (decayD, hlK, hlKrR, bN, "
+                "lrX, lrgX, lrdX, lsS, beta1B) or a --variant name"
+            )
+    return sets
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -174,7 +205,7 @@ def table(results: list[dict[str, Any]], seeds: list[int], arms: list[str]) -> s
     lines = []
     for family in dict.fromkeys(r["family"] for r in results):
         metrics = METRICS[family]
-        head = ["family", "epochs", "EMA"]
+        head = ["family", "epochs", "arm"]
         for m, lower in metrics.items():
             head += [f"{m} s{s}" for s in seeds] + [
                 f"{m} mean",
@@ -203,7 +234,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", default="5", help="epochs at which every run is scored, a comma list (e.g. 5,50)")
     p.add_argument("--families", default="gan,cgan", help=f"some of {', '.join(METRICS)}")
-    p.add_argument("--arms", default="none,decay0.999,hl10", help="EMA settings (see above; none: the baseline)")
+    p.add_argument("--arms", default="none,decay0.999,hl10", help="recipes (see above; none: the baseline)")
+    p.add_argument(
+        "--variant", nargs="+", action="append", default=[], metavar="NAME KEY=VALUE", help="name an arm token"
+    )
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--data-root", type=Path, default=common.DEFAULT_DATA_ROOT, help="holds fashion-mnist/")
     p.add_argument("--work", type=Path, default=Path("/tmp/ema"), help="folder of the run folders")
@@ -214,6 +248,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="OMP_NUM_THREADS of every command (0: torch's default)")
     p.add_argument("--no-save", action="store_true", help=f"do not append to {common.RESULTS_FILE.name}")
     args = p.parse_args()
+    for name, *sets in args.variant:
+        VARIANTS[name] = sets
     epochs = sorted({int(e) for e in args.epochs.split(",") if e})
     families = [f for f in args.families.split(",") if f]
     arms = [a for a in args.arms.split(",") if a]
@@ -230,10 +266,10 @@ def main() -> None:
         stage(settings, e, args)
     results = [collect(*x, e, args) for e in epochs for x in settings]
     text = table(results, seeds, arms)
-    print(f"\nEMA of G (gankit eval --n {args.n} of G_last.pt, the EMA weights when on):")
+    print(f"\nMLP recipes (gankit eval --n {args.n} of G_last.pt, the EMA weights when on):")
     print(text)
     common.write_results(
-        f"quality: EMA of G for the MLP presets (epochs {args.epochs})",
+        f"quality: recipes of the MLP presets (epochs {args.epochs})",
         results,
         argparse.Namespace(**vars(args)),
         {"table": text, "wall_s": round(time.time() - started, 1)},
