@@ -4,7 +4,9 @@ Contestants, interleaved round by round (order reversed every round), each a fre
 user runs it: ``before`` (the gankit of ``--before-src``, e.g. a worktree of the commit before the
 inference engine), ``torch`` and ``onnxruntime`` (this checkout's ``--engine``). The ONNX export is made
 once before the timed rounds (it is cached per snapshot), so the rounds time what a user pays on every
-later run. Prints the median seconds, images/s and the ratio to ``before`` (and to ``junyanz``)::
+later run. Prints the median seconds, images/s and the ratio to ``before`` (and to ``junyanz``). RUN must
+be readable by the earlier gankit: make (or import) it with that one, since a newer gankit reads older
+checkpoints but an older one refuses config keys added since::
 
     python benchmarks/bench_folder.py colorize RUN PHOTOS --before-src /path/to/old/src [--rounds 3]
 
@@ -24,7 +26,7 @@ inputs, as is gankit's default ``--strategy resize``). Facades pairs from gankit
 label map on the left) are translated with ``--a-halves``: their A halves are cropped into a temp folder
 of PNGs once, and every contestant reads that folder::
 
-    gankit import pix2pix-repo /tmp/jz/latest_net_G.pth --out /tmp/jz-run
+    PYTHONPATH=OLD/src python -m gankit import pix2pix-repo /tmp/jz/latest_net_G.pth --out /tmp/jz-run
     python benchmarks/bench_folder.py translate /tmp/jz-run FACADES/test --a-halves --before-src OLD/src \\
         --junyanz /path/to/pytorch-CycleGAN-and-pix2pix --ref-pythonpath /path/to/its/extra/deps [--train-mode]
 """

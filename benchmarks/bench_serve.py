@@ -189,14 +189,20 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="measurements per gankit with --before-src")
     ap.add_argument("--engine", choices=["auto", "torch", "onnxruntime"], help="this gankit's (default: auto)")
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # the child: serve the runs in this folder
+    ap.add_argument("--make-runs", type=Path, help=argparse.SUPPRESS)  # the child: write the run folders here
     args = ap.parse_args()
     if args.measure:
         print(json.dumps(measure(args, args.measure)))
         return
-    sys.path.insert(0, str(SRC))
+    if args.make_runs:
+        for preset in PRESETS:
+            make_run(args.make_runs, preset)
+        return
     root = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    for preset in PRESETS:
-        make_run(root, preset)
+    # The runs are written by the earlier gankit when there is one: a newer gankit reads older
+    # checkpoints, but an older one refuses config keys added since.
+    env = dict(os.environ, PYTHONPATH=str(args.before_src or SRC))
+    subprocess.run([sys.executable, __file__, "--make-runs", str(root)], env=env, check=True)
     contestants = {"now": SRC, **({"before": args.before_src} if args.before_src else {})}
     rounds = args.rounds if args.before_src else 1
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in contestants}
