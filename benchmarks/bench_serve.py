@@ -7,8 +7,12 @@ The generators are freshly initialized (not trained): the cost of a forward pass
 the weights. They are made once, and every measurement serves the same files. Each measurement is a
 fresh process that loads them with ``gankit.serve``, launches the app and times ``--repeats`` calls
 per endpoint after one untimed warm-up call (its median). Optionally (``--big``) also a 4000x3000
-colorize. With ``--browser``, the page load is also timed in headless Chromium (navigation start to
-the tabs drawn).
+colorize. With ``--browser``, also in headless Chromium: the page load (navigation start to
+the tabs drawn) and, for translate and colorize, the click on the button to the new image loaded on
+the page (the file uploaded before, as a user does). The client rows include gradio_client's own
+waiting (its SSE reader polls every 50 ms); the Chromium rows are what a user sees. The ``gradio
+alone`` rows time the same client calls against a bare gradio app that returns a ready PNG: the
+floor under the client rows without any model.
 
 Engine: the measured gankit runs the engine a user gets (``GANKIT_ENGINE`` is removed from its
 environment, so ``auto``: onnxruntime where the ``export`` extra is installed), or ``--engine``. The
@@ -78,31 +82,102 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def browser_load(url: str) -> float | None:
+def browser_times(url: str, uploads: dict[str, Path], repeats: int) -> dict[str, float]:
+    """In headless Chromium: the page load (navigation to the tabs drawn), and for the translate and
+    colorize tabs the time from the button's click to the new output image loaded on the page, the file
+    uploaded beforehand as a user does (median of ``repeats`` clicks after one). Empty without selenium or
+    chromium. Unlike gradio_client, whose SSE reader polls every 50 ms, this is the latency a user sees."""
     try:
         from selenium import webdriver
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
     except ImportError:
-        return None
+        return {}
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver_path):
-        return None
+        return {}
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
         opts.add_argument(arg)
     d = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver_path))
+    tabs = "button[role='tab']"
+
+    def output_src(elem_id: str, previous: str | None) -> str:
+        def ready(d: Any) -> str | None:
+            for img in d.find_elements(By.CSS_SELECTOR, f"#{elem_id} img"):
+                src = img.get_attribute("src") or ""
+                if (
+                    src
+                    and src != previous
+                    and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)
+                ):
+                    return src
+            return None
+
+        return WebDriverWait(d, 120, poll_frequency=0.005).until(ready)
+
     try:
-        times = []
+        loads = []
         for _ in range(4):
             t = time.perf_counter()
             d.get(url)
-            WebDriverWait(d, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "button[role='tab']"))
-            times.append(time.perf_counter() - t)
-        return statistics.median(times[1:])
+            WebDriverWait(d, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, tabs))
+            loads.append(time.perf_counter() - t)
+        out = {"page load (headless Chromium, tabs drawn)": statistics.median(loads[1:])}
+        for what, (tab, group, button, result) in {
+            "pix2pix translate 256x256 (Chromium: click to image)": ("pix2pix", "run1", "translate", "photo"),
+            "colorize 1024x768 (Chromium: click to image)": ("colorize", "run2", "colorize", "result"),
+        }.items():
+            next(b for b in d.find_elements(By.CSS_SELECTOR, tabs) if b.text.endswith(f"({tab})")).click()
+            field = WebDriverWait(d, 60).until(
+                lambda d, g=group: d.find_element(By.CSS_SELECTOR, f"#{g}-upload input[type='file']")
+            )
+            field.send_keys(str(uploads[tab]))
+            WebDriverWait(d, 60).until(lambda d, g=group: d.find_elements(By.CSS_SELECTOR, f"#{g}-upload img"))
+            src, times = None, []
+            for _ in range(repeats + 1):
+                t = time.perf_counter()
+                d.find_element(By.ID, f"{group}-{button}").click()
+                src = output_src(f"{group}-{result}", src)
+                times.append(time.perf_counter() - t)
+            out[what] = statistics.median(times[1:])
+        return out
     finally:
         d.quit()
+
+
+def gradio_floor(tmp: Path, repeats: int) -> dict[str, float]:
+    """The same client calls against a bare gradio app whose functions return a ready PNG at once: what
+    upload, queue, file handling and download cost without gankit or a model (the floor of the rows above)."""
+    import gradio as gr
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    ready = {name: tmp / f"ready-{name}" for name in ("labels.png", "photo.jpg")}
+    for name, path in ready.items():  # outputs of the input's size, as PNG like gankit's
+        Image.open(tmp / name).save(path.with_suffix(".png"), compress_level=1)
+    with gr.Blocks(analytics_enabled=False) as bare:
+        image, shown = gr.Image(type="filepath"), gr.Image(format="png", interactive=False)
+        for name in ready:
+            out = str(ready[name].with_suffix(".png"))
+            gr.Button().click(lambda _p, out=out: out, [image], [shown], api_name=name.split(".")[0], preprocess=False)
+    bare.queue(default_concurrency_limit=1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bare.launch(server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False, allowed_paths=[str(tmp)])
+    client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp / "dl-floor"))
+    try:
+        return {
+            f"gradio alone, {what} (no model)": timed(
+                lambda name=name: client.predict(handle_file(str(tmp / name)), api_name=f"/{name.split('.')[0]}"),
+                repeats,
+            )
+            for name, what in (("labels.png", "256x256 in/out"), ("photo.jpg", "1024x768 in/out"))
+        }
+    finally:
+        bare.close()
 
 
 def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -147,10 +222,9 @@ def measure(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         results["colorize 4000x3000"] = timed(
             lambda: client.predict(handle_file(str(tmp / "big.jpg")), api_name="/run2_colorize"), 1
         )
+    results.update(gradio_floor(tmp, args.repeats))
     if args.browser:
-        load = browser_load(url)
-        if load is not None:
-            results["page load (headless Chromium, tabs drawn)"] = load
+        results.update(browser_times(url, {"pix2pix": tmp / "labels.png", "colorize": tmp / "photo.jpg"}, args.repeats))
     app.close()
     out.cleanup()
     shutil.rmtree(tmp)
@@ -184,7 +258,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--big", action="store_true", help="also a 4000x3000 colorize")
-    ap.add_argument("--browser", action="store_true", help="also the page load in headless Chromium")
+    ap.add_argument(
+        "--browser", action="store_true", help="also the page load and click-to-image times in headless Chromium"
+    )
     ap.add_argument("--before-src", type=Path, help="src/ of an earlier gankit to compare against")
     ap.add_argument("--rounds", type=int, default=3, help="measurements per gankit with --before-src")
     ap.add_argument("--engine", choices=["auto", "torch", "onnxruntime"], help="this gankit's (default: auto)")
