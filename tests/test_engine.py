@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,12 @@ import torch
 from conftest import snapshot_run
 from PIL import Image
 
+from gankit import engine as engine_mod
 from gankit import export as export_mod
 from gankit.caches import clear_kind, list_kept
 from gankit.cli import build_parser, main
 from gankit.config import ConfigError
-from gankit.engine import ENGINES, ENV, EngineUnavailable, engine_name, onnx_cache, use_engine
+from gankit.engine import ENGINES, ENV, EngineUnavailable, engine_name, onnx_cache, snapshot_key, use_engine
 from gankit.export import TOLERANCE
 from gankit.inference import STRATEGIES, colorize, run_any_size
 from gankit.sampling import load_generator
@@ -105,11 +107,15 @@ def test_the_export_is_cached_per_snapshot_and_a_new_snapshot_is_exported_again(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(export_mod, "export_onnx", counted)
+    hashed: list[object] = []
+    hash_snapshot = engine_mod._hash_snapshot
+    monkeypatch.setattr(engine_mod, "_hash_snapshot", lambda loaded: hashed.append(loaded) or hash_snapshot(loaded))
     logs: list[str] = []
     use_engine(load_generator(run), log=logs.append)  # auto
     use_engine(load_generator(run), log=logs.append)  # a second process, or the next command
     assert len(exports) == 1 and logs[1].startswith(f"engine: onnxruntime (cached export {exports[0]}, ")
     assert sorted(onnx_cache().glob("*.onnx")) == exports
+    assert len(hashed) == 1  # the second load found the key remembered for the unchanged file
 
     snapshot_run("gan", tmp_path, seed=1)  # training wrote a newer G_last.pt
     use_engine(load_generator(run), log=logs.append)
@@ -117,9 +123,42 @@ def test_the_export_is_cached_per_snapshot_and_a_new_snapshot_is_exported_again(
     assert sorted(onnx_cache().glob("*.onnx")) == [exports[1]]  # the older export of this file is gone
 
     kept = {k.kind: k for k in list_kept()}
-    assert kept["onnx"].files == 1 and kept["onnx"].path == onnx_cache()  # gankit cache lists it
+    assert kept["onnx"].files == 2 and kept["onnx"].path == onnx_cache()  # the export and its key; listed
     freed, removed, _ = clear_kind("onnx")
     assert freed > 0 and removed == [onnx_cache()] and not onnx_cache().exists()
+
+
+def test_the_snapshot_key_is_hashed_once_per_file_until_the_file_or_the_weights_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed: list[object] = []
+    real = engine_mod._hash_snapshot
+    monkeypatch.setattr(engine_mod, "_hash_snapshot", lambda loaded: hashed.append(loaded) or real(loaded))
+    run = snapshot_run("pix2pix", tmp_path)
+    ckpt, memo = run / "checkpoints" / "G_last.pt", tmp_path / "cache" / "pix2pix-x.key.json"
+
+    key = snapshot_key(load_generator(run), memo)
+    assert len(hashed) == 1 and memo.is_file()
+    assert snapshot_key(load_generator(run), memo) == key and len(hashed) == 1  # the same file: remembered
+    assert snapshot_key(load_generator(run)) == key and len(hashed) == 2  # no memo: hashed
+    st = ckpt.stat()
+    os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # touched: hashed again, same bytes
+    assert snapshot_key(load_generator(run), memo) == key and len(hashed) == 3
+    assert snapshot_key(load_generator(run), memo) == key and len(hashed) == 3
+
+    snapshot_run("pix2pix", tmp_path, seed=1)  # training rewrote G_last.pt
+    newer = snapshot_key(load_generator(run), memo)
+    assert newer != key and len(hashed) == 4
+    # loaded otherwise (the untrained taps kept), the weights differ: hashed, not taken from the memo
+    assert snapshot_key(load_generator(run, zero_taps=False), memo) != newer and len(hashed) == 5
+    assert snapshot_key(load_generator(run), memo) == newer and len(hashed) == 6
+
+    loaded = load_generator(run)
+    with torch.no_grad():
+        next(loaded.G.parameters()).add_(1.0)  # changed in memory since the load
+    assert snapshot_key(loaded, memo) not in (key, newer) and len(hashed) == 7
+    memo.write_text("{torn")
+    assert snapshot_key(load_generator(run), memo) == newer and len(hashed) == 8
 
 
 # ---------------------------------------------------------------------------- sampling modes

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 import torch
+from conftest import snapshot_run
 from torch import Tensor, nn
 
-from gankit.inference import crop_padding, pad_to_multiple, run_any_size
+from gankit.config import Config
+from gankit.data.base import DataInfo
+from gankit.families import FAMILIES, get_family
+from gankit.inference import (
+    GeneratorProfile,
+    crop_padding,
+    pad_to_multiple,
+    profile_generator,
+    run_any_size,
+    zero_unused_taps,
+)
 from gankit.models.unet import UNetGenerator
+from gankit.training.checkpoint import atomic_save, safe_load
 
 ODD_SIZES = [(300, 517), (37, 1000)]
 
@@ -225,3 +240,88 @@ def test_load_generator_hands_back_an_nn_module(preset, tmp_path, tiny_cfg, fake
         else:
             x = torch.rand(1, 3, 32, 32) * 2 - 1
             assert torch.equal(G(x), G.G(x)) and G.profile is not None
+
+
+# ------------------------------------------------------------------ the meta build
+
+
+def _same_profile(a: GeneratorProfile, b: GeneratorProfile) -> bool:
+    return (
+        (a.size, a.out_channels, a.peak_bytes_per_pixel) == (b.size, b.out_channels, b.peak_bytes_per_pixel)
+        and a.unused_taps.keys() == b.unused_taps.keys()
+        and all(torch.equal(a.unused_taps[k], b.unused_taps[k]) for k in a.unused_taps)
+    )
+
+
+def _ordinary_load(ckpt: Path) -> tuple[nn.Module, GeneratorProfile | None]:
+    """What load_generator did before the meta build: build, copy the weights in, profile for real."""
+    state = safe_load(ckpt)
+    cfg, info = Config.from_dict(state["config"]), DataInfo.from_dict(state["info"])
+    fam = get_family(cfg.family)
+    G, _ = fam.build(cfg, info, init=False)
+    G.load_state_dict(state["G"])
+    G.eval()
+    profile = None
+    if fam.kind == "paired":
+        profile = profile_generator(G, (info.resolution,) * 2, info.in_channels)
+        zero_unused_taps(G, profile)
+    return G, profile
+
+
+def _assert_same_network(G: nn.Module, H: nn.Module) -> None:
+    """Same weights and buffers: values, dtypes, devices, layouts, parameter-ness and requires_grad."""
+    tensors = dict(G.named_parameters()) | dict(G.named_buffers())
+    expected = dict(H.named_parameters()) | dict(H.named_buffers())
+    assert tensors.keys() == expected.keys()
+    for name, t in tensors.items():
+        e = expected[name]
+        assert torch.equal(t, e) and (t.dtype, t.device, t.stride()) == (e.dtype, e.device, e.stride()), name
+        assert (type(t), t.requires_grad) == (type(e), e.requires_grad), name
+
+
+@pytest.mark.parametrize("family", ["gan", "cgan", "dcgan", "pix2pix", "colorize"])
+def test_load_generator_built_on_meta_equals_the_ordinary_build(family: str, tmp_path: Path) -> None:
+    from gankit.sampling import load_generator
+
+    run = snapshot_run(family, tmp_path)
+    loaded = load_generator(run)
+    G, profile = _ordinary_load(run / "checkpoints" / "G_last.pt")
+    _assert_same_network(loaded.G, G)
+    assert (loaded.profile is None) == (profile is None)
+    assert profile is None or _same_profile(loaded.profile, profile)
+
+
+def test_weights_saved_in_another_dtype_load_as_the_network_declares_them(tmp_path: Path) -> None:
+    from gankit.sampling import load_generator
+
+    ckpt = snapshot_run("pix2pix", tmp_path) / "checkpoints" / "G_last.pt"
+    state = safe_load(ckpt)
+    state["G"] = {k: v.double() if v.is_floating_point() else v for k, v in state["G"].items()}
+    atomic_save(state, ckpt)
+    G, _ = _ordinary_load(ckpt)
+    _assert_same_network(load_generator(ckpt).G, G)  # float32, as load_state_dict's copy made them
+
+
+@pytest.mark.parametrize("trait", ["non-persistent buffer", "computes in __init__"])
+def test_a_generator_that_cannot_live_on_meta_is_built_the_ordinary_way(
+    trait: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gankit.sampling import load_generator
+
+    fam = FAMILIES["pix2pix"]
+
+    def build(cfg: Config, info: DataInfo) -> tuple[nn.Module, nn.Module]:
+        G, D = fam.build_models(cfg, info)
+        if trait == "non-persistent buffer":  # not in the state dict: assigning weights leaves it on meta
+            G.register_buffer("gain", torch.ones(()), persistent=False)
+        else:
+            G.gain = torch.ones(()).item()  # no value on meta: RuntimeError
+        return G, D
+
+    monkeypatch.setitem(FAMILIES, "pix2pix", dataclasses.replace(fam, build_models=build))
+    run = snapshot_run("pix2pix", tmp_path)
+    loaded = load_generator(run)
+    G, profile = _ordinary_load(run / "checkpoints" / "G_last.pt")
+    _assert_same_network(loaded.G, G)
+    assert loaded.profile is not None and profile is not None and _same_profile(loaded.profile, profile)
+    assert float(loaded.G.gain) == 1.0

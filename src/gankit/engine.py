@@ -41,8 +41,12 @@ file and family, named ``FAMILY-PATH-KEY.onnx``. KEY is the sha256 of the snapsh
 config, data shapes and every weight and buffer; with the gankit version and opset), so a newer
 snapshot, or retrained weights in the same file, is exported again and the older export of that file
 removed. It is taken from the weights in memory rather than re-read from the file, so a run that
-replaces ``G_last.pt`` meanwhile cannot pair one snapshot's key with another's graph. Exports are
-written atomically and under a lock: a second process waits for the first and uses its file.
+replaces ``G_last.pt`` meanwhile cannot pair one snapshot's key with another's graph. Hashing 217 MB
+of U-Net weights takes a noticeable part of a second, so the key is remembered beside the exports,
+in ``FAMILY-PATH.key.json``, against the file's identity as it was read (inode, size, mtime and ctime,
+unchanged during the read) and how it was loaded: loading the unchanged file again reads the key from
+there, and a file rewritten or replaced since is hashed again. Exports and keys are written
+atomically, exports under a lock: a second process waits for the first and uses its file.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ from torch import Tensor, nn
 from gankit.config import ConfigError
 from gankit.formatting import Spelling, human_bytes, keyword
 from gankit.loading import LoadedGenerator
-from gankit.locks import lock_file
+from gankit.locks import atomic_path, lock_file
 from gankit.paths import cache_dir
 
 ENGINES = ("auto", "torch", "onnxruntime")
@@ -199,9 +203,41 @@ def _onnx_obstacle(loaded: LoadedGenerator) -> str | None:
     return None
 
 
-def snapshot_key(loaded: LoadedGenerator) -> str:
+def snapshot_key(loaded: LoadedGenerator, memo: Path | None = None) -> str:
     """sha256 of the snapshot as loaded: what the graph depends on (config, data shapes, every weight
-    and buffer in memory), with the gankit version and ONNX opset that export it."""
+    and buffer in memory), with the gankit version and ONNX opset that export it.
+
+    With ``memo`` (a JSON file), the key of a network that :func:`~gankit.loading.load_generator` read
+    from a file and that is unchanged in memory since (:meth:`LoadedGenerator.as_loaded`) is kept
+    there against that file's identity and the load's options, gankit version and opset: the next
+    load of the unchanged file finds it without hashing the weights again. One key per memo file; an
+    unreadable memo is hashed over, one that cannot be written is left as it is.
+    """
+    import gankit
+    from gankit.export import OPSET
+
+    source = loaded.as_loaded()
+    if memo is None or source is None:
+        return _hash_snapshot(loaded)
+    of = {"path": source.path, "stat": list(source.stat), "zero_taps": source.zero_taps}
+    of |= {"gankit": gankit.__version__, "opset": OPSET}
+    try:
+        kept = json.loads(memo.read_text())
+        if isinstance(kept, dict) and kept.get("of") == of and isinstance(kept.get("key"), str):
+            return kept["key"]
+    except (OSError, ValueError):  # none yet, or torn by hand: hashed again below
+        pass
+    key = _hash_snapshot(loaded)
+    try:
+        with atomic_path(memo) as tmp:
+            tmp.write_text(json.dumps({"of": of, "key": key}, indent=1) + "\n")
+    except OSError:  # a read-only cache: the key is only remembered where it can be
+        pass
+    return key
+
+
+def _hash_snapshot(loaded: LoadedGenerator) -> str:
+    """The sha256 of :func:`snapshot_key`, computed from the network in memory."""
     import gankit
     from gankit.export import OPSET
 
@@ -235,7 +271,7 @@ def cached_session(loaded: LoadedGenerator, log: Callable[[str], object] = print
     folder = onnx_cache()
     where = hashlib.sha256(str(loaded.path.resolve()).encode()).hexdigest()[:8]
     stem = f"{loaded.family.name}-{where}"
-    path = folder / f"{stem}-{snapshot_key(loaded)[:20]}.onnx"
+    path = folder / f"{stem}-{snapshot_key(loaded, folder / f'{stem}.key.json')[:20]}.onnx"
 
     def waiting(holder: str) -> None:
         log(f"engine: waiting for another process ({holder or 'unknown'}) exporting {loaded.path.name}")
