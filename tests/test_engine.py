@@ -90,6 +90,20 @@ def test_onnxruntime_equals_torch_within_the_export_tolerance(tmp_path: Path, fa
         assert (by_ort - by_torch).abs().max() <= TOLERANCE
 
 
+@needs_ort
+def test_sessions_sleep_between_runs_with_torchs_thread_count(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    run = snapshot_run("gan", tmp_path)
+    path = tmp_path / "g.onnx"
+    export_mod.export_onnx(load_generator(run), path, log=lambda line: None)
+    options = export_mod.open_session(path, ort).get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # no busy-waiting threads
+    assert options.intra_op_num_threads == torch.get_num_threads()
+    spinning = export_mod.open_session(path, ort, spinning=True).get_session_options()
+    assert spinning.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+
+
 # ------------------------------------------------------------------------------ the cache
 
 

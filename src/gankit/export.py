@@ -231,11 +231,21 @@ def load_for_export(run: str | Path | LoadedGenerator, checkpoint: str = "last")
     return loaded
 
 
-def open_session(path: Path, ort: Any) -> Any:
-    """An onnxruntime CPU session of ``path`` with as many threads as PyTorch uses."""
+ORT_SPINNING = False
+"""onnxruntime's intra-op threads spin-wait after each run by default (as OpenMP's threads do, see
+OMP_WAIT_POLICY in gankit.cli), taking the cores from the threads that decode and encode images and
+from a web server's request handling: in ``gankit serve`` the bare gradio calls in the same process
+ran 0.147 -> 0.166 s and a gan grid 0.123 -> 0.175 s once three spinning sessions were loaded. Off
+(the threads sleep), those costs go away; one run of the generator is unaffected (BENCHMARKS.md)."""
+
+
+def open_session(path: Path, ort: Any, *, spinning: bool = ORT_SPINNING) -> Any:
+    """An onnxruntime CPU session of ``path`` with as many threads as PyTorch uses, whose threads sleep
+    between runs unless ``spinning`` (see :data:`ORT_SPINNING`)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()  # the same CPU budget PyTorch was given
     options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
