@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -657,6 +657,39 @@ def gankit_runner(preset: str, name: str, args: argparse.Namespace, overrides: d
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file (a run's metrics/stats/eval, a results file); [] when it is missing."""
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def last_eval(run: Path, step: int, n: int, metrics: Iterable[str]) -> dict[str, Any] | None:
+    """The run's latest ``gankit eval`` row of ``G_last.pt`` at ``step`` with ``n`` samples and every one
+    of ``metrics``, if any."""
+    rows = [
+        r
+        for r in read_jsonl(run / "eval.jsonl")
+        if r.get("checkpoint") == "G_last.pt" and r.get("step") == step and r.get("n") == n
+    ]
+    rows = [r for r in rows if all(m in r for m in metrics)]
+    return rows[-1] if rows else None
+
+
+def gankit_pool(
+    jobs: list[tuple[list[str], Path]], *, parallel: int, threads: int, cwd: Path, src: Path | None = None
+) -> None:
+    """:func:`run_pool` for gankit commands: ``OMP_WAIT_POLICY=PASSIVE`` unless set (see "Noise" in
+    BENCHMARKS.md), ``threads`` torch/OpenMP threads each (0: torch's default), and with ``src`` that
+    gankit first on ``PYTHONPATH`` (the checkout being measured)."""
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    run_pool(jobs, parallel=parallel, env=env, cwd=cwd)
 
 
 def run_pool(jobs: list[tuple[list[str], Path]], *, parallel: int, env: dict[str, str], cwd: Path) -> None:

@@ -32,9 +32,7 @@ per invocation is appended to ``results.jsonl`` (unless ``--no-save``).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import shlex
 import statistics
 import sys
@@ -72,12 +70,6 @@ JOBS = {
 }
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def run_folder(job: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
     return args.work / f"{job}-{arm}-s{seed}"
 
@@ -106,27 +98,8 @@ def eval_command(job: str, run: Path, args: argparse.Namespace) -> list[str]:
 
 
 def trained(run: Path, steps: int) -> bool:
-    return (run / "checkpoints" / "G_last.pt").is_file() and any(r["step"] >= steps for r in _rows(run / "stats.jsonl"))
-
-
-def matching_eval(job: str, run: Path, args: argparse.Namespace) -> dict[str, Any] | None:
-    """The run's latest evaluation of ``G_last.pt`` with these metrics and n, if any."""
-    rows = [
-        r
-        for r in _rows(run / "eval.jsonl")
-        if r.get("checkpoint") == "G_last.pt" and r.get("step") == args.steps and r.get("n") == args.n
-    ]
-    rows = [r for r in rows if all(m in r for m in JOBS[job].metrics)]
-    return rows[-1] if rows else None
-
-
-def run_pool(jobs: list[tuple[list[str], Path]], args: argparse.Namespace) -> None:
-    """Run ``(command, log file)`` jobs, ``--parallel`` at a time, with ``--threads`` torch threads each."""
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))  # this checkout
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    common.run_pool(jobs, parallel=args.parallel, env=env, cwd=REPO)
+    stats = common.read_jsonl(run / "stats.jsonl")
+    return (run / "checkpoints" / "G_last.pt").is_file() and any(r["step"] >= steps for r in stats)
 
 
 def train_all(settings: list[tuple[str, str, int]], args: argparse.Namespace) -> None:
@@ -145,7 +118,7 @@ def train_all(settings: list[tuple[str, str, int]], args: argparse.Namespace) ->
         if (run / "checkpoints" / "last.pt").is_file():
             cmd = [*cmd, "--resume"]
         todo.append((cmd, run.with_suffix(".log")))
-    run_pool(todo, args)
+    common.gankit_pool(todo, parallel=args.parallel, threads=args.threads, cwd=REPO, src=REPO / "src")
 
 
 def eval_all(settings: list[tuple[str, str, int]], args: argparse.Namespace) -> None:
@@ -153,9 +126,9 @@ def eval_all(settings: list[tuple[str, str, int]], args: argparse.Namespace) -> 
     todo = []
     for job, arm, seed in settings:
         run = run_folder(job, arm, seed, args)
-        if not JOBS[job].paired and matching_eval(job, run, args) is None:
+        if not JOBS[job].paired and common.last_eval(run, args.steps, args.n, JOBS[job].metrics) is None:
             todo.append((eval_command(job, run, args), run.with_suffix(".log")))
-    run_pool(todo, args)
+    common.gankit_pool(todo, parallel=args.parallel, threads=args.threads, cwd=REPO, src=REPO / "src")
 
 
 def collect(job: str, arm: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -163,16 +136,16 @@ def collect(job: str, arm: str, seed: int, args: argparse.Namespace) -> dict[str
     run = run_folder(job, arm, seed, args)
     out: dict[str, Any] = {"job": job, "arm": arm, "seed": seed, "steps": args.steps, "run": str(run)}
     if JOBS[job].paired:
-        rows = [r for r in _rows(run / "metrics.jsonl") if "val_l1" in r and r["step"] == args.steps]
+        rows = [r for r in common.read_jsonl(run / "metrics.jsonl") if "val_l1" in r and r["step"] == args.steps]
         if not rows:
             raise SystemExit(f"{run / 'metrics.jsonl'}: no validation at step {args.steps}")
         out.update({m: rows[-1][m] for m in JOBS[job].metrics})
     else:
-        row = matching_eval(job, run, args)
+        row = common.last_eval(run, args.steps, args.n, JOBS[job].metrics)
         assert row is not None
         out.update({m: row[m] for m in JOBS[job].metrics})
         out["eval_cmd"] = shlex.join(eval_command(job, run, args))
-    stats = _rows(run / "stats.jsonl")
+    stats = common.read_jsonl(run / "stats.jsonl")
     if arm == "ada" and stats:
         out["ada_p_last"] = stats[-1].get("ada_p")
     out["train_cmd"] = run.with_suffix(".cmd").read_text()

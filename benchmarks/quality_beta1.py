@@ -22,7 +22,6 @@ Runs go one after the other (the machine is shared; nothing here is timed agains
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -38,15 +37,9 @@ GANKIT = REPO / ".venv" / "bin" / "gankit"
 METRICS = {"gan": ["fid_clf"], "cgan": ["fid_clf", "cls_acc"]}
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def finished(run: Path, epochs: int) -> bool:
     return (run / "checkpoints" / "G_last.pt").is_file() and any(
-        r.get("epoch") == epochs for r in _rows(run / "metrics.jsonl")
+        r.get("epoch") == epochs for r in common.read_jsonl(run / "metrics.jsonl")
     )
 
 
@@ -75,7 +68,7 @@ def matching_evals(run: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The run's evaluations with this classifier and sample count."""
     return [
         r
-        for r in _rows(run / "eval.jsonl")
+        for r in common.read_jsonl(run / "eval.jsonl")
         if r.get("classifier") == str(args.classifier)
         and r.get("n") == args.n
         and r.get("checkpoint") == snapshot(run, args).name
@@ -89,7 +82,8 @@ def collect(family: str, beta1: float, seed: int, args: argparse.Namespace) -> d
     last = matching_evals(run, args)[-1]
     out: dict[str, Any] = {"family": family, "beta1": beta1, "seed": seed, "run": str(run)}
     out["epochs"] = args.eval_epoch or args.epochs
-    epochs = [r for r in _rows(run / "metrics.jsonl") if "images_per_s" in r and r["epoch"] <= out["epochs"]]
+    metrics = common.read_jsonl(run / "metrics.jsonl")
+    epochs = [r for r in metrics if "images_per_s" in r and r["epoch"] <= out["epochs"]]
     out["checkpoint"] = last.get("checkpoint")
     out.update({m: last.get(m) for m in METRICS[family]})
     out["train_s"] = round(sum(r.get("seconds", 0) for r in epochs), 1)
@@ -97,14 +91,6 @@ def collect(family: str, beta1: float, seed: int, args: argparse.Namespace) -> d
     out["commands"] = [shlex.join(train_command(family, beta1, seed, args)), shlex.join(eval_command(run, args))]
     print(f"  {run.name}: " + ", ".join(f"{m} {out[m]:.4g}" for m in METRICS[family] if out[m] is not None), flush=True)
     return out
-
-
-def run_pool(jobs: list[tuple[list[str], Path]], args: argparse.Namespace) -> None:
-    """Run ``(command, log file)`` jobs, ``--parallel`` at a time, each with ``--threads`` torch threads."""
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    common.run_pool(jobs, parallel=args.parallel, env=env, cwd=REPO)
 
 
 def train_all(settings: list[tuple[str, float, int]], args: argparse.Namespace) -> None:
@@ -119,13 +105,15 @@ def train_all(settings: list[tuple[str, float, int]], args: argparse.Namespace) 
     for x in todo:
         if run_folder(*x, args).exists():
             raise SystemExit(f"{run_folder(*x, args)} exists and is not a finished {args.epochs}-epoch run; remove it")
-    run_pool([(train_command(*x, args), args.out / f"{run_folder(*x, args).name}.log") for x in todo], args)
+    jobs = [(train_command(*x, args), args.out / f"{run_folder(*x, args).name}.log") for x in todo]
+    common.gankit_pool(jobs, parallel=args.parallel, threads=args.threads, cwd=REPO)
 
 
 def eval_all(settings: list[tuple[str, float, int]], args: argparse.Namespace) -> None:
     """Evaluate every run that has no evaluation with this classifier and n yet."""
     runs = [run_folder(*x, args) for x in settings]
-    run_pool([(eval_command(r, args), args.out / f"{r.name}.log") for r in runs if not matching_evals(r, args)], args)
+    jobs = [(eval_command(r, args), args.out / f"{r.name}.log") for r in runs if not matching_evals(r, args)]
+    common.gankit_pool(jobs, parallel=args.parallel, threads=args.threads, cwd=REPO)
 
 
 def table(runs: list[dict[str, Any]], seeds: list[int]) -> str:

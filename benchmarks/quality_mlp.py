@@ -34,8 +34,6 @@ One line per invocation is appended to ``results.jsonl`` (unless ``--no-save``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import shlex
 import statistics
@@ -90,12 +88,6 @@ def arm_overrides(arm: str) -> list[str]:
     return sets
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def run_folder(family: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
     return args.work / f"{family}-{arm}-s{seed}"
 
@@ -122,28 +114,8 @@ def eval_command(family: str, run: Path, args: argparse.Namespace) -> list[str]:
 
 def step_at(run: Path, epochs: int) -> int | None:
     """The step at which the run finished epoch ``epochs`` (None: not reached)."""
-    steps = [r["step"] for r in _rows(run / "metrics.jsonl") if r.get("epoch") == epochs]
+    steps = [r["step"] for r in common.read_jsonl(run / "metrics.jsonl") if r.get("epoch") == epochs]
     return steps[-1] if steps else None
-
-
-def matching_eval(family: str, run: Path, step: int, args: argparse.Namespace) -> dict[str, Any] | None:
-    """The run's latest evaluation of ``G_last.pt`` at ``step`` with these metrics and n, if any."""
-    rows = [
-        r
-        for r in _rows(run / "eval.jsonl")
-        if r.get("checkpoint") == "G_last.pt" and r.get("step") == step and r.get("n") == args.n
-    ]
-    rows = [r for r in rows if all(m in r for m in METRICS[family])]
-    return rows[-1] if rows else None
-
-
-def run_pool(jobs: list[tuple[list[str], Path]], args: argparse.Namespace) -> None:
-    """Run ``(command, log file)`` jobs, ``--parallel`` at a time, with ``--threads`` torch threads each."""
-    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))  # this checkout
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    common.run_pool(jobs, parallel=args.parallel, env=env, cwd=REPO)
 
 
 def check_folders(settings: list[tuple[str, str, int]], args: argparse.Namespace) -> None:
@@ -167,21 +139,21 @@ def stage(settings: list[tuple[str, str, int]], epochs: int, args: argparse.Name
         run = run_folder(family, arm, seed, args)
         if step_at(run, epochs) is not None:
             continue
-        done = [r["epoch"] for r in _rows(run / "metrics.jsonl") if "epoch" in r]
+        done = [r["epoch"] for r in common.read_jsonl(run / "metrics.jsonl") if "epoch" in r]
         if done and max(done) > epochs:
             raise SystemExit(f"{run} is past epoch {epochs} without a score there; remove it or drop {epochs}")
         cmd = train_command(family, arm, seed, epochs, args)
         todo.append(([*cmd, "--resume"] if (run / "checkpoints" / "last.pt").is_file() else cmd, beside(run, ".log")))
-    run_pool(todo, args)
+    common.gankit_pool(todo, parallel=args.parallel, threads=args.threads, cwd=REPO, src=REPO / "src")
     todo = []
     for family, arm, seed in settings:
         run = run_folder(family, arm, seed, args)
         step = step_at(run, epochs)
         if step is None:
             raise SystemExit(f"{run / 'metrics.jsonl'}: epoch {epochs} not reached; see {beside(run, '.log')}")
-        if matching_eval(family, run, step, args) is None:
+        if common.last_eval(run, step, args.n, METRICS[family]) is None:
             todo.append((eval_command(family, run, args), beside(run, ".log")))
-    run_pool(todo, args)
+    common.gankit_pool(todo, parallel=args.parallel, threads=args.threads, cwd=REPO, src=REPO / "src")
 
 
 def collect(family: str, arm: str, seed: int, epochs: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -189,7 +161,7 @@ def collect(family: str, arm: str, seed: int, epochs: int, args: argparse.Namesp
     run = run_folder(family, arm, seed, args)
     step = step_at(run, epochs)
     assert step is not None
-    row = matching_eval(family, run, step, args)
+    row = common.last_eval(run, step, args.n, METRICS[family])
     assert row is not None
     out: dict[str, Any] = {"family": family, "arm": arm, "seed": seed, "epochs": epochs, "step": step}
     out.update({m: row[m] for m in METRICS[family]})
