@@ -24,6 +24,16 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
 
 
+def _assert_shadow(ema: EMA, model: nn.Module, expected: dict[str, torch.Tensor], step: int) -> None:
+    """The shadow's parameters are ``expected``; its buffers (BatchNorm running statistics) are not
+    averaged but the model's current ones."""
+    shadow = dict(ema.shadow.named_parameters())
+    for k in expected:
+        assert torch.allclose(shadow[k], expected[k], rtol=1e-6, atol=1e-6), (step, k)
+    for (k, b), (_, b_ema) in zip(model.named_buffers(), ema.shadow.named_buffers()):
+        assert torch.equal(b, b_ema), k
+
+
 def test_shadow_is_the_running_average() -> None:
     model = _model()
     ema = EMA(model, DECAY)
@@ -36,12 +46,7 @@ def test_shadow_is_the_running_average() -> None:
         ema.update(model)
         for k, p in model.named_parameters():
             expected[k] = DECAY * expected[k] + (1 - DECAY) * p.detach()
-        shadow = dict(ema.shadow.named_parameters())
-        for k in expected:
-            assert torch.allclose(shadow[k], expected[k], rtol=1e-6, atol=1e-6), (step, k)
-        # buffers are not averaged: the shadow uses the model's current statistics
-        for (k, b), (_, b_ema) in zip(model.named_buffers(), ema.shadow.named_buffers()):
-            assert torch.equal(b, b_ema), k
+        _assert_shadow(ema, model, expected, step)
     # after 5 steps of moves of 1..5 the average lags the weights, so this is not a plain copy
     assert not torch.allclose(dict(ema.shadow.named_parameters())["0.weight"], model[0].weight)
     assert not ema.shadow.training and not any(p.requires_grad for p in ema.shadow.parameters())
@@ -75,11 +80,7 @@ def test_halflife_shadow_is_the_running_average() -> None:
         ema.update(model, images_seen=20 * step, batch_images=20)
         for k, p in model.named_parameters():
             expected[k] = decay * expected[k] + (1 - decay) * p.detach()
-        shadow = dict(ema.shadow.named_parameters())
-        for k in expected:
-            assert torch.allclose(shadow[k], expected[k], rtol=1e-6, atol=1e-6), (step, k)
-        for (k, b), (_, b_ema) in zip(model.named_buffers(), ema.shadow.named_buffers()):
-            assert torch.equal(b, b_ema), k  # buffers copied, as with a constant decay
+        _assert_shadow(ema, model, expected, step)
     with pytest.raises(ValueError, match="batch_images"):
         ema.update(model)  # a half-life needs the update's images
 
