@@ -128,18 +128,67 @@ def test_the_export_is_cached_per_snapshot_and_a_new_snapshot_is_exported_again(
     use_engine(load_generator(run), log=logs.append)  # auto
     use_engine(load_generator(run), log=logs.append)  # a second process, or the next command
     assert len(exports) == 1 and logs[1].startswith(f"engine: onnxruntime (cached export {exports[0]}, ")
-    assert sorted(onnx_cache().glob("*.onnx")) == exports
+    assert sorted(onnx_cache().glob("*.onnx")) == sorted([exports[0], _optimized(exports[0])])
     assert len(hashed) == 1  # the second load found the key remembered for the unchanged file
 
     snapshot_run("gan", tmp_path, seed=1)  # training wrote a newer G_last.pt
     use_engine(load_generator(run), log=logs.append)
     assert len(exports) == 2 and exports[1] != exports[0] and "exported in" in logs[2]
-    assert sorted(onnx_cache().glob("*.onnx")) == [exports[1]]  # the older export of this file is gone
+    # the older export of this file is gone, with its optimized graph
+    assert sorted(onnx_cache().glob("*.onnx")) == sorted([exports[1], _optimized(exports[1])])
 
     kept = {k.kind: k for k in list_kept()}
-    assert kept["onnx"].files == 2 and kept["onnx"].path == onnx_cache()  # the export and its key; listed
+    assert kept["onnx"].files == 3 and kept["onnx"].path == onnx_cache()  # export, optimized graph, key; listed
     freed, removed, _ = clear_kind("onnx")
     assert freed > 0 and removed == [onnx_cache()] and not onnx_cache().exists()
+
+
+def _optimized(export: Path) -> Path:
+    import onnxruntime as ort
+
+    return export.with_name(f"{export.stem}.cpu-{engine_mod.cpu_tag(ort)}.onnx")
+
+
+@needs_ort
+def test_later_sessions_open_the_graph_optimized_for_this_cpu_and_a_torn_one_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = snapshot_run("pix2pix", tmp_path)
+    opened: list[tuple[str, bool]] = []
+    real = export_mod.open_session
+
+    def recorded(path, ort, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        opened.append((Path(path).name, kwargs.get("optimized", False)))
+        return real(path, ort, **kwargs)
+
+    monkeypatch.setattr(export_mod, "open_session", recorded)
+    eager = load_generator(run)
+    want = _outputs(eager, "pix2pix")
+
+    def outputs_through_onnxruntime() -> list[torch.Tensor]:
+        loaded = load_generator(run)
+        assert use_engine(loaded, "onnxruntime", log=lambda line: None) == "onnxruntime"
+        return _outputs(loaded, "pix2pix")
+
+    first = outputs_through_onnxruntime()  # exported, then optimized from the export and saved
+    (export,) = [p for p in onnx_cache().glob("*.onnx") if ".cpu-" not in p.name]
+    optimized = _optimized(export)
+    assert optimized.is_file() and opened[-1] == (export.name, False)  # after the export's own check
+    opened.clear()
+    second = outputs_through_onnxruntime()  # the next command: the optimized graph, not optimized again
+    assert opened == [(optimized.name, True)]
+    for w, a, b in zip(want, first, second):
+        assert (a - w).abs().max() <= TOLERANCE and torch.equal(a, b)
+
+    optimized.write_bytes(b"torn")
+    third = outputs_through_onnxruntime()  # could not open: optimized from the export again
+    assert opened[1:] == [(optimized.name, True), (export.name, False)] and optimized.stat().st_size > 1000
+    assert all(torch.equal(a, c) for a, c in zip(first, third))
+    stale = optimized.with_name(f"{export.stem}.cpu-0123456789ab.onnx")  # another CPU's or onnxruntime's
+    stale.write_bytes(b"x")
+    optimized.unlink()
+    outputs_through_onnxruntime()
+    assert optimized.is_file() and not stale.exists()
 
 
 def test_the_snapshot_key_is_hashed_once_per_file_until_the_file_or_the_weights_change(

@@ -47,6 +47,13 @@ in ``FAMILY-PATH.key.json``, against the file's identity as it was read (inode, 
 unchanged during the read) and how it was loaded: loading the unchanged file again reads the key from
 there, and a file rewritten or replaced since is hashed again. Exports and keys are written
 atomically, exports under a lock: a second process waits for the first and uses its file.
+
+Beside each export, the first session writes the graph as onnxruntime optimized it for this CPU
+(``FAMILY-PATH-KEY.cpu-TAG.onnx``, TAG from onnxruntime's version and the CPU's instruction sets, as the
+blocked convolution layout it picks depends on them), and later sessions open that one without
+optimizing again: a 256 px U-Net's session took 0.56-0.73 s from the export and 0.20 s from its
+optimized graph, which ran as fast (0.185-0.22 s per 4 images, 2 threads) with the same outputs.
+It doubles the cache's size per snapshot (217 MB more for that U-Net).
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -266,7 +274,7 @@ def cached_session(loaded: LoadedGenerator, log: Callable[[str], object] = print
     """
     import onnxruntime as ort
 
-    from gankit.export import export_onnx, open_session
+    from gankit.export import export_onnx
 
     folder = onnx_cache()
     where = hashlib.sha256(str(loaded.path.resolve()).encode()).hexdigest()[:8]
@@ -285,8 +293,44 @@ def cached_session(loaded: LoadedGenerator, log: Callable[[str], object] = print
             for old in folder.glob(f"{stem}-*.onnx"):
                 if old != path:
                     old.unlink(missing_ok=True)
-        session = open_session(path, ort)
+        session = _optimized_session(path, ort)
     return session, path, how
+
+
+def cpu_tag(ort: Any) -> str:
+    """What a graph optimized by onnxruntime depends on besides the export: onnxruntime's version and
+    the CPU's instruction sets (its blocked convolution layout is chosen for them). 12 hex digits."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:  # not Linux
+        cpu = ""
+    what = f"{ort.__version__} {platform.machine()} {platform.processor()} {cpu.strip()}"
+    return hashlib.sha256(what.encode()).hexdigest()[:12]
+
+
+def _optimized_session(path: Path, ort: Any) -> Any:
+    """A session of the export at ``path`` from the graph onnxruntime optimized from it for this CPU,
+    ``PATH-STEM.cpu-TAG.onnx`` beside it (:func:`cpu_tag`), written by the first session of the export
+    (call under the export's lock). A graph that no longer opens is made again; one that cannot be
+    written leaves the session as it is."""
+    from gankit.export import open_session
+
+    optimized = path.with_name(f"{path.stem}.cpu-{cpu_tag(ort)}.onnx")
+    if optimized.is_file():
+        try:
+            return open_session(optimized, ort, optimized=True)
+        except Exception:  # noqa: BLE001 -- torn or from another onnxruntime: optimized again below
+            optimized.unlink(missing_ok=True)
+    try:
+        with atomic_path(optimized) as tmp:
+            session = open_session(path, ort, save_optimized=tmp)
+    except Exception:  # noqa: BLE001 -- e.g. a read-only or full cache: the export's own session
+        return open_session(path, ort)
+    for old in path.parent.glob(f"{path.stem}.cpu-*.onnx"):  # made for another CPU or onnxruntime
+        if old != optimized:
+            old.unlink(missing_ok=True)
+    return session
 
 
 def _onnx_engine(loaded: LoadedGenerator, log: Callable[[str], object]) -> tuple[OnnxEngine, str]:
