@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,32 @@ def test_a_generator_that_cannot_live_on_meta_is_built_the_ordinary_way(
     _assert_same_network(loaded.G, G)
     assert loaded.profile is not None and profile is not None and _same_profile(loaded.profile, profile)
     assert float(loaded.G.gain) == 1.0
+
+
+def test_the_profile_is_remembered_per_architecture_and_a_torn_memo_is_profiled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gankit import loading
+    from gankit.paths import cache_dir
+    from gankit.sampling import load_generator
+
+    profiled: list[int] = []
+    real = loading.profile_generator
+    monkeypatch.setattr(loading, "profile_generator", lambda *a: profiled.append(1) or real(*a))
+    run = snapshot_run("pix2pix", tmp_path / "a")
+    first = load_generator(run)
+    (memo,) = (cache_dir() / loading.PROFILES).glob("pix2pix-*.json")
+    assert len(profiled) == 1 and first.profile is not None and first.profile.unused_taps  # taps to zero
+    other_weights = snapshot_run("pix2pix", tmp_path / "b", seed=1)  # same architecture, another run
+    again = load_generator(other_weights)
+    assert len(profiled) == 1 and again.profile is not None and _same_profile(again.profile, first.profile)
+    G, fresh = _ordinary_load(other_weights / "checkpoints" / "G_last.pt")  # profiled for real
+    _assert_same_network(again.G, G)  # the remembered profile zeroed the same taps
+    assert fresh is not None and _same_profile(again.profile, fresh)
+
+    memo.write_text('{"of": 1, "profile": {"size": [')  # torn by hand
+    load_generator(run)
+    assert len(profiled) == 2 and json.loads(memo.read_text())["profile"]["out_channels"] == 3
+    colorize = load_generator(snapshot_run("colorize", tmp_path / "c"))  # another architecture: its own
+    assert len(profiled) == 3 and colorize.profile is not None and colorize.profile.out_channels == 2
+    assert len(list((cache_dir() / loading.PROFILES).glob("*.json"))) == 2

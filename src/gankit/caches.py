@@ -8,6 +8,8 @@ else the same cache folder). Kinds, by the name ``gankit cache --clear`` takes:
 - ``stats``: reference statistics of real data (:mod:`gankit.evaluate`); recomputed by the next eval.
 - ``onnx``: ONNX exports of snapshots for the onnxruntime engine (:mod:`gankit.engine`); exported
   again when next needed.
+- ``profiles``: shapes and memory per pixel of image-to-image generators (:mod:`gankit.loading`), one
+  small file per architecture; profiled again when next loaded.
 - ``classifiers``: classifiers trained with ``gankit train classifier`` (:mod:`gankit.metrics.classifier`).
 - ``facades``: the facades pairs built from the CMP base set, or the downloaded release
   (:mod:`gankit.data.facades`), in the cache or in ``$GANKIT_DATA``.
@@ -15,7 +17,7 @@ else the same cache folder). Kinds, by the name ``gankit cache --clear`` takes:
 
 In ``$GANKIT_DATA`` only what gankit itself built or downloaded is listed and removable: data you
 placed there yourself are never removed. Without a name, ``--clear`` removes the kinds the next run
-rebuilds by itself (``storage``, ``stats``, ``onnx``); everything else is removed only when named.
+rebuilds by itself (``storage``, ``stats``, ``onnx``, ``profiles``); everything else is removed only when named.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ TITLES = {
     "storage": "decoded-data caches",
     "stats": "reference statistics (gankit eval)",
     "onnx": "ONNX exports the onnxruntime engine runs (--engine)",
+    "profiles": "profiles of image-to-image generators (memory estimates)",
     "classifiers": "classifiers you trained (gankit train classifier)",
     "facades": "facades pairs",
 }
 """The kinds gankit knows by folder name in the cache, with what ``gankit cache`` calls them."""
-REBUILT = ("storage", "stats", "onnx")
+REBUILT = ("storage", "stats", "onnx", "profiles")
 """Kinds the next run rebuilds without network or work of yours: what a bare ``--clear`` removes."""
 OLD_STORAGE = "folders"
 """gankit <= 0.2 kept one .pt file per image folder here; listed and cleared with ``storage``."""

@@ -369,6 +369,21 @@ class GeneratorProfile:
     unused_taps: dict[str, Tensor]
     """Conv / transposed-conv name -> bool (kH, kW) mask of taps that see only zero padding at ``size``."""
 
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-able values; :meth:`from_dict` makes the profile again."""
+        taps = {name: mask.tolist() for name, mask in self.unused_taps.items()}
+        return {"size": list(self.size), "out_channels": self.out_channels,
+                "peak_bytes_per_pixel": self.peak_bytes_per_pixel, "unused_taps": taps}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> GeneratorProfile:
+        """The profile of :meth:`to_dict`'s values; ValueError, TypeError or KeyError when malformed."""
+        h, w = (int(v) for v in d["size"])  # type: ignore[attr-defined]
+        taps = {str(k): torch.tensor(v, dtype=torch.bool) for k, v in d["unused_taps"].items()}  # type: ignore[attr-defined]
+        if any(t.dim() != 2 for t in taps.values()):
+            raise ValueError("a tap mask is not 2-d")
+        return cls((h, w), int(d["out_channels"]), float(d["peak_bytes_per_pixel"]), taps)  # type: ignore[arg-type]
+
 
 @torch.no_grad()
 def profile_generator(G: nn.Module, size: tuple[int, int], in_channels: int) -> GeneratorProfile:
