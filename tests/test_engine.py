@@ -191,6 +191,45 @@ def test_later_sessions_open_the_graph_optimized_for_this_cpu_and_a_torn_one_is_
     assert optimized.is_file() and not stale.exists()
 
 
+@needs_ort
+def test_open_early_hands_use_engine_the_session_it_opened_while_the_snapshot_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    run = snapshot_run("pix2pix", tmp_path)
+    ckpt = run / "checkpoints" / "G_last.pt"
+    with engine_mod.open_early(ckpt):  # nothing cached yet: nothing starts
+        assert not engine_mod._EARLY
+    first = load_generator(run)
+    use_engine(first, "onnxruntime", log=lambda line: None)  # exports, optimizes, remembers the key
+    opened: list[str] = []
+    real = export_mod.open_session
+
+    def recorded(path, ort, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        opened.append(threading.current_thread().name)
+        return real(path, ort, **kwargs)
+
+    monkeypatch.setattr(export_mod, "open_session", recorded)
+    with engine_mod.open_early(ckpt):
+        assert len(engine_mod._EARLY) == 1
+        loaded = load_generator(run)
+        logs: list[str] = []
+        assert use_engine(loaded, "onnxruntime", log=logs.append) == "onnxruntime"
+    assert len(opened) == 1 and opened[0].startswith("gankit-session") and not engine_mod._EARLY
+    assert "cached export" in logs[0]
+    for a, b in zip(_outputs(first, "pix2pix"), _outputs(loaded, "pix2pix")):
+        assert torch.equal(a, b)
+
+    with engine_mod.open_early(ckpt):  # not taken: dropped when the block ends
+        assert len(engine_mod._EARLY) == 1
+    assert not engine_mod._EARLY
+    st = ckpt.stat()
+    os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # the remembered key is not the file's now
+    with engine_mod.open_early(ckpt):
+        assert not engine_mod._EARLY
+
+
 def test_the_snapshot_key_is_hashed_once_per_file_until_the_file_or_the_weights_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,13 +337,17 @@ def test_every_command_that_runs_a_generator_takes_engine() -> None:
 
 @needs_ort
 @pytest.mark.slow  # one ONNX export
-def test_the_cli_says_which_engine_ran_and_reuses_the_export(tmp_path: Path) -> None:
+def test_the_cli_says_which_engine_ran_and_reuses_the_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = snapshot_run("colorize", tmp_path)
     _photo(tmp_path / "in" / "a.png", 40, 60)
     code, out, _ = _cli("colorize", str(run), str(tmp_path / "in"), "--out", str(tmp_path / "o"))
     assert code == 0 and "engine: onnxruntime (exported in " in out and "wrote 1 image(s)" in out
+    early: list[Path] = []
+    real = engine_mod._start_early
+    monkeypatch.setattr(engine_mod, "_start_early", lambda *a: early.append(real(*a)) or early[-1])
     code, out, _ = _cli("colorize", str(run), str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--overwrite")
     assert code == 0 and "engine: onnxruntime (cached export " in out
+    assert len(early) == 1 and early[0] is not None  # the session opened while the snapshot loaded
     code, out, _ = _cli("colorize", str(run), str(tmp_path / "in"), "--out", str(tmp_path / "t"), "--engine", "torch")
     assert code == 0 and "engine: torch (inference_mode, channels_last)\n" in out
     a, b = (np.asarray(Image.open(p / "a.png"), dtype=np.int16) for p in (tmp_path / "o", tmp_path / "t"))

@@ -53,7 +53,9 @@ Beside each export, the first session writes the graph as onnxruntime optimized 
 blocked convolution layout it picks depends on them), and later sessions open that one without
 optimizing again: a 256 px U-Net's session took 0.56-0.73 s from the export and 0.20 s from its
 optimized graph, which ran as fast (0.185-0.22 s per 4 images, 2 threads) with the same outputs.
-It doubles the cache's size per snapshot (217 MB more for that U-Net).
+It doubles the cache's size per snapshot (217 MB more for that U-Net). ``gankit translate`` and
+``colorize`` open that session in a thread while the snapshot loads (:func:`open_early`), when the
+file's key is remembered and its graphs are cached.
 """
 
 from __future__ import annotations
@@ -65,7 +67,9 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -284,8 +288,14 @@ def cached_session(loaded: LoadedGenerator, log: Callable[[str], object] = print
     def waiting(holder: str) -> None:
         log(f"engine: waiting for another process ({holder or 'unknown'}) exporting {loaded.path.name}")
 
+    early = _EARLY.pop(path, None)
     with lock_file(folder / f".{stem}.lock", on_wait=waiting, note="gankit engine export", remove=True):
         how = "cached export"
+        if early is not None and path.is_file():
+            try:
+                return early.result(), path, how
+            except Exception:  # noqa: BLE001 -- e.g. a torn optimized graph: made again below
+                pass
         if not path.is_file():
             start = time.monotonic()
             report = export_onnx(loaded, path, overwrite=True, log=lambda line: None)
@@ -295,6 +305,65 @@ def cached_session(loaded: LoadedGenerator, log: Callable[[str], object] = print
                     old.unlink(missing_ok=True)
         session = _optimized_session(path, ort)
     return session, path, how
+
+
+_EARLY: dict[Path, Future[Any]] = {}
+"""Sessions :func:`open_early` is opening, by the export they were opened for."""
+
+
+@contextmanager
+def open_early(ckpt: Path, *, zero_taps: bool = True) -> Iterator[None]:
+    """Within the block, the session :func:`use_engine` will want for the snapshot file ``ckpt`` opens
+    in a thread while the caller loads the file (``gankit translate`` and ``colorize``: the session's
+    0.2 s of a 256 px U-Net then overlaps the load's); one not taken by the block's end is dropped.
+
+    Only when the file's key is remembered for the file as it is now and the export and its optimized
+    graph are cached; otherwise nothing starts, and :func:`cached_session` opens the session as always.
+    The session is used only if :func:`cached_session` arrives at the same export (the key of what was
+    actually loaded), and it opens with the thread count PyTorch has now.
+    """
+    started = _start_early(ckpt, zero_taps) if importlib.util.find_spec("onnxruntime") else None
+    try:
+        yield
+    finally:
+        if started is not None:
+            _EARLY.pop(started, None)
+
+
+def _start_early(ckpt: Path, zero_taps: bool) -> Path | None:
+    """:func:`open_early`'s thread: started for the export it returns, or None when not started."""
+    import gankit
+    from gankit.export import OPSET
+    from gankit.loading import file_stat
+
+    folder, resolved = onnx_cache(), ckpt.resolve()
+    where = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+    stat = file_stat(resolved)
+    of = {"path": str(resolved), "stat": list(stat or ()), "zero_taps": zero_taps}
+    of |= {"gankit": gankit.__version__, "opset": OPSET}
+    for memo in folder.glob(f"*-{where}.key.json"):
+        try:
+            kept = json.loads(memo.read_text())
+            if stat is None or kept.get("of") != of:
+                continue
+            export = folder / f"{memo.name.removesuffix('.key.json')}-{kept['key'][:20]}.onnx"
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            continue
+        if export.is_file() and export not in _EARLY and next(folder.glob(f"{export.stem}.cpu-*.onnx"), None):
+            pool = ThreadPoolExecutor(1, thread_name_prefix="gankit-session")
+            _EARLY[export] = pool.submit(_open_optimized, export)
+            pool.shutdown(wait=False)  # the thread ends with the session opened
+            return export
+    return None
+
+
+def _open_optimized(export: Path) -> Any:
+    """The session of the optimized graph of ``export`` for this CPU (an error if there is none)."""
+    import onnxruntime as ort
+
+    from gankit.export import open_session
+
+    return open_session(export.with_name(f"{export.stem}.cpu-{cpu_tag(ort)}.onnx"), ort, optimized=True)
 
 
 def cpu_tag(ort: Any) -> str:

@@ -54,7 +54,7 @@ class SnapshotFile:
     """Whether the untrained taps were zeroed (:func:`load_generator`'s ``zero_taps``)."""
 
 
-def _file_stat(path: Path) -> tuple[int, ...] | None:
+def file_stat(path: Path) -> tuple[int, ...] | None:
     """What identifies the contents of ``path`` without reading it (see :class:`SnapshotFile`)."""
     try:
         st = path.stat()
@@ -157,9 +157,9 @@ def load_generator(
     full training states, in eval mode.
     """
     ckpt_path = resolve_checkpoint(path, which, prefer_best=prefer_best)
-    before = _file_stat(ckpt_path)
+    before = file_stat(ckpt_path)
     state = safe_load(ckpt_path)
-    after = _file_stat(ckpt_path)
+    after = file_stat(ckpt_path)
     try:
         cfg = Config.from_dict(state["config"], source=str(ckpt_path))
         info = DataInfo.from_dict(state["info"])

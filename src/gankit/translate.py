@@ -25,6 +25,7 @@ is writing there refuses (:func:`gankit.locks.output_lock`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Iterable
@@ -480,30 +481,36 @@ def _run_jobs(
     run: str | Path, jobs: list[Job], settings: _Settings, *, checkpoint: str | Path | None, device: str
 ) -> WrittenImages:
     from gankit.devices import resolve_device
-    from gankit.engine import engine_name, use_engine
+    from gankit.engine import engine_name, open_early, use_engine
+    from gankit.run import resolve_checkpoint
+    from gankit.training.checkpoint import CheckpointError
 
     command, log, spell = settings.command, settings.log, settings.spell
-    engine_name(settings.engine, spell)  # a typo is refused before the model loads
+    engine = engine_name(settings.engine, spell)  # a typo is refused before the model loads
     dev = resolve_device(device)
     family = "colorize" if command == "colorize" else "pix2pix"
-    loaded = load_generator(run, device=dev, which=checkpoint, family=family)
-    if command == "colorize" and loaded.info.space != "lab":
-        raise DataError(f"{loaded.path}: a '{loaded.family.name}' model, not a colorization model")
-    if command == "translate" and loaded.info.space == "lab":
-        raise DataError(f"{loaded.path}: a colorization model; use `gankit colorize`")
-    max_gb = settings.max_memory
-    limit = max_gb * GB if max_gb is not None else default_memory_limit(torch.device(dev))
-    sizes = image_sizes(jobs)
-    strategies: dict[Path, str] = {}
-    if command == "translate":
-        strategies = plan_strategies(
-            loaded, jobs, strategy=settings.strategy, max_side=settings.max_side, limit=limit, say=log, spell=spell,
-            sizes=sizes,
-        )  # fmt: skip
-    if settings.train_mode is not None:  # forced; else the snapshot's mode, as load_generator set it
-        loaded.G.train(settings.train_mode)
-    train_mode = loaded.G.training
-    use_engine(loaded, settings.engine, log=log, spell=spell)
+    with contextlib.ExitStack() as early:  # the session opens while the snapshot loads
+        if engine != "torch" and torch.device(dev).type == "cpu" and settings.train_mode is not True:
+            with contextlib.suppress(CheckpointError):  # load_generator says what is wrong
+                early.enter_context(open_early(resolve_checkpoint(run, checkpoint)))
+        loaded = load_generator(run, device=dev, which=checkpoint, family=family)
+        if command == "colorize" and loaded.info.space != "lab":
+            raise DataError(f"{loaded.path}: a '{loaded.family.name}' model, not a colorization model")
+        if command == "translate" and loaded.info.space == "lab":
+            raise DataError(f"{loaded.path}: a colorization model; use `gankit colorize`")
+        max_gb = settings.max_memory
+        limit = max_gb * GB if max_gb is not None else default_memory_limit(torch.device(dev))
+        sizes = image_sizes(jobs)
+        strategies: dict[Path, str] = {}
+        if command == "translate":
+            strategies = plan_strategies(
+                loaded, jobs, strategy=settings.strategy, max_side=settings.max_side, limit=limit, say=log, spell=spell,
+                sizes=sizes,
+            )  # fmt: skip
+        if settings.train_mode is not None:  # forced; else the snapshot's mode, as load_generator set it
+            loaded.G.train(settings.train_mode)
+        train_mode = loaded.G.training
+        use_engine(loaded, settings.engine, log=log, spell=spell)
 
     def prepare(job: Job) -> Prepared:
         rgb = load_rgb01(job.src)
