@@ -355,3 +355,24 @@ def test_the_profile_is_remembered_per_architecture_and_a_torn_memo_is_profiled_
     colorize = load_generator(snapshot_run("colorize", tmp_path / "c"))  # another architecture: its own
     assert len(profiled) == 3 and colorize.profile is not None and colorize.profile.out_channels == 2
     assert len(list((cache_dir() / loading.PROFILES).glob("*.json"))) == 2
+
+
+def test_load_generator_maps_the_snapshot_and_reads_a_pre_zip_file_as_usual(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gankit.sampling import load_generator
+
+    run = snapshot_run("pix2pix", tmp_path)
+    ckpt = run / "checkpoints" / "G_last.pt"
+    loads: list[bool] = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(k.get("mmap", False)) or real(*a, **k))
+    mapped = load_generator(run)
+    assert loads == [True]  # mapped: the weights the engine never uses are never read
+    G, _ = _ordinary_load(ckpt)
+    _assert_same_network(mapped.G, G)
+    state = safe_load(ckpt)
+    torch.save(state, ckpt, _use_new_zipfile_serialization=False)  # torch's old format cannot be mapped
+    loads.clear()
+    _assert_same_network(load_generator(run).G, G)
+    assert loads == [True, False]

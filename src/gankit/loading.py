@@ -158,7 +158,7 @@ def load_generator(
     """
     ckpt_path = resolve_checkpoint(path, which, prefer_best=prefer_best)
     before = file_stat(ckpt_path)
-    state = safe_load(ckpt_path)
+    state = safe_load(ckpt_path, mmap=True)  # what the engine does not use is never read
     after = file_stat(ckpt_path)
     try:
         cfg = Config.from_dict(state["config"], source=str(ckpt_path))

@@ -77,15 +77,26 @@ def generator_snapshot(
     }
 
 
-def safe_load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a gankit checkpoint with ``weights_only=True``; any failure becomes a CheckpointError."""
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu", *, mmap: bool = False) -> dict[str, Any]:
+    """Load a gankit checkpoint with ``weights_only=True``; any failure becomes a CheckpointError.
+
+    ``mmap``: map the tensors from the file instead of reading them (copy-on-write: writes stay in
+    memory), so that only what is used is read; a file torch cannot map (saved in its pre-zip
+    format) is read as usual. :func:`gankit.loading.load_generator` maps: the onnxruntime engine
+    never touches the 217 MB of a 256 px U-Net's weights (0.10-0.13 -> 0.02 s).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
             warnings.simplefilter("ignore", UserWarning)
-            obj = torch.load(path, map_location=map_location, weights_only=True)
+            try:
+                obj = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+            except Exception:
+                if not mmap:
+                    raise
+                obj = torch.load(path, map_location=map_location, weights_only=True)  # its error is the one told
     except Exception as e:  # truncated zip, pickle with code, wrong format ...
         raise CheckpointError(f"{path}: not a readable gankit checkpoint ({describe_load_failure(e)})") from None
     if not isinstance(obj, dict) or "config" not in obj or "G" not in obj:
