@@ -17,12 +17,14 @@ from PIL import Image
 
 from gankit import engine as engine_mod
 from gankit import export as export_mod
+from gankit import onnxcache
 from gankit.caches import clear_kind, list_kept
 from gankit.cli import build_parser, main
 from gankit.config import ConfigError
-from gankit.engine import ENGINES, ENV, EngineUnavailable, engine_name, onnx_cache, snapshot_key, use_engine
+from gankit.engine import ENGINES, ENV, EngineUnavailable, engine_name, snapshot_key, use_engine
 from gankit.export import TOLERANCE
 from gankit.inference import STRATEGIES, colorize, run_any_size
+from gankit.onnxcache import onnx_cache
 from gankit.sampling import load_generator
 
 HAVE_ORT = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime", "onnxscript"))
@@ -146,7 +148,7 @@ def test_the_export_is_cached_per_snapshot_and_a_new_snapshot_is_exported_again(
 def _optimized(export: Path) -> Path:
     import onnxruntime as ort
 
-    return export.with_name(f"{export.stem}.cpu-{engine_mod.cpu_tag(ort)}.onnx")
+    return export.with_name(f"{export.stem}.cpu-{onnxcache.cpu_tag(ort)}.onnx")
 
 
 @needs_ort
@@ -155,13 +157,13 @@ def test_later_sessions_open_the_graph_optimized_for_this_cpu_and_a_torn_one_is_
 ) -> None:
     run = snapshot_run("pix2pix", tmp_path)
     opened: list[tuple[str, bool]] = []
-    real = export_mod.open_session
+    real = onnxcache.session
 
     def recorded(path, ort, **kwargs):  # noqa: ANN001, ANN003, ANN202
         opened.append((Path(path).name, kwargs.get("optimized", False)))
         return real(path, ort, **kwargs)
 
-    monkeypatch.setattr(export_mod, "open_session", recorded)
+    monkeypatch.setattr(onnxcache, "session", recorded)
     eager = load_generator(run)
     want = _outputs(eager, "pix2pix")
 
@@ -173,7 +175,7 @@ def test_later_sessions_open_the_graph_optimized_for_this_cpu_and_a_torn_one_is_
     first = outputs_through_onnxruntime()  # exported, then optimized from the export and saved
     (export,) = [p for p in onnx_cache().glob("*.onnx") if ".cpu-" not in p.name]
     optimized = _optimized(export)
-    assert optimized.is_file() and opened[-1] == (export.name, False)  # after the export's own check
+    assert optimized.is_file() and opened == [(export.name, False)]
     opened.clear()
     second = outputs_through_onnxruntime()  # the next command: the optimized graph, not optimized again
     assert opened == [(optimized.name, True)]
@@ -199,35 +201,42 @@ def test_open_early_hands_use_engine_the_session_it_opened_while_the_snapshot_lo
 
     run = snapshot_run("pix2pix", tmp_path)
     ckpt = run / "checkpoints" / "G_last.pt"
-    with engine_mod.open_early(ckpt):  # nothing cached yet: nothing starts
-        assert not engine_mod._EARLY
+    with onnxcache.open_early(ckpt):  # nothing cached yet: nothing starts
+        assert not onnxcache._EARLY
     first = load_generator(run)
     use_engine(first, "onnxruntime", log=lambda line: None)  # exports, optimizes, remembers the key
     opened: list[str] = []
-    real = export_mod.open_session
+    real = onnxcache.session
 
     def recorded(path, ort, **kwargs):  # noqa: ANN001, ANN003, ANN202
         opened.append(threading.current_thread().name)
         return real(path, ort, **kwargs)
 
-    monkeypatch.setattr(export_mod, "open_session", recorded)
-    with engine_mod.open_early(ckpt):
-        assert len(engine_mod._EARLY) == 1
+    monkeypatch.setattr(onnxcache, "session", recorded)
+    threads = torch.get_num_threads()
+    with onnxcache.open_early(ckpt, threads=threads):
+        assert len(onnxcache._EARLY) == 1
         loaded = load_generator(run)
         logs: list[str] = []
         assert use_engine(loaded, "onnxruntime", log=logs.append) == "onnxruntime"
-    assert len(opened) == 1 and opened[0].startswith("gankit-session") and not engine_mod._EARLY
+    assert len(opened) == 1 and opened[0].startswith("gankit-session") and not onnxcache._EARLY
     assert "cached export" in logs[0]
     for a, b in zip(_outputs(first, "pix2pix"), _outputs(loaded, "pix2pix")):
         assert torch.equal(a, b)
 
-    with engine_mod.open_early(ckpt):  # not taken: dropped when the block ends
-        assert len(engine_mod._EARLY) == 1
-    assert not engine_mod._EARLY
+    with onnxcache.open_early(ckpt, threads=threads):  # not taken: dropped when the block ends
+        assert len(onnxcache._EARLY) == 1
+    assert not onnxcache._EARLY
+    opened.clear()
+    with onnxcache.open_early(ckpt, threads=threads + 1):  # not the thread count the engine runs with
+        use_engine(load_generator(run), "onnxruntime", log=lambda line: None)
+        assert threading.current_thread().name in opened  # not taken: the engine opened its own
+    assert onnxcache.snapshot_guess(run, None) == ckpt == onnxcache.snapshot_guess(ckpt, "best")
+    assert onnxcache.snapshot_guess(run, "best") is None and onnxcache.snapshot_guess(tmp_path / "nope", None) is None
     st = ckpt.stat()
     os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # the remembered key is not the file's now
-    with engine_mod.open_early(ckpt):
-        assert not engine_mod._EARLY
+    with onnxcache.open_early(ckpt):
+        assert not onnxcache._EARLY
 
 
 def test_the_snapshot_key_is_hashed_once_per_file_until_the_file_or_the_weights_change(
@@ -343,11 +352,12 @@ def test_the_cli_says_which_engine_ran_and_reuses_the_export(tmp_path: Path, mon
     code, out, _ = _cli("colorize", str(run), str(tmp_path / "in"), "--out", str(tmp_path / "o"))
     assert code == 0 and "engine: onnxruntime (exported in " in out and "wrote 1 image(s)" in out
     early: list[Path] = []
-    real = engine_mod._start_early
-    monkeypatch.setattr(engine_mod, "_start_early", lambda *a: early.append(real(*a)) or early[-1])
+    real = onnxcache._start_early
+    monkeypatch.setattr(onnxcache, "_start_early", lambda *a: early.append(real(*a)) or early[-1])
     code, out, _ = _cli("colorize", str(run), str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--overwrite")
     assert code == 0 and "engine: onnxruntime (cached export " in out
-    assert len(early) == 1 and early[0] is not None  # the session opened while the snapshot loaded
+    # started by the CLI before torch was imported (then not again by translate's own call)
+    assert len(early) == 2 and early[0] is not None and early[1] is None
     code, out, _ = _cli("colorize", str(run), str(tmp_path / "in"), "--out", str(tmp_path / "t"), "--engine", "torch")
     assert code == 0 and "engine: torch (inference_mode, channels_last)\n" in out
     a, b = (np.asarray(Image.open(p / "a.png"), dtype=np.int16) for p in (tmp_path / "o", tmp_path / "t"))
@@ -365,3 +375,17 @@ def test_serve_says_which_engine_runs_each_model(tmp_path: Path) -> None:
     ]
     rm.reload()  # a newer snapshot gets the engine chosen again
     assert len(logs) == 2 and rm.loaded.engine is not None
+
+
+def test_the_thread_guess_made_without_torch_is_torchs_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert onnxcache.torch_threads_guess() == 3
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    code = "import sys; from gankit.onnxcache import torch_threads_guess as g; n = g(); "
+    code += "assert 'torch' not in sys.modules; import torch; print(n, torch.get_num_threads())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    guess, torchs = out.split()
+    assert guess == torchs

@@ -48,14 +48,9 @@ unchanged during the read) and how it was loaded: loading the unchanged file aga
 there, and a file rewritten or replaced since is hashed again. Exports and keys are written
 atomically, exports under a lock: a second process waits for the first and uses its file.
 
-Beside each export, the first session writes the graph as onnxruntime optimized it for this CPU
-(``FAMILY-PATH-KEY.cpu-TAG.onnx``, TAG from onnxruntime's version and the CPU's instruction sets, as the
-blocked convolution layout it picks depends on them), and later sessions open that one without
-optimizing again: a 256 px U-Net's session took 0.56-0.73 s from the export and 0.20 s from its
-optimized graph, which ran as fast (0.185-0.22 s per 4 images, 2 threads) with the same outputs.
-It doubles the cache's size per snapshot (217 MB more for that U-Net). ``gankit translate`` and
-``colorize`` open that session in a thread while the snapshot loads (:func:`open_early`), when the
-file's key is remembered and its graphs are cached.
+Beside each export, the graph onnxruntime optimized from it for this CPU is kept and opened by later
+sessions; ``gankit translate`` and ``colorize`` open it in a thread while PyTorch is imported and the
+snapshot loads. The cache's files and sessions: :mod:`gankit.onnxcache`.
 """
 
 from __future__ import annotations
@@ -65,11 +60,8 @@ import hashlib
 import importlib.util
 import json
 import os
-import platform
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,24 +71,26 @@ from torch import Tensor, nn
 from gankit.config import ConfigError
 from gankit.formatting import Spelling, human_bytes, keyword
 from gankit.loading import LoadedGenerator
-from gankit.locks import atomic_path, lock_file
-from gankit.paths import cache_dir
+from gankit.locks import lock_file
+from gankit.onnxcache import (
+    OPSET,
+    file_prefix,
+    key_source,
+    onnx_cache,
+    optimized_session,
+    remember_key,
+    remembered_key,
+    take_early,
+)
 
 ENGINES = ("auto", "torch", "onnxruntime")
 ENV = "GANKIT_ENGINE"
 """Environment variable with the engine used when none is given (default ``auto``)."""
 NO_EXTRA = "the export extra is not installed (pip install 'gankit[export]')"
-CACHE_KIND = "onnx"
-"""The cache folder's name under :func:`gankit.paths.cache_dir` (and its kind in ``gankit cache``)."""
 
 
 class EngineUnavailable(ConfigError):
     """``engine="onnxruntime"`` was asked for a model or mode it cannot run (exit code 2)."""
-
-
-def onnx_cache() -> Path:
-    """Where exported graphs are kept: ``cache_dir()/onnx``."""
-    return cache_dir() / CACHE_KIND
 
 
 def engine_name(engine: str | None, spell: Spelling = keyword) -> str:
@@ -225,33 +219,20 @@ def snapshot_key(loaded: LoadedGenerator, memo: Path | None = None) -> str:
     load of the unchanged file finds it without hashing the weights again. One key per memo file; an
     unreadable memo is hashed over, one that cannot be written is left as it is.
     """
-    import gankit
-    from gankit.export import OPSET
-
     source = loaded.as_loaded()
     if memo is None or source is None:
         return _hash_snapshot(loaded)
-    of = {"path": source.path, "stat": list(source.stat), "zero_taps": source.zero_taps}
-    of |= {"gankit": gankit.__version__, "opset": OPSET}
-    try:
-        kept = json.loads(memo.read_text())
-        if isinstance(kept, dict) and kept.get("of") == of and isinstance(kept.get("key"), str):
-            return kept["key"]
-    except (OSError, ValueError):  # none yet, or torn by hand: hashed again below
-        pass
-    key = _hash_snapshot(loaded)
-    try:
-        with atomic_path(memo) as tmp:
-            tmp.write_text(json.dumps({"of": of, "key": key}, indent=1) + "\n")
-    except OSError:  # a read-only cache: the key is only remembered where it can be
-        pass
+    of = key_source(source.path, source.stat, source.zero_taps)
+    key = remembered_key(memo, of)
+    if key is None:
+        key = _hash_snapshot(loaded)
+        remember_key(memo, of, key)
     return key
 
 
 def _hash_snapshot(loaded: LoadedGenerator) -> str:
     """The sha256 of :func:`snapshot_key`, computed from the network in memory."""
     import gankit
-    from gankit.export import OPSET
 
     h = hashlib.sha256()
     facts = {
@@ -280,22 +261,18 @@ def cached_session(loaded: LoadedGenerator, log: Callable[[str], object] = print
 
     from gankit.export import export_onnx
 
-    folder = onnx_cache()
-    where = hashlib.sha256(str(loaded.path.resolve()).encode()).hexdigest()[:8]
-    stem = f"{loaded.family.name}-{where}"
+    folder, threads = onnx_cache(), torch.get_num_threads()
+    stem = file_prefix(loaded.path, loaded.family.name)
     path = folder / f"{stem}-{snapshot_key(loaded, folder / f'{stem}.key.json')[:20]}.onnx"
 
     def waiting(holder: str) -> None:
         log(f"engine: waiting for another process ({holder or 'unknown'}) exporting {loaded.path.name}")
 
-    early = _EARLY.pop(path, None)
+    early = take_early(path, threads)  # opened while the snapshot loaded (open_early)
     with lock_file(folder / f".{stem}.lock", on_wait=waiting, note="gankit engine export", remove=True):
         how = "cached export"
         if early is not None and path.is_file():
-            try:
-                return early.result(), path, how
-            except Exception:  # noqa: BLE001 -- e.g. a torn optimized graph: made again below
-                pass
+            return early, path, how
         if not path.is_file():
             start = time.monotonic()
             report = export_onnx(loaded, path, overwrite=True, log=lambda line: None)
@@ -303,103 +280,8 @@ def cached_session(loaded: LoadedGenerator, log: Callable[[str], object] = print
             for old in folder.glob(f"{stem}-*.onnx"):
                 if old != path:
                     old.unlink(missing_ok=True)
-        session = _optimized_session(path, ort)
+        session = optimized_session(path, ort, threads=threads)
     return session, path, how
-
-
-_EARLY: dict[Path, Future[Any]] = {}
-"""Sessions :func:`open_early` is opening, by the export they were opened for."""
-
-
-@contextmanager
-def open_early(ckpt: Path, *, zero_taps: bool = True) -> Iterator[None]:
-    """Within the block, the session :func:`use_engine` will want for the snapshot file ``ckpt`` opens
-    in a thread while the caller loads the file (``gankit translate`` and ``colorize``: the session's
-    0.2 s of a 256 px U-Net then overlaps the load's); one not taken by the block's end is dropped.
-
-    Only when the file's key is remembered for the file as it is now and the export and its optimized
-    graph are cached; otherwise nothing starts, and :func:`cached_session` opens the session as always.
-    The session is used only if :func:`cached_session` arrives at the same export (the key of what was
-    actually loaded), and it opens with the thread count PyTorch has now.
-    """
-    started = _start_early(ckpt, zero_taps) if importlib.util.find_spec("onnxruntime") else None
-    try:
-        yield
-    finally:
-        if started is not None:
-            _EARLY.pop(started, None)
-
-
-def _start_early(ckpt: Path, zero_taps: bool) -> Path | None:
-    """:func:`open_early`'s thread: started for the export it returns, or None when not started."""
-    import gankit
-    from gankit.export import OPSET
-    from gankit.loading import file_stat
-
-    folder, resolved = onnx_cache(), ckpt.resolve()
-    where = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
-    stat = file_stat(resolved)
-    of = {"path": str(resolved), "stat": list(stat or ()), "zero_taps": zero_taps}
-    of |= {"gankit": gankit.__version__, "opset": OPSET}
-    for memo in folder.glob(f"*-{where}.key.json"):
-        try:
-            kept = json.loads(memo.read_text())
-            if stat is None or kept.get("of") != of:
-                continue
-            export = folder / f"{memo.name.removesuffix('.key.json')}-{kept['key'][:20]}.onnx"
-        except (OSError, ValueError, AttributeError, KeyError, TypeError):
-            continue
-        if export.is_file() and export not in _EARLY and next(folder.glob(f"{export.stem}.cpu-*.onnx"), None):
-            pool = ThreadPoolExecutor(1, thread_name_prefix="gankit-session")
-            _EARLY[export] = pool.submit(_open_optimized, export)
-            pool.shutdown(wait=False)  # the thread ends with the session opened
-            return export
-    return None
-
-
-def _open_optimized(export: Path) -> Any:
-    """The session of the optimized graph of ``export`` for this CPU (an error if there is none)."""
-    import onnxruntime as ort
-
-    from gankit.export import open_session
-
-    return open_session(export.with_name(f"{export.stem}.cpu-{cpu_tag(ort)}.onnx"), ort, optimized=True)
-
-
-def cpu_tag(ort: Any) -> str:
-    """What a graph optimized by onnxruntime depends on besides the export: onnxruntime's version and
-    the CPU's instruction sets (its blocked convolution layout is chosen for them). 12 hex digits."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line for line in f if line.startswith(("flags", "Features"))), "")
-    except OSError:  # not Linux
-        cpu = ""
-    what = f"{ort.__version__} {platform.machine()} {platform.processor()} {cpu.strip()}"
-    return hashlib.sha256(what.encode()).hexdigest()[:12]
-
-
-def _optimized_session(path: Path, ort: Any) -> Any:
-    """A session of the export at ``path`` from the graph onnxruntime optimized from it for this CPU,
-    ``PATH-STEM.cpu-TAG.onnx`` beside it (:func:`cpu_tag`), written by the first session of the export
-    (call under the export's lock). A graph that no longer opens is made again; one that cannot be
-    written leaves the session as it is."""
-    from gankit.export import open_session
-
-    optimized = path.with_name(f"{path.stem}.cpu-{cpu_tag(ort)}.onnx")
-    if optimized.is_file():
-        try:
-            return open_session(optimized, ort, optimized=True)
-        except Exception:  # noqa: BLE001 -- torn or from another onnxruntime: optimized again below
-            optimized.unlink(missing_ok=True)
-    try:
-        with atomic_path(optimized) as tmp:
-            session = open_session(path, ort, save_optimized=tmp)
-    except Exception:  # noqa: BLE001 -- e.g. a read-only or full cache: the export's own session
-        return open_session(path, ort)
-    for old in path.parent.glob(f"{path.stem}.cpu-*.onnx"):  # made for another CPU or onnxruntime
-        if old != optimized:
-            old.unlink(missing_ok=True)
-    return session
 
 
 def _onnx_engine(loaded: LoadedGenerator, log: Callable[[str], object]) -> tuple[OnnxEngine, str]:

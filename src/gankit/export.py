@@ -44,8 +44,8 @@ from gankit.color import model_to_rgb, rgb_to_model
 from gankit.errors import MissingExtra, OutputExists
 from gankit.loading import LoadedGenerator, load_generator
 from gankit.locks import lock_file
+from gankit.onnxcache import OPSET, session
 
-OPSET = 18
 """Opset 18 has Resize with antialiasing, which the colorize pipeline needs."""
 TOLERANCE = 1e-4
 PIPELINE_TOLERANCE = 1
@@ -231,38 +231,10 @@ def load_for_export(run: str | Path | LoadedGenerator, checkpoint: str = "last")
     return loaded
 
 
-ORT_SPINNING = False
-"""onnxruntime's intra-op threads spin-wait after each run by default (as OpenMP's threads do, see
-OMP_WAIT_POLICY in gankit.cli), taking the cores from the threads that decode and encode images and
-from a web server's request handling: in ``gankit serve`` the bare gradio calls in the same process
-ran 0.147 -> 0.166 s and a gan grid 0.123 -> 0.175 s once three spinning sessions were loaded. Off
-(the threads sleep), those costs go away; one run of the generator is unaffected (BENCHMARKS.md)."""
-
-
-def open_session(
-    path: Path,
-    ort: Any,
-    *,
-    spinning: bool = ORT_SPINNING,
-    save_optimized: Path | None = None,
-    optimized: bool = False,
-) -> Any:
-    """An onnxruntime CPU session of ``path`` with as many threads as PyTorch uses, whose threads sleep
-    between runs unless ``spinning`` (see :data:`ORT_SPINNING`).
-
-    ``save_optimized``: also write the graph as onnxruntime optimized it for this CPU (all levels,
-    blocked-layout convolutions included) to that file; ``optimized``: ``path`` is such a file, so
-    optimizing it again is skipped (a U-Net 256's session: 0.56-0.73 s from the export, 0.20 s from
-    its optimized graph, which runs as fast and gives the same outputs; :mod:`gankit.engine`)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()  # the same CPU budget PyTorch was given
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    if save_optimized is not None:
-        options.optimized_model_filepath = str(save_optimized)
-    if optimized:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def open_session(path: Path, ort: Any, **options: Any) -> Any:
+    """An onnxruntime CPU session of ``path`` with as many threads as PyTorch uses
+    (:func:`gankit.onnxcache.session`, which takes the other ``options``)."""
+    return session(path, ort, threads=torch.get_num_threads(), **options)
 
 
 def _graph_for(loaded: LoadedGenerator, pipeline: bool) -> tuple[nn.Module, str, dict[str, Any]]:

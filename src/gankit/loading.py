@@ -33,7 +33,7 @@ from gankit.data.base import DataInfo
 from gankit.families import Family, get_family
 from gankit.inference import GeneratorProfile, profile_generator, zero_unused_taps
 from gankit.locks import atomic_path
-from gankit.paths import cache_dir
+from gankit.paths import cache_dir, file_stat
 from gankit.run import resolve_checkpoint
 from gankit.training.checkpoint import CheckpointError, safe_load
 
@@ -52,15 +52,6 @@ class SnapshotFile:
     """(device, inode, size, mtime_ns, ctime_ns): a rewritten or replaced file differs in one of them."""
     zero_taps: bool
     """Whether the untrained taps were zeroed (:func:`load_generator`'s ``zero_taps``)."""
-
-
-def file_stat(path: Path) -> tuple[int, ...] | None:
-    """What identifies the contents of ``path`` without reading it (see :class:`SnapshotFile`)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _tensor_versions(G: nn.Module) -> tuple[tuple[str, int, int], ...]:

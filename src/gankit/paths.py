@@ -24,3 +24,13 @@ def data_root() -> Path:
     """``$GANKIT_DATA`` if set, else :func:`cache_dir`: where built or downloaded data sets are kept."""
     env = os.environ.get("GANKIT_DATA")
     return Path(env).expanduser() if env else cache_dir()
+
+
+def file_stat(path: Path) -> tuple[int, ...] | None:
+    """What identifies the contents of ``path`` without reading it: (device, inode, size, mtime_ns,
+    ctime_ns), of which a rewritten or replaced file changes one; None if it cannot be stat'ed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

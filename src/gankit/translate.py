@@ -481,7 +481,8 @@ def _run_jobs(
     run: str | Path, jobs: list[Job], settings: _Settings, *, checkpoint: str | Path | None, device: str
 ) -> WrittenImages:
     from gankit.devices import resolve_device
-    from gankit.engine import engine_name, open_early, use_engine
+    from gankit.engine import engine_name, use_engine
+    from gankit.onnxcache import open_early
     from gankit.run import resolve_checkpoint
     from gankit.training.checkpoint import CheckpointError
 
@@ -492,7 +493,7 @@ def _run_jobs(
     with contextlib.ExitStack() as early:  # the session opens while the snapshot loads
         if engine != "torch" and torch.device(dev).type == "cpu" and settings.train_mode is not True:
             with contextlib.suppress(CheckpointError):  # load_generator says what is wrong
-                early.enter_context(open_early(resolve_checkpoint(run, checkpoint)))
+                early.enter_context(open_early(resolve_checkpoint(run, checkpoint), threads=torch.get_num_threads()))
         loaded = load_generator(run, device=dev, which=checkpoint, family=family)
         if command == "colorize" and loaded.info.space != "lab":
             raise DataError(f"{loaded.path}: a '{loaded.family.name}' model, not a colorization model")
