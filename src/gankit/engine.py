@@ -36,8 +36,8 @@ gain is ~2 ms per 256 images, so neither is used; ``inference_mode`` over ``no_g
 noise but never slower. Outputs of every engine equal the eager network's within the export's
 tolerance (1e-4; ``tests/test_engine.py``).
 
-The cache (owned here, listed and cleared by :mod:`gankit.caches`): one ``.onnx`` file per snapshot
-file and family, named ``FAMILY-PATH-KEY.onnx``. KEY is the sha256 of the snapshot as loaded (its
+The cache (its files and sessions in :mod:`gankit.onnxcache`, listed and cleared by :mod:`gankit.caches`):
+one ``.onnx`` file per snapshot file and family, named ``FAMILY-PATH-KEY.onnx``. KEY is the sha256 of the snapshot as loaded (its
 config, data shapes and every weight and buffer; with the gankit version and opset), so a newer
 snapshot, or retrained weights in the same file, is exported again and the older export of that file
 removed. It is taken from the weights in memory rather than re-read from the file, so a run that
