@@ -36,17 +36,18 @@ gain is ~2 ms per 256 images, so neither is used; ``inference_mode`` over ``no_g
 noise but never slower. Outputs of every engine equal the eager network's within the export's
 tolerance (1e-4; ``tests/test_engine.py``).
 
-The cache (its files and sessions in :mod:`gankit.onnxcache`, listed and cleared by :mod:`gankit.caches`):
-one ``.onnx`` file per snapshot file and family, named ``FAMILY-PATH-KEY.onnx``. KEY is the sha256 of the snapshot as loaded (its
-config, data shapes and every weight and buffer; with the gankit version and opset), so a newer
-snapshot, or retrained weights in the same file, is exported again and the older export of that file
-removed. It is taken from the weights in memory rather than re-read from the file, so a run that
-replaces ``G_last.pt`` meanwhile cannot pair one snapshot's key with another's graph. Hashing 217 MB
-of U-Net weights takes a noticeable part of a second, so the key is remembered beside the exports,
-in ``FAMILY-PATH.key.json``, against the file's identity as it was read (inode, size, mtime and ctime,
-unchanged during the read) and how it was loaded: loading the unchanged file again reads the key from
-there, and a file rewritten or replaced since is hashed again. Exports and keys are written
-atomically, exports under a lock: a second process waits for the first and uses its file.
+The cache (its files and sessions in :mod:`gankit.onnxcache`, listed and cleared by
+:mod:`gankit.caches`): one ``.onnx`` file per snapshot file and family, named ``FAMILY-PATH-KEY.onnx``.
+KEY is the sha256 of the snapshot as loaded (its config, data shapes and every weight and buffer; with
+the gankit version and opset), so a newer snapshot, or retrained weights in the same file, is exported
+again and the older export of that file removed. It is taken from the weights in memory rather than
+re-read from the file, so a run that replaces ``G_last.pt`` meanwhile cannot pair one snapshot's key
+with another's graph. Hashing 217 MB of U-Net weights takes a noticeable part of a second, so the key is
+remembered beside the exports, in ``FAMILY-PATH.key.json``, against the file's identity as it was read
+(inode, size, mtime and ctime, unchanged during the read) and how it was loaded: loading the unchanged
+file again reads the key from there, and a file rewritten or replaced since is hashed again. Exports and
+keys are written atomically, exports under a lock: a second process waits for the first and uses its
+file.
 
 Beside each export, the graph onnxruntime optimized from it for this CPU is kept and opened by later
 sessions; ``gankit translate`` and ``colorize`` open it in a thread while PyTorch is imported and the
