@@ -231,8 +231,14 @@ def test_open_early_hands_use_engine_the_session_it_opened_while_the_snapshot_lo
     with onnxcache.open_early(ckpt, threads=threads + 1):  # not the thread count the engine runs with
         use_engine(load_generator(run), "onnxruntime", log=lambda line: None)
         assert threading.current_thread().name in opened  # not taken: the engine opened its own
-    assert onnxcache.snapshot_guess(run, None) == ckpt == onnxcache.snapshot_guess(ckpt, "best")
-    assert onnxcache.snapshot_guess(run, "best") is None and onnxcache.snapshot_guess(tmp_path / "nope", None) is None
+    # the run's snapshot is found by its remembered key (its file unchanged since), a file as given
+    assert onnxcache.snapshot_guess(run, None) == ckpt.resolve() and onnxcache.snapshot_guess(ckpt, "best") == ckpt
+    assert onnxcache.snapshot_guess(tmp_path / "nope", None) is None
+    other = run / "checkpoints" / "G_epoch0001.pt"
+    other.write_bytes(ckpt.read_bytes())
+    use_engine(load_generator(other), "onnxruntime", log=lambda line: None)
+    assert onnxcache.snapshot_guess(run, None) is None  # two remembered snapshots: no guess
+    assert onnxcache.snapshot_guess(run, other) == other
     st = ckpt.stat()
     os.utime(ckpt, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # the remembered key is not the file's now
     with onnxcache.open_early(ckpt):

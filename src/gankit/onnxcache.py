@@ -238,13 +238,25 @@ def torch_threads_guess() -> int:
 
 
 def snapshot_guess(run: str | Path, which: str | Path | None) -> Path | None:
-    """The snapshot file a command will load from ``run`` with ``which``, guessed without PyTorch for
-    :func:`open_early`: a file as given, else the run's ``G_last.pt`` for the default snapshot; None
-    otherwise. A wrong guess only costs the session it opens (the engine checks what it takes)."""
+    """The snapshot file a command will load from ``run``, guessed without PyTorch for :func:`open_early`:
+    a file as given (``run``, or ``which`` when it names one), else the one snapshot file inside the run
+    folder whose key is remembered here for the file as it is now (the run's names belong to
+    :mod:`gankit.run`, which needs PyTorch); None when there is none or more than one. A wrong guess
+    only costs the session it opens: the engine takes a session only for the export it arrives at."""
     p = Path(run)
     if p.is_file():
         return p
-    if which not in (None, "last") or not p.is_dir():
+    if which is not None and Path(which).is_file():
+        return Path(which)
+    if not p.is_dir():
         return None
-    ckpt = p / "checkpoints" / "G_last.pt" if (p / "checkpoints").is_dir() else p / "G_last.pt"
-    return ckpt if ckpt.is_file() else None
+    root, found = p.resolve(), set()
+    for memo in onnx_cache().glob("*.key.json"):
+        try:
+            of = json.loads(memo.read_text())["of"]
+            path = Path(of["path"])
+            if root in path.parents and list(file_stat(path) or ()) == of["stat"]:
+                found.add(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found.pop() if len(found) == 1 else None
