@@ -21,7 +21,7 @@ from conftest import GANKIT, subprocess_env, write_idx_dataset
 from PIL import Image
 
 from gankit.cli import flag, main
-from gankit.config import PRESETS, ConfigError
+from gankit.config import PRESETS, ConfigError, make_config
 from gankit.families import FAMILIES
 from gankit.sampling import label_index
 from gankit.training.stats import read_jsonl
@@ -91,7 +91,7 @@ def test_train_writes_a_complete_run_folder(gan_run: tuple[Path, Path, str]) -> 
     assert cfg["family"] == "gan" and cfg["preset"] == "gan"
     assert cfg["model"]["g_hidden"] == [32, 32] and cfg["model"]["d_hidden"] == [32, 32]
     assert cfg["model"]["z_dim"] == 16 and cfg["train"]["batch_size"] == 20
-    assert cfg["optim"]["lr_d"] == 0.0003 and cfg["optim"]["lr_g"] == 2e-4
+    assert cfg["optim"]["lr_d"] == 0.0003 and cfg["optim"]["lr_g"] == make_config("gan").optim.lr_g  # --set, preset
     assert cfg["train"]["max_steps"] == STEPS and cfg["train"]["device"] == "cpu"
     # the tiny IDX fixture is neither MNIST nor Fashion-MNIST: recorded as a generic IDX data set
     assert cfg["data"]["name"] == "idx" and cfg["data"]["path"] == str(idx)
@@ -103,7 +103,9 @@ def test_train_writes_a_complete_run_folder(gan_run: tuple[Path, Path, str]) -> 
     snap = torch.load(run / "checkpoints" / "G_last.pt", weights_only=True)
     assert snap["step"] == STEPS and "D" not in snap
     assert snap["G"]["net.0.weight"].shape == (32, 16)
-    assert all(torch.equal(snap["G"][k], last["G"][k]) for k in last["G"])
+    # the snapshot holds the generator that samples: the preset's EMA of G, kept in the state as "ema"
+    assert isinstance(last["ema"], dict) and cfg["train"]["ema_halflife_kimg"] > 0
+    assert all(torch.equal(snap["G"][k], last["ema"][k]) for k in last["G"])
 
     samples = sorted(p.name for p in (run / "samples").glob("*.png"))
     assert samples == ["epoch_0001.png", "epoch_0002.png", f"step_{STEPS:07d}.png"]

@@ -129,9 +129,9 @@ def test_piped_run_has_no_progress_bar_and_epochs_agree_across_logs(tmp_path: Pa
 def test_resume_lists_changes_and_refuses_architecture_changes(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert _tiny_gan(tmp_path, out, steps=10).returncode == 0
-    proc = _tiny_gan(tmp_path, out, "optim.lr_g=0.001", "--resume", steps=20)
+    proc = _tiny_gan(tmp_path, out, "optim.lr_g=0.002", "--resume", steps=20)
     assert proc.returncode == 0, proc.stderr
-    assert "resume: optim.lr_g changed: 0.0002 -> 0.001" in proc.stdout
+    assert "resume: optim.lr_g changed: 0.001 -> 0.002" in proc.stdout
     assert "resume: train.max_steps changed: 10 -> 20" in proc.stdout
     proc = _tiny_gan(tmp_path, out, "model.g_hidden=[32]", "--resume", steps=30)
     assert proc.returncode == 2
@@ -359,8 +359,8 @@ def _demo_commands(epochs: int) -> list[list[str]]:
 
 
 def test_make_demo_runs_again_and_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    # make demo's own commands on tiny Fashion-MNIST-like data (200 images: 2 steps of the preset's
-    # batch of 100 per epoch); a second and a third make demo must succeed too.
+    # make demo's own commands on tiny Fashion-MNIST-like data (200 images: 4 steps of the preset's
+    # batch of 50 per epoch); a second and a third make demo must succeed too.
     write_idx_dataset(Path(os.environ["GANKIT_DATA"]) / "fashion-mnist")
     monkeypatch.chdir(tmp_path)
     grid = tmp_path / "runs" / "gan-demo" / "generated.png"
@@ -373,4 +373,4 @@ def test_make_demo_runs_again_and_again(tmp_path: Path, monkeypatch: pytest.Monk
     # a longer demo continues the same run
     for argv in _demo_commands(epochs=2):
         assert main(argv + (["--no-progress"] if argv[0] == "train" else [])) == 0
-    assert torch.load(tmp_path / "runs" / "gan-demo" / "checkpoints" / "last.pt", weights_only=True)["step"] == 4
+    assert torch.load(tmp_path / "runs" / "gan-demo" / "checkpoints" / "last.pt", weights_only=True)["step"] == 8

@@ -226,7 +226,7 @@ def test_readme_commands_run_as_written(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_readme_python_api_block_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The ```python block of "## Python API", executed unchanged on tiny Fashion-MNIST-like data
-    (200 images: 5 epochs of the preset's batch 100 are 10 steps)."""
+    (200 images: 5 epochs of the preset's batch 50 are 20 steps)."""
     section = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 1
@@ -236,6 +236,6 @@ def test_readme_python_api_block_runs_as_written(tmp_path: Path, monkeypatch: py
     exec(compile(blocks[0], "README.md (Python API)", "exec"), names)
     G = names["G"]
     assert isinstance(G, torch.nn.Module) and not G.training
-    assert names["result"].step == 10 and names["images"].shape == (16, 1, 28, 28)
+    assert names["result"].step == 20 and names["images"].shape == (16, 1, 28, 28)
     assert names["more"].shape == (8, 1, 28, 28) and names["more"].abs().max() <= 1
     assert (tmp_path / "runs" / "gan-py" / "checkpoints" / "G_last.pt").is_file()

@@ -15,6 +15,8 @@ from gankit.training.ema import EMA, halflife_decay
 from gankit.training.loop import Trainer
 
 DECAY = 0.9
+CONSTANT = {"train.ema_decay": DECAY, "train.ema_halflife_kimg": 0.0}
+"""A constant decay (the gan preset's half-life off: the two are exclusive)."""
 RAMPUP = {"train.ema_halflife_kimg": 0.1, "train.ema_rampup": 0.5}
 """A half-life of 100 images, ramped up over the first 200: tiny runs of 20-image batches cross both."""
 
@@ -123,7 +125,7 @@ def test_shadow_is_a_separate_copy() -> None:
 
 
 def test_trainer_updates_ema_on_generator_steps_only(tmp_path: Path, tiny_cfg) -> None:
-    cfg = tiny_cfg("gan", tmp_path, **{"train.ema_decay": DECAY})
+    cfg = tiny_cfg("gan", tmp_path, **CONSTANT)
     tr = Trainer(cfg, tmp_path / "run", log=lambda m: None)
     assert tr.ema is not None
     batch = tr.data.batch(tr.sampler.indices(0), device=tr.device, generator=None)
@@ -156,7 +158,7 @@ def test_resume_keeps_the_ema(preset: str, ema: str, tmp_path: Path, tiny_cfg, n
                 "train.batch_size": batch_size,
                 "train.epochs": 3,
                 "train.max_steps": max_steps,
-                **({"train.ema_decay": DECAY} if ema == "decay" else RAMPUP),
+                **(CONSTANT if ema == "decay" else RAMPUP),
             },
         )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import make_tiny_cfg
 
+from gankit.config import make_config
 from gankit.launch import train
 from gankit.training.stats import read_jsonl
 
@@ -34,7 +35,7 @@ def test_tensorboard_scalars_images_hparams_and_resume(tmp_path: Path, no_loss_p
     d_loss = acc.Scalars("loss/d_loss")
     assert [e.step for e in d_loss] == [r["step"] for r in stats] == [5, 10, 15, 20, 25]
     assert [round(e.value, 5) for e in d_loss] == [round(r["d_loss"], 5) for r in stats]
-    assert [e.value for e in acc.Scalars("lr/g")] == pytest.approx([2e-4] * 5)
+    assert [e.value for e in acc.Scalars("lr/g")] == pytest.approx([make_config("gan").optim.lr_g] * 5)  # the preset's
     # one sample grid per epoch end (steps 10, 20) and per final partial epoch (15, 25)
     assert sorted({e.step for e in acc.Images("samples")}) == [10, 15, 20, 25]
     assert acc.Images("samples")[0].width >= 512
