@@ -6,7 +6,9 @@ Jobs (``--jobs`` picks some), each trained for the same ``--steps`` with every a
   scored with ``gankit eval --metrics fid_clf`` (``--n`` samples against as many test images);
 * ``cgan``: ``cgan`` on the same 1,000 images, ``fid_clf`` and ``cls_acc``;
 * ``pix2pix``: ``pix2pix`` on 50 facades pairs (``data.max_images=50`` of the CMP base set's train pairs),
-  scored by the run's own last validation (``metrics.jsonl``: L1, PSNR, SSIM on the whole val split).
+  scored by the run's own last validation (``metrics.jsonl``: L1, PSNR, SSIM on the whole val split);
+* ``dcgan-full``: ``dcgan-fmnist32`` on all 60,000 Fashion-MNIST training images, as ``dcgan`` (the issue's
+  "no loss on the full set").
 
 Every run is ``gankit train PRESET --data DATA --max-steps S --epochs E --seed SEED --set
 train.keep_snapshots=0 --set train.keep_prev_state=false --set data.max_images=M --set train.augment=ARM
@@ -49,14 +51,20 @@ ARMS = ("none", "diffaug", "ada")
 
 @dataclass(frozen=True)
 class Job:
-    """One family on one small subset: its preset, data folder (under ``--data-root``), subset size,
-    training images in a step (for the epochs and ADA's speed) and what is scored (lower is better?)."""
+    """One family on one small subset: its preset, data folder (under ``--data-root``), subset size (0: the
+    whole set, of ``images``), training images in a step (for the epochs and ADA's speed) and what is
+    scored (lower is better?)."""
 
     preset: str
     data: str
     max_images: int
     batch: int
     metrics: dict[str, bool]
+    images: int = 0
+
+    @property
+    def size(self) -> int:
+        return self.max_images or self.images
 
     @property
     def paired(self) -> bool:
@@ -67,6 +75,7 @@ JOBS = {
     "dcgan": Job("dcgan-fmnist32", "fashion-mnist", 1000, 128, {"fid_clf": True}),
     "cgan": Job("cgan", "fashion-mnist", 1000, 100, {"fid_clf": True, "cls_acc": False}),
     "pix2pix": Job("pix2pix", "cmp-facades-base", 50, 1, {"val_l1": True, "val_psnr": False, "val_ssim": False}),
+    "dcgan-full": Job("dcgan-fmnist32", "fashion-mnist", 0, 128, {"fid_clf": True}, images=60000),
 }
 
 
@@ -76,13 +85,14 @@ def run_folder(job: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
 
 def train_command(job: str, arm: str, seed: int, args: argparse.Namespace) -> list[str]:
     j = JOBS[job]
-    epochs = math.ceil(args.steps / (j.max_images // j.batch))
+    epochs = math.ceil(args.steps / (j.size // j.batch))
     cmd = [sys.executable, "-m", "gankit", "train", j.preset, "--data", str(args.data_root / j.data)]
     cmd += ["--max-steps", str(args.steps), "--epochs", str(epochs), "--seed", str(seed), "--device", args.device]
     # no per-epoch snapshots, no previous full state: the small subsets end an epoch every few steps
     # (dcgan: 7), and these files would cost more time than the steps; training does not depend on them
     sets = ["train.keep_snapshots=0", "train.keep_prev_state=false"]
-    sets += [f"data.max_images={j.max_images}", f"train.augment={arm}"]
+    sets += [f"data.max_images={j.max_images}"] if j.max_images else []
+    sets += [f"train.augment={arm}"]
     if arm == "ada":
         kimg = args.ada_kimg or args.steps * j.batch / 5 / 1000
         sets.append(f"train.ada_kimg={kimg:g}")
