@@ -28,12 +28,13 @@ per invocation is appended to ``results.jsonl`` (unless ``--no-save``).
 
     python benchmarks/quality_augment.py --steps 3000 --seeds 0,1 [--jobs dcgan,cgan,pix2pix]
         [--arms none,diffaug,ada] [--data-root /work/shared/data] [--work /tmp/augment] [--n 10000]
-        [--device auto] [--parallel 2 --threads 1] [--set train.ada_target=0.6 ...] [--no-save]
+        [--device auto] [--parallel 2 --threads 1] [--max-images N] [--set train.ada_target=0.6 ...] [--no-save]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import shlex
 import statistics
@@ -85,6 +86,8 @@ def run_folder(job: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
 
 def train_command(job: str, arm: str, seed: int, args: argparse.Namespace) -> list[str]:
     j = JOBS[job]
+    if args.max_images:
+        j = dataclasses.replace(j, max_images=args.max_images)
     epochs = math.ceil(args.steps / (j.size // j.batch))
     cmd = [sys.executable, "-m", "gankit", "train", j.preset, "--data", str(args.data_root / j.data)]
     cmd += ["--max-steps", str(args.steps), "--epochs", str(epochs), "--seed", str(seed), "--device", args.device]
@@ -200,6 +203,7 @@ def main() -> None:
     p.add_argument("--data-root", type=Path, default=common.DEFAULT_DATA_ROOT)
     p.add_argument("--work", type=Path, default=Path("/tmp/augment"), help="folder of the run folders")
     p.add_argument("--n", type=int, default=10000, help="samples (and test images) per fid_clf evaluation")
+    p.add_argument("--max-images", type=int, default=0, help="subset size instead of the job's (0: the job's)")
     p.add_argument("--ada-kimg", type=float, default=0.0, help="train.ada_kimg of the ada arm (0: a fifth of the run)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override for every run")
     p.add_argument("--device", default="auto")
