@@ -195,6 +195,23 @@ def test_the_epoch_line_never_reads_zero_images_per_second() -> None:
     assert epoch_line(0, 2, 8, {"d_loss": 0.5}, {"seconds": 2.0, "images": 5900}).endswith("| 2.0 s, 2950 img/s")
 
 
+def test_the_epoch_lines_count_to_the_epoch_where_max_steps_stops(tmp_path: Path, tiny_cfg, no_loss_plot) -> None:
+    """pix2pix's 100 decay epochs made a 2,000-step run log "epoch 1/140" and stop at epoch 40."""
+
+    def epochs(cfg: Config, out: Path) -> list[str]:
+        lines: list[str] = []
+        tr = Trainer(cfg, out, log=lines.append)
+        tr.fit()
+        return [line.split()[1] for line in lines if line.startswith("epoch ")]
+
+    spe = Trainer(tiny_cfg("gan", tmp_path), tmp_path / "probe").steps_per_epoch
+    assert epochs(tiny_cfg("gan", tmp_path, **{"train.epochs": 5, "train.max_steps": spe + 1}), tmp_path / "a") == [
+        "1/2",
+        "2/2",
+    ]
+    assert epochs(tiny_cfg("gan", tmp_path, **{"train.epochs": 2}), tmp_path / "b") == ["1/2", "2/2"]
+
+
 @pytest.mark.parametrize("name", ["cgan", "dcgan", "pix2pix"])
 def test_lazy_r1_trains_finite_and_logs_r1_on_every_kth_step(
     name: str, tmp_path: Path, tiny_cfg, fake_paired_data, no_loss_plot

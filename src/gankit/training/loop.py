@@ -346,7 +346,7 @@ class Trainer(TrainingState):
         others wait, and the epoch's log line; returns the validation numbers."""
         val = self.end_of_epoch(owed["epoch"], final=owed["final"], timing=owed) if self.is_main else {}
         distributed.wait_for_main(self.dist)
-        echo(epoch_line(owed["epoch"], self.total_epochs, self.step, {**row, **val}, owed))
+        echo(epoch_line(owed["epoch"], self.final_epoch(), self.step, {**row, **val}, owed))
         return val
 
     @torch.no_grad()

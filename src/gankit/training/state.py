@@ -83,6 +83,10 @@ class TrainingState:
         """Training images the steps so far took from the data (all processes): the count a resume keeps."""
         return self.position * self.cfg.train.batch_size * self.dist.world_size
 
+    def final_epoch(self) -> int:
+        """The epoch (1-based) in which this run stops: ``total_epochs`` unless ``train.max_steps`` ends it sooner."""
+        return self.epoch_of(self.end_position - 1) + 1
+
     def epochs_reached(self) -> int:
         """The epoch of the last step taken (1-based; 0 before the first): what "done" reports."""
         return self.epoch_of(self.position - 1) + 1 if self.position > 0 else 0
